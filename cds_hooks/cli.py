@@ -1,0 +1,77 @@
+"""The `cds-hooks` command: `serve` and `evaluate`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import Config
+
+
+def _serve(args) -> int:
+    from .app import create_app
+
+    config = Config.from_env() if args.production else Config.from_env(auth_disabled=True)
+    if args.production:
+        print("--production comes with the deployment work; use the development server for now",
+              file=sys.stderr)
+        return 2
+    app = create_app(config)
+    print(f"fusion-cds development server on http://{args.host}:{args.port}/cds-services", file=sys.stderr)
+    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .app import create_app
+    from .registry import registry_of
+
+    try:
+        with open(args.request, encoding="utf-8") as f:
+            body = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.request}: {exc}", file=sys.stderr)
+        return 2
+    if args.fhir_server and isinstance(body, dict):
+        body["fhirServer"] = args.fhir_server
+    app = create_app(Config.from_env(auth_disabled=True))
+    registry = registry_of(app)
+    try:
+        service_id = args.service
+        if not service_id:
+            hook = body.get("hook") if isinstance(body, dict) else None
+            matches = [p.service_id for p in registry.packs() if p.hook == hook] or [p.service_id for p in registry.packs()]
+            service_id = matches[0]
+        response = app.test_client().post(f"/cds-services/{service_id}", json=body)
+        print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+        return 0 if response.status_code == 200 else 1
+    finally:
+        registry.engine.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cds-hooks", description="fusion-cds: CDS Hooks service for lumbar fusion orders")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service (development server, authentication off)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--production", action="store_true", help="production server (gunicorn)")
+    serve.set_defaults(func=_serve)
+
+    evaluate = sub.add_parser("evaluate", help="print the response the service gives to a request file")
+    evaluate.add_argument("request", help="CDS Hooks request JSON file")
+    evaluate.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
+    evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
+    evaluate.set_defaults(func=_evaluate)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The patient's record for one hook call: prefetch first, then parallel fetches for the rest.
+
+CDS Hooks 2.0, "Providing FHIR Resources to a CDS Service": prefetch when the client sent it,
+otherwise the service queries `fhirServer` with `fhirAuthorization`. A key that fails makes the
+criteria depending on its resource type `unavailable`; when every key fails the call answers 412.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .fhir_client import FhirClient, FhirError
+from .hook_request import HookRequest
+from .prefetch import FAILED, FETCHED, NO_DATA, SourceResult, TemplateError, read_prefetch, render, resource_type_of
+
+log = logging.getLogger("cds_hooks.data")
+
+_SUBJECT_FIELDS = ("subject", "patient", "beneficiary")
+
+
+@dataclass
+class FetchSettings:
+    timeout: float = 3.0
+    deadline: float = 4.0
+    max_pages: int = 20
+    max_bytes: int = 20_000_000
+    page_size: int | None = 200
+
+
+@dataclass
+class PatientData:
+    patient_id: str
+    sources: dict[str, SourceResult]
+    resources: list[dict] = field(default_factory=list)
+    dropped_foreign: int = 0
+
+    @property
+    def failed_types(self) -> list[str]:
+        return sorted({s.resource_type for s in self.sources.values() if s.status == FAILED})
+
+    @property
+    def failed_sources(self) -> list[SourceResult]:
+        return [s for s in self.sources.values() if s.status == FAILED]
+
+    @property
+    def nothing_obtained(self) -> bool:
+        return bool(self.sources) and all(s.status == FAILED for s in self.sources.values())
+
+    @property
+    def origin(self) -> str:
+        """`prefetch`, `fetched` or `mixed`: where the data came from, for the audit trail."""
+        kinds = {s.status for s in self.sources.values() if s.status != FAILED and s.status != NO_DATA}
+        if kinds == {FETCHED}:
+            return "fetched"
+        if FETCHED in kinds:
+            return "mixed"
+        return "prefetch"
+
+    def of_type(self, resource_type: str) -> list[dict]:
+        return [r for r in self.resources if r.get("resourceType") == resource_type]
+
+    def index(self) -> dict[str, dict]:
+        return {f"{r['resourceType']}/{r.get('id')}": r for r in self.resources}
+
+
+def _belongs_to_other_patient(resource: dict, patient_id: str) -> bool:
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") not in (None, patient_id)
+    for name in _SUBJECT_FIELDS:
+        ref = resource.get(name)
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            target = ref["reference"].rstrip("/")
+            if "Patient/" in target:
+                return target.rsplit("Patient/", 1)[1].split("/")[0] != patient_id
+    return False
+
+
+def _fetch_one(client: FhirClient, key: str, query: str, rtype: str) -> SourceResult:
+    try:
+        resources = client.get(query)
+    except FhirError as exc:
+        log.warning("fetch of %s failed: %s", key, exc.kind)
+        return SourceResult(key, rtype, FAILED, reason=str(exc))
+    return SourceResult(key, rtype, FETCHED, resources)
+
+
+def gather(request: HookRequest, templates: dict[str, str], settings: FetchSettings,
+           client: FhirClient | None = None) -> PatientData:
+    """Collect every prefetch key's data: from the request, or fetched in parallel."""
+    results, missing = read_prefetch(request.prefetch, templates)
+    context = request.raw.get("context") if isinstance(request.raw.get("context"), dict) else {}
+    queries: dict[str, str] = {}
+    for key in missing:
+        rtype = resource_type_of(templates[key])
+        try:
+            queries[key] = render(templates[key], context, request.user_id)
+        except TemplateError as exc:
+            results[key] = SourceResult(key, rtype, FAILED, reason=str(exc))
+    if queries and not request.fhir_server:
+        for key in queries:
+            results[key] = SourceResult(key, resource_type_of(templates[key]), FAILED,
+                                        reason="not prefetched and no fhirServer to fetch it from")
+        queries = {}
+    if queries:
+        own_client = client is None
+        if client is None:
+            token = request.fhir_authorization.access_token if request.fhir_authorization else None
+            client = FhirClient(
+                request.fhir_server, token,
+                timeout=settings.timeout,
+                deadline=time.monotonic() + settings.deadline,
+                max_pages=settings.max_pages,
+                max_bytes=settings.max_bytes,
+                page_size=settings.page_size,
+            )
+        try:
+            with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="fhir-fetch") as pool:
+                futures = {
+                    key: pool.submit(_fetch_one, client, key, q, resource_type_of(templates[key]))
+                    for key, q in queries.items()
+                }
+                for key, fut in futures.items():
+                    results[key] = fut.result()
+        finally:
+            if own_client:
+                client.close()
+
+    seen: set[tuple[str, str]] = set()
+    resources: list[dict] = []
+    dropped = 0
+    for key in templates:
+        for r in results[key].resources:
+            ident = (r.get("resourceType"), str(r.get("id")))
+            if r.get("id") is not None and ident in seen:
+                continue
+            if _belongs_to_other_patient(r, request.patient_id):
+                dropped += 1
+                continue
+            seen.add(ident)
+            resources.append(r)
+    if dropped:
+        log.warning("dropped %d resources that belong to another patient", dropped)
+    ordered = {k: results[k] for k in templates}
+    return PatientData(request.patient_id, ordered, resources, dropped)

@@ -1,0 +1,41 @@
+"""The service endpoint: `POST /cds-services/{id}` (CDS Hooks 2.0, "Calling a CDS Service").
+
+Answers 200 with `{"cards": [...]}`, 400 for a request the service cannot use, 404 for an unknown
+service, 412 when no patient data can be obtained ("HTTP Response": the service could not obtain
+the data it needs).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .criteria import CriteriaError
+from .engine import EngineError
+from .errors import ServiceError
+from .hook_request import parse_hook_request
+from .registry import registry_of
+
+bp = Blueprint("service", __name__)
+
+
+def public_base_url() -> str:
+    configured = registry_of(current_app).config.public_base_url
+    return (configured or request.host_url).rstrip("/")
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str):
+    evaluator = registry_of(current_app).get(service_id)
+    if evaluator is None:
+        raise ServiceError(404, "unknown-service", f"no CDS service with id {service_id!r}")
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise ServiceError(400, "malformed-json", "the request body is not valid JSON")
+    hook_request = parse_hook_request(body, evaluator.pack.hook)
+    try:
+        outcome = evaluator.evaluate(hook_request, public_base_url())
+    except EngineError as exc:
+        raise ServiceError(503, "engine-unavailable",
+                           f"the criteria engine could not evaluate this request ({exc.kind})") from exc
+    except CriteriaError as exc:
+        raise ServiceError(500, "rule-pack-error", "the rule pack returned malformed results") from exc
+    return jsonify(outcome.response)

@@ -1,0 +1,99 @@
+"""Fusion order detection and grouping into surgical cases (order-sign draftOrders)."""
+import copy
+
+from cds_hooks.orders import OrderDetector, group_cases, reference_date_of
+from cds_hooks.rulepack import load_rule_packs
+from conftest import REPO, load_json
+
+PACK = load_rule_packs(REPO / "cql")["lumbar-fusion"]
+CPT = "http://www.ama-assn.org/go/cpt"
+
+
+def sr(code, system=CPT, level="L5-S1", **extra):
+    r = {"resourceType": "ServiceRequest", "id": f"o{code}".replace(".", ""), "status": "draft", "intent": "order",
+         "code": {"coding": [{"system": system, "code": code}]}, "subject": {"reference": "Patient/p"}}
+    if level:
+        r["bodySite"] = [{"text": level}]
+    r.update(extra)
+    return r
+
+
+def detect(*orders, local=None):
+    return OrderDetector(PACK.orders, local).detect(list(orders))
+
+
+def test_every_primary_fusion_code_is_detected():
+    for code in ("22558", "22586", "22612", "22630", "22633"):
+        assert [o.code for o in detect(sr(code))] == [code]
+
+
+def test_icd10pcs_fusion_prefixes_are_detected():
+    found = detect(sr("0SG00AJ", system="http://www.cms.gov/Medicare/Coding/ICD10"))
+    assert found and found[0].matched_by == "code-prefix"
+
+
+def test_local_order_codes_map_to_pack_codes():
+    order = sr("ORTHO-ALIF", system="urn:local:orders")
+    assert detect(order) == []
+    found = detect(order, local={"urn:local:orders|ORTHO-ALIF": "22558"})
+    assert found[0].code == "22558" and found[0].matched_by == "local-code"
+
+
+def test_display_text_is_the_last_resort():
+    order = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+             "code": {"text": "L4-5 TLIF with instrumentation"}, "bodySite": [{"text": "L4-5"}]}
+    found = detect(order)
+    assert found[0].matched_by == "text" and found[0].levels == ["L4-L5"]
+
+
+def test_non_fusion_orders_and_medications_are_ignored():
+    mri = sr("72148")
+    med = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order"}
+    assert detect(mri, med) == []
+
+
+def test_orders_sharing_a_requisition_form_one_case():
+    req = {"system": "urn:test", "value": "R1"}
+    cases = group_cases(detect(sr("22558", requisition=req), sr("22612", requisition=req)))
+    assert len(cases) == 1 and cases[0].codes == ["22558", "22612"]
+
+
+def test_orders_without_a_requisition_are_separate_cases():
+    assert len(group_cases(detect(sr("22558"), sr("22612", level="L4-L5")))) == 2
+
+
+def test_an_add_on_attaches_to_its_primary_and_adds_its_level():
+    cases = group_cases(detect(sr("22612", level="L5-S1"), sr("22614", level="L4-L5")))
+    assert len(cases) == 1
+    assert cases[0].levels == ["L4-L5", "L5-S1"] and cases[0].codes == ["22612", "22614"]
+
+
+def test_an_add_on_does_not_attach_to_a_different_family():
+    cases = group_cases(detect(sr("22558"), sr("22614", level="L4-L5")))
+    assert len(cases) == 2
+
+
+def test_the_360_fixture_is_one_case_over_two_levels():
+    orders = [e["resource"] for e in load_json(REPO / "fhir_fixtures/orders/case-360.json")["entry"]]
+    cases = group_cases(detect(*orders))
+    assert len(cases) == 1 and cases[0].levels == ["L4-L5", "L5-S1"]
+
+
+def test_a_two_level_range_on_one_order_gives_two_levels():
+    assert detect(sr("22558", level="L4-S1"))[0].levels == ["L4-L5", "L5-S1"]
+
+
+def test_reference_date_prefers_occurrence_then_authored_on():
+    order = sr("22558", occurrenceDateTime="2026-12-14T08:00:00-05:00", authoredOn="2026-11-20")
+    assert reference_date_of(order) == "2026-12-14"
+    assert reference_date_of({**order, "occurrenceDateTime": None}) == "2026-11-20"
+    assert reference_date_of({"occurrencePeriod": {"start": "2027-01-02"}}) == "2027-01-02"
+
+
+def test_urgent_and_stat_orders_are_marked_urgent():
+    assert group_cases(detect(sr("22558", priority="stat")))[0].urgent
+    assert not group_cases(detect(sr("22558", priority="routine")))[0].urgent
+
+
+def test_cancelled_orders_are_not_being_signed():
+    assert detect(sr("22558", status="revoked")) == []
