@@ -1,0 +1,78 @@
+"""The `cds-hooks` command as a user runs it: evaluate a request file; serve and answer curl."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import FIXTURES, REPO
+from support.fhir_server import free_port
+from support.hooks import statuses
+
+CLI = str(Path(sys.executable).parent / "cds-hooks")
+SEED_STATUSES = {
+    "indication": "met", "imaging-severity@L5-S1": "not-met", "conservative-care": "not-met",
+    "instability@L5-S1": "not-documented", "injection-trial": "met", "neuropathic-medication": "not-documented",
+    "facet-evaluation": "not-documented", "nicotine": "not-documented", "red-flags": "not-documented",
+}
+
+
+def run(*args, **kw):
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120, cwd=REPO, **kw)
+
+
+def test_evaluate_prints_the_seed_response_with_the_nine_statuses():
+    out = run("evaluate", str(FIXTURES / "requests" / "seed-prefetch.json"))
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert statuses(body["cards"][0]) == SEED_STATUSES
+
+
+@pytest.mark.fhir_server
+def test_evaluate_without_prefetch_against_the_fhir_server_gives_the_same_statuses(fhir_server):
+    out = run("evaluate", str(FIXTURES / "requests" / "seed-no-prefetch.json"), "--fhir-server", fhir_server.base_url)
+    assert out.returncode == 0, out.stderr
+    assert statuses(json.loads(out.stdout)["cards"][0]) == SEED_STATUSES
+
+
+def test_evaluate_exits_non_zero_and_prints_the_error_for_a_bad_request(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hook": "order-sign", "context": {}}))
+    out = run("evaluate", str(bad))
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["error"] == "invalid-request"
+
+
+def test_evaluate_reports_an_unreadable_file():
+    out = run("evaluate", "/no/such/file.json")
+    assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+def test_serve_answers_discovery_and_the_readme_curl():
+    port = free_port()
+    proc = subprocess.Popen([CLI, "serve", "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/cds-services", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        body = (FIXTURES / "requests" / "seed-prefetch.json").read_bytes()
+        r = requests.post(f"{base}/cds-services/lumbar-fusion", data=body,
+                          headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 200
+        assert statuses(r.json()["cards"][0]) == SEED_STATUSES
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "AUTHENTICATION IS OFF" in err
