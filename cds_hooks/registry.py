@@ -6,15 +6,18 @@ from flask import Flask
 from .config import Config
 from .engine import CqlEngine
 from .evaluation import Evaluator
+from .replay import MemoryReplayStore, ReplayStore
 from .rulepack import RulePack
 
 EXTENSION = "cds_hooks"
 
 
 class ServiceRegistry:
-    def __init__(self, packs: dict[str, RulePack], engine: CqlEngine, config: Config):
+    def __init__(self, packs: dict[str, RulePack], engine: CqlEngine, config: Config,
+                 replay_store: ReplayStore | None = None):
         self.config = config
         self.engine = engine
+        self.replay_store = replay_store or MemoryReplayStore()
         self.evaluators = {sid: Evaluator(pack, engine, config) for sid, pack in packs.items()}
 
     def packs(self) -> list[RulePack]:
