@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
 from .levels import INTERSPACES, interspaces_of_concept
 
@@ -215,7 +215,3 @@ def group_cases(orders: list[FusionOrder], now: datetime | None = None) -> list[
             )
         )
     return cases
-
-
-def parse_date(value: str) -> date:
-    return date.fromisoformat(value[:10])
