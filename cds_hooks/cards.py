@@ -103,6 +103,48 @@ def _sites(resource: dict) -> str | None:
     return ", ".join(texts) if texts else None
 
 
+_SOURCE_EXTENSION = "http://fusion-cds.example.org/fhir/StructureDefinition/report-text-source"
+_SUPERSEDED_EXTENSION = "http://fusion-cds.example.org/fhir/StructureDefinition/report-text-superseded"
+
+
+def _parts(extension: dict) -> dict:
+    out = {}
+    for e in extension.get("extension") or []:
+        if isinstance(e, dict) and isinstance(e.get("url"), str):
+            out[e["url"]] = next((v for k, v in e.items() if k.startswith("value")), None)
+    return out
+
+
+def _report_text_source(obs: dict) -> dict | None:
+    """The sentence a derived Observation was read from (extension report-text-source), if any."""
+    for e in obs.get("extension") or []:
+        if isinstance(e, dict) and e.get("url") == _SOURCE_EXTENSION:
+            return _parts(e)
+    return None
+
+
+def _describe_derived(obs: dict, when: str | None) -> str:
+    """A finding read from report text: what it says, and the quoted sentence (and what the impression overruled)."""
+    source = _report_text_source(obs) or {}
+    what = (_concept_text(obs.get("code")) or "Finding").replace(" (from the report text)", "")
+    value = _value_text(obs)
+    for comp in obs.get("component") or []:
+        text = _concept_text(comp.get("valueCodeableConcept")) if isinstance(comp, dict) else None
+        if text:
+            value = f"{value}, {text.lower()}" if value else text.lower()
+    site = _sites(obs)
+    line = f"Report text ({source.get('section', 'report')}{', ' + when if when else ''}): {what}"
+    line += f": {value.lower()}" if value else ""
+    line += f" at {site}" if site else ""
+    line += f" — “{source.get('quote', '')}”"
+    overruled = [_parts(e) for e in obs.get("extension") or []
+                 if isinstance(e, dict) and e.get("url") == _SUPERSEDED_EXTENSION]
+    if overruled:
+        line += " (the impression wins over the findings section, which reads " + "; ".join(
+            f"{o.get('reading', '')}: “{o.get('quote', '')}”" for o in overruled) + ")"
+    return line
+
+
 def describe(reference: str, resources: dict[str, dict]) -> str:
     """One line naming what a piece of evidence is, where and when."""
     r = resources.get(reference)
@@ -124,6 +166,8 @@ def describe(reference: str, resources: dict[str, dict]) -> str:
         severity = _concept_text(r.get("severity"))
         if severity:
             what += f", {severity.lower()}"
+    elif kind == "Observation" and _report_text_source(r):
+        return _describe_derived(r, when)
     elif kind == "Observation":
         what = _concept_text(r.get("code")) or "Observation"
         value = _value_text(r)

@@ -50,6 +50,17 @@ def _evaluate(args) -> int:
         registry.engine.close()
 
 
+def _report_text(args) -> int:
+    from pathlib import Path
+
+    from .report_text_eval import GOLD, run_bench, run_eval
+
+    gold = Path(args.gold) if args.gold else GOLD
+    if args.action == "bench":
+        return run_bench(gold, repeat=args.repeat)
+    return run_eval(gold, verbose=args.verbose, as_json=args.json)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-hooks", description="fusion-cds: CDS Hooks service for lumbar fusion orders")
     parser.add_argument("--log-level", default="INFO")
@@ -66,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
     evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
     evaluate.set_defaults(func=_evaluate)
+
+    report_text = sub.add_parser("report-text", help="evaluate or benchmark the report-text extractor (docs/report-text.md)")
+    report_text.add_argument("action", choices=["eval", "bench"])
+    report_text.add_argument("--gold", help="gold set (default eval/report_text/gold.toml)")
+    report_text.add_argument("--verbose", action="store_true", help="list every miss and extra")
+    report_text.add_argument("--json", action="store_true", help="figures as JSON")
+    report_text.add_argument("--repeat", type=int, default=20, help="bench: passes over the corpus")
+    report_text.set_defaults(func=_report_text)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

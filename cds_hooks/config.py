@@ -67,6 +67,8 @@ class Config(BaseSettings):
     fhir_max_pages: int = Field(20, ge=1, description="Most pages followed per search")
     fhir_max_bytes: int = Field(20_000_000, ge=1, description="Largest FHIR response body accepted, in bytes")
     fhir_page_size: int | None = Field(200, description="_count added to searches that set none")
+    # Imaging findings read from radiology report text (docs/report-text.md).
+    report_text: bool = Field(True, description="Read stenosis grades, slips and flexion-extension measurements from imaging report text")
     # Site maps.
     local_order_codes: dict[str, str] = Field(
         default_factory=dict, description='Local order codes -> rule pack order code, {"system|code": "22558"}')

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .cards import CardContext, build_card
 from .config import Config
 from .criteria import CriterionResult, evaluate_case
+from .derived_findings import derive as derive_findings
 from .engine import CqlEngine
 from .errors import ServiceError
 from .hook_request import HookRequest
@@ -78,6 +79,11 @@ class Evaluator:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
             raise ServiceError(412, "no-data",
                                f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
+
+        if self.config.report_text:
+            t_text = time.perf_counter()
+            data.add_derived(derive_findings(data.resources))
+            timings["report_text"] = time.perf_counter() - t_text
 
         coverages = data.of_type("Coverage")
         index = data.index()

@@ -35,6 +35,13 @@ class PatientData:
     sources: dict[str, SourceResult]
     resources: list[dict] = field(default_factory=list)
     dropped_foreign: int = 0
+    # Resources the service derived (e.g. findings read from report text); also in `resources`.
+    derived: list[dict] = field(default_factory=list)
+
+    def add_derived(self, items: list[dict]) -> None:
+        """Add derived resources to what the criteria see; they are never sent to the EHR."""
+        self.derived.extend(items)
+        self.resources.extend(items)
 
     @property
     def failed_types(self) -> list[str]:

@@ -4,6 +4,7 @@ The server is sekmet-fhir (a real FHIR R4 server process, started by the test se
 fixture patient loaded as a transaction Bundle.
 """
 import copy
+import json
 
 import pytest
 import requests
@@ -84,3 +85,20 @@ def test_a_failing_resource_type_marks_only_its_criteria_unavailable(client, fhi
 def test_the_fixture_server_really_holds_the_seed_record(fhir_server):
     r = requests.get(f"{fhir_server.base_url}/Condition", params={"patient": "seed-patient"}, timeout=10)
     assert r.status_code == 200 and r.json()["total"] == 6
+
+
+def test_findings_read_from_report_text_are_never_written_to_the_ehr(client, fhir_server):
+    """A copy of the seed patient without coded stenosis grades: the report text decides, and stays in the service."""
+    from conftest import patient_bundle
+
+    bundle = json.loads(json.dumps(patient_bundle("seed")).replace("seed-", "seedtext-"))
+    bundle["entry"] = [e for e in bundle["entry"]
+                       if e["resource"]["id"] not in ("seedtext-stenosis-l5s1", "seedtext-stenosis-l4l5")]
+    fhir_server.load_bundle(bundle)
+    req = json.loads(json.dumps(request_fixture("seed", prefetch=False)).replace("seed-", "seedtext-"))
+    req["fhirServer"] = fhir_server.base_url
+    card = call(client, req)["cards"][0]
+    r = [r for r in results(card) if r["id"] == "imaging-severity"][0]
+    assert r["status"] == "not-met" and [ref for ref in r["evidence"] if ref.startswith("Observation/derived-")]
+    stored = requests.get(f"{fhir_server.base_url}/Observation", params={"patient": "seedtext-patient"}, timeout=10).json()
+    assert stored.get("total", 0) == 0 and not stored.get("entry")

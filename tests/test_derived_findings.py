@@ -1,0 +1,113 @@
+"""Derived Observations from report text: their FHIR shape, ids and provenance (cds_hooks/derived_findings.py)."""
+import base64
+import copy
+
+from fhir.resources.R4B.observation import Observation
+
+from conftest import patient_bundle
+from cds_hooks.derived_findings import METHOD_CODE, SOURCE_EXTENSION, SPINE_FINDING, derive
+
+
+def seed_resources():
+    return [e["resource"] for e in patient_bundle("seed")["entry"]]
+
+
+def report_of(resources):
+    return next(r for r in resources if r["resourceType"] == "DiagnosticReport")
+
+
+def by_level(observations, level):
+    return [o for o in observations if o["bodySite"]["coding"][0]["code"] == level]
+
+
+def test_seed_report_gives_a_final_mild_bilateral_foraminal_grade_at_l5s1():
+    obs = derive(seed_resources())
+    (mild,) = [o for o in by_level(obs, "L5-S1") if o["valueCodeableConcept"]["coding"][0]["code"] == "255604002"]
+    assert mild["status"] == "final"
+    assert mild["code"]["coding"][0] == {"system": SPINE_FINDING, "code": "spinal-stenosis-grade",
+                                         "display": "Spinal stenosis grade at one interspace"}
+    assert mild["method"]["coding"][0]["code"] == METHOD_CODE
+    assert mild["derivedFrom"] == [{"reference": "DiagnosticReport/seed-mri-2026-report"},
+                                   {"reference": "ImagingStudy/seed-mri-2026"}]
+    assert mild["effectiveDateTime"] == "2026-09-02"
+    assert mild["subject"] == {"reference": "Patient/seed-patient"}
+    components = {c["code"]["coding"][0]["code"]: c["valueCodeableConcept"]["coding"][0]["code"] for c in mild["component"]}
+    assert components == {"stenosis-compartment": "neural-foramen", "laterality": "bilateral"}
+    Observation.model_validate(mild)
+
+
+def test_the_sentence_and_its_offsets_are_kept_in_the_observation():
+    resources = seed_resources()
+    obs = derive(resources)
+    (l4l5,) = [o for o in by_level(obs, "L4-L5") if o["valueCodeableConcept"]["coding"][0]["code"] == "255604002"]
+    (ext,) = [e for e in l4l5["extension"] if e["url"] == SOURCE_EXTENSION]
+    parts = {e["url"]: next(v for k, v in e.items() if k.startswith("value")) for e in ext["extension"]}
+    conclusion = report_of(resources)["conclusion"]
+    assert parts["source"] == "conclusion" and parts["section"] == "impression"
+    assert conclusion[parts["start"]:parts["end"]] == parts["quote"] == "Mild narrowing of the left neural foramen at L4-L5."
+    assert parts["quote"] in l4l5["note"][0]["text"]
+
+
+def test_ids_are_deterministic_and_prefixed_so_they_cannot_be_taken_for_ehr_ids():
+    first, second = derive(seed_resources()), derive(seed_resources())
+    assert [o["id"] for o in first] == [o["id"] for o in second]
+    assert all(o["id"].startswith("derived-") and len(o["id"]) <= 64 for o in first)
+    assert len({o["id"] for o in first}) == len(first)
+
+
+def test_a_preliminary_report_gives_preliminary_observations():
+    resources = seed_resources()
+    report_of(resources)["status"] = "preliminary"
+    assert {o["status"] for o in derive(resources)} == {"preliminary"}
+
+
+def test_an_entered_in_error_report_gives_nothing():
+    resources = seed_resources()
+    report_of(resources)["status"] = "entered-in-error"
+    assert derive(resources) == []
+
+
+def test_a_radiograph_report_gives_no_stenosis_grade():
+    resources = seed_resources()
+    report = report_of(resources)
+    report["imagingStudy"] = []
+    report["code"] = {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72100"}], "text": "XR lumbar spine"}
+    report["conclusion"] = "Moderate narrowing at L4-L5. 3 mm anterolisthesis of L4 on L5."
+    report.pop("presentedForm")
+    codes = [o["code"]["coding"][0]["code"] for o in derive(resources)]
+    assert codes == ["spondylolisthesis"]
+
+
+def test_an_html_presented_form_is_read():
+    resources = seed_resources()
+    report = report_of(resources)
+    report.pop("conclusion")
+    html = "<p>IMPRESSION:</p><p>Severe central canal stenosis at L4-L5.</p>"
+    report["presentedForm"] = [{"contentType": "text/html; charset=utf-8", "data": base64.b64encode(html.encode()).decode()}]
+    (obs,) = derive(resources)
+    assert obs["valueCodeableConcept"]["coding"][0]["code"] == "24484000"
+
+
+def test_an_unreadable_presented_form_is_skipped_without_error():
+    resources = seed_resources()
+    report = report_of(resources)
+    report.pop("conclusion")
+    report["presentedForm"] = [{"contentType": "text/plain", "data": "%%% not base64 %%%"},
+                               {"contentType": "application/pdf", "data": "JVBERi0="}]
+    assert derive(resources) == []
+
+
+def test_a_non_imaging_report_is_not_read():
+    resources = seed_resources()
+    report = report_of(resources)
+    report.pop("imagingStudy")
+    report["category"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}]
+    report["code"] = {"text": "Basic metabolic panel"}
+    assert derive(resources) == []
+
+
+def test_the_record_itself_is_not_changed():
+    resources = seed_resources()
+    before = copy.deepcopy(resources)
+    derive(resources)
+    assert resources == before
