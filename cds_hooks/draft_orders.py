@@ -146,20 +146,34 @@ def requester_of(orders: dict) -> str | None:
     return None
 
 
-def first_fusion_order(orders: dict) -> dict | None:
-    """The first ServiceRequest of a draft-orders Bundle: its CPT code, levels, priority and date."""
-    for entry in orders.get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "ServiceRequest":
-            continue
-        codings = (resource.get("code") or {}).get("coding") or []
-        cpt = next((c.get("code") for c in codings if c.get("system") == CPT), None)
-        levels: list[str] = []
-        for site in resource.get("bodySite") or []:
-            for c in site.get("coding") or []:
-                if c.get("code") in INTERSPACES:
-                    levels.append(c["code"])
-        return {"cpt": cpt, "levels": [s for s in INTERSPACES if s in levels],
-                "priority": resource.get("priority") or "routine",
-                "date": (resource.get("occurrenceDateTime") or "")[:10] or None}
-    return None
+def order_summary(orders: dict) -> dict | None:
+    """The orders of a draft-orders Bundle as one editable fusion order.
+
+    CPT code, priority and date of the first ServiceRequest; the levels of all of them (a 360 case
+    spread over several orders covers every level its orders name). None when there is no
+    ServiceRequest.
+    """
+    requests_ = [e.get("resource") for e in orders.get("entry") or [] if isinstance(e, dict)]
+    requests_ = [r for r in requests_ if isinstance(r, dict) and r.get("resourceType") == "ServiceRequest"]
+    if not requests_:
+        return None
+    first = requests_[0]
+    codings = (first.get("code") or {}).get("coding") or []
+    levels = {c["code"] for r in requests_ for site in r.get("bodySite") or [] for c in site.get("coding") or []
+              if c.get("code") in INTERSPACES}
+    return {"cpt": next((c.get("code") for c in codings if c.get("system") == CPT), None),
+            "levels": [s for s in INTERSPACES if s in levels],
+            "priority": first.get("priority") or "routine",
+            "date": (first.get("occurrenceDateTime") or "")[:10] or None}
+
+
+def describe_orders(orders: dict) -> str:
+    """`3 orders: L5-S1 anterior lumbar interbody fusion (ALIF); ...` from the orders' texts."""
+    texts = []
+    for e in orders.get("entry") or []:
+        r = e.get("resource") if isinstance(e, dict) else None
+        if isinstance(r, dict):
+            code = r.get("code") or {}
+            texts.append(code.get("text") or next((c.get("display") for c in code.get("coding") or []), None)
+                         or r.get("resourceType", "order"))
+    return f"{len(texts)} order{'s' if len(texts) != 1 else ''}: " + "; ".join(texts)

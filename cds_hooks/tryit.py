@@ -57,9 +57,12 @@ def asset(name: str):
 
 
 def _fixture_entry(fixture) -> dict:
-    order = draft_orders.first_fusion_order(fixture.orders) if fixture.orders else None
-    return {"key": f"{FIXTURE}:{fixture.name}", "source": FIXTURE, "label": fixture.label(),
-            "patientId": fixture.patient_id, "order": order}
+    entry = {"key": f"{FIXTURE}:{fixture.name}", "source": FIXTURE, "label": fixture.label(),
+             "patientId": fixture.patient_id, "order": None, "ordersText": None}
+    if fixture.orders:
+        entry["order"] = draft_orders.order_summary(fixture.orders)
+        entry["ordersText"] = draft_orders.describe_orders(fixture.orders)
+    return entry
 
 
 def _patient_label(patient: dict) -> str:
@@ -133,14 +136,20 @@ def build_request():
     else:
         raise _bad("patient must be one of the patients the page lists")
 
-    try:
-        order = draft_orders.fusion_order(
-            patient_id=patient_id, cpt=cpt, levels=draft_orders.parse_levels(levels) if levels else [],
-            priority=str(body.get("priority") or "routine"), user_id=DEFAULT_USER,
-            occurrence=body.get("date") or None, display=(catalogue.get(cpt) or {}).get("display"),
-            order_id="tryit-order-1")
-    except draft_orders.OrderError as exc:
-        raise _bad(str(exc)) from exc
+    if body.get("asWritten"):
+        # The fixture's own draft orders, exactly as the fixture files hold them.
+        if fixture is None or not fixture.orders:
+            raise _bad("only a bundled fixture with draft orders can be signed as written")
+        orders = fixture.orders
+    else:
+        try:
+            orders = draft_orders.bundle([draft_orders.fusion_order(
+                patient_id=patient_id, cpt=cpt, levels=draft_orders.parse_levels(levels) if levels else [],
+                priority=str(body.get("priority") or "routine"), user_id=DEFAULT_USER,
+                occurrence=body.get("date") or None, display=(catalogue.get(cpt) or {}).get("display"),
+                order_id="tryit-order-1")])
+        except draft_orders.OrderError as exc:
+            raise _bad(str(exc)) from exc
     context = {"userId": DEFAULT_USER, "patientId": patient_id}
     templates = dict(evaluator.pack.prefetch)
     notes: dict[str, str] = {}
@@ -157,6 +166,6 @@ def build_request():
         else:
             prefetch = None
     hook_request = order_sign_request(patient_id=patient_id, user_id=DEFAULT_USER,
-                                      draft_orders=draft_orders.bundle([order]), fhir_server=fhir_server,
+                                      draft_orders=orders, fhir_server=fhir_server,
                                       service_id=evaluator.pack.service_id, prefetch=prefetch)
     return jsonify({"request": hook_request, "prefetchNotes": notes})

@@ -26,7 +26,7 @@
   function safeHref(raw) {
     const href = raw.trim();
     try {
-      const url = new URL(href, global.location ? global.location.href : "http://localhost/");
+      const url = new URL(href, global.location.href);
       return SAFE_PROTOCOLS.has(url.protocol) ? url.href : null;
     } catch (e) {
       return null;

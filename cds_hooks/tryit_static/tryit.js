@@ -61,6 +61,16 @@
     const p = state.patients.find((x) => x.key === $("patient").value);
     fillOrder(p && p.order);
     $("prefetch-field").hidden = !(p && p.source === "fhir");
+    const written = Boolean(p && p.ordersText);
+    $("as-written-field").hidden = !written;
+    text($("as-written-text"), written ? p.ordersText : "").hidden = !written;
+    $("as-written").checked = false;
+    onAsWrittenChange();
+  }
+
+  // Signing the fixture's own orders leaves nothing to edit.
+  function onAsWrittenChange() {
+    $("order-fields").disabled = $("as-written").checked && !$("as-written-field").hidden;
   }
 
   async function load() {
@@ -123,6 +133,7 @@
     const prepared = await postJSON("api/request", {
       service: serviceId, patient: $("patient").value, cpt: $("cpt").value, levels: levels,
       priority: $("priority").value, date: $("date").value || null, prefetch: $("prefetch").checked,
+      asWritten: !$("as-written-field").hidden && $("as-written").checked,
     });
     if (!prepared.ok) {
       setStatus("The order could not be prepared: " + describeError(prepared), true);
@@ -325,6 +336,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("patient").addEventListener("change", onPatientChange);
+    $("as-written").addEventListener("change", onAsWrittenChange);
     $("order-form").addEventListener("submit", (e) => {
       sign(e).catch((err) => setStatus("Something went wrong: " + err.message, true));
     });
