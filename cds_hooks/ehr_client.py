@@ -65,9 +65,6 @@ class CdsClient:
     def service_url(self, service_id: str) -> str:
         return f"{self.discovery_url}/{service_id}"
 
-    def feedback_url(self, service_id: str) -> str:
-        return f"{self.service_url(service_id)}/feedback"
-
     def _headers(self, url: str) -> dict[str, str]:
         headers = {"Accept": JSON}
         if self.issuer is not None:
@@ -96,10 +93,6 @@ class CdsClient:
 
     def call(self, service_id: str, request: dict) -> Exchange:
         return self._call("POST", self.service_url(service_id), request)
-
-    def feedback(self, service_id: str, feedback: list[dict]) -> Exchange:
-        """CDS Hooks 2.0, "Feedback": `POST {base}/cds-services/{id}/feedback` with `{"feedback": [...]}`."""
-        return self._call("POST", self.feedback_url(service_id), {"feedback": feedback})
 
 
 def pick_service(discovery: dict, service_id: str | None = None, hook: str = "order-sign") -> dict:

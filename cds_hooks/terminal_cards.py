@@ -14,11 +14,11 @@ import textwrap
 RESET = "\033[0m"
 BOLD = "\033[1m"
 DIM = "\033[2m"
+REVERSE = "\033[7m"
 COLOURS = {"info": "\033[34m", "warning": "\033[33m", "critical": "\033[31m"}
 _BOLD_MD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
 _LINK_MD = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _CODE_MD = re.compile(r"`([^`]+)`")
-_ANSI = re.compile(r"\033\[[0-9;]*m")
 
 
 class Style:
@@ -37,12 +37,7 @@ def _inline(text: str, style: Style) -> str:
     return _BOLD_MD.sub(lambda m: style(m.group(1) or m.group(2), BOLD), text)
 
 
-def _visible_len(text: str) -> int:
-    return len(_ANSI.sub("", text))
-
-
 def _wrap(text: str, indent: str, hanging: str, width: int) -> list[str]:
-    # Wrap on the visible text; ANSI codes are zero-width, so wrap before styling where possible.
     wrapper = textwrap.TextWrapper(width=max(40, width), initial_indent=indent, subsequent_indent=hanging,
                                    break_long_words=False, break_on_hyphens=False)
     return wrapper.wrap(text) or [indent.rstrip()]
@@ -95,7 +90,7 @@ def _action_line(action: dict) -> str:
 def render_card(card: dict, style: Style, width: int) -> list[str]:
     indicator = card.get("indicator", "info")
     colour = COLOURS.get(indicator, "")
-    lines = [style(f" {indicator.upper()} ", BOLD, colour, "\033[7m") + " " + style(card.get("summary", ""), BOLD)]
+    lines = [style(f" {indicator.upper()} ", BOLD, colour, REVERSE) + " " + style(card.get("summary", ""), BOLD)]
     source = card.get("source") or {}
     if source.get("label"):
         lines.append("  " + style(f"from {source['label']}" + (f" <{source['url']}>" if source.get("url") else ""), DIM))

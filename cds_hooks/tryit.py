@@ -13,14 +13,16 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import requests
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
 from . import draft_orders
 from .ehr_client import order_sign_request, resolve_prefetch
 from .errors import ServiceError
-from .fhir_client import FhirClient, FhirError
-from .fixtures import FixtureError, load_fixture, load_fixtures, fixture_prefetch
+from .fhir_client import FhirError
+from .fixtures import FixtureError, fixture_prefetch, load_fixture, load_fixtures
 from .levels import INTERSPACES
+from .prefetch import resources_of
 from .registry import registry_of
 
 STATIC = Path(__file__).resolve().parent / "tryit_static"
@@ -72,26 +74,46 @@ def _patient_label(patient: dict) -> str:
     return f"{patient.get('id')}: {name} ({patient.get('gender', 'unknown')}, {patient.get('birthDate', '?')})"
 
 
+def _server_patients(base_url: str, fixture_ids: list[str], timeout: float) -> list[dict]:
+    """Patients on the configured server: the fixture patients loaded there first, then up to 20 more.
+
+    One page of each search only: a public server holds thousands of patients.
+    """
+    found: dict[str, dict] = {}
+    headers = {"Accept": "application/fhir+json"}
+    queries = ([f"Patient?_id={','.join(fixture_ids)}"] if fixture_ids else []) + ["Patient?_count=20"]
+    for query in queries:
+        try:
+            response = requests.get(f"{base_url.rstrip('/')}/{query}", headers=headers, timeout=timeout)
+            bundle = response.json() if response.status_code == 200 else None
+        except (requests.RequestException, ValueError) as exc:
+            raise FhirError("network", f"FHIR server unreachable ({type(exc).__name__})") from exc
+        if not isinstance(bundle, dict):
+            raise FhirError("http", f"FHIR server answered HTTP {response.status_code}", response.status_code)
+        for p in resources_of(bundle):
+            if p.get("resourceType") == "Patient" and isinstance(p.get("id"), str):
+                found.setdefault(p["id"], p)
+    return list(found.values())
+
+
 @bp.get("/api/patients")
 def patients():
     config = _config()
     out = {"patients": [], "fhirServer": config.tryit_fhir_server, "fhirError": None}
+    fixtures = []
     try:
-        out["patients"] = [_fixture_entry(f) for f in load_fixtures(config.fixtures_root)]
+        fixtures = load_fixtures(config.fixtures_root)
+        out["patients"] = [_fixture_entry(f) for f in fixtures]
     except FixtureError as exc:
         out["fixtureError"] = str(exc)
     if config.tryit_fhir_server:
-        client = FhirClient(config.tryit_fhir_server, timeout=config.fhir_timeout, max_pages=1, page_size=None)
         try:
-            found = client.search("Patient?_count=50")
-            for p in found:
-                if p.get("resourceType") == "Patient" and isinstance(p.get("id"), str):
-                    out["patients"].append({"key": f"{FHIR}:{p['id']}", "source": FHIR, "label": _patient_label(p),
-                                            "patientId": p["id"], "order": None})
+            for p in _server_patients(config.tryit_fhir_server, [f.patient_id for f in fixtures],
+                                      config.fhir_timeout):
+                out["patients"].append({"key": f"{FHIR}:{p['id']}", "source": FHIR, "label": _patient_label(p),
+                                        "patientId": p["id"], "order": None, "ordersText": None})
         except FhirError as exc:
             out["fhirError"] = f"could not list patients on {config.tryit_fhir_server}: {exc}"
-        finally:
-            client.close()
     return jsonify(out)
 
 
