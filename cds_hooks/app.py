@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask
 
-from . import discovery, policies, service
+from . import discovery, policies, service, tryit
 from .config import Config
 from .engine import CqlEngine
 from .errors import register_error_handlers
@@ -41,4 +41,6 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     app.register_blueprint(discovery.bp)
     app.register_blueprint(service.bp)
     app.register_blueprint(policies.bp)
+    if config.tryit_enabled:
+        app.register_blueprint(tryit.bp)
     return app

@@ -1,4 +1,4 @@
-"""The `cds-hooks` command: `serve` and `evaluate`."""
+"""The `cds-hooks` command: `serve`, `evaluate`, and the sandbox tools (cli_sandbox.py)."""
 from __future__ import annotations
 
 import argparse
@@ -6,19 +6,21 @@ import json
 import logging
 import sys
 
+from .cli_sandbox import add_sandbox_commands
 from .config import Config
 
 
 def _serve(args) -> int:
     from .app import create_app
 
-    config = Config.from_env() if args.production else Config.from_env(auth_disabled=True)
+    config = Config.from_env() if args.production else Config.from_env(auth_disabled=True, tryit_enabled=True)
     if args.production:
         print("--production comes with the deployment work; use the development server for now",
               file=sys.stderr)
         return 2
     app = create_app(config)
     print(f"fusion-cds development server on http://{args.host}:{args.port}/cds-services", file=sys.stderr)
+    print(f"try-it page on http://{args.host}:{args.port}/try/", file=sys.stderr)
     app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
     return 0
 
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     report_text.add_argument("--json", action="store_true", help="figures as JSON")
     report_text.add_argument("--repeat", type=int, default=20, help="bench: passes over the corpus")
     report_text.set_defaults(func=_report_text)
+    add_sandbox_commands(sub)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

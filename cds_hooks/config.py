@@ -79,6 +79,12 @@ class Config(BaseSettings):
     # Public base URL of the service (links in cards; the JWT audience). The request's host when empty.
     public_base_url: str | None = Field(None, description="Public base URL of the service")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted, in bytes")
+    # The try-it page (an EHR simulator at /try): on in development, off unless configured otherwise.
+    tryit_enabled: bool = Field(False, description="Serve the try-it page at /try (on in development)")
+    tryit_fhir_server: str | None = Field(
+        None, description="FHIR base URL whose patients the try-it page offers besides the bundled fixtures")
+    fixtures_root: Path = Field(REPO_ROOT / "fhir_fixtures",
+                                description="Folder of the fixture patients and orders the try-it page offers")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -87,8 +93,8 @@ class Config(BaseSettings):
 
     @classmethod
     def development(cls, **overrides) -> "Config":
-        """Local development: caller authentication off (the service logs a warning at start-up)."""
-        return cls(**{"auth_disabled": True, **overrides})
+        """Local development: caller authentication off (the service logs a warning at start-up), try-it page on."""
+        return cls(**{"auth_disabled": True, "tryit_enabled": True, **overrides})
 
     @classmethod
     def from_env(cls, **overrides) -> "Config":
