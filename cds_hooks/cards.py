@@ -286,22 +286,24 @@ def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) 
     profile = ctx.choice.profile
     values = {k: plain_number(v) for k, v in profile.parameters.items()}
     grouped = _grouped(results)
-    lines: list[str] = []
+    # Header paragraphs are separated by blank lines: CommonMark joins adjacent lines into one paragraph.
+    header: list[str] = []
     orders = "; ".join(
         f"{o.label} ({'CPT ' + o.code if o.code.isdigit() else o.code})" + (f" at {', '.join(o.levels)}" if o.levels else "")
         for o in ctx.case.orders
     )
-    lines.append(f"**Order:** {orders} · reference date {ctx.case.reference_date}")
+    header.append(f"**Order:** {orders} · reference date {ctx.case.reference_date}")
     if not ctx.case.levels:
-        lines.append("**Operative level missing on the order:** level-specific criteria cannot be checked.")
+        header.append("**Operative level missing on the order:** level-specific criteria cannot be checked.")
     if unmet:
         reasons = []
         for cid in unmet:
             worst = next((r for r in grouped[cid] if r.status in UNMET), grouped[cid][0])
             reasons.append(worst.reason)
-        lines.append("**Why it may not survive review:** " + " ".join(f"{r.rstrip('.')}." for r in reasons if r))
+        header.append("**Why it may not survive review:** " + " ".join(f"{r.rstrip('.')}." for r in reasons if r))
     if ctx.case.urgent:
-        lines.append(f"**{ctx.pack.cards['urgentNote']}**")
+        header.append(f"**{ctx.pack.cards['urgentNote']}**")
+    lines: list[str] = ["\n\n".join(header)]
     sections = (
         ("Required criteria", [c["id"] for c in ctx.pack.criteria if c["id"] in profile.required]),
         ("Advisory", [c["id"] for c in ctx.pack.criteria
