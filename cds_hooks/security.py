@@ -236,11 +236,7 @@ class CallerVerifier:
         else:
             raise AuthError("jku", "the token has no jku and the issuer has no configured JWK Set")
         key = self.jwks.key(url, kid)
-        if getattr(key, "key_type", None) == "EC" and _CURVES.get(alg) != getattr(
-                getattr(key.key, "curve", None), "name", None):
-            raise AuthError("key", "the signing key does not fit the token's algorithm")
-        jwk_alg = getattr(key, "_jwk_data", {}).get("alg")
-        if jwk_alg and jwk_alg != alg:
+        if not _fits(key, alg):
             raise AuthError("key", "the signing key does not fit the token's algorithm")
 
         now = self._clock()
@@ -279,6 +275,16 @@ class CallerVerifier:
         sub = claims.get("sub")
         return Caller(iss=iss, tenant=claims.get("tenant") if isinstance(claims.get("tenant"), str) else None,
                       sub=sub if isinstance(sub, str) else None, token_id=token_id[:16])
+
+
+def _fits(key, alg: str) -> bool:
+    """The key's type (and curve) is the one `alg` needs, and the JWK names no other `alg`."""
+    jwk_alg = getattr(key, "_jwk_data", {}).get("alg")
+    if jwk_alg and jwk_alg != alg:
+        return False
+    if alg.startswith("ES"):
+        return key.key_type == "EC" and getattr(getattr(key.key, "curve", None), "name", None) == _CURVES[alg]
+    return key.key_type == "RSA"
 
 
 def _bearer(authorization: str | None) -> str:
