@@ -54,6 +54,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the service hanging up at its deadline is expected here, not an error
+
+
 class LoopbackServer:
     """A real HTTP server on 127.0.0.1; subclasses implement `respond`."""
 
@@ -61,8 +68,7 @@ class LoopbackServer:
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self  # type: ignore[attr-defined]
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
