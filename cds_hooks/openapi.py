@@ -107,7 +107,7 @@ SCHEMAS = {
             "prefetch": {"type": "object", "additionalProperties": {"type": "string"}},
             "usageRequirements": {"type": "string"}}}}}},
     "HookRequest": {"type": "object", "required": ["hook", "hookInstance", "context"], "properties": {
-        "hook": {"type": "string", "example": "order-sign"},
+        "hook": {"type": "string", "enum": ["order-sign"], "description": "The hook the service answers"},
         "hookInstance": {"type": "string", "format": "uuid"},
         "fhirServer": {"type": "string", "format": "uri"},
         "fhirAuthorization": {"type": "object", "required": ["access_token", "token_type", "scope", "subject"],
@@ -116,7 +116,9 @@ SCHEMAS = {
             "expires_in": {"type": "integer"}, "scope": {"type": "string"}, "subject": {"type": "string"},
             "patient": {"type": "string"}}},
         "context": {"type": "object", "required": ["userId", "patientId", "draftOrders"], "properties": {
-            "userId": {"type": "string"}, "patientId": {"type": "string"}, "encounterId": {"type": "string"},
+            "userId": {"type": "string", "maxLength": 256},
+            "patientId": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"},
+            "encounterId": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"},
             "draftOrders": {"type": "object", "description": "FHIR Bundle of the orders being signed"}}},
         "prefetch": {"type": "object", "additionalProperties": {"type": "object", "nullable": True}}}},
     "Card": {"type": "object", "required": ["summary", "indicator", "source"], "properties": {

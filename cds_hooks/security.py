@@ -28,6 +28,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import jwt
 import requests
@@ -197,7 +198,9 @@ class CallerVerifier:
                 return entry
         raise AuthError("untrusted-issuer", "the token's issuer is not trusted")
 
-    def verify(self, authorization: str | None, audience: str) -> Caller:
+    def verify(self, authorization: str | None, audience: str | list[str]) -> Caller:
+        """`audience`: the endpoint URL (or its equivalent spellings); `aud` must contain one of them."""
+        audiences = [audience] if isinstance(audience, str) else list(audience)
         token = _bearer(authorization)
         try:
             header = jwt.get_unverified_header(token)
@@ -243,7 +246,8 @@ class CallerVerifier:
         try:
             claims = jwt.decode(
                 token, key.key, algorithms=[alg],
-                audience=[audience, audience + "/"], issuer=iss, leeway=self.skew,
+                audience=audiences + [a + "/" for a in audiences if not a.endswith("/")], issuer=iss,
+                leeway=self.skew,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": True,
                          "verify_nbf": True, "verify_exp": True, "verify_aud": True, "verify_iss": True},
             )
@@ -299,9 +303,11 @@ def _bearer(authorization: str | None) -> str:
     return token
 
 
-def endpoint_url(config: Config, path: str) -> str:
-    """The audience: the URL the client called, on the configured public base URL."""
-    return config.public_base_url.rstrip("/") + path
+def endpoint_urls(config: Config, path: str) -> list[str]:
+    """The audience: the URL the client called, on the configured public base URL (the path as
+    routed, and percent-encoded as a client writes it in a URL)."""
+    base = config.public_base_url.rstrip("/")
+    return sorted({base + path, base + quote(path, safe="/:@!$&'()*+,;=-._~")})
 
 
 def init_app(app: Flask, config: Config, replay_store: ReplayStore, jwks: JwksCache | None = None) -> None:
@@ -327,7 +333,7 @@ def init_app(app: Flask, config: Config, replay_store: ReplayStore, jwks: JwksCa
             return None
         try:
             g.caller = verifier.verify(request.headers.get("Authorization"),
-                                       endpoint_url(config, request.path))
+                                       endpoint_urls(config, request.path))
         except AuthError as exc:
             log.info("caller refused", extra={"fields": {"reason": exc.code}})
             response = error_response(401, "unauthorized", exc.reason)
