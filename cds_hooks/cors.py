@@ -70,8 +70,10 @@ def init_app(app: Flask, config) -> None:
 
     @app.after_request
     def _actual(response):
-        if not _applies(request.path) or response.status_code == 204 and request.method == "OPTIONS":
+        if not _applies(request.path):
             return response
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return response  # a preflight: answered (or refused) in full above
         response.vary.add("Origin")
         origin = request.headers.get("Origin")
         if _origin_allowed(origins, origin):

@@ -80,6 +80,9 @@ class FhirServerPolicy:
         parts = urlsplit(base_url)
         if parts.query or parts.fragment or not transport_allowed(base_url, self.allow_http_loopback):
             return False
+        segments = parts.path.lower().replace("%2e", ".").split("/")
+        if "." in segments or ".." in segments or "%2f" in parts.path.lower():
+            return False  # dot segments would walk out of an allowlisted base path
         if self.allow_loopback and is_loopback_host(parts.hostname or ""):
             return True
         candidate = normalise_base(base_url)
