@@ -52,7 +52,7 @@ class JsonFormatter(logging.Formatter):
                 entry.setdefault(key, value)
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = record.exc_info[0].__name__
-            entry["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
+            entry["stack"] = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(record.exc_info[2])]
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
