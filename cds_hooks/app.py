@@ -21,6 +21,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     An `engine` may be passed in to share one between applications (tests, benchmarks).
     """
     config = config or Config.from_env()
+    security.check_settings(config)  # before any worker process is started
     app = Flask(__name__)
     app.json.sort_keys = False
     app.json.ensure_ascii = False

@@ -310,11 +310,8 @@ def endpoint_urls(config: Config, path: str) -> list[str]:
     return sorted({base + path, base + quote(path, safe="/:@!$&'()*+,;=-._~")})
 
 
-def init_app(app: Flask, config: Config, replay_store: ReplayStore, jwks: JwksCache | None = None) -> None:
-    """Require a verified caller on every route under /cds-services (present and future ones).
-
-    With `auth_disabled`, nothing is checked (the application factory logs the warning).
-    """
+def check_settings(config: Config) -> None:
+    """With authentication on, the audience and at least one trusted issuer must be configured."""
     if config.auth_disabled:
         return
     if not config.public_base_url:
@@ -323,6 +320,16 @@ def init_app(app: Flask, config: Config, replay_store: ReplayStore, jwks: JwksCa
     if not config.trusted_issuers:
         raise ConfigError("caller authentication is on: set CDS_TRUSTED_ISSUERS (the CDS clients allowed to "
                           "call), or turn authentication off for development (CDS_AUTH_DISABLED)")
+
+
+def init_app(app: Flask, config: Config, replay_store: ReplayStore, jwks: JwksCache | None = None) -> None:
+    """Require a verified caller on every route under /cds-services (present and future ones).
+
+    With `auth_disabled`, nothing is checked (the application factory logs the warning).
+    """
+    if config.auth_disabled:
+        return
+    check_settings(config)
     verifier = CallerVerifier(config, replay_store, jwks)
     app.extensions["cds_hooks.security"] = verifier
 
