@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask
 
-from . import discovery, policies, service, tryit
+from . import cors, discovery, logs, openapi, policies, request_limits, security, service, tryit
 from .config import Config
 from .engine import CqlEngine
 from .errors import register_error_handlers
@@ -21,8 +21,8 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     An `engine` may be passed in to share one between applications (tests, benchmarks).
     """
     config = config or Config.from_env()
+    security.check_settings(config)  # before any worker process is started
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False
 
@@ -38,9 +38,16 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
         log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "
                     "Use this only for local development.")
     register_error_handlers(app)
+    # Order matters: request id first, then CORS preflights (no credentials), then the caller's JWT,
+    # then the body. Each applies to every route under /cds-services, present or added later.
+    logs.init_app(app, config)
+    cors.init_app(app, config)
+    security.init_app(app, config, app.extensions[EXTENSION].replay_store)
+    request_limits.init_app(app, config)
     app.register_blueprint(discovery.bp)
     app.register_blueprint(service.bp)
     app.register_blueprint(policies.bp)
+    app.register_blueprint(openapi.bp)
     if config.tryit_enabled:
         app.register_blueprint(tryit.bp)
     return app

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
+from . import logs
 from .cli_sandbox import add_sandbox_commands
 from .config import Config
+from .logs import QuietRequestHandler
 
 
 def _serve(args) -> int:
     from .app import create_app
 
-    config = Config.from_env() if args.production else Config.from_env(auth_disabled=True, tryit_enabled=True)
+    config = Config.from_env() if args.production else Config.development()
     if args.production:
         print("--production comes with the deployment work; use the development server for now",
               file=sys.stderr)
@@ -21,7 +22,9 @@ def _serve(args) -> int:
     app = create_app(config)
     print(f"fusion-cds development server on http://{args.host}:{args.port}/cds-services", file=sys.stderr)
     print(f"try-it page on http://{args.host}:{args.port}/try/", file=sys.stderr)
-    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    # The service logs each request itself; werkzeug's own access log would print query strings.
+    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False,
+            request_handler=QuietRequestHandler)
     return 0
 
 
@@ -37,7 +40,7 @@ def _evaluate(args) -> int:
         return 2
     if args.fhir_server and isinstance(body, dict):
         body["fhirServer"] = args.fhir_server
-    app = create_app(Config.from_env(auth_disabled=True))
+    app = create_app(Config.development())
     registry = registry_of(app)
     try:
         service_id = args.service
@@ -90,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     add_sandbox_commands(sub)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(args.log_level)
     return args.func(args)
 
 

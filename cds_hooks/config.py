@@ -14,10 +14,49 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Asymmetric JWS algorithms a CDS client may sign with (CDS Hooks 2.0, "Trusting CDS Clients":
+# ES384 and RS384 are required of services; others only when an issuer is configured for them).
+ASYMMETRIC_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+
+# Development defaults (Config.development()); a CDS_* variable of the same name still wins.
+DEVELOPMENT_DEFAULTS: dict[str, Any] = {
+    "fhir_allow_loopback": True,
+    "allow_http_loopback": True,
+    "cors_origins": ["https://sandbox.cds-hooks.org"],
+    "tryit_enabled": True,
+}
+
+
+class TrustedIssuer(BaseModel):
+    """A CDS client allowed to call the service, and where its signing keys are published."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iss: str = Field(min_length=1, description="The client's `iss` claim, compared exactly")
+    jwks_url: str | None = Field(None, description="JWK Set URL used when the token has no `jku` header")
+    jku_allowlist: list[str] = Field(default_factory=list, description="`jku` header values accepted, compared exactly")
+    algorithms: list[str] = Field(default_factory=lambda: ["ES384", "RS384"], description="Accepted `alg` values")
+    tenant: str | None = Field(None, description="When set, the token's `tenant` claim must equal it")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if a not in ASYMMETRIC_ALGORITHMS]
+        if bad or not value:
+            raise ValueError(f"algorithms must be a non-empty subset of {', '.join(ASYMMETRIC_ALGORITHMS)}; "
+                             f"refused: {', '.join(bad) or 'empty list'}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_key_source(self) -> "TrustedIssuer":
+        if not self.jwks_url and not self.jku_allowlist:
+            raise ValueError(f"trusted issuer {self.iss!r} needs a jwks_url or a jku_allowlist")
+        return self
 
 
 def _secrets_dir() -> str | None:
@@ -61,11 +100,37 @@ class Config(BaseSettings):
     engine_timeout: float = Field(10.0, gt=0, description="Seconds one CQL evaluation may take")
     # Caller authentication. Only explicit configuration turns it off, and the service says so loudly.
     auth_disabled: bool = Field(False, description="Turn caller authentication off (development only)")
+    trusted_issuers: list[TrustedIssuer] = Field(
+        default_factory=list,
+        description='CDS clients allowed to call: [{"iss", "jwks_url", "jku_allowlist", "algorithms", "tenant"}]')
+    jwt_clock_skew: float = Field(60.0, ge=0, le=300, description="Seconds of clock skew allowed on exp, nbf and iat")
+    jwt_max_lifetime: float = Field(300.0, gt=0, le=3600,
+                                    description="Longest accepted JWT lifetime (exp - iat), in seconds")
+    jwks_timeout: float = Field(2.0, gt=0, le=10, description="Seconds one JWK Set download may take")
+    jwks_cache_seconds: float = Field(3600.0, ge=0, description="Seconds a downloaded JWK Set is used before refreshing")
+    jwks_min_refresh_interval: float = Field(
+        30.0, ge=0, description="Fewest seconds between two downloads of one JWK Set (unknown kid, failures)")
+    # Browsers: which web origins may call the CDS endpoints (CORS). Empty: none.
+    cors_origins: list[str] = Field(default_factory=list,
+                                    description='Origins allowed by CORS on the CDS endpoints ("*" for any)')
+    # Outbound requests (FHIR servers, JWK Sets).
+    fhir_servers: list[str] = Field(
+        default_factory=list,
+        description="FHIR base URLs the service may query (exact, or ending in /* for any base below a path)")
+    fhir_allow_loopback: bool = Field(
+        False, description="Also allow any FHIR server on a loopback address (development and tests only)")
+    allow_http_loopback: bool = Field(
+        False, description="Allow plain http to loopback hosts for FHIR servers and JWK Sets (local testing only)")
     # FHIR access for the keys the client did not prefetch.
     fhir_timeout: float = Field(3.0, gt=0, description="Seconds per FHIR request")
-    fhir_deadline: float = Field(4.0, gt=0, description="Seconds for all FHIR access of one hook call")
+    fhir_deadline: float = Field(
+        3.5, gt=0, description="Seconds from the start of a hook call by which all FHIR access has ended")
+    fhir_retries: int = Field(2, ge=0, le=5, description="Retries of one FHIR request answered 429, 502, 503 or 504")
+    fhir_retry_backoff: float = Field(0.2, ge=0, description="First retry delay in seconds; doubles on each retry")
     fhir_max_pages: int = Field(20, ge=1, description="Most pages followed per search")
     fhir_max_bytes: int = Field(20_000_000, ge=1, description="Largest FHIR response body accepted, in bytes")
+    fhir_max_total_bytes: int = Field(
+        60_000_000, ge=1, description="Most FHIR response bytes read for one hook call, all requests together")
     fhir_page_size: int | None = Field(200, description="_count added to searches that set none")
     # Imaging findings read from radiology report text (docs/report-text.md).
     report_text: bool = Field(True, description="Read stenosis grades, slips and flexion-extension measurements from imaging report text")
@@ -79,6 +144,22 @@ class Config(BaseSettings):
     # Public base URL of the service (links in cards; the JWT audience). The request's host when empty.
     public_base_url: str | None = Field(None, description="Public base URL of the service")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted, in bytes")
+    max_json_depth: int = Field(64, ge=8, le=512, description="Deepest nesting of objects and arrays accepted in a body")
+    # Logs: patient ids appear only as keyed hashes. Without a key, a random one per process.
+    log_pseudonym_key: SecretStr | None = Field(
+        None, description="Key for the keyed hash that stands in for patient ids in logs")
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _absolute_urls(cls, value: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment \
+                    or parts.username or parts.password:
+                raise ValueError(f"fhir_servers entry {url!r} must be an absolute http(s) URL without query or user info")
+        return value
     # The try-it page (an EHR simulator at /try): on in development, off unless configured otherwise.
     tryit_enabled: bool = Field(False, description="Serve the try-it page at /try (on in development)")
     tryit_fhir_server: str | None = Field(
@@ -93,8 +174,14 @@ class Config(BaseSettings):
 
     @classmethod
     def development(cls, **overrides) -> "Config":
-        """Local development: caller authentication off (the service logs a warning at start-up), try-it page on."""
-        return cls(**{"auth_disabled": True, "tryit_enabled": True, **overrides})
+        """Local development: caller authentication off (the service logs a warning at start-up),
+        loopback FHIR servers over http allowed, the public CDS Hooks sandbox allowed by CORS, the
+        try-it page on.
+
+        Environment variables still override the development defaults, except `auth_disabled`.
+        """
+        defaults = {k: v for k, v in DEVELOPMENT_DEFAULTS.items() if f"CDS_{k.upper()}" not in os.environ}
+        return cls(**{**defaults, "auth_disabled": True, **overrides})
 
     @classmethod
     def from_env(cls, **overrides) -> "Config":

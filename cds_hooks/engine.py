@@ -155,7 +155,8 @@ class _Worker:
         for raw in proc.stderr:
             text = raw.decode("utf-8", "replace").rstrip()
             self.stderr_tail.append(text)
-            log.debug("worker %s: %s", proc.pid, text)
+            # Only the size: a worker's diagnostics may quote the patient data it was evaluating.
+            log.debug("worker %s wrote %d characters to stderr", proc.pid, len(text))
 
 
     def kill(self) -> None:
@@ -195,7 +196,7 @@ class _Worker:
             try:
                 resp = json.loads(raw)
             except ValueError:
-                log.warning("CQL worker wrote a non-protocol line: %.200r", raw)
+                log.warning("CQL worker wrote a non-protocol line (%d bytes)", len(raw))
                 continue
             if resp.get("id") == req_id:
                 return resp

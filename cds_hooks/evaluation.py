@@ -16,6 +16,7 @@ from .engine import CqlEngine
 from .errors import ServiceError
 from .hook_request import HookRequest
 from .orders import OrderDetector, SurgicalCase, group_cases
+from .outbound import FhirServerPolicy
 from .patient_data import FetchSettings, PatientData, gather
 from .profiles import ProfileChoice, select_profile
 from .rulepack import RulePack
@@ -53,7 +54,11 @@ class Evaluator:
             deadline=config.fhir_deadline,
             max_pages=config.fhir_max_pages,
             max_bytes=config.fhir_max_bytes,
+            max_total_bytes=config.fhir_max_total_bytes,
             page_size=config.fhir_page_size,
+            retries=config.fhir_retries,
+            backoff=config.fhir_retry_backoff,
+            policy=FhirServerPolicy.from_config(config),
         )
 
     def policy_url(self, base_url: str | None, profile_name: str, explicit: str | None) -> str | None:
@@ -65,6 +70,7 @@ class Evaluator:
 
     def evaluate(self, request: HookRequest, base_url: str | None = None) -> Outcome:
         timings: dict[str, float] = {}
+        started = time.monotonic()  # the FHIR deadline counts from the start of the call
         t0 = time.perf_counter()
         cases = group_cases(self.detector.detect(request.draft_orders))
         timings["orders"] = time.perf_counter() - t0
@@ -73,7 +79,7 @@ class Evaluator:
             return Outcome({"cards": []}, timings=timings)
 
         t1 = time.perf_counter()
-        data = gather(request, self.pack.prefetch, self.fetch_settings)
+        data = gather(request, self.pack.prefetch, self.fetch_settings, started=started)
         timings["data"] = time.perf_counter() - t1
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])

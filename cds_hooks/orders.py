@@ -65,7 +65,8 @@ class SurgicalCase:
 def _codings(concept) -> list[dict]:
     if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
         return []
-    return [c for c in concept["coding"] if isinstance(c, dict) and isinstance(c.get("code"), str)]
+    return [c for c in concept["coding"] if isinstance(c, dict) and isinstance(c.get("code"), str)
+            and isinstance(c.get("system"), (str, type(None)))]
 
 
 def _texts(concept) -> list[str]:
@@ -145,7 +146,8 @@ class OrderDetector:
     def detect(self, resources: list[dict]) -> list[FusionOrder]:
         found: list[FusionOrder] = []
         for index, order in enumerate(resources):
-            if order.get("resourceType") != "ServiceRequest" or order.get("status") in _IGNORED_STATUS:
+            status = order.get("status")
+            if order.get("resourceType") != "ServiceRequest" or (isinstance(status, str) and status in _IGNORED_STATUS):
                 continue
             spec, how, display = self._classify(order)
             if spec is None:

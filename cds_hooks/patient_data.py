@@ -3,15 +3,23 @@
 CDS Hooks 2.0, "Providing FHIR Resources to a CDS Service": prefetch when the client sent it,
 otherwise the service queries `fhirServer` with `fhirAuthorization`. A key that fails makes the
 criteria depending on its resource type `unavailable`; when every key fails the call answers 412.
+
+The service fetches only from a `fhirServer` on its allowlist (outbound.FhirServerPolicy); a call
+that would need to fetch from any other server is refused with 403 before anything is sent. A call
+whose prefetch covers every key never fetches, so its `fhirServer` is not checked. All fetches end
+by one deadline: sources still running then are `unavailable`, and the answer does not wait.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from .errors import ServiceError
 from .fhir_client import FhirClient, FhirError
+from .outbound import FhirServerPolicy
 from .hook_request import HookRequest
 from .prefetch import FAILED, FETCHED, NO_DATA, SourceResult, TemplateError, read_prefetch, render, resource_type_of
 
@@ -23,10 +31,14 @@ _SUBJECT_FIELDS = ("subject", "patient", "beneficiary")
 @dataclass
 class FetchSettings:
     timeout: float = 3.0
-    deadline: float = 4.0
+    deadline: float = 3.5
     max_pages: int = 20
     max_bytes: int = 20_000_000
+    max_total_bytes: int | None = 60_000_000
     page_size: int | None = 200
+    retries: int = 2
+    backoff: float = 0.2
+    policy: FhirServerPolicy = field(default_factory=FhirServerPolicy)
 
 
 @dataclass
@@ -90,12 +102,19 @@ def _fetch_one(client: FhirClient, key: str, query: str, rtype: str) -> SourceRe
     except FhirError as exc:
         log.warning("fetch of %s failed: %s", key, exc.kind)
         return SourceResult(key, rtype, FAILED, reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one broken source must not fail the call
+        log.error("fetch of %s failed: %s", key, type(exc).__name__)
+        return SourceResult(key, rtype, FAILED, reason="the FHIR response could not be processed")
     return SourceResult(key, rtype, FETCHED, resources)
 
 
 def gather(request: HookRequest, templates: dict[str, str], settings: FetchSettings,
-           client: FhirClient | None = None) -> PatientData:
-    """Collect every prefetch key's data: from the request, or fetched in parallel."""
+           client: FhirClient | None = None, started: float | None = None) -> PatientData:
+    """Collect every prefetch key's data: from the request, or fetched in parallel.
+
+    `started` (time.monotonic() when the hook call began) anchors the deadline; now by default.
+    """
+    deadline = (started if started is not None else time.monotonic()) + settings.deadline
     results, missing = read_prefetch(request.prefetch, templates)
     context = request.raw.get("context") if isinstance(request.raw.get("context"), dict) else {}
     queries: dict[str, str] = {}
@@ -110,6 +129,10 @@ def gather(request: HookRequest, templates: dict[str, str], settings: FetchSetti
             results[key] = SourceResult(key, resource_type_of(templates[key]), FAILED,
                                         reason="not prefetched and no fhirServer to fetch it from")
         queries = {}
+    if queries and client is None and not settings.policy.allows(request.fhir_server):
+        raise ServiceError(403, "fhir-server-not-allowed",
+                           "fhirServer is not on this service's list of allowed FHIR servers, and the "
+                           "request's prefetch does not cover everything the service needs; nothing was fetched")
     if queries:
         own_client = client is None
         if client is None:
@@ -117,20 +140,32 @@ def gather(request: HookRequest, templates: dict[str, str], settings: FetchSetti
             client = FhirClient(
                 request.fhir_server, token,
                 timeout=settings.timeout,
-                deadline=time.monotonic() + settings.deadline,
+                deadline=deadline,
                 max_pages=settings.max_pages,
                 max_bytes=settings.max_bytes,
+                max_total_bytes=settings.max_total_bytes,
                 page_size=settings.page_size,
+                retries=settings.retries,
+                backoff=settings.backoff,
             )
+        pool = ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="fhir-fetch")
         try:
-            with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="fhir-fetch") as pool:
-                futures = {
-                    key: pool.submit(_fetch_one, client, key, q, resource_type_of(templates[key]))
-                    for key, q in queries.items()
-                }
-                for key, fut in futures.items():
+            futures = {
+                key: pool.submit(contextvars.copy_context().run, _fetch_one, client, key, q,
+                                 resource_type_of(templates[key]))
+                for key, q in queries.items()
+            }
+            # The deadline is kept even if a socket misbehaves: whatever is unfinished then is given up.
+            wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + 0.05)
+            for key, fut in futures.items():
+                if fut.done():
                     results[key] = fut.result()
+                else:
+                    log.warning("fetch of %s failed: deadline", key)
+                    results[key] = SourceResult(key, resource_type_of(templates[key]), FAILED,
+                                                reason="the FHIR server did not answer before the deadline")
         finally:
+            pool.shutdown(wait=False, cancel_futures=True)
             if own_client:
                 client.close()
 

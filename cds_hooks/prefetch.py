@@ -73,7 +73,8 @@ def resources_of(value) -> list[dict]:
         return []
     if value.get("resourceType") == "Bundle":
         out = []
-        for entry in value.get("entry") or []:
+        entries = value.get("entry") if isinstance(value.get("entry"), list) else []
+        for entry in entries:
             if not isinstance(entry, dict):
                 continue
             resource = entry.get("resource")

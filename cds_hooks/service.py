@@ -6,13 +6,19 @@ the data it needs).
 """
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, jsonify, request
 
 from .criteria import CriteriaError
 from .engine import EngineError
 from .errors import ServiceError
 from .hook_request import parse_hook_request
+from .logs import pseudonym
 from .registry import registry_of
+from .request_limits import check_hook_fields, json_body
+
+log = logging.getLogger("cds_hooks.service")
 
 bp = Blueprint("service", __name__)
 
@@ -27,9 +33,8 @@ def call_service(service_id: str):
     evaluator = registry_of(current_app).get(service_id)
     if evaluator is None:
         raise ServiceError(404, "unknown-service", f"no CDS service with id {service_id!r}")
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise ServiceError(400, "malformed-json", "the request body is not valid JSON")
+    body = json_body()
+    check_hook_fields(body)
     hook_request = parse_hook_request(body, evaluator.pack.hook)
     try:
         outcome = evaluator.evaluate(hook_request, public_base_url())
@@ -38,4 +43,14 @@ def call_service(service_id: str):
                            f"the criteria engine could not evaluate this request ({exc.kind})") from exc
     except CriteriaError as exc:
         raise ServiceError(500, "rule-pack-error", "the rule pack returned malformed results") from exc
+    data = outcome.data
+    log.info("hook answered", extra={"fields": {
+        "service": service_id,
+        "hook_instance": hook_request.hook_instance,
+        "patient": pseudonym(current_app, hook_request.patient_id),
+        "cards": len(outcome.response["cards"]),
+        "data_source": data.origin if data else None,
+        "unavailable": data.failed_types if data else [],
+        "timings_ms": {k: round(v * 1000, 1) for k, v in outcome.timings.items()},
+    }})
     return jsonify(outcome.response)
