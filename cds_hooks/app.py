@@ -5,10 +5,12 @@ import logging
 
 from flask import Flask
 
-from . import discovery, policies, service
+from . import discovery, feedback, operations, policies, service
+from .audit_setup import audit_parts
 from .config import Config
 from .engine import CqlEngine
 from .errors import register_error_handlers
+from .recording import EXTENSION as RECORDER
 from .registry import EXTENSION, ServiceRegistry, engine_payload
 from .rulepack import load_rule_packs
 
@@ -32,7 +34,9 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
                            timeout=config.engine_timeout)
     libraries, valuesets = engine_payload(packs)
     engine.load(libraries, valuesets)
-    app.extensions[EXTENSION] = ServiceRegistry(packs, engine, config)
+    recorder, replay_store = audit_parts(config)
+    app.extensions[EXTENSION] = ServiceRegistry(packs, engine, config, replay_store=replay_store)
+    app.extensions[RECORDER] = recorder
 
     if config.auth_disabled:
         log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "
@@ -41,4 +45,6 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     app.register_blueprint(discovery.bp)
     app.register_blueprint(service.bp)
     app.register_blueprint(policies.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(operations.bp)
     return app

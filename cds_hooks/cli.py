@@ -1,4 +1,4 @@
-"""The `cds-hooks` command: `serve` and `evaluate`."""
+"""The `cds-hooks` command: `serve` and `evaluate`; `db`, `report` and `audit` (audit_cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 
+from . import audit_cli
 from .config import Config
 
 
@@ -35,7 +36,8 @@ def _evaluate(args) -> int:
         return 2
     if args.fhir_server and isinstance(body, dict):
         body["fhirServer"] = args.fhir_server
-    app = create_app(Config.from_env(auth_disabled=True))
+    # An offline look at what the service would answer: not a call to record in the audit trail.
+    app = create_app(Config.from_env(auth_disabled=True, audit_enabled=False))
     registry = registry_of(app)
     try:
         service_id = args.service
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
     evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
     evaluate.set_defaults(func=_evaluate)
+    audit_cli.register(sub)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

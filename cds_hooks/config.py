@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +77,24 @@ class Config(BaseSettings):
     # Public base URL of the service (links in cards; the JWT audience). The request's host when empty.
     public_base_url: str | None = Field(None, description="Public base URL of the service")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted, in bytes")
+    # Audit trail (docs/operations.md): every hook call, card and feedback, in a database.
+    var_dir: Path = Field(REPO_ROOT / "var", description="Folder for the service's own files: the embedded "
+                          "SQLite audit database and the development audit key file")
+    audit_enabled: bool = Field(True, description="Record every hook call and accept feedback (off only for offline tools)")
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of the audit database, e.g. postgresql+psycopg://user:pw@host/db; "
+                          "a SQLite file var_dir/audit.db when empty")
+    database_migrate_on_start: bool = Field(True, description="Apply schema migrations when the service starts")
+    database_busy_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a database lock (SQLite)")
+    audit_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description='Audit encryption keys, {"key id": "base64 of 32 bytes"}; '
+                                          "a development key file in var_dir when empty")
+    audit_key_id: str | None = Field(None, description="Id of the key that encrypts new audit rows; "
+                                                       "required when audit_keys holds more than one")
+    audit_pseudonym_key: SecretStr | None = Field(
+        None, description="Base64 key (at least 32 bytes) of the keyed hash that pseudonymises patient ids")
+    audit_retention_days: int = Field(2190, ge=1, description="Days audit rows are kept; `cds-hooks audit purge` "
+                                                               "deletes older ones")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

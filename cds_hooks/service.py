@@ -2,16 +2,18 @@
 
 Answers 200 with `{"cards": [...]}`, 400 for a request the service cannot use, 404 for an unknown
 service, 412 when no patient data can be obtained ("HTTP Response": the service could not obtain
-the data it needs).
+the data it needs). Every call, whatever its status, is recorded in the audit trail (recording.py).
 """
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from .call_record import CallRecord
 from .criteria import CriteriaError
 from .engine import EngineError
 from .errors import ServiceError
 from .hook_request import parse_hook_request
+from .recording import recorded
 from .registry import registry_of
 
 bp = Blueprint("service", __name__)
@@ -23,14 +25,15 @@ def public_base_url() -> str:
 
 
 @bp.post("/cds-services/<service_id>")
-def call_service(service_id: str):
+@recorded
+def call_service(service_id: str, call: CallRecord):
     evaluator = registry_of(current_app).get(service_id)
     if evaluator is None:
         raise ServiceError(404, "unknown-service", f"no CDS service with id {service_id!r}")
     body = request.get_json(force=True, silent=True)
     if body is None:
         raise ServiceError(400, "malformed-json", "the request body is not valid JSON")
-    hook_request = parse_hook_request(body, evaluator.pack.hook)
+    hook_request = call.request = parse_hook_request(body, evaluator.pack.hook)
     try:
         outcome = evaluator.evaluate(hook_request, public_base_url())
     except EngineError as exc:
@@ -38,4 +41,5 @@ def call_service(service_id: str):
                            f"the criteria engine could not evaluate this request ({exc.kind})") from exc
     except CriteriaError as exc:
         raise ServiceError(500, "rule-pack-error", "the rule pack returned malformed results") from exc
+    call.outcome = outcome  # recorded (committed) by @recorded before the response leaves
     return jsonify(outcome.response)
