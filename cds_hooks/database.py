@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
@@ -41,8 +42,10 @@ def create_db_engine(url: str, busy_timeout: float = 10.0) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": busy_timeout, "check_same_thread": False})
         _sqlite_settings(engine, busy_timeout)
-    # gunicorn --preload: a forked child must not reuse the parent's pooled connections.
-    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+    # gunicorn --preload: a forked child must not reuse the parent's pooled connections. Weak, so the
+    # hook does not keep the engine alive.
+    ref = weakref.ref(engine)
+    os.register_at_fork(after_in_child=lambda: (e := ref()) is not None and e.dispose(close=False))
     return engine
 
 
@@ -83,6 +86,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    # Alembic narrates every start at INFO; the revision reached is logged below instead.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger("alembic").level))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})

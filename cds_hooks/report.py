@@ -161,21 +161,29 @@ def _overrides(conn, q: _Query) -> Table:
 
 def _criteria(conn, q: _Query) -> Table:
     rows = conn.execute(q.calls(
-        select(audit_criterion.c.criterion, audit_criterion.c.status, func.count())
+        select(audit_criterion.c.criterion, audit_criterion.c.status, audit_criterion.c.required, func.count())
         .join(audit_card, audit_card.c.uuid == audit_criterion.c.card_uuid)
         .join(audit_call, audit_call.c.id == audit_card.c.call_id)
-        .group_by(audit_criterion.c.criterion, audit_criterion.c.status))).all()
+        .group_by(audit_criterion.c.criterion, audit_criterion.c.status, audit_criterion.c.required))).all()
     counts: dict[str, Counter] = defaultdict(Counter)
-    for criterion, status, n in rows:
+    for criterion, status, required, n in rows:
         counts[criterion][status] += n
+        if required:
+            counts[criterion]["(required)"] += n
+            counts[criterion]["(required unmet)"] += n if status in UNMET else 0
     t = Table("criteria", "Criteria most often unmet (not-met, not-documented or unavailable)",
-              ["criterion", "results", *STATUSES, "unmet", "unmet share"],
-              note="a criterion checked per spinal level counts once per level")
-    ranked = sorted(counts.items(), key=lambda kv: (-sum(kv[1][s] for s in UNMET), kv[0]))
+              ["criterion", "results", *STATUSES, "unmet", "unmet share", "required", "unmet when required"],
+              note="ranked by unmet when the profile required the criterion, then by unmet; a criterion "
+                   "checked per spinal level counts once per level")
+
+    def unmet(c: Counter) -> int:
+        return sum(c[s] for s in UNMET)
+
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1]["(required unmet)"], -unmet(kv[1]), kv[0]))
     for criterion, c in ranked:
-        results = sum(c.values())
-        unmet = sum(c[s] for s in UNMET)
-        t.rows.append([criterion, results, *[c[s] for s in STATUSES], unmet, _rate(unmet, results)])
+        results = sum(c[s] for s in STATUSES)
+        t.rows.append([criterion, results, *[c[s] for s in STATUSES], unmet(c), _rate(unmet(c), results),
+                       c["(required)"], c["(required unmet)"]])
     return t
 
 

@@ -72,8 +72,13 @@ def test_criteria_are_ranked_by_how_often_they_are_unmet(audit_store, trail):
     got = {row[0]: dict(zip(t.columns, row)) for row in t.rows}
     assert {c: v["unmet"] for c, v in got.items()} == dict(expected)
     assert {c: v["results"] for c, v in got.items()} == dict(totals)
-    unmet_in_order = [row[t.columns.index("unmet")] for row in t.rows]
-    assert unmet_in_order == sorted(unmet_in_order, reverse=True)
+    required_unmet = Counter()
+    for card in trail:
+        for r in results(card):
+            required_unmet[r["id"]] += r["required"] and r["status"] in UNMET
+    assert {c: v["unmet when required"] for c, v in got.items()} == dict(required_unmet)
+    ranking = [(row[t.columns.index("unmet when required")], row[t.columns.index("unmet")]) for row in t.rows]
+    assert ranking == sorted(ranking, reverse=True)
     assert got["imaging-severity"]["not-met"] == 3 and got["imaging-severity"]["met"] == 1
 
 
