@@ -1,7 +1,8 @@
 """What the audit trail costs per hook call, on SQLite (embedded, WAL, synchronous=FULL) and PostgreSQL.
 
-Two measurements, both printed:
+Three measurements, all printed:
 
+0. building and sealing the rows alone (no database);
 1. the audit write alone: `AuditStore.record_call` for the seed case's real outcome (one call row,
    one card, nine criterion rows, three suggestions, the sealed response), N times per backend;
 2. the whole call through the Flask app (seed request, full prefetch, real CQL engine) with the
@@ -27,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from cds_hooks.app import create_app  # noqa: E402
 from cds_hooks.audit import AuditStore  # noqa: E402
-from cds_hooks.call_record import CallRecord  # noqa: E402
+from cds_hooks.call_record import CallRecord, call_rows  # noqa: E402
 from cds_hooks.config import Config  # noqa: E402
 from cds_hooks.database import create_db_engine, upgrade  # noqa: E402
 from cds_hooks.engine import CqlEngine  # noqa: E402
@@ -103,6 +104,16 @@ def main() -> int:
         template = CallRecord(service_id="lumbar-fusion", request=hook_request,
                               outcome=evaluator.evaluate(hook_request, "http://localhost"))
 
+        sealer = Sealer.from_config(Config(**audit_settings(urls["sqlite"], work / "keys")))
+        sealing = []
+        for _ in range(args.writes):
+            rec = fresh_record(template)
+            t0 = time.perf_counter()
+            call_rows(rec, sealer)
+            sealing.append((time.perf_counter() - t0) * 1000)
+        results["rows_and_sealing"] = r = summary(sealing)
+        print(f"0. building and sealing the rows (JSON, zlib, AES-GCM), no database\n   {'':10s} {fmt(r)}\n")
+
         print(f"1. audit write alone (AuditStore.record_call, seed outcome), {args.writes} writes each")
         for backend, url in urls.items():
             results[f"write_{backend}"] = r = bench_writes(url, template, args.writes)
@@ -132,7 +143,8 @@ def main() -> int:
         off = results["call_audit_off"]
         for backend in urls:
             on = results[f"call_audit_{backend}"]
-            print(f"   cost with {backend:10s}: p50 {on['p50'] - off['p50']:+.2f} ms, mean {on['mean'] - off['mean']:+.2f} ms")
+            print(f"   cost with {backend:10s}: p50 {on['p50'] - off['p50']:+.2f} ms, "
+                  f"mean {on['mean'] - off['mean']:+.2f} ms")
         out = REPO / "benchmarks" / "results"
         out.mkdir(parents=True, exist_ok=True)
         (out / "audit_write.json").write_text(json.dumps(results, indent=2))

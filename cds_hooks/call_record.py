@@ -82,30 +82,30 @@ class CallRecord:
 
     # --------------------------------------------------------------- identity of the call
 
-    def _raw(self) -> dict:
+    def raw_body(self) -> dict:
         if self.request is not None:
             return self.request.raw
         return self.body if isinstance(self.body, dict) else {}
 
-    def _context(self) -> dict:
-        ctx = self._raw().get("context")
+    def context(self) -> dict:
+        ctx = self.raw_body().get("context")
         return ctx if isinstance(ctx, dict) else {}
 
     @property
     def hook(self) -> str | None:
-        return self.request.hook if self.request else _short(self._raw().get("hook"), 64)
+        return self.request.hook if self.request else _short(self.raw_body().get("hook"), 64)
 
     @property
     def hook_instance(self) -> str | None:
-        return self.request.hook_instance[:200] if self.request else _short(self._raw().get("hookInstance"), 200)
+        return self.request.hook_instance[:200] if self.request else _short(self.raw_body().get("hookInstance"), 200)
 
     @property
     def user_ref(self) -> str | None:
-        return self.request.user_id[:200] if self.request else _short(self._context().get("userId"), 200)
+        return self.request.user_id[:200] if self.request else _short(self.context().get("userId"), 200)
 
     @property
     def patient_id(self) -> str | None:
-        return self.request.patient_id if self.request else _short(self._context().get("patientId"), 1000)
+        return self.request.patient_id if self.request else _short(self.context().get("patientId"), 1000)
 
 
 # ------------------------------------------------------------------- rows
@@ -159,10 +159,10 @@ def _case(case: CaseOutcome, versions: dict[str, str]) -> dict:
 
 
 def _request_summary(rec: CallRecord) -> dict:
-    raw = rec._raw()
+    raw = rec.raw_body()
     out = {k: raw[k] for k in ("hook", "hookInstance", "fhirServer") if k in raw}
-    if rec._context():
-        out["context"] = rec._context()
+    if rec.context():
+        out["context"] = rec.context()
     auth = raw.get("fhirAuthorization")
     if isinstance(auth, dict):  # never the token itself
         out["fhirAuthorization"] = {k: auth[k] for k in ("token_type", "scope", "subject") if k in auth}

@@ -84,7 +84,8 @@ class Evaluator:
         timings["data"] = time.perf_counter() - t1
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
-            raise NoPatientData(data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
+            raise NoPatientData(
+                data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
 
         coverages = data.of_type("Coverage")
         index = data.index()

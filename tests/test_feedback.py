@@ -175,12 +175,12 @@ def test_feedback_for_an_unknown_service_is_404(audit_client, card):
     assert r.status_code == 404 and r.get_json()["error"] == "unknown-service"
 
 
-def test_feedback_without_an_audit_trail_is_503(client, seed_request):
+def test_feedback_without_an_audit_trail_is_503(engine, tmp_path):
     """The offline configuration (audit off) cannot keep feedback, and says so."""
     from cds_hooks.app import create_app
     from cds_hooks.config import Config
 
-    app = create_app(Config.development(audit_enabled=False), engine=client.application.extensions["cds_hooks"].engine)
+    app = create_app(Config.development(var_dir=tmp_path, audit_enabled=False), engine=engine)
     r = app.test_client().post(FEEDBACK, json={"feedback": [_valid()]})
     assert r.status_code == 503 and r.get_json()["error"] == "feedback-unavailable"
 

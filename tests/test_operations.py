@@ -136,7 +136,8 @@ from cds_hooks.app import create_app
 from cds_hooks.config import Config
 app = create_app(Config.development(var_dir=sys.argv[1]))
 body = json.load(open(sys.argv[2]))
-body["context"]["draftOrders"]["entry"][0]["resource"]["code"] = {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72148"}]}
+order = body["context"]["draftOrders"]["entry"][0]["resource"]
+order["code"] = {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72148"}]}  # not a fusion
 assert app.test_client().post("/cds-services/lumbar-fusion", json=body).status_code == 200
 if len(sys.argv) > 3:
     sys.stdout.write(app.test_client().get("/metrics").get_data(as_text=True))
