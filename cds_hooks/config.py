@@ -80,7 +80,8 @@ class Config(BaseSettings):
     # Audit trail (docs/operations.md): every hook call, card and feedback, in a database.
     var_dir: Path = Field(REPO_ROOT / "var", description="Folder for the service's own files: the embedded "
                           "SQLite audit database and the development audit key file")
-    audit_enabled: bool = Field(True, description="Record every hook call and accept feedback (off only for offline tools)")
+    audit_enabled: bool = Field(True, description="Record every hook call and accept feedback "
+                                                  "(off only for offline tools)")
     database_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL of the audit database, e.g. postgresql+psycopg://user:pw@host/db; "
                           "a SQLite file var_dir/audit.db when empty")

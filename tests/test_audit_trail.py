@@ -169,3 +169,11 @@ def test_reading_a_call_is_written_to_the_access_log(audit_client, audit_store, 
     (entry,) = audit_store.access_entries()
     assert entry["actor"] == "dr-audit@host" and entry["command"] == "show" and entry["records"] == 1
     assert "dispute 42" in entry["detail"]
+
+
+def test_a_body_over_the_size_limit_is_recorded_as_413(audit_client, audit_store):
+    limit = audit_client.application.config["MAX_CONTENT_LENGTH"]
+    r = audit_client.post(SERVICE, data=b"{" + b" " * limit + b"}", content_type="application/json")
+    assert r.status_code == 413
+    (row,) = rows(audit_store.engine, audit_call)
+    assert (row["status"], row["error_class"]) == (413, "RequestEntityTooLarge")
