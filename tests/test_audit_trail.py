@@ -177,3 +177,11 @@ def test_a_body_over_the_size_limit_is_recorded_as_413(audit_client, audit_store
     assert r.status_code == 413
     (row,) = rows(audit_store.engine, audit_call)
     assert (row["status"], row["error_class"]) == (413, "RequestEntityTooLarge")
+
+
+def test_a_call_is_found_by_call_id_card_suggestion_or_hook_instance(audit_client, audit_store, seed_request):
+    card = call(audit_client, seed_request)["cards"][0]
+    call_id = the_call(audit_store, seed_request["hookInstance"])["id"]
+    for ident in (call_id, card["uuid"], card["suggestions"][1]["uuid"], seed_request["hookInstance"]):
+        assert audit_store.find_calls(ident) == [call_id], ident
+    assert audit_store.find_calls("nothing-like-it") == []
