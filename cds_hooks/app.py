@@ -5,10 +5,12 @@ import logging
 
 from flask import Flask
 
-from . import cors, discovery, logs, openapi, policies, request_limits, security, service, tryit
+from . import cors, discovery, feedback, logs, openapi, operations, policies, request_limits, security, service, tryit
+from .audit_setup import audit_parts
 from .config import Config
 from .engine import CqlEngine
 from .errors import register_error_handlers
+from .recording import EXTENSION as RECORDER
 from .registry import EXTENSION, ServiceRegistry, engine_payload
 from .rulepack import load_rule_packs
 
@@ -32,7 +34,9 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
                            timeout=config.engine_timeout)
     libraries, valuesets = engine_payload(packs)
     engine.load(libraries, valuesets)
-    app.extensions[EXTENSION] = ServiceRegistry(packs, engine, config)
+    recorder, replay_store = audit_parts(config)
+    app.extensions[EXTENSION] = ServiceRegistry(packs, engine, config, replay_store=replay_store)
+    app.extensions[RECORDER] = recorder
 
     if config.auth_disabled:
         log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "
@@ -47,6 +51,8 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     app.register_blueprint(discovery.bp)
     app.register_blueprint(service.bp)
     app.register_blueprint(policies.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(operations.bp)
     app.register_blueprint(openapi.bp)
     if config.tryit_enabled:
         app.register_blueprint(tryit.bp)

@@ -1,11 +1,11 @@
-"""The `cds-hooks` command: `serve`, `evaluate`, and the sandbox tools (cli_sandbox.py)."""
+"""The `cds-hooks` command: `serve`, `evaluate`; `db`, `report`, `audit` (audit_cli.py); the sandbox tools (cli_sandbox.py)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from . import logs
+from . import audit_cli, logs
 from .cli_sandbox import add_sandbox_commands
 from .config import Config
 from .logs import QuietRequestHandler
@@ -40,7 +40,8 @@ def _evaluate(args) -> int:
         return 2
     if args.fhir_server and isinstance(body, dict):
         body["fhirServer"] = args.fhir_server
-    app = create_app(Config.development())
+    # An offline look at what the service would answer: not a call to record in the audit trail.
+    app = create_app(Config.development(audit_enabled=False))
     registry = registry_of(app)
     try:
         service_id = args.service
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
     evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
     evaluate.set_defaults(func=_evaluate)
+    audit_cli.register(sub)
 
     report_text = sub.add_parser("report-text", help="evaluate or benchmark the report-text extractor (docs/report-text.md)")
     report_text.add_argument("action", choices=["eval", "bench"])

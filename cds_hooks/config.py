@@ -148,6 +148,31 @@ class Config(BaseSettings):
     # Logs: patient ids appear only as keyed hashes. Without a key, a random one per process.
     log_pseudonym_key: SecretStr | None = Field(
         None, description="Key for the keyed hash that stands in for patient ids in logs")
+    # The try-it page (an EHR simulator at /try): on in development, off unless configured otherwise.
+    tryit_enabled: bool = Field(False, description="Serve the try-it page at /try (on in development)")
+    tryit_fhir_server: str | None = Field(
+        None, description="FHIR base URL whose patients the try-it page offers besides the bundled fixtures")
+    fixtures_root: Path = Field(REPO_ROOT / "fhir_fixtures",
+                                description="Folder of the fixture patients and orders the try-it page offers")
+    # Audit trail (docs/operations.md): every hook call, card and feedback, in a database.
+    var_dir: Path = Field(REPO_ROOT / "var", description="Folder for the service's own files: the embedded "
+                          "SQLite audit database and the development audit key file")
+    audit_enabled: bool = Field(True, description="Record every hook call and accept feedback "
+                                                  "(off only for offline tools)")
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of the audit database, e.g. postgresql+psycopg://user:pw@host/db; "
+                          "a SQLite file var_dir/audit.db when empty")
+    database_migrate_on_start: bool = Field(True, description="Apply schema migrations when the service starts")
+    database_busy_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a database lock (SQLite)")
+    audit_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description='Audit encryption keys, {"key id": "base64 of 32 bytes"}; '
+                                          "a development key file in var_dir when empty")
+    audit_key_id: str | None = Field(None, description="Id of the key that encrypts new audit rows; "
+                                                       "required when audit_keys holds more than one")
+    audit_pseudonym_key: SecretStr | None = Field(
+        None, description="Base64 key (at least 32 bytes) of the keyed hash that pseudonymises patient ids")
+    audit_retention_days: int = Field(2190, ge=1, description="Days audit rows are kept; `cds-hooks audit purge` "
+                                                               "deletes older ones")
 
     @field_validator("fhir_servers")
     @classmethod
@@ -160,12 +185,6 @@ class Config(BaseSettings):
                     or parts.username or parts.password:
                 raise ValueError(f"fhir_servers entry {url!r} must be an absolute http(s) URL without query or user info")
         return value
-    # The try-it page (an EHR simulator at /try): on in development, off unless configured otherwise.
-    tryit_enabled: bool = Field(False, description="Serve the try-it page at /try (on in development)")
-    tryit_fhir_server: str | None = Field(
-        None, description="FHIR base URL whose patients the try-it page offers besides the bundled fixtures")
-    fixtures_root: Path = Field(REPO_ROOT / "fhir_fixtures",
-                                description="Folder of the fixture patients and orders the try-it page offers")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -40,6 +40,14 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+class NoPatientData(ServiceError):
+    """412 (CDS Hooks 2.0, "HTTP Response"): every source failed; keeps what was tried for the audit trail."""
+
+    def __init__(self, data: PatientData, message: str):
+        super().__init__(412, "no-data", message)
+        self.data = data
+
+
 class Evaluator:
     """Answers order-sign calls for one rule pack."""
 
@@ -83,8 +91,8 @@ class Evaluator:
         timings["data"] = time.perf_counter() - t1
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
-            raise ServiceError(412, "no-data",
-                               f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
+            raise NoPatientData(
+                data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
 
         if self.config.report_text:
             t_text = time.perf_counter()

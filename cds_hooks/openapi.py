@@ -74,6 +74,23 @@ OPERATIONS: dict[tuple[str, str], dict] = {
             "404": _error("No service with this id"),
         },
     },
+    # Operations (docs/operations.md): for the platform, not for EHRs; no caller JWT.
+    ("/healthz", "GET"): {
+        "operationId": "healthz", "summary": "Liveness: the process answers", "tags": ["operations"],
+        "responses": {"200": {"description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    },
+    ("/readyz", "GET"): {
+        "operationId": "readyz", "summary": "Readiness: the CQL engine answers and the audit database is reachable",
+        "tags": ["operations"],
+        "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                      "503": {"description": "Not ready; the body says which check failed",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}},
+    },
+    ("/metrics", "GET"): {
+        "operationId": "metrics", "summary": "Prometheus metrics", "tags": ["operations"],
+        "responses": {"200": {"description": "Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    },
     # The try-it page: an EHR simulator for testing, served only when `tryit_enabled` (docs/sandbox.md).
     ("/try/", "GET"): {
         "operationId": "tryItPage", "summary": "The try-it page (development and sandbox testing only)",

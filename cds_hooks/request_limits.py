@@ -3,7 +3,9 @@ with the identifiers the service uses shaped like identifiers.
 
 CDS Hooks 2.0, "Calling a CDS Service": requests are `POST` with a JSON body. Bodies that declare
 another media type answer 415; bodies over the configured size answer 413 (before they are read
-when the length is declared); malformed or too deeply nested JSON answers 400. `application/json`
+when the length is declared); malformed or too deeply nested JSON answers 400. The checks run when a
+view first reads its body (`json_body()`), so they happen inside the view and a call refused for its
+body is still recorded in the audit trail. `application/json`
 and `application/fhir+json` (or any `application/*+json`) are accepted, with `charset=utf-8` or none.
 """
 from __future__ import annotations
@@ -12,7 +14,8 @@ import json
 import re
 from urllib.parse import urlsplit
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ServiceError
 from .security import is_protected
@@ -63,27 +66,26 @@ def parse_body(data: bytes, max_depth: int):
 
 
 def json_body():
-    """The request's parsed JSON body (read and checked once, by the hook below)."""
-    if "json_body" not in g:
-        raise ServiceError(400, "malformed-json", "the request body is not valid JSON")
+    """The request's JSON body, read and checked once per request (413, 415, 400)."""
+    if "json_body" in g:
+        return g.json_body
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        raise ServiceError(413, "too-large", f"the request body is larger than {limit} bytes")
+    if not _json_media_type(request.mimetype, request.mimetype_params.get("charset")):
+        raise ServiceError(415, "unsupported-media-type",
+                           "the request body must be JSON (Content-Type: application/json)")
+    try:
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge:  # no declared length, but more bytes than allowed
+        raise ServiceError(413, "too-large", f"the request body is larger than {limit} bytes") from None
+    g.json_body = parse_body(data, current_app.config["CDS_MAX_JSON_DEPTH"])
     return g.json_body
 
 
 def init_app(app: Flask, config) -> None:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    max_depth = config.max_json_depth
-
-    @app.before_request
-    def _check_body():
-        if request.method not in BODY_METHODS or not is_protected(request.path):
-            return None
-        if request.content_length is not None and request.content_length > config.max_body_bytes:
-            raise ServiceError(413, "too-large", f"the request body is larger than {config.max_body_bytes} bytes")
-        if not _json_media_type(request.mimetype, request.mimetype_params.get("charset")):
-            raise ServiceError(415, "unsupported-media-type",
-                               "the request body must be JSON (Content-Type: application/json)")
-        g.json_body = parse_body(request.get_data(cache=True), max_depth)
-        return None
+    app.config["CDS_MAX_JSON_DEPTH"] = config.max_json_depth
 
 
 def _bad(message: str) -> ServiceError:

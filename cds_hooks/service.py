@@ -2,7 +2,7 @@
 
 Answers 200 with `{"cards": [...]}`, 400 for a request the service cannot use, 404 for an unknown
 service, 412 when no patient data can be obtained ("HTTP Response": the service could not obtain
-the data it needs).
+the data it needs). Every call, whatever its status, is recorded in the audit trail (recording.py).
 """
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
+from .call_record import CallRecord
 from .criteria import CriteriaError
 from .engine import EngineError
 from .errors import ServiceError
 from .hook_request import parse_hook_request
 from .logs import pseudonym
+from .recording import recorded
 from .registry import registry_of
 from .request_limits import check_hook_fields, json_body
 
@@ -29,13 +31,14 @@ def public_base_url() -> str:
 
 
 @bp.post("/cds-services/<service_id>")
-def call_service(service_id: str):
+@recorded
+def call_service(service_id: str, call: CallRecord):
     evaluator = registry_of(current_app).get(service_id)
     if evaluator is None:
         raise ServiceError(404, "unknown-service", f"no CDS service with id {service_id!r}")
     body = json_body()
     check_hook_fields(body)
-    hook_request = parse_hook_request(body, evaluator.pack.hook)
+    hook_request = call.request = parse_hook_request(body, evaluator.pack.hook)
     try:
         outcome = evaluator.evaluate(hook_request, public_base_url())
     except EngineError as exc:
@@ -43,6 +46,7 @@ def call_service(service_id: str):
                            f"the criteria engine could not evaluate this request ({exc.kind})") from exc
     except CriteriaError as exc:
         raise ServiceError(500, "rule-pack-error", "the rule pack returned malformed results") from exc
+    call.outcome = outcome  # recorded (committed) by @recorded before the response leaves
     data = outcome.data
     log.info("hook answered", extra={"fields": {
         "service": service_id,

@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Applications built by tests keep their audit database and key files out of the repository.
+os.environ.setdefault("CDS_VAR_DIR", tempfile.mkdtemp(prefix="fusion-cds-test-var-"))
 
 from cds_hooks.app import create_app
 from cds_hooks.config import Config
@@ -37,8 +42,8 @@ def engine():
 
 
 @pytest.fixture(scope="session")
-def app(engine):
-    application = create_app(Config.development(), engine=engine)
+def app(engine, tmp_path_factory):
+    application = create_app(Config.development(var_dir=tmp_path_factory.mktemp("var")), engine=engine)
     application.testing = True
     return application
 
@@ -65,3 +70,73 @@ def fhir_server(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------ audit databases
+# Audit tests run against both backends. PostgreSQL is a real server (Debian's package, installed by
+# ./scripts/setup --test); when it is missing the tests that need it fail, they are not skipped.
+
+AUDIT_BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """Base URL of a PostgreSQL server: CDS_TEST_POSTGRES_URL, else one started for the session."""
+    from support.postgres import PostgresServer
+
+    if os.environ.get("CDS_TEST_POSTGRES_URL"):
+        yield os.environ["CDS_TEST_POSTGRES_URL"]
+        return
+    server = PostgresServer().start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def new_database_url(request, tmp_path):
+    """A factory of new, empty databases of one backend: new_database_url("sqlite" | "postgresql")."""
+    from support.postgres import create_database
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            folder = tmp_path / f"sqlite-{len(list(tmp_path.glob('sqlite-*')))}"
+            folder.mkdir()
+            return f"sqlite:///{folder / 'audit.db'}"
+        return create_database(request.getfixturevalue("postgres_url"))
+
+    return make
+
+
+@pytest.fixture(scope="session", params=AUDIT_BACKENDS)
+def audit_app(request, engine, tmp_path_factory):
+    """A service whose audit trail is a migrated database of one backend (one per backend per session)."""
+    from support.audit_db import audit_settings
+    from support.postgres import create_database
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('audit-sqlite') / 'audit.db'}"
+    else:
+        url = create_database(request.getfixturevalue("postgres_url"))
+    var_dir = tmp_path_factory.mktemp("audit-var")
+    application = create_app(Config.development(**audit_settings(url, var_dir)), engine=engine)
+    application.testing = True
+    application.config["AUDIT_DATABASE_URL"] = url
+    return application
+
+
+@pytest.fixture()
+def audit_store(audit_app):
+    """The audit store of `audit_app`, emptied for this test."""
+    from cds_hooks.recording import recorder_of
+    from support.audit_db import clear
+
+    store = recorder_of(audit_app).store
+    clear(store.engine)
+    return store
+
+
+@pytest.fixture()
+def audit_client(audit_app, audit_store):
+    return audit_app.test_client()

@@ -52,10 +52,11 @@ def test_evaluate_reports_an_unreadable_file():
     assert out.returncode == 2 and "cannot read" in out.stderr
 
 
-def test_serve_answers_discovery_and_the_readme_curl():
+def test_serve_answers_discovery_and_the_readme_curl(tmp_path):
     port = free_port()
+    env = {**os.environ, "CDS_VAR_DIR": str(tmp_path)}  # its audit database, not the checkout's var/
     proc = subprocess.Popen([CLI, "serve", "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_hooks.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.request_limits import json_body
 from cds_hooks.security import CallerVerifier, ConfigError, JwksCache
 from cds_hooks.replay import MemoryReplayStore
 from conftest import request_fixture
@@ -62,14 +61,8 @@ def secured_config(signer, tenant_signer, **extra) -> Config:
 
 
 @pytest.fixture(scope="module")
-def secured_app(engine, signer, tenant_signer):
-    app = create_app(secured_config(signer, tenant_signer), engine=engine)
-
-    # The feedback endpoint is built elsewhere; a minimal one shows the check covers it too.
-    @app.post("/cds-services/<service_id>/feedback")
-    def feedback(service_id):
-        return {"received": len(json_body().get("feedback", []))}
-
+def secured_app(engine, signer, tenant_signer, tmp_path_factory):
+    app = create_app(secured_config(signer, tenant_signer, var_dir=tmp_path_factory.mktemp("var")), engine=engine)
     app.testing = True
     return app
 
@@ -80,6 +73,7 @@ def url(path: str) -> str:
 
 def feedback_body() -> dict:
     return {"feedback": [{"card": str(uuid.uuid4()), "outcome": "accepted",
+                          "acceptedSuggestions": [{"id": str(uuid.uuid4())}],
                           "outcomeTimestamp": "2026-11-25T10:00:00Z"}]}
 
 
