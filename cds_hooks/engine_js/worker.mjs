@@ -6,6 +6,7 @@
 import util from "node:util";
 import readline from "node:readline";
 import { createRequire } from "node:module";
+import { installShortcuts } from "./accelerate.mjs";
 
 for (const k of ["log", "info", "warn", "debug", "trace"]) {
   console[k] = (...args) => process.stderr.write(`${util.format(...args)}\n`);
@@ -88,6 +89,8 @@ const state = {
   libraries: new Map(), // "id|version" -> cql.Library (built lazily, reused)
   codeService: new ValueSetCodeService([]),
 };
+
+const accelerated = installShortcuts(load, state.patientSource);
 
 const libKey = (id, version) => `${id}|${version ?? ""}`;
 
@@ -421,6 +424,7 @@ function opStats() {
     libraries: state.elm.length,
     valuesets: state.codeService.byUrl.size,
     uptime: process.uptime(),
+    accelerated,
   };
 }
 
