@@ -77,6 +77,13 @@ class Config(BaseSettings):
     # Public base URL of the service (links in cards; the JWT audience). The request's host when empty.
     public_base_url: str | None = Field(None, description="Public base URL of the service")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted, in bytes")
+    # Production server (`cds-hooks serve --production`: gunicorn, cds_hooks/gunicorn_conf.py).
+    server_bind: str = Field("127.0.0.1:8080", description="Address the production server listens on (host:port)")
+    server_workers: int = Field(2, ge=1, description="Production server worker processes (each with its own engine pool)")
+    server_threads: int = Field(4, ge=1, description="Request threads per production server worker (gthread)")
+    server_timeout: float = Field(30.0, gt=0, description="Seconds a silent worker lives before the server restarts it")
+    server_graceful_timeout: float = Field(20.0, gt=0, description="Seconds workers get to finish requests on shutdown")
+    server_keepalive: float = Field(5.0, ge=0, description="Seconds an idle keep-alive connection stays open")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
