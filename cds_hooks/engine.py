@@ -110,6 +110,10 @@ def _find_node_modules(explicit: str | None) -> str:
     )
 
 
+class EncodedResources(bytes):
+    """A list of FHIR resources already encoded as a JSON array (CqlEngine.encode_resources)."""
+
+
 class _Worker:
     """One Node process; used by one caller at a time (the pool guarantees it)."""
 
@@ -203,6 +207,16 @@ class _Worker:
 
     def _tail(self) -> str:
         return f"; stderr: {' | '.join(self.stderr_tail)}" if self.stderr_tail else ""
+
+
+def _encode_line(payload: dict) -> bytes:
+    """One protocol line; pre-encoded resources are spliced in as they are, not encoded again."""
+    resources = payload.get("resources")
+    if isinstance(resources, EncodedResources):
+        rest = {k: v for k, v in payload.items() if k != "resources"}
+        tail = json.dumps(rest, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return b'{"resources":' + resources + (b"," + tail[1:] if len(tail) > 2 else b"}") + b"\n"
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 class CqlEngine:
@@ -345,7 +359,7 @@ class CqlEngine:
                 raise
             req_id = next(self._ids)
             payload["id"] = req_id
-            line = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+            line = _encode_line(payload)
             try:
                 resp = w.request(line, req_id, timeout)
             except EngineError:
@@ -376,7 +390,13 @@ class CqlEngine:
             self._load_line = line
             self._generation += 1
 
-    def evaluate(self, library_id: str, library_version: str | None, resources: list[dict], patient_id: str,
+    @staticmethod
+    def encode_resources(resources: list[dict]) -> EncodedResources:
+        """Encode resources once for several evaluate() calls (the cases of one hook call)."""
+        return EncodedResources(json.dumps(resources, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+    def evaluate(self, library_id: str, library_version: str | None,
+                 resources: list[dict] | EncodedResources, patient_id: str,
                  parameters: dict, expressions: list[str] | None = None, *,
                  execution_datetime: str | None = None, timeout: float | None = None) -> dict:
         """Evaluate defines of a loaded library for one patient; returns {define name: JSON value}.
