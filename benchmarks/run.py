@@ -435,11 +435,12 @@ def render(result: dict, markdown: bool = False) -> str:
              report.table(rows, markdown)]
     if s.get("stages"):
         stage_rows = ["", "Per-stage median, ms (in process):"]
-        names = ("parse", "orders", "data", "engine", "cards", "respond", "total")
+        names = ("parse", "orders", "data", "engine", "cards", "respond", "total",
+                 "engine.prepare", "engine.transport", "engine.parse", "engine.cql")
         if markdown:
             stage_rows += ["| scenario | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for name, st in s["stages"].items():
-            cells = [f"{st[k] * report.MS:.2f}" for k in names]
+            cells = [f"{st[k] * report.MS:.2f}" if k in st else "—" for k in names]
             stage_rows.append(("| " + " | ".join([name] + cells) + " |") if markdown
                               else f"  {name:28s} " + "  ".join(f"{k}={c}" for k, c in zip(names, cells)))
         parts += stage_rows

@@ -117,9 +117,10 @@ class EncodedResources(bytes):
 class _Worker:
     """One Node process; used by one caller at a time (the pool guarantees it)."""
 
-    def __init__(self, node: str, node_modules: str):
+    def __init__(self, node: str, node_modules: str, accelerate: bool = True):
         self.node = node
         self.node_modules = node_modules
+        self.accelerate = accelerate
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue = queue.Queue()
         self.generation = -1  # which load() payload this process has
@@ -129,7 +130,8 @@ class _Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> None:
-        env = dict(os.environ, CDS_NODE_MODULES=self.node_modules)
+        env = dict(os.environ, CDS_NODE_MODULES=self.node_modules,
+                   CDS_ENGINE_ACCELERATE="1" if self.accelerate else "0")
         try:
             self.proc = subprocess.Popen(
                 [self.node, str(WORKER_JS)],
@@ -227,10 +229,13 @@ class CqlEngine:
     """
 
     def __init__(self, node_executable: str | None = None, workers: int = 1, timeout: float = 10.0,
-                 node_modules: str | None = None):
+                 node_modules: str | None = None, accelerate: bool = True):
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.timeout = float(timeout)
+        # False runs cql-execution exactly as published, without engine_js/accelerate.mjs (the reference).
+        self.accelerate = accelerate
+        self._last = threading.local()
         self._node_executable = node_executable
         self._node_modules_arg = node_modules
         self._size = workers
@@ -274,7 +279,7 @@ class CqlEngine:
             node = self._node_executable or find_node()
             node_modules = _find_node_modules(self._node_modules_arg)
             self._node, self._node_modules = node, node_modules
-            self._all = [_Worker(node, node_modules) for _ in range(self._size)]
+            self._all = [_Worker(node, node_modules, self.accelerate) for _ in range(self._size)]
             for w in self._all:
                 self._idle.put(w)
             self._pool_ready = True
@@ -360,6 +365,7 @@ class CqlEngine:
             req_id = next(self._ids)
             payload["id"] = req_id
             line = _encode_line(payload)
+            started = time.perf_counter()
             try:
                 resp = w.request(line, req_id, timeout)
             except EngineError:
@@ -370,10 +376,20 @@ class CqlEngine:
                 self._idle.put(w)
             else:
                 self._replace(w)
+        worker_ms = resp.get("ms") if isinstance(resp.get("ms"), dict) else {}
+        self._last.timing = {"call": time.perf_counter() - started, "bytes_sent": len(line),
+                             **{k: v / 1000.0 for k, v in worker_ms.items() if isinstance(v, (int, float))}}
         if not resp.get("ok"):
             err = resp.get("error") or {}
             raise EngineError("evaluation", str(err.get("message") or "evaluation failed"), err.get("type"))
         return resp.get("result")
+
+    def last_timing(self) -> dict:
+        """This thread's last call, in seconds: `call` (round trip as Python sees it), and as the worker
+        measured it, `parse` (reading the request line), `evaluate` (the CQL evaluation and the
+        conversion of its results) and `cpu` (its CPU time for both); `bytes_sent` is the size of
+        the request line."""
+        return dict(getattr(self._last, "timing", {}))
 
     # -------------------------------------------------------------- API
 

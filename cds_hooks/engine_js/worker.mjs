@@ -1,7 +1,8 @@
 // Long-lived CQL evaluation worker for cds_hooks/engine.py.
 // Protocol: newline-delimited JSON on stdin/stdout, one request per line:
 //   {"id": n, "op": "load"|"evaluate"|"ping"|"stats", ...}
-//   -> {"id": n, "ok": true, "result": ...} | {"id": n, "ok": false, "error": {"type", "message"}}
+//   -> {"id": n, "ok": true, "result": ..., "ms": {"parse", "evaluate", "cpu"}}
+//    | {"id": n, "ok": false, "error": {"type", "message"}, "ms": {...}}
 // stdout carries protocol lines only; every log goes to stderr (the Python side drains it).
 import util from "node:util";
 import readline from "node:readline";
@@ -449,6 +450,12 @@ function errorOf(e) {
   return { type: "evaluation", message: e?.message ?? String(e) };
 }
 
+/** Milliseconds: reading the line, evaluating it, and the worker's CPU time for both (all threads). */
+function timing(t0, t1, cpu0) {
+  const cpu = process.cpuUsage(cpu0);
+  return { parse: t1 - t0, evaluate: performance.now() - t1, cpu: (cpu.user + cpu.system) / 1000 };
+}
+
 const write = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 
 // Requests are handled strictly one at a time: the patient source is shared state.
@@ -457,6 +464,8 @@ const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity 
 rl.on("line", (line) => {
   if (!line.trim()) return;
   chain = chain.then(async () => {
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     let req;
     try {
       req = JSON.parse(line);
@@ -464,13 +473,14 @@ rl.on("line", (line) => {
       write({ id: null, ok: false, error: { type: "bad_request", message: `invalid JSON: ${e.message}` } });
       return;
     }
+    const t1 = performance.now();
     const id = req && typeof req === "object" ? (req.id ?? null) : null;
     try {
       if (!req || typeof req !== "object" || Array.isArray(req)) throw new RequestError("bad_request", "request must be a JSON object");
       const result = await handle(req);
-      write({ id, ok: true, result });
+      write({ id, ok: true, result, ms: timing(t0, t1, cpu0) });
     } catch (e) {
-      write({ id, ok: false, error: errorOf(e) });
+      write({ id, ok: false, error: errorOf(e), ms: timing(t0, t1, cpu0) });
     }
   });
 });
