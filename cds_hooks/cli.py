@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
 from .config import Config
@@ -23,21 +22,21 @@ def _serve(args) -> int:
 
 
 def _serve_production(args) -> int:
-    """Replace this process with gunicorn on cds_hooks/gunicorn_conf.py (settings from the environment)."""
+    """gunicorn on cds_hooks/gunicorn_conf.py, in this process (settings from the environment)."""
     try:
-        Config.from_env()
+        config = Config.from_env()
     except ValueError as exc:  # pydantic's ValidationError: say what is wrong before gunicorn starts
         print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:cds_hooks.gunicorn_conf"]
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    argv = ["--config", "python:cds_hooks.gunicorn_conf"]
     if args.host or args.port:
-        default_host, _, default_port = Config.from_env().server_bind.rpartition(":")
+        default_host, _, default_port = config.server_bind.rpartition(":")
         argv += ["--bind", f"{args.host or default_host}:{args.port or default_port}"]
-    argv.append("cds_hooks.wsgi:app")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, argv)
-    return 0  # not reached
+    sys.argv = ["cds-hooks serve --production", *argv, "cds_hooks.wsgi:app"]
+    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="cds-hooks serve --production").run()
+    return 0  # gunicorn exits the process itself
 
 
 def _evaluate(args) -> int:
