@@ -5,7 +5,7 @@
 // list (list.toDistinctList) by computing a value key (immutableUtil.toNormalizedKey) for each
 // element. For a FHIR resource that key walks every element of the resource, wrapping each one in a
 // new FHIRObject and parsing every date with luxon (~45 µs per resource), and most query results
-// here are single values or lists of resources. Four shortcuts, none of which changes what any
+// here are single values or lists of resources. Five shortcuts, none of which changes what any
 // expression returns:
 //
 // 1. Lists of fewer than two elements are distinct (most query results here are single values).
@@ -19,6 +19,13 @@
 // 4. Memoised keys and class lookups. The key of a FHIR element is a pure function of its JSON and
 //    its model type, and nothing mutates the JSON of an evaluation, so it is computed once per (JSON
 //    object, type); `ModelInfo.findClass` (a lookup by name for every wrapped element) once per name.
+// 5. Memoised element access. `FHIRObject.get(field)` wraps the element in a new FHIRObject on every
+//    access (defining a getter per model element each time), and CQL functions such as
+//    "Procedure Start"(P) read the same elements of the same resources again and again. The result
+//    is a pure function of (JSON, type, field): FHIR wrappers, lists of them and plain values are
+//    kept per (JSON object, type, field); lists are handed out as copies. CQL system values (DateTime,
+//    Quantity, ...) are not kept, since cql-execution mutates a few of them in place. FHIR wrappers
+//    themselves have getters only: nothing can change a kept one.
 //
 // tests/test_engine_accelerate.py evaluates every fixture with these on and off (CDS_ENGINE_ACCELERATE=0,
 // the reference engine as published) and requires identical results.
@@ -102,6 +109,33 @@ export function installShortcuts(load, patientSource) {
       }
     }
     return originalKey(js);
+  };
+
+  // 5: memoised element access.
+  const originalGet = FHIRObject.prototype.get;
+  if (typeof originalGet !== "function") throw new Error("cql-exec-fhir internals changed: no FHIRObject.get");
+  const keepable = (v) => v == null || typeof v !== "object" || v instanceof FHIRObject;
+  const elements = new WeakMap(); // FHIRObject._json -> Map(typeInfo -> Map(field -> value))
+  FHIRObject.prototype.get = function memoGet(field) {
+    const json = this._json;
+    if (json === null || typeof json !== "object") return originalGet.call(this, field);
+    let byType = elements.get(json);
+    if (byType === undefined) {
+      byType = new Map();
+      elements.set(json, byType);
+    }
+    let byField = byType.get(this._typeInfo);
+    if (byField === undefined) {
+      byField = new Map();
+      byType.set(this._typeInfo, byField);
+    }
+    const hit = byField.get(field);
+    if (hit !== undefined || byField.has(field)) return Array.isArray(hit) ? hit.slice() : hit;
+    const value = originalGet.call(this, field);
+    if (Array.isArray(value) ? value.every(keepable) : keepable(value)) {
+      byField.set(field, Array.isArray(value) ? value.slice() : value);
+    }
+    return value;
   };
 
   const proto = Object.getPrototypeOf(modelInfo);
