@@ -4,10 +4,12 @@
 //   -> {"id": n, "ok": true, "result": ..., "ms": {"parse", "evaluate", "cpu"}}
 //    | {"id": n, "ok": false, "error": {"type", "message"}, "ms": {...}}
 // stdout carries protocol lines only; every log goes to stderr (the Python side drains it).
+import path from "node:path";
 import util from "node:util";
 import readline from "node:readline";
 import { createRequire } from "node:module";
 import { installShortcuts } from "./accelerate.mjs";
+import { installModelCache } from "./modelcache.mjs";
 
 for (const k of ["log", "info", "warn", "debug", "trace"]) {
   console[k] = (...args) => process.stderr.write(`${util.format(...args)}\n`);
@@ -18,6 +20,7 @@ for (const k of ["log", "info", "warn", "debug", "trace"]) {
 const require = createRequire(import.meta.url);
 const load = (name) =>
   require(process.env.CDS_NODE_MODULES ? require.resolve(name, { paths: [process.env.CDS_NODE_MODULES] }) : name);
+installModelCache(load, process.env.CDS_NODE_MODULES || path.join(path.dirname(require.resolve("cql-execution/package.json")), ".."));
 const cql = load("cql-execution");
 const { PatientSource } = load("cql-exec-fhir");
 
