@@ -5,7 +5,7 @@
 // list (list.toDistinctList) by computing a value key (immutableUtil.toNormalizedKey) for each
 // element. For a FHIR resource that key walks every element of the resource, wrapping each one in a
 // new FHIRObject and parsing every date with luxon (~45 µs per resource), and most query results
-// here are single values or lists of resources. Five shortcuts, none of which changes what any
+// here are single values or lists of resources. Six shortcuts, none of which changes what any
 // expression returns:
 //
 // 1. Lists of fewer than two elements are distinct (most query results here are single values).
@@ -26,6 +26,12 @@
 //    kept per (JSON object, type, field); lists are handed out as copies. CQL system values (DateTime,
 //    Quantity, ...) are not kept, since cql-execution mutates a few of them in place. FHIR wrappers
 //    themselves have getters only: nothing can change a kept one.
+// 6. Date and time parsing once per string and evaluation. cql-execution's DateTime.parse and
+//    Date.parse validate every string with luxon (~30 µs each), and the same dates are read many
+//    times. A parse is a pure function of its string (a DateTime without an offset takes the
+//    current local offset, which cannot change within one evaluation), so the first result of an
+//    evaluation is kept and every call gets a copy (the values are mutable); the worker calls
+//    `endEvaluation()` after each evaluation, which empties the cache.
 //
 // tests/test_engine_accelerate.py evaluates every fixture with these on and off (CDS_ENGINE_ACCELERATE=0,
 // the reference engine as published) and requires identical results.
@@ -33,11 +39,12 @@
 /**
  * @param {Function} load - resolves a package path the way worker.mjs does
  * @param {object} patientSource - the worker's cql-exec-fhir PatientSource (idle: no bundle loaded)
- * @returns {boolean} whether the shortcuts are installed
+ * @returns {{endEvaluation: Function} | null} null when the shortcuts are turned off
  */
 export function installShortcuts(load, patientSource) {
-  if (process.env.CDS_ENGINE_ACCELERATE === "0") return false;
+  if (process.env.CDS_ENGINE_ACCELERATE === "0") return null;
   const immutableUtil = load("cql-execution/lib/util/immutableUtil");
+  const datetime = load("cql-execution/lib/datatypes/datetime");
   const list = load("cql-execution/lib/elm/list");
   // cql-exec-fhir does not export FHIRObject: take it (and the model) from a wrapped Patient.
   patientSource.loadBundles([
@@ -53,7 +60,11 @@ export function installShortcuts(load, patientSource) {
     typeof FHIRObject !== "function" ||
     !(patient instanceof FHIRObject) ||
     patient._json?.id !== "probe" ||
-    typeof modelInfo?.findClass !== "function"
+    typeof modelInfo?.findClass !== "function" ||
+    typeof datetime.DateTime?.parse !== "function" ||
+    typeof datetime.Date?.parse !== "function" ||
+    typeof datetime.DateTime.prototype.copy !== "function" ||
+    typeof datetime.Date.prototype.copy !== "function"
   ) {
     throw new Error("cql-execution/cql-exec-fhir internals changed: the engine shortcuts do not fit this version");
   }
@@ -154,5 +165,25 @@ export function installShortcuts(load, patientSource) {
     }
     return found;
   };
-  return true;
+
+  // 6: date and time parsing once per string and evaluation.
+  const parsed = [];
+  for (const cls of [datetime.DateTime, datetime.Date]) {
+    const parse = cls.parse;
+    const cache = new Map(); // string -> parsed value (null for an invalid string)
+    parsed.push(cache);
+    cls.parse = function memoParse(string) {
+      if (typeof string !== "string") return parse.call(this, string);
+      const hit = cache.get(string);
+      if (hit !== undefined) return hit === null ? null : hit.copy();
+      const value = parse.call(this, string);
+      cache.set(string, value == null ? null : value.copy());
+      return value;
+    };
+  }
+  return {
+    endEvaluation() {
+      for (const cache of parsed) cache.clear();
+    },
+  };
 }

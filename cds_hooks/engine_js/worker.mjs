@@ -94,7 +94,7 @@ const state = {
   codeService: new ValueSetCodeService([]),
 };
 
-const accelerated = installShortcuts(load, state.patientSource);
+const shortcuts = installShortcuts(load, state.patientSource);
 
 const libKey = (id, version) => `${id}|${version ?? ""}`;
 
@@ -415,6 +415,7 @@ async function opEvaluate(req) {
     return result;
   } finally {
     source.reset(); // don't keep the patient's data alive between calls
+    shortcuts?.endEvaluation();
   }
 }
 
@@ -428,7 +429,7 @@ function opStats() {
     libraries: state.elm.length,
     valuesets: state.codeService.byUrl.size,
     uptime: process.uptime(),
-    accelerated,
+    accelerated: shortcuts !== null,
   };
 }
 
