@@ -11,7 +11,8 @@ record, most Observations (vital signs, labs), lab reports and all the administr
 The filter is conservative: a retrieve whose codes cannot be read statically (a parameter, an
 expression, a value set without its codes, an unknown node) keeps every resource of its type, and a
 resource passes a code filter when any `code` under its code property equals any code of the filter,
-whatever the system (a superset of the engine's own match on code and system).
+whatever the system (a superset of the engine's own match on code and system, which reads codes
+from the same shapes: a code string, a Coding, a CodeableConcept, a list of them).
 """
 from __future__ import annotations
 
@@ -40,8 +41,15 @@ class RetrieveFilter:
         if by_property is ALL:
             return True
         for prop, codes in by_property.items():
-            if not _codes_under(resource, prop).isdisjoint(codes):
-                return True
+            value = resource.get(prop)
+            if value is not None:
+                if _holds_code(value, codes):
+                    return True
+                continue
+            for key, value in resource.items():  # a choice element spelled with its type (medicationCodeableConcept)
+                if key.startswith(prop) and len(key) > len(prop) and key[len(prop)].isupper():
+                    if _holds_code(value, codes):
+                        return True
         return False
 
     def select(self, resources: list[dict]) -> list[dict]:
@@ -49,30 +57,21 @@ class RetrieveFilter:
         return [r for r in resources if self.wants(r)]
 
 
-def _codes_under(resource: dict, prop: str) -> set[str]:
-    """Every `code` string under the element `prop` (or a choice `propXxx`), and the element itself if a code."""
-    found: set[str] = set()
-    values = [v for k, v in resource.items()
-              if k == prop or (k.startswith(prop) and len(k) > len(prop) and k[len(prop)].isupper())]
-
-    def walk(v, top: bool) -> None:
-        if isinstance(v, str):
-            if top:
-                found.add(v)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x, top)
-        elif isinstance(v, dict):
-            code = v.get("code")
-            if isinstance(code, str):
-                found.add(code)
-            for k, x in v.items():
-                if k != "code" and isinstance(x, (dict, list)):
-                    walk(x, False)
-
-    for v in values:
-        walk(v, True)
-    return found
+def _holds_code(value, codes: frozenset[str]) -> bool:
+    """Whether a code element holds one of `codes`: the shapes cql-exec-fhir reads codes from (a code
+    string, a Coding, a CodeableConcept's codings, or a list of these), by code value alone."""
+    if isinstance(value, str):
+        return value in codes
+    if isinstance(value, list):
+        return any(_holds_code(v, codes) for v in value)
+    if isinstance(value, dict):
+        code = value.get("code")
+        if isinstance(code, str) and code in codes:
+            return True
+        coding = value.get("coding")
+        if isinstance(coding, list):
+            return any(isinstance(c, dict) and isinstance(c.get("code"), str) and c["code"] in codes for c in coding)
+    return False
 
 
 def _type_name(data_type: str) -> str:

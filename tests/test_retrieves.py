@@ -107,3 +107,9 @@ def test_selection_keeps_the_original_order(lumbar):
     records = [observation("72166-2", rid="a"), observation("8867-4", rid="b"), {"resourceType": "Patient", "id": "p"},
                {"resourceType": "Condition", "id": "c"}, observation("72166-2", rid="d")]
     assert [r["id"] for r in lumbar.select(records)] == ["a", "p", "c", "d"]
+
+
+def test_malformed_code_elements_are_not_matches(lumbar):
+    odd = {"resourceType": "Observation", "id": "x", "code": {"code": {"nested": "72166-2"},
+                                                              "coding": [{"code": ["72166-2"]}, "72166-2"]}}
+    assert not lumbar.wants(odd)
