@@ -61,6 +61,8 @@ class Config(BaseSettings):
     engine_timeout: float = Field(10.0, gt=0, description="Seconds one CQL evaluation may take")
     engine_heap_mb: int | None = Field(
         192, ge=64, description="V8 old-space limit of each engine worker, in MB (bounds its memory; none when empty)")
+    engine_cache_dir: str | None = Field(
+        None, description="Folder for the engine's parsed FHIR model cache ('off': none); node_modules/.cache/fusion-cds when empty")
     # Caller authentication. Only explicit configuration turns it off, and the service says so loudly.
     auth_disabled: bool = Field(False, description="Turn caller authentication off (development only)")
     # FHIR access for the keys the client did not prefetch.

@@ -117,11 +117,13 @@ class EncodedResources(bytes):
 class _Worker:
     """One Node process; used by one caller at a time (the pool guarantees it)."""
 
-    def __init__(self, node: str, node_modules: str, accelerate: bool = True, max_heap_mb: int | None = None):
+    def __init__(self, node: str, node_modules: str, accelerate: bool = True, max_heap_mb: int | None = None,
+                 cache_dir: str | None = None):
         self.node = node
         self.node_modules = node_modules
         self.accelerate = accelerate
         self.max_heap_mb = max_heap_mb
+        self.cache_dir = cache_dir
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue = queue.Queue()
         self.generation = -1  # which load() payload this process has
@@ -133,6 +135,8 @@ class _Worker:
     def start(self) -> None:
         env = dict(os.environ, CDS_NODE_MODULES=self.node_modules,
                    CDS_ENGINE_ACCELERATE="1" if self.accelerate else "0")
+        if self.cache_dir:
+            env["CDS_ENGINE_CACHE_DIR"] = self.cache_dir
         try:
             # A bounded old space makes V8 collect before it grows: without it a worker's resident
             # size wanders up to ~350 MB under load; with 192 MB it stays near 150 MB.
@@ -233,13 +237,16 @@ class CqlEngine:
     """
 
     def __init__(self, node_executable: str | None = None, workers: int = 1, timeout: float = 10.0,
-                 node_modules: str | None = None, accelerate: bool = True, max_heap_mb: int | None = None):
+                 node_modules: str | None = None, accelerate: bool = True, max_heap_mb: int | None = None,
+                 cache_dir: str | None = None):
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.timeout = float(timeout)
         # False runs cql-execution exactly as published, without engine_js/accelerate.mjs (the reference).
         self.accelerate = accelerate
         self.max_heap_mb = max_heap_mb
+        # Where workers keep the parsed FHIR model (engine_js/modelcache.mjs); "off" for nowhere.
+        self.cache_dir = cache_dir
         self._last = threading.local()
         self._node_executable = node_executable
         self._node_modules_arg = node_modules
@@ -284,7 +291,8 @@ class CqlEngine:
             node = self._node_executable or find_node()
             node_modules = _find_node_modules(self._node_modules_arg)
             self._node, self._node_modules = node, node_modules
-            self._all = [_Worker(node, node_modules, self.accelerate, self.max_heap_mb) for _ in range(self._size)]
+            self._all = [_Worker(node, node_modules, self.accelerate, self.max_heap_mb, self.cache_dir)
+                         for _ in range(self._size)]
             for w in self._all:
                 self._idle.put(w)
             self._pool_ready = True

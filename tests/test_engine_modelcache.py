@@ -12,9 +12,9 @@ SEED = dict(CALLS)["seed"]
 
 
 def seed_results(cache_dir, monkeypatch) -> dict:
-    monkeypatch.setenv("CDS_ENGINE_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("CDS_ENGINE_CACHE_DIR", raising=False)
     libraries, valuesets = engine_payload({PACK.service_id: PACK})
-    with CqlEngine(workers=1, timeout=60.0) as engine:
+    with CqlEngine(workers=1, timeout=60.0, cache_dir=str(cache_dir)) as engine:
         engine.load(libraries, valuesets)
         lib = PACK.library
         return engine.evaluate(lib["id"], lib.get("version"), SEED["resources"], SEED["patient_id"],
@@ -47,6 +47,19 @@ def test_a_damaged_cache_file_falls_back_to_parsing(tmp_path, monkeypatch, uncac
     seed_results(tmp_path, monkeypatch)
     next(tmp_path.glob("modelinfo-*.json")).write_text("{not json")
     assert seed_results(tmp_path, monkeypatch) == uncached
+
+
+def test_the_setting_reaches_the_engine(tmp_path):
+    from cds_hooks.app import create_app
+    from cds_hooks.config import Config
+    from cds_hooks.registry import registry_of
+
+    registry = registry_of(create_app(Config.development(engine_workers=1, engine_cache_dir=str(tmp_path))))
+    try:
+        registry.engine.start()
+    finally:
+        registry.engine.close()
+    assert len(list(tmp_path.glob("modelinfo-*.json"))) == 1
 
 
 def test_an_unwritable_cache_folder_only_costs_the_parse(tmp_path, monkeypatch, uncached):
