@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "machine": _machine(),
         "settings": settings,
+        # Names only: values may be secrets.
+        "settings_from_environment": sorted(k for k in os.environ if k.startswith("CDS_") and k not in settings),
         "authentication": args.auth,
         "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }

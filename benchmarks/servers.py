@@ -165,7 +165,8 @@ class Server:
 
 
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    """This environment (CDS_* settings included: the servers run as configured), the harness's settings on top."""
+    env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
