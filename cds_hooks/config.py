@@ -98,6 +98,10 @@ class Config(BaseSettings):
     node_executable: str | None = Field(None, description="Node.js executable; auto-detected when empty")
     engine_workers: int = Field(2, ge=1, description="Node.js engine workers per service process")
     engine_timeout: float = Field(10.0, gt=0, description="Seconds one CQL evaluation may take")
+    engine_heap_mb: int | None = Field(
+        192, ge=64, description="V8 old-space limit of each engine worker, in MB (bounds its memory; none when empty)")
+    engine_cache_dir: str | None = Field(
+        None, description="Folder for the engine's parsed FHIR model cache ('off': none); node_modules/.cache/fusion-cds when empty")
     # Caller authentication. Only explicit configuration turns it off, and the service says so loudly.
     auth_disabled: bool = Field(False, description="Turn caller authentication off (development only)")
     trusted_issuers: list[TrustedIssuer] = Field(
@@ -173,6 +177,14 @@ class Config(BaseSettings):
         None, description="Base64 key (at least 32 bytes) of the keyed hash that pseudonymises patient ids")
     audit_retention_days: int = Field(2190, ge=1, description="Days audit rows are kept; `cds-hooks audit purge` "
                                                                "deletes older ones")
+
+    # Production server (`cds-hooks serve --production`: gunicorn, cds_hooks/gunicorn_conf.py).
+    server_bind: str = Field("127.0.0.1:8080", description="Address the production server listens on (host:port)")
+    server_workers: int = Field(2, ge=1, description="Production server worker processes (each with its own engine pool)")
+    server_threads: int = Field(4, ge=1, description="Request threads per production server worker (gthread)")
+    server_timeout: float = Field(30.0, gt=0, description="Seconds a silent worker lives before the server restarts it")
+    server_graceful_timeout: float = Field(20.0, gt=0, description="Seconds workers get to finish requests on shutdown")
+    server_keepalive: float = Field(5.0, ge=0, description="Seconds an idle keep-alive connection stays open")
 
     @field_validator("fhir_servers")
     @classmethod
