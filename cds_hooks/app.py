@@ -31,7 +31,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     packs = load_rule_packs(config.cql_root, config.rule_packs or None)
     if engine is None:
         engine = CqlEngine(node_executable=config.node_executable, workers=config.engine_workers,
-                           timeout=config.engine_timeout)
+                           timeout=config.engine_timeout, max_heap_mb=config.engine_heap_mb)
     libraries, valuesets = engine_payload(packs)
     engine.load(libraries, valuesets)
     recorder, replay_store = audit_parts(config)

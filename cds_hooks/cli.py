@@ -12,8 +12,11 @@ from .logs import QuietRequestHandler
 
 
 def _serve(args) -> int:
+    if args.production:
+        return _serve_production(args)
     from .app import create_app
 
+<<<<<<< HEAD
     config = Config.from_env() if args.production else Config.development()
     if args.production:
         print("--production comes with the deployment work; use the development server for now",
@@ -25,7 +28,31 @@ def _serve(args) -> int:
     # The service logs each request itself; werkzeug's own access log would print query strings.
     app.run(host=args.host, port=args.port, threaded=True, use_reloader=False,
             request_handler=QuietRequestHandler)
+=======
+    host, port = args.host or "127.0.0.1", args.port or 8080
+    app = create_app(Config.from_env(auth_disabled=True))
+    print(f"fusion-cds development server on http://{host}:{port}/cds-services", file=sys.stderr)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+>>>>>>> issue-7
     return 0
+
+
+def _serve_production(args) -> int:
+    """gunicorn on cds_hooks/gunicorn_conf.py, in this process (settings from the environment)."""
+    try:
+        config = Config.from_env()
+    except ValueError as exc:  # pydantic's ValidationError: say what is wrong before gunicorn starts
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return 2
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    argv = ["--config", "python:cds_hooks.gunicorn_conf"]
+    if args.host or args.port:
+        default_host, _, default_port = config.server_bind.rpartition(":")
+        argv += ["--bind", f"{args.host or default_host}:{args.port or default_port}"]
+    sys.argv = ["cds-hooks serve --production", *argv, "cds_hooks.wsgi:app"]
+    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="cds-hooks serve --production").run()
+    return 0  # gunicorn exits the process itself
 
 
 def _evaluate(args) -> int:
@@ -72,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the service (development server, authentication off)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--production", action="store_true", help="production server (gunicorn)")
+    serve = sub.add_parser("serve", help="run the service (development server with authentication off, "
+                                         "or --production)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1, or CDS_SERVER_BIND's in production)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080, or CDS_SERVER_BIND's in production)")
+    serve.add_argument("--production", action="store_true",
+                       help="production server: gunicorn, settings from the environment, authentication as configured")
     serve.set_defaults(func=_serve)
 
     evaluate = sub.add_parser("evaluate", help="print the response the service gives to a request file")

@@ -98,6 +98,8 @@ class Config(BaseSettings):
     node_executable: str | None = Field(None, description="Node.js executable; auto-detected when empty")
     engine_workers: int = Field(2, ge=1, description="Node.js engine workers per service process")
     engine_timeout: float = Field(10.0, gt=0, description="Seconds one CQL evaluation may take")
+    engine_heap_mb: int | None = Field(
+        192, ge=64, description="V8 old-space limit of each engine worker, in MB (bounds its memory; none when empty)")
     # Caller authentication. Only explicit configuration turns it off, and the service says so loudly.
     auth_disabled: bool = Field(False, description="Turn caller authentication off (development only)")
     trusted_issuers: list[TrustedIssuer] = Field(
@@ -144,6 +146,7 @@ class Config(BaseSettings):
     # Public base URL of the service (links in cards; the JWT audience). The request's host when empty.
     public_base_url: str | None = Field(None, description="Public base URL of the service")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted, in bytes")
+<<<<<<< HEAD
     max_json_depth: int = Field(64, ge=8, le=512, description="Deepest nesting of objects and arrays accepted in a body")
     # Logs: patient ids appear only as keyed hashes. Without a key, a random one per process.
     log_pseudonym_key: SecretStr | None = Field(
@@ -185,6 +188,15 @@ class Config(BaseSettings):
                     or parts.username or parts.password:
                 raise ValueError(f"fhir_servers entry {url!r} must be an absolute http(s) URL without query or user info")
         return value
+=======
+    # Production server (`cds-hooks serve --production`: gunicorn, cds_hooks/gunicorn_conf.py).
+    server_bind: str = Field("127.0.0.1:8080", description="Address the production server listens on (host:port)")
+    server_workers: int = Field(2, ge=1, description="Production server worker processes (each with its own engine pool)")
+    server_threads: int = Field(4, ge=1, description="Request threads per production server worker (gthread)")
+    server_timeout: float = Field(30.0, gt=0, description="Seconds a silent worker lives before the server restarts it")
+    server_graceful_timeout: float = Field(20.0, gt=0, description="Seconds workers get to finish requests on shutdown")
+    server_keepalive: float = Field(5.0, ge=0, description="Seconds an idle keep-alive connection stays open")
+>>>>>>> issue-7
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .engine import CqlEngine
+from .engine import CqlEngine, EncodedResources
 from .orders import SurgicalCase
 from .patient_data import PatientData
 from .rulepack import Profile, RulePack
@@ -57,13 +57,17 @@ def _strings(value) -> list[str]:
 
 
 def evaluate_case(engine: CqlEngine, pack: RulePack, case: SurgicalCase, profile: Profile,
-                  data: PatientData) -> list[CriterionResult]:
-    """Evaluate the pack's library for one case; results ordered as the pack lists its criteria."""
+                  data: PatientData, resources: list[dict] | EncodedResources | None = None) -> list[CriterionResult]:
+    """Evaluate the pack's library for one case; results ordered as the pack lists its criteria.
+
+    `resources` is what the engine gets (default: all of `data`); the evaluator passes only what the
+    library's retrieves can use, encoded once for every case of the call (cds_hooks/retrieves.py).
+    """
     expression = pack.library.get("resultsExpression", "Criteria")
     out = engine.evaluate(
         pack.library["id"],
         pack.library.get("version"),
-        data.resources,
+        data.resources if resources is None else resources,
         data.patient_id,
         parameters_for(case, profile, data),
         expressions=[expression],

@@ -19,6 +19,7 @@ from .orders import OrderDetector, SurgicalCase, group_cases
 from .outbound import FhirServerPolicy
 from .patient_data import FetchSettings, PatientData, gather
 from .profiles import ProfileChoice, select_profile
+from .retrieves import retrieve_filter
 from .rulepack import RulePack
 
 EVALUATION_EXTENSION_KEY = "org.example.fusion-cds.evaluation"
@@ -57,6 +58,7 @@ class Evaluator:
         self.config = config
         self.detector = OrderDetector(pack.orders, config.local_order_codes)
         self.codes = {**pack.codes, **config.order_codes}
+        self.retrieves = retrieve_filter(pack.elm, pack.valuesets)
         self.fetch_settings = FetchSettings(
             timeout=config.fhir_timeout,
             deadline=config.fhir_deadline,
@@ -103,10 +105,14 @@ class Evaluator:
         index = data.index()
         outcomes: list[CaseOutcome] = []
         engine_time = cards_time = 0.0
+        t2 = time.perf_counter()
+        # Only what the library's retrieves can return, encoded once for every case of the call.
+        engine_input = self.engine.encode_resources(self.retrieves.select(data.resources))
+        engine_time += time.perf_counter() - t2
         for case in cases:
             choice = select_profile(self.pack, coverages, case, self.config.payer_profiles)
             t2 = time.perf_counter()
-            results = evaluate_case(self.engine, self.pack, case, choice.profile, data)
+            results = evaluate_case(self.engine, self.pack, case, choice.profile, data, engine_input)
             t3 = time.perf_counter()
             ctx = CardContext(
                 pack=self.pack,

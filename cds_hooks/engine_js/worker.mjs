@@ -1,11 +1,15 @@
 // Long-lived CQL evaluation worker for cds_hooks/engine.py.
 // Protocol: newline-delimited JSON on stdin/stdout, one request per line:
 //   {"id": n, "op": "load"|"evaluate"|"ping"|"stats", ...}
-//   -> {"id": n, "ok": true, "result": ...} | {"id": n, "ok": false, "error": {"type", "message"}}
+//   -> {"id": n, "ok": true, "result": ..., "ms": {"parse", "evaluate", "cpu"}}
+//    | {"id": n, "ok": false, "error": {"type", "message"}, "ms": {...}}
 // stdout carries protocol lines only; every log goes to stderr (the Python side drains it).
+import path from "node:path";
 import util from "node:util";
 import readline from "node:readline";
 import { createRequire } from "node:module";
+import { installShortcuts } from "./accelerate.mjs";
+import { installModelCache } from "./modelcache.mjs";
 
 for (const k of ["log", "info", "warn", "debug", "trace"]) {
   console[k] = (...args) => process.stderr.write(`${util.format(...args)}\n`);
@@ -16,6 +20,7 @@ for (const k of ["log", "info", "warn", "debug", "trace"]) {
 const require = createRequire(import.meta.url);
 const load = (name) =>
   require(process.env.CDS_NODE_MODULES ? require.resolve(name, { paths: [process.env.CDS_NODE_MODULES] }) : name);
+installModelCache(load, process.env.CDS_NODE_MODULES || path.join(path.dirname(require.resolve("cql-execution/package.json")), ".."));
 const cql = load("cql-execution");
 const { PatientSource } = load("cql-exec-fhir");
 
@@ -88,6 +93,8 @@ const state = {
   libraries: new Map(), // "id|version" -> cql.Library (built lazily, reused)
   codeService: new ValueSetCodeService([]),
 };
+
+const shortcuts = installShortcuts(load, state.patientSource);
 
 const libKey = (id, version) => `${id}|${version ?? ""}`;
 
@@ -408,6 +415,7 @@ async function opEvaluate(req) {
     return result;
   } finally {
     source.reset(); // don't keep the patient's data alive between calls
+    shortcuts?.endEvaluation();
   }
 }
 
@@ -421,6 +429,7 @@ function opStats() {
     libraries: state.elm.length,
     valuesets: state.codeService.byUrl.size,
     uptime: process.uptime(),
+    accelerated: shortcuts !== null,
   };
 }
 
@@ -445,6 +454,12 @@ function errorOf(e) {
   return { type: "evaluation", message: e?.message ?? String(e) };
 }
 
+/** Milliseconds: reading the line, evaluating it, and the worker's CPU time for both (all threads). */
+function timing(t0, t1, cpu0) {
+  const cpu = process.cpuUsage(cpu0);
+  return { parse: t1 - t0, evaluate: performance.now() - t1, cpu: (cpu.user + cpu.system) / 1000 };
+}
+
 const write = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 
 // Requests are handled strictly one at a time: the patient source is shared state.
@@ -453,6 +468,8 @@ const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity 
 rl.on("line", (line) => {
   if (!line.trim()) return;
   chain = chain.then(async () => {
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     let req;
     try {
       req = JSON.parse(line);
@@ -460,13 +477,14 @@ rl.on("line", (line) => {
       write({ id: null, ok: false, error: { type: "bad_request", message: `invalid JSON: ${e.message}` } });
       return;
     }
+    const t1 = performance.now();
     const id = req && typeof req === "object" ? (req.id ?? null) : null;
     try {
       if (!req || typeof req !== "object" || Array.isArray(req)) throw new RequestError("bad_request", "request must be a JSON object");
       const result = await handle(req);
-      write({ id, ok: true, result });
+      write({ id, ok: true, result, ms: timing(t0, t1, cpu0) });
     } catch (e) {
-      write({ id, ok: false, error: errorOf(e) });
+      write({ id, ok: false, error: errorOf(e), ms: timing(t0, t1, cpu0) });
     }
   });
 });

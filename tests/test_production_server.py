@@ -1,0 +1,121 @@
+"""`cds-hooks serve --production`: gunicorn on cds_hooks/gunicorn_conf.py, warm workers, graceful stop."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import FIXTURES, REPO
+from support.fhir_server import free_port
+from support.hooks import statuses
+
+from test_cli import SEED_STATUSES
+
+CLI = str(Path(sys.executable).parent / "cds-hooks")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def production_env(**settings: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return {**env, **settings}
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = production_env(CDS_AUTH_DISABLED="true", CDS_SERVER_WORKERS="2", CDS_ENGINE_WORKERS="1",
+                         CDS_SERVER_GRACEFUL_TIMEOUT="10")
+    proc = subprocess.Popen([CLI, "serve", "--production", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if requests.get(f"{base}/cds-services", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "production server did not start"
+        time.sleep(0.1)
+    yield proc, base
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def engine_processes(master: int) -> dict[int, list[int]]:
+    return {w: children(w) for w in children(master)}
+
+
+def test_it_runs_the_configured_number_of_workers_each_with_its_engine_started(server):
+    proc, _ = server
+    deadline = time.monotonic() + 60
+    while True:  # a worker accepts connections only once its engine is warm; the other may still be warming
+        workers = engine_processes(proc.pid)
+        if len(workers) == 2 and all(len(nodes) == 1 for nodes in workers.values()):
+            break
+        assert time.monotonic() < deadline, f"workers and engines: {workers}"
+        time.sleep(0.2)
+    for nodes in workers.values():
+        assert "worker.mjs" in Path(f"/proc/{nodes[0]}/cmdline").read_text()
+
+
+def test_it_answers_the_seed_case(server):
+    _, base = server
+    body = (FIXTURES / "requests" / "seed-prefetch.json").read_bytes()
+    r = requests.post(f"{base}/cds-services/lumbar-fusion", data=body,
+                      headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 200
+    assert statuses(r.json()["cards"][0]) == SEED_STATUSES
+
+
+def test_sigterm_stops_it_gracefully_with_its_engines(server):
+    proc, _ = server
+    engines = [n for nodes in engine_processes(proc.pid).values() for n in nodes]
+    assert engines
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out[-2000:]
+    assert "Shutting down" in out
+    deadline = time.monotonic() + 10
+    while any(alive(n) for n in engines) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(n) for n in engines)
+
+
+def test_invalid_settings_are_refused_before_the_server_starts():
+    out = subprocess.run([CLI, "serve", "--production"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env=production_env(CDS_SERVER_WORKERS="0"))
+    assert out.returncode == 2
+    assert "invalid settings" in out.stderr and "server_workers" in out.stderr
+
+
+def test_the_wsgi_module_builds_the_application_from_the_environment():
+    code = ("import cds_hooks.wsgi as w; from cds_hooks.registry import registry_of; "
+            "print(sorted(e.pack.service_id for e in registry_of(w.app).evaluators.values()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env=production_env(CDS_AUTH_DISABLED="true"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.replace("'", '"')) == ["lumbar-fusion"]
