@@ -16,24 +16,12 @@ def _serve(args) -> int:
         return _serve_production(args)
     from .app import create_app
 
-<<<<<<< HEAD
-    config = Config.from_env() if args.production else Config.development()
-    if args.production:
-        print("--production comes with the deployment work; use the development server for now",
-              file=sys.stderr)
-        return 2
-    app = create_app(config)
-    print(f"fusion-cds development server on http://{args.host}:{args.port}/cds-services", file=sys.stderr)
-    print(f"try-it page on http://{args.host}:{args.port}/try/", file=sys.stderr)
-    # The service logs each request itself; werkzeug's own access log would print query strings.
-    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False,
-            request_handler=QuietRequestHandler)
-=======
     host, port = args.host or "127.0.0.1", args.port or 8080
-    app = create_app(Config.from_env(auth_disabled=True))
+    app = create_app(Config.development())
     print(f"fusion-cds development server on http://{host}:{port}/cds-services", file=sys.stderr)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
->>>>>>> issue-7
+    print(f"try-it page on http://{host}:{port}/try/", file=sys.stderr)
+    # The service logs each request itself; werkzeug's own access log would print query strings.
+    app.run(host=host, port=port, threaded=True, use_reloader=False, request_handler=QuietRequestHandler)
     return 0
 
 

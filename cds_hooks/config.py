@@ -146,7 +146,6 @@ class Config(BaseSettings):
     # Public base URL of the service (links in cards; the JWT audience). The request's host when empty.
     public_base_url: str | None = Field(None, description="Public base URL of the service")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted, in bytes")
-<<<<<<< HEAD
     max_json_depth: int = Field(64, ge=8, le=512, description="Deepest nesting of objects and arrays accepted in a body")
     # Logs: patient ids appear only as keyed hashes. Without a key, a random one per process.
     log_pseudonym_key: SecretStr | None = Field(
@@ -188,7 +187,6 @@ class Config(BaseSettings):
                     or parts.username or parts.password:
                 raise ValueError(f"fhir_servers entry {url!r} must be an absolute http(s) URL without query or user info")
         return value
-=======
     # Production server (`cds-hooks serve --production`: gunicorn, cds_hooks/gunicorn_conf.py).
     server_bind: str = Field("127.0.0.1:8080", description="Address the production server listens on (host:port)")
     server_workers: int = Field(2, ge=1, description="Production server worker processes (each with its own engine pool)")
@@ -196,7 +194,6 @@ class Config(BaseSettings):
     server_timeout: float = Field(30.0, gt=0, description="Seconds a silent worker lives before the server restarts it")
     server_graceful_timeout: float = Field(20.0, gt=0, description="Seconds workers get to finish requests on shutdown")
     server_keepalive: float = Field(5.0, ge=0, description="Seconds an idle keep-alive connection stays open")
->>>>>>> issue-7
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
