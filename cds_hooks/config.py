@@ -12,7 +12,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -194,6 +194,15 @@ class Config(BaseSettings):
     server_timeout: float = Field(30.0, gt=0, description="Seconds a silent worker lives before the server restarts it")
     server_graceful_timeout: float = Field(20.0, gt=0, description="Seconds workers get to finish requests on shutdown")
     server_keepalive: float = Field(5.0, ge=0, description="Seconds an idle keep-alive connection stays open")
+    # Go-live controls (docs/deployment.md): shadow mode and the per-site switch in the audit database.
+    shadow_mode: bool = Field(False, description="Evaluate and audit every call but answer with no cards "
+                                                 "(a site's own switch, `cds-hooks site`, overrides it)")
+    site_by: Literal["tenant", "issuer", "fhir_server"] = Field(
+        "tenant", description="What names a site for the per-site switch: the caller JWT's `tenant` claim "
+                              "(its `iss` when it has none), its `iss`, or the request's `fhirServer`")
+    site_switch_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="Seconds a process uses the per-site switches it read before reading "
+                                       "them again (how soon every replica sees `cds-hooks site` changes)")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
