@@ -65,6 +65,11 @@ def _secrets_dir() -> str | None:
     return folder if Path(folder).is_dir() else None
 
 
+def secret_fields(settings_cls) -> set[str]:
+    """Settings holding secrets (SecretStr, alone or inside a list or map)."""
+    return {name for name, f in settings_cls.model_fields.items() if "SecretStr" in str(f.annotation)}
+
+
 class _FileSource(PydanticBaseSettingsSource):
     """Settings from the file named by CDS_CONFIG_FILE (JSON or TOML); keys are field names."""
 
@@ -75,6 +80,11 @@ class _FileSource(PydanticBaseSettingsSource):
         if path:
             text = Path(path).read_text(encoding="utf-8")
             self._data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+        # A settings file is often kept in version control or a ConfigMap: secrets never belong there.
+        secrets = sorted(k for k in self._data if k in secret_fields(settings_cls))
+        if secrets:
+            raise ValueError(f"{path} sets {', '.join(secrets)}: secrets are read only from CDS_* environment "
+                             "variables or files in the secrets directory (docs/configuration.md)")
 
     def get_field_value(self, field, field_name):  # required by the base class; unused
         return self._data.get(field_name), field_name, False
