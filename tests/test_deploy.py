@@ -267,3 +267,39 @@ def test_the_compose_service_gets_every_secret_as_a_file_named_like_its_variable
 
 def test_the_compose_database_image_is_pinned_by_tag_and_digest():
     assert PINNED_IMAGE.match(compose()["services"]["db"]["image"])
+
+
+def deployed_commands() -> list[list[str]]:
+    docs = all_documents()
+    job = docs["Job/fusion-cds-migrate-0-1-0"]["spec"]["template"]["spec"]
+    cron = docs["CronJob/fusion-cds-audit-purge"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    services = compose()["services"]
+    return [job["containers"][0]["command"], cron["containers"][0]["command"],
+            services["migrate"]["entrypoint"], services["doctor"]["entrypoint"], final_stage().exec_form("ENTRYPOINT")]
+
+
+@pytest.mark.parametrize("command", deployed_commands(), ids=" ".join)
+def test_every_command_the_deployment_runs_exists_with_its_options(command):
+    assert command[0] == "cds-hooks"
+    out = subprocess.run([str(BIN / "cds-hooks"), *command[1:], "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_local_secrets_script_writes_every_compose_secret_as_valid_settings(tmp_path):
+    import shutil
+
+    script = tmp_path / "make-local-secrets"
+    shutil.copy(DEPLOY / "make-local-secrets", script)
+    out = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    files = {p.name for p in (tmp_path / "secrets").iterdir()}
+    assert files == set(compose()["secrets"])
+    code = ("from cds_hooks.config import Config; from cds_hooks.sealing import Sealer; "
+            "c = Config.from_env(); Sealer.from_config(c); print(c.database_url.get_secret_value().split('@')[1])")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                            env={**clean, "CDS_SECRETS_DIR": str(tmp_path / "secrets")})
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "db:5432/fusion_cds"
+    again = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1  # never overwrites existing secrets
