@@ -281,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         if NEEDS_FHIR & set(args.scenarios):
             log("starting the local FHIR server and loading the seed and long-history patients")
             fhir = _start_fhir(workdir)
+            # The service fetches only from allowlisted FHIR servers (docs/security.md): allow this one.
+            settings.setdefault("CDS_FHIR_SERVERS", json.dumps([fhir.base_url]))
+            settings.setdefault("CDS_ALLOW_HTTP_LOOPBACK", "true")
         bodies = _bodies(workdir, fhir.base_url if fhir else None)
         probe = bodies["seed-prefetch"].read_bytes()
 

@@ -26,7 +26,8 @@ ENGINE_PARTS = ("engine.prepare", "engine.transport", "engine.parse", "engine.cq
 
 class StageProbe:
     def __init__(self, settings: dict[str, str]):
-        overrides = {k[len("CDS_"):].lower(): v for k, v in settings.items()
+        # As the environment gives them: JSON for lists and maps (e.g. CDS_FHIR_SERVERS).
+        overrides = {k[len("CDS_"):].lower(): json.loads(v) if v[:1] in ("[", "{") else v for k, v in settings.items()
                      if k.startswith("CDS_") and not k.startswith("CDS_SERVER_")}
         self.app = create_app(Config.from_env(**overrides))
         self.registry = registry_of(self.app)

@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask
 
-from . import cors, discovery, feedback, logs, openapi, operations, policies, request_limits, security, service, tryit
+from . import cors, discovery, feedback, go_live, logs, openapi, operations, policies, request_limits, security, service, tryit
 from .audit_setup import audit_parts
 from .config import Config
 from .engine import CqlEngine
@@ -38,6 +38,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     recorder, replay_store = audit_parts(config)
     app.extensions[EXTENSION] = ServiceRegistry(packs, engine, config, replay_store=replay_store)
     app.extensions[RECORDER] = recorder
+    go_live.init_app(app, config, recorder.store.engine if recorder.store is not None else None)
 
     if config.auth_disabled:
         log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "

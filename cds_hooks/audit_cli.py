@@ -83,7 +83,7 @@ def _report(args) -> int:
     from .report import build_report, render_csv, render_text
 
     since, until = _period(args)
-    report = build_report(_store(), since, until, args.service, _actor(args))
+    report = build_report(_store(), since, until, args.service, _actor(args), args.mode)
     _output(args, render_csv(report) if args.format == "csv" else render_text(report) + "\n")
     return 0
 
@@ -177,6 +177,8 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="overrides, unmet criteria, suggestion acceptance, volume and latency")
     _period_options(p, default_days=30)
     p.add_argument("--format", choices=("table", "csv"), default="table")
+    p.add_argument("--mode", choices=("live", "shadow", "off", "all"), default="live",
+                   help="calls answered in this go-live mode (default live; shadow: what would have been shown)")
     _reader_options(p)
     p.set_defaults(func=_report)
 

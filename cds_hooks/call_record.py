@@ -49,6 +49,8 @@ class CallRecord:
     error_message: str | None = None
     data: PatientData | None = None  # what was gathered when the call failed after gathering
     duration_ms: float | None = None
+    mode: str = "live"  # go_live.py: live, shadow (evaluated, no cards returned) or off (not evaluated)
+    site: str | None = None
 
     def finish(self) -> None:
         if self.duration_ms is None:
@@ -71,6 +73,14 @@ class CallRecord:
             self.error_message = "The service failed to process the request."
             self.error_class = type(exc).__name__
         self.finish()
+
+    def response_sent(self) -> dict:
+        """The body the caller received: the cards when live; `{"cards": []}` in shadow mode or off."""
+        if self.status != 200:
+            return {"error": self.error_code, "message": self.error_message}
+        if self.mode != "live" or self.outcome is None:
+            return {"cards": []}
+        return self.outcome.response
 
     @property
     def patient_data(self) -> PatientData | None:
@@ -175,15 +185,16 @@ def sealed_content(rec: CallRecord) -> dict:
     data = rec.patient_data
     manifest = _resource_manifest(data)
     versions = {m["reference"]: m["versionId"] for m in manifest if "versionId" in m}
-    response = rec.outcome.response if rec.status == 200 and rec.outcome else {
-        "error": rec.error_code, "message": rec.error_message}
-    return {
+    content = {
         "request": _request_summary(rec),
-        "response": response,
+        "response": rec.response_sent(),
         "sources": _sources(data),
         "resources": manifest,
         "cases": [_case(c, versions) for c in rec.cases],
     }
+    if rec.mode == "shadow" and rec.status == 200 and rec.outcome:
+        content["shadowResponse"] = rec.outcome.response  # what the user would have seen
+    return content
 
 
 def call_rows(rec: CallRecord, sealer: Sealer) -> dict[str, list[dict]]:
@@ -207,9 +218,11 @@ def call_rows(rec: CallRecord, sealer: Sealer) -> dict[str, list[dict]]:
         "timings": timings,
         "data_origin": data.origin if data else None,
         "unavailable_sources": data.failed_types if data else None,
-        "card_count": len(rec.outcome.response.get("cards", [])) if rec.outcome and rec.status == 200 else 0,
+        "card_count": len(rec.response_sent().get("cards", [])),
         "key_id": key_id,
         "sealed": sealed,
+        "mode": rec.mode,
+        "site": rec.site,
     }
     cards, suggestions, criteria = [], [], []
     if rec.status == 200:

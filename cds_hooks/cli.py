@@ -1,11 +1,12 @@
-"""The `cds-hooks` command: `serve`, `evaluate`; `db`, `report`, `audit` (audit_cli.py); the sandbox tools (cli_sandbox.py)."""
+"""The `cds-hooks` command: `serve`, `evaluate`; `db`, `report`, `audit` (audit_cli.py); `site` (site_cli.py);
+`doctor` (doctor.py); the sandbox tools (cli_sandbox.py)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from . import audit_cli, logs
+from . import audit_cli, doctor, logs, site_cli
 from .cli_sandbox import add_sandbox_commands
 from .config import Config
 from .logs import QuietRequestHandler
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
     evaluate.set_defaults(func=_evaluate)
     audit_cli.register(sub)
+    site_cli.register(sub)
+    doctor.register(sub)
 
     report_text = sub.add_parser("report-text", help="evaluate or benchmark the report-text extractor (docs/report-text.md)")
     report_text.add_argument("action", choices=["eval", "bench"])

@@ -12,7 +12,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -65,6 +65,11 @@ def _secrets_dir() -> str | None:
     return folder if Path(folder).is_dir() else None
 
 
+def secret_fields(settings_cls) -> set[str]:
+    """Settings holding secrets (SecretStr, alone or inside a list or map)."""
+    return {name for name, f in settings_cls.model_fields.items() if "SecretStr" in str(f.annotation)}
+
+
 class _FileSource(PydanticBaseSettingsSource):
     """Settings from the file named by CDS_CONFIG_FILE (JSON or TOML); keys are field names."""
 
@@ -75,6 +80,11 @@ class _FileSource(PydanticBaseSettingsSource):
         if path:
             text = Path(path).read_text(encoding="utf-8")
             self._data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+        # A settings file is often kept in version control or a ConfigMap: secrets never belong there.
+        secrets = sorted(k for k in self._data if k in secret_fields(settings_cls))
+        if secrets:
+            raise ValueError(f"{path} sets {', '.join(secrets)}: secrets are read only from CDS_* environment "
+                             "variables or files in the secrets directory (docs/configuration.md)")
 
     def get_field_value(self, field, field_name):  # required by the base class; unused
         return self._data.get(field_name), field_name, False
@@ -197,6 +207,15 @@ class Config(BaseSettings):
                     or parts.username or parts.password:
                 raise ValueError(f"fhir_servers entry {url!r} must be an absolute http(s) URL without query or user info")
         return value
+    # Go-live controls (docs/deployment.md): shadow mode and the per-site switch in the audit database.
+    shadow_mode: bool = Field(False, description="Evaluate and audit every call but answer with no cards "
+                                                 "(a site's own switch, `cds-hooks site`, overrides it)")
+    site_by: Literal["tenant", "issuer", "fhir_server"] = Field(
+        "tenant", description="What names a site for the per-site switch: the caller JWT's `tenant` claim "
+                              "(its `iss` when it has none), its `iss`, or the request's `fhirServer`")
+    site_switch_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="Seconds a process uses the per-site switches it read before reading "
+                                       "them again (how soon every replica sees `cds-hooks site` changes)")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -12,7 +12,9 @@ file; see cds_hooks/config.py). The choices, and why:
   a connection (post_worker_init), so no request pays a cold start;
 - graceful shutdown: on SIGTERM workers finish the calls in flight within `server_graceful_timeout`,
   then their engine workers are stopped (worker_exit);
-- no control socket: nothing else is listening besides the service port.
+- no control socket: nothing else is listening besides the service port;
+- metrics of every worker added up when `PROMETHEUS_MULTIPROC_DIR` is set (the image sets it): the
+  folder is emptied when the server starts and a dead worker's live gauges are dropped (child_exit).
 """
 from __future__ import annotations
 
@@ -54,3 +56,20 @@ def worker_exit(server, worker):
     registry = getattr(app, "extensions", {}).get(EXTENSION) if app is not None else None
     if registry is not None:
         registry.engine.close()
+
+
+def on_starting(server):
+    """An empty metrics folder for this server's workers (values of an earlier run would be added in)."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

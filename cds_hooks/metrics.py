@@ -39,6 +39,9 @@ class Metrics:
         self.feedback = Counter("cds_feedback", "Feedback entries stored, by outcome and override reason code "
                                 "(codes the service offers; other codes count as 'other')",
                                 ["service", "outcome", "reason"], registry=r)
+        self.calls_by_mode = Counter("cds_calls_by_mode", "Hook calls by go-live mode: live, shadow "
+                                     "(evaluated, no cards returned) or off (not evaluated)",
+                                     ["service", "mode"], registry=r)
         self.audit_failures = Counter("cds_audit_write_failures", "Audit rows that could not be written "
                                       "(call or feedback)", ["kind"], registry=r)
 

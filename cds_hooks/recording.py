@@ -48,7 +48,9 @@ class Recorder:
         self._observe(call, service_label, call.status)
 
     def _observe(self, call: CallRecord, service_label: str, status: int) -> None:
-        ok = status == 200 and call.outcome is not None
+        # Cards and criteria count only when they were shown (not in shadow mode, not off).
+        ok = status == 200 and call.outcome is not None and call.mode == "live"
+        self.metrics.calls_by_mode.labels(service_label, call.mode).inc()
         self.metrics.observe_call(
             service_label, status, time.perf_counter() - call.started,
             call.outcome.timings if call.outcome else None,

@@ -2,7 +2,8 @@
 
 Sections: call volume per day; latency percentiles per service and stage; feedback on cards;
 overrides by reason; criteria most often unmet; suggestion acceptance. Only plain-text columns are
-read (nothing is decrypted); the read is still written to the access log.
+read (nothing is decrypted); the read is still written to the access log. One go-live mode at a time
+(go_live.py): live calls by default; `shadow` reports what would have been shown.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Report:
     until: datetime | None
     service: str | None
     tables: list[Table]
+    mode: str = "live"
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
@@ -59,10 +61,12 @@ def _ms(value: float | None) -> str:
 
 
 class _Query:
-    def __init__(self, since, until, service):
-        self.since, self.until, self.service = since, until, service
+    def __init__(self, since, until, service, mode="live"):
+        self.since, self.until, self.service, self.mode = since, until, service, mode
 
     def calls(self, query):
+        if self.mode != "all":
+            query = query.where(audit_call.c.mode == self.mode)
         if self.since is not None:
             query = query.where(audit_call.c.received_at >= self.since)
         if self.until is not None:
@@ -214,19 +218,20 @@ def _suggestions(conn, q: _Query) -> Table:
 
 
 def build_report(store: AuditStore, since: datetime | None, until: datetime | None, service: str | None,
-                 actor: str) -> Report:
-    q = _Query(since, until, service)
-    store.log_access(actor, "report", period_text(since, until, service), 0)
+                 actor: str, mode: str = "live") -> Report:
+    q = _Query(since, until, service, mode)
+    store.log_access(actor, "report", period_text(since, until, service) + ("" if mode == "live" else f", mode {mode}"), 0)
     with store.reading() as conn:
         volume, latency = _volume_and_latency(conn, q)
         tables = [volume, latency, _feedback_summary(conn, q), _overrides(conn, q), _criteria(conn, q),
                   _suggestions(conn, q)]
-    return Report(since, until, service, tables)
+    return Report(since, until, service, tables, mode)
 
 
 def render_text(report: Report) -> str:
     out = [f"fusion-cds audit report: {iso(report.since) or 'start'} .. {iso(report.until) or 'now'}"
-           + (f", service {report.service}" if report.service else ""), ""]
+           + (f", service {report.service}" if report.service else "")
+           + ("" if report.mode == "live" else f", {report.mode} calls"), ""]
     for t in report.tables:
         out.append(t.title)
         out.append("=" * len(t.title))

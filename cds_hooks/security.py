@@ -151,6 +151,11 @@ class JwksCache:
         finally:
             lock.release()
 
+    def download(self, url: str) -> dict[str, object]:
+        """One download of the JWK Set at `url`, parsed as for verification, bypassing the cache
+        (`cds-hooks doctor`). Raises OutboundError, requests.RequestException or ValueError."""
+        return self._download(url)
+
     def _download(self, url: str) -> dict[str, object]:
         if not transport_allowed(url, self.allow_http_loopback):
             raise OutboundError("refused", "JWK Set URL must be https")
@@ -289,6 +294,11 @@ def _fits(key, alg: str) -> bool:
     if alg.startswith("ES"):
         return key.key_type == "EC" and getattr(getattr(key.key, "curve", None), "name", None) == _CURVES[alg]
     return key.key_type == "RSA"
+
+
+def usable_algorithms(key, algorithms) -> list[str]:
+    """The algorithms among `algorithms` that `key` (a PyJWK) can verify."""
+    return [alg for alg in algorithms if _fits(key, alg)]
 
 
 def _bearer(authorization: str | None) -> str:

@@ -3,6 +3,7 @@
 Answers 200 with `{"cards": [...]}`, 400 for a request the service cannot use, 404 for an unknown
 service, 412 when no patient data can be obtained ("HTTP Response": the service could not obtain
 the data it needs). Every call, whatever its status, is recorded in the audit trail (recording.py).
+In shadow mode, or for a site switched off (go_live.py), the answer is `{"cards": []}`.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .call_record import CallRecord
 from .criteria import CriteriaError
 from .engine import EngineError
 from .errors import ServiceError
+from .go_live import LIVE, OFF, decide_call
 from .hook_request import parse_hook_request
 from .logs import pseudonym
 from .recording import recorded
@@ -39,6 +41,12 @@ def call_service(service_id: str, call: CallRecord):
     body = json_body()
     check_hook_fields(body)
     hook_request = call.request = parse_hook_request(body, evaluator.pack.hook)
+    decision = decide_call(hook_request)
+    call.mode, call.site = decision.mode, decision.site
+    if decision.mode == OFF:  # switched off for this site: no data read, no evaluation
+        log.info("hook answered", extra={"fields": {"service": service_id, "hook_instance": hook_request.hook_instance,
+                                                    "mode": OFF, "cards": 0}})
+        return jsonify(call.response_sent())
     try:
         outcome = evaluator.evaluate(hook_request, public_base_url())
     except EngineError as exc:
@@ -53,8 +61,9 @@ def call_service(service_id: str, call: CallRecord):
         "hook_instance": hook_request.hook_instance,
         "patient": pseudonym(current_app, hook_request.patient_id),
         "cards": len(outcome.response["cards"]),
+        "mode": decision.mode,
         "data_source": data.origin if data else None,
         "unavailable": data.failed_types if data else [],
         "timings_ms": {k: round(v * 1000, 1) for k, v in outcome.timings.items()},
     }})
-    return jsonify(outcome.response)
+    return jsonify(outcome.response if decision.mode == LIVE else call.response_sent())

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from cds_hooks.audit_schema import metadata
-from cds_hooks.database import create_db_engine, current_revision, upgrade
+from cds_hooks.database import create_db_engine, current_revision, head_revision, upgrade
 from conftest import AUDIT_BACKENDS, REPO
 
 pytestmark = pytest.mark.parametrize("backend", AUDIT_BACKENDS)
@@ -37,8 +37,8 @@ def test_db_upgrade_command_migrates_the_configured_database(new_database_url, b
     env = {**os.environ, "CDS_DATABASE_URL": url, "CDS_VAR_DIR": str(tmp_path)}
     out = subprocess.run([CLI, "db", "upgrade"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "at revision 0001" in out.stdout
-    assert current_revision(create_db_engine(url)) == "0001"
+    assert f"at revision {head_revision()}" in out.stdout
+    assert current_revision(create_db_engine(url)) == head_revision()
 
 
 STARTER = """
@@ -61,4 +61,25 @@ def test_several_processes_migrating_at_once_all_succeed(new_database_url, backe
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-        assert out.strip() == "0001"
+        assert out.strip() == head_revision()
+
+
+def test_the_newest_migration_is_the_head_the_code_expects(new_database_url, backend):
+    assert head_revision() == "0002"
+    assert upgrade(create_db_engine(new_database_url(backend))) == "0002"
+
+
+def test_calls_recorded_before_the_go_live_migration_read_as_live(new_database_url, backend):
+    from sqlalchemy import select
+
+    from cds_hooks.audit_schema import audit_call
+
+    engine = create_db_engine(new_database_url(backend))
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO audit_call (id, received_at, service_id, status, duration_ms, card_count) "
+            "VALUES ('c1', '2026-01-01 00:00:00', 'lumbar-fusion', 200, 1.0, 1)")
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(audit_call.c.mode, audit_call.c.site)).one() == ("live", None)
