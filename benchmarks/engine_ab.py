@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def engine_calls(pack_id: str = "lumbar-fusion") -> tuple[object, list[tuple[str, dict]]]:
     """(pack, [(name, call)]): the engine call of the first case of every fixture request."""
+    from cds_hooks.derived_findings import derive as derive_findings
     from cds_hooks.evaluation import Evaluator
 
     config = Config.development()
@@ -59,6 +60,8 @@ def engine_calls(pack_id: str = "lumbar-fusion") -> tuple[object, list[tuple[str
         if not cases:
             continue
         data = gather(hook_request, pack.prefetch, evaluator.fetch_settings)
+        if config.report_text:  # as the service does: findings read from report text join the record
+            data.add_derived(derive_findings(data.resources))
         choice = select_profile(pack, data.of_type("Coverage"), cases[0], config.payer_profiles)
         calls.append((name, {"resources": data.resources, "patient_id": data.patient_id,
                              "parameters": parameters_for(cases[0], choice.profile, data)}))

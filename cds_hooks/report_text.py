@@ -417,23 +417,29 @@ class Tok:
 
 def tokenize(sentence: str) -> list[Tok]:
     toks: list[Tok] = []
+    # covered[i] is 1 where a token already spans character i: an O(1) "is this inside a token?".
+    covered = bytearray(len(sentence) + 1)
+
+    def add(tok: Tok) -> None:
+        toks.append(tok)
+        covered[tok.start:tok.end] = b"\x01" * (tok.end - tok.start)
     for m in _INTERSPACE.finditer(sentence):
         levels = _interspace(m)
         if levels:
-            toks.append(Tok("LEVEL", m.start(), m.end(), m.group(0), levels))
+            add(Tok("LEVEL", m.start(), m.end(), m.group(0), levels))
     for m in _LEVEL_WORDS.finditer(sentence):
-        toks.append(Tok("LEVEL", m.start(), m.end(), m.group(0), ["L5-S1"]))
+        add(Tok("LEVEL", m.start(), m.end(), m.group(0), ["L5-S1"]))
     for m in _PAIR.finditer(sentence):
         a, b = _vert(m.group(1)), _vert(m.group(2))
-        if a is not None and b == a + 1 and not any(t.start <= m.start() < t.end for t in toks):
-            toks.append(Tok("LEVEL", m.start(), m.end(), m.group(0), [INTERSPACES[a]]))
+        if a is not None and b == a + 1 and not covered[m.start()]:
+            add(Tok("LEVEL", m.start(), m.end(), m.group(0), [INTERSPACES[a]]))
     for m in _SINGLE_SLIP.finditer(sentence):
         a = _vert(m.group(1))
         if a is not None and a + 1 < len(_VERT):
-            toks.append(Tok("LEVEL", m.start(1), m.end(1), m.group(1), [INTERSPACES[a]]))
-    taken = [(t.start, t.end) for t in toks]
+            add(Tok("LEVEL", m.start(1), m.end(1), m.group(1), [INTERSPACES[a]]))
+    taken = bytes(covered)  # the level tokens only: other tokens may not overlap them
     for m in _TOKEN_RE.finditer(sentence):
-        if any(a < m.end() and m.start() < b for a, b in taken):
+        if 1 in taken[m.start():m.end()]:
             continue
         kind = m.lastgroup
         text = m.group(0)
@@ -471,16 +477,16 @@ def tokenize(sentence: str) -> list[Tok]:
         elif kind == "LISTHESIS":
             w = text.lower()
             value = "antero" if w.startswith(("antero", "anterior")) else "retro" if w.startswith("retro") else None
-        toks.append(Tok(kind, m.start(), m.end(), text, value))
+        add(Tok(kind, m.start(), m.end(), text, value))
     for m in _CLAUSE_BREAK.finditer(sentence):
-        if not any(t.start <= m.start() < t.end for t in toks):
-            toks.append(Tok("CLAUSE", m.start(), m.end(), m.group(0)))
+        if not covered[m.start()]:
+            add(Tok("CLAUSE", m.start(), m.end(), m.group(0)))
     for m in _SEG_BREAK.finditer(sentence):
-        if not any(t.start <= m.start() < t.end for t in toks):
-            toks.append(Tok("SEG", m.start(), m.end(), m.group(0)))
+        if not covered[m.start()]:
+            add(Tok("SEG", m.start(), m.end(), m.group(0)))
     for m in _WORD.finditer(sentence):
-        if not any(t.start <= m.start() < t.end for t in toks):
-            toks.append(Tok("WORD", m.start(), m.end(), m.group(0)))
+        if not covered[m.start()]:
+            add(Tok("WORD", m.start(), m.end(), m.group(0)))
     toks.sort(key=lambda t: (t.start, -t.end))
     return _join_lists(toks)
 

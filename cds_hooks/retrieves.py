@@ -8,6 +8,12 @@ filters by type and code itself; the order of what is left is kept) and saves th
 and both sides encoding and parsing, resources no expression will ever see: in a long primary-care
 record, most Observations (vital signs, labs), lab reports and all the administrative resources.
 
+The same holds one level down: the library reads a resource's elements only through ELM paths
+(`Property.path`, sort columns, a retrieve's code and date properties, identifier references), so
+the top-level elements no path names (narrative `note`s, `extension`s, identifiers, ...) are left out
+of what the engine is sent. Report-text findings, which carry their sentence and offsets for the card,
+lose most of their size this way.
+
 The filter is conservative: a retrieve whose codes cannot be read statically (a parameter, an
 expression, a value set without its codes, an unknown node) keeps every resource of its type, and a
 resource passes a code filter when any `code` under its code property equals any code of the filter,
@@ -30,6 +36,8 @@ class RetrieveFilter:
     """Per resource type: ALL, or the code properties and code values its retrieves filter on."""
 
     types: dict[str, dict[str, frozenset[str]] | None] = field(default_factory=dict)
+    # Top-level element names some path of the library can read; None keeps every element.
+    read: frozenset[str] | None = None
 
     def wants(self, resource: dict) -> bool:
         rtype = resource.get("resourceType")
@@ -52,9 +60,23 @@ class RetrieveFilter:
                         return True
         return False
 
+    def _readable(self, key: str) -> bool:
+        if key in self.read:
+            return True
+        # A choice element is read by its base name: `effective` reads effectiveDateTime.
+        cut = next((i for i, ch in enumerate(key) if ch.isupper()), 0)
+        return cut > 0 and key[:cut] in self.read
+
+    def prune(self, resource: dict) -> dict:
+        """The resource without the top-level elements the library never reads (the Patient whole)."""
+        if self.read is None or resource.get("resourceType") == "Patient":
+            return resource
+        return {k: v for k, v in resource.items() if self._readable(k)}
+
     def select(self, resources: list[dict]) -> list[dict]:
-        """The resources some retrieve of the library can return, in their original order."""
-        return [r for r in resources if self.wants(r)]
+        """The resources some retrieve of the library can return, in their original order, each
+        without the elements the library never reads."""
+        return [self.prune(r) for r in resources if self.wants(r)]
 
 
 def _holds_code(value, codes: frozenset[str]) -> bool:
@@ -163,6 +185,25 @@ def _retrieves(node):
             yield from _retrieves(v)
 
 
+_PATH_KEYS = ("path", "codeProperty", "dateProperty", "dateLowProperty", "dateHighProperty")
+
+
+def _paths(node, found: set[str]) -> None:
+    """Every element name an ELM tree can read: path segments, and bare identifier references."""
+    if isinstance(node, dict):
+        for key in _PATH_KEYS:
+            if isinstance(node.get(key), str):
+                found.update(node[key].split("."))
+        if node.get("type") == "IdentifierRef" and isinstance(node.get("name"), str):
+            found.add(node["name"])
+        for v in node.values():
+            if isinstance(v, (dict, list)):
+                _paths(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _paths(v, found)
+
+
 def retrieve_filter(libraries: list[dict], valuesets: list[dict]) -> RetrieveFilter:
     """The filter for ELM `libraries` (every retrieve of every library counts) and their value sets."""
     libs = _Libraries(libraries, valuesets)
@@ -185,4 +226,8 @@ def retrieve_filter(libraries: list[dict], valuesets: list[dict]) -> RetrieveFil
                 continue
             by_property = out.types.setdefault(rtype, {})
             by_property[prop] = by_property.get(prop, frozenset()) | codes
+    read: set[str] = {"resourceType", "id"}
+    for elm in libraries:
+        _paths(elm["library"], read)
+    out.read = frozenset(read)
     return out

@@ -1,9 +1,10 @@
 """The service's engine gives the published engine's results, define by define, on every fixture.
 
 The service runs cql-execution with exact shortcuts (cds_hooks/engine_js/accelerate.mjs) and gives it
-only the resources the library's retrieves can use (cds_hooks/retrieves.py). The reference is
-cql-execution as published (CDS_ENGINE_ACCELERATE=0) with the whole record. Every define of the
-library, FHIR resources included, must come out the same.
+only the resources the library's retrieves can use, without the elements no ELM path reads
+(cds_hooks/retrieves.py). The reference is cql-execution as published (CDS_ENGINE_ACCELERATE=0) with
+the whole record, report-text findings included. Every define of the library must come out the same;
+a FHIR resource a define returns is compared without the elements the service left out.
 """
 from __future__ import annotations
 
@@ -41,10 +42,38 @@ def test_every_define_matches_the_published_engine(engines, name, call):
     lib = PACK.library
     expected = reference.evaluate(lib["id"], lib.get("version"), call["resources"], call["patient_id"],
                                   call["parameters"])
-    kept = retrieve_filter(PACK.elm, PACK.valuesets).select(call["resources"])
+    selection = retrieve_filter(PACK.elm, PACK.valuesets)
+    kept = selection.select(call["resources"])
     actual = service.evaluate(lib["id"], lib.get("version"), service.encode_resources(kept), call["patient_id"],
                               call["parameters"])
-    assert actual == expected
+    assert actual == _pruned(expected, selection)
+
+
+def _pruned(value, selection):
+    """A result with every FHIR resource in it cut as the service cuts what it sends the engine."""
+    if isinstance(value, list):
+        return [_pruned(v, selection) for v in value]
+    if isinstance(value, dict):
+        if isinstance(value.get("resourceType"), str):
+            value = selection.prune(value)
+        return {k: _pruned(v, selection) for k, v in value.items()}
+    return value
+
+
+def test_the_calls_include_the_report_text_findings():
+    call = dict(CALLS)["seed"]
+    assert any(r["id"].startswith("derived-") for r in call["resources"])
+
+
+def test_unread_elements_are_left_out_and_read_ones_kept():
+    selection = retrieve_filter(PACK.elm, PACK.valuesets)
+    derived = next(r for r in dict(CALLS)["seed"]["resources"] if r["id"].startswith("derived-"))
+    cut = selection.prune(derived)
+    assert "note" in derived and "extension" in derived
+    assert "note" not in cut and "extension" not in cut
+    for kept in ("resourceType", "id", "status", "code", "valueCodeableConcept", "bodySite", "method",
+                 "effectiveDateTime", "component"):
+        assert cut[kept] == derived[kept]
 
 
 def test_the_long_history_record_is_cut_to_what_the_retrieves_use():
