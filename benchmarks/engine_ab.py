@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                             reference = out
                         else:
                             expected = reference if same_elm else {results_expression: reference[results_expression]}
+                            # A filtered engine returns resources without the elements it was not sent.
+                            flt = next(v[2] for v in variants if v[0] == name)
+                            if flt is not None:
+                                expected = flt.prune_within(expected)
                             if out != expected:
                                 print(f"MISMATCH: {name} differs from the published engine on {fixture}",
                                       file=sys.stderr)

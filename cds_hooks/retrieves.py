@@ -73,6 +73,17 @@ class RetrieveFilter:
             return resource
         return {k: v for k, v in resource.items() if self._readable(k)}
 
+    def prune_within(self, value):
+        """A result with every FHIR resource in it pruned: what an engine given `select`'s output
+        returns where an engine given the whole record returns the whole resource (for comparisons)."""
+        if isinstance(value, list):
+            return [self.prune_within(v) for v in value]
+        if isinstance(value, dict):
+            if isinstance(value.get("resourceType"), str):
+                value = self.prune(value)
+            return {k: self.prune_within(v) for k, v in value.items()}
+        return value
+
     def select(self, resources: list[dict]) -> list[dict]:
         """The resources some retrieve of the library can return, in their original order, each
         without the elements the library never reads."""
