@@ -440,7 +440,7 @@ def render(result: dict, markdown: bool = False) -> str:
              report.table(rows, markdown)]
     if s.get("stages"):
         stage_rows = ["", "Per-stage median, ms (in process):"]
-        names = ("parse", "orders", "data", "engine", "cards", "respond", "total",
+        names = ("parse", "orders", "data", "report_text", "engine", "cards", "respond", "total",
                  "engine.prepare", "engine.transport", "engine.parse", "engine.cql")
         if markdown:
             stage_rows += ["| scenario | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

@@ -20,7 +20,7 @@ from cds_hooks.config import Config
 from cds_hooks.hook_request import parse_hook_request
 from cds_hooks.registry import registry_of
 
-STAGES = ("parse", "orders", "data", "engine", "cards", "respond")
+STAGES = ("parse", "orders", "data", "report_text", "engine", "cards", "respond")
 ENGINE_PARTS = ("engine.prepare", "engine.transport", "engine.parse", "engine.cql")
 
 
@@ -47,7 +47,7 @@ class StageProbe:
             if i < warmup:
                 continue
             samples["parse"].append(t1 - t0)
-            for stage in ("orders", "data", "engine", "cards"):
+            for stage in ("orders", "data", "report_text", "engine", "cards"):
                 samples[stage].append(outcome.timings.get(stage, 0.0))
             samples["respond"].append(t3 - t2)
             timing = self.registry.engine.last_timing() if outcome.cases else {}
