@@ -6,6 +6,7 @@ request to `respond(request)`, which returns (status, headers, body) or writes t
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -61,7 +62,7 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # the service hanging up at its deadline is expected here, not an error
 
 
-class LoopbackServer:
+class LoopbackServer(ABC):
     """A real HTTP server on 127.0.0.1; subclasses implement `respond`."""
 
     def __init__(self):
@@ -84,8 +85,9 @@ class LoopbackServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
+    @abstractmethod
     def respond(self, seen: Seen, handler: BaseHTTPRequestHandler) -> Answer | None:
-        raise NotImplementedError
+        """The answer to one request; each kind of test server decides."""
 
     def seen(self, path_prefix: str = "") -> list[Seen]:
         with self.lock:
