@@ -150,3 +150,23 @@ def test_extraction_is_deterministic():
     report = seed_report()
     text = base64.b64decode(report["presentedForm"][0]["data"]).decode()
     assert extract_text(text) == extract_text(text)
+
+
+def test_the_word_start_guard_of_the_token_pattern_changes_no_token_on_the_gold_set(monkeypatch):
+    # Speed only: every token pattern already begins where no word character precedes it.
+    import re
+
+    from cds_hooks import report_text
+    from cds_hooks.report_text_eval import load_gold
+
+    unguarded = re.compile("|".join(f"(?P<{n}>{p})" for n, p in report_text._TOKEN_SPECS), re.I)
+    texts = [p["text"] for p in load_gold()]
+    sentences = [s.text for t in texts for s in report_text.sentences(t, 0, len(t))]
+    assert len(sentences) > 200
+
+    def tokens(pattern):
+        monkeypatch.setattr(report_text, "_TOKEN_RE", pattern)
+        return [[(t.kind, t.start, t.end, t.value) for t in report_text.tokenize(s)] for s in sentences]
+
+    guarded = report_text._TOKEN_RE
+    assert tokens(guarded) == tokens(unguarded)
