@@ -5,7 +5,7 @@
 // list (list.toDistinctList) by computing a value key (immutableUtil.toNormalizedKey) for each
 // element. For a FHIR resource that key walks every element of the resource, wrapping each one in a
 // new FHIRObject and parsing every date with luxon (~45 µs per resource), and most query results
-// here are single values or lists of resources. Six shortcuts, none of which changes what any
+// here are single values or lists of resources. Seven shortcuts, none of which changes what any
 // expression returns:
 //
 // 1. Lists of fewer than two elements are distinct (most query results here are single values).
@@ -32,6 +32,11 @@
 //    current local offset, which cannot change within one evaluation), so the first result of an
 //    evaluation is kept and every call gets a copy (the values are mutable); the worker calls
 //    `endEvaluation()` after each evaluation, which empties the cache.
+// 7. Retrieve wrappers once per evaluation. `Patient.findRecords` filters the bundle and wraps every
+//    resource of the type in a new FHIRObject on every retrieve (a getter per model element each
+//    time), and the library retrieves Observations, Procedures and Conditions many times. Its result
+//    is a pure function of (patient, profile, datatype) within an evaluation, and the wrappers have
+//    getters only, so the first result is kept and every retrieve gets a copy of the list.
 //
 // tests/test_engine_accelerate.py evaluates every fixture with these on and off (CDS_ENGINE_ACCELERATE=0,
 // the reference engine as published) and requires identical results.
@@ -181,9 +186,31 @@ export function installShortcuts(load, patientSource) {
       return value;
     };
   }
+  // 7: retrieve wrappers once per evaluation.
+  const patientProto = Object.getPrototypeOf(patient);
+  const findRecords = patientProto.findRecords;
+  if (typeof findRecords !== "function") throw new Error("cql-exec-fhir internals changed: no Patient.findRecords");
+  let retrieved = new WeakMap(); // Patient -> Map(profile and datatype -> records)
+  patientProto.findRecords = function memoFindRecords(profile, retrieveDetails) {
+    let byKey = retrieved.get(this);
+    if (byKey === undefined) {
+      byKey = new Map();
+      retrieved.set(this, byKey);
+    }
+    const key = `${profile}\u0000${retrieveDetails?.datatype ?? ""}`;
+    let records = byKey.get(key);
+    if (records === undefined) {
+      records = findRecords.call(this, profile, retrieveDetails);
+      if (!Array.isArray(records)) return records;
+      byKey.set(key, records);
+    }
+    return records.slice();
+  };
+
   return {
     endEvaluation() {
       for (const cache of parsed) cache.clear();
+      retrieved = new WeakMap();
     },
   };
 }
