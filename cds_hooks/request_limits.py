@@ -18,7 +18,6 @@ from flask import Flask, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ServiceError
-from .security import is_protected
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")

@@ -15,6 +15,7 @@ os.environ.setdefault("CDS_VAR_DIR", tempfile.mkdtemp(prefix="fusion-cds-test-va
 from cds_hooks.app import create_app
 from cds_hooks.config import Config
 from cds_hooks.engine import CqlEngine
+from support.jwt_issuer import JwksServer, Signer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fhir_fixtures"
@@ -140,3 +141,13 @@ def audit_store(audit_app):
 @pytest.fixture()
 def audit_client(audit_app, audit_store):
     return audit_app.test_client()
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    """A trusted EHR issuer: its JWK Set served on 127.0.0.1, and a signer of its CDS Hooks JWTs."""
+    server = JwksServer().start()
+    try:
+        yield Signer(server, iss="https://ehr.example.org")
+    finally:
+        server.stop()

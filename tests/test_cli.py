@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import requests
 from conftest import FIXTURES, REPO
 from support.fhir_server import free_port
 from support.hooks import statuses
+from support.processes import wait_until_answering
 
 CLI = str(Path(sys.executable).parent / "cds-hooks")
 SEED_STATUSES = {
@@ -59,15 +59,7 @@ def test_serve_answers_discovery_and_the_readme_curl(tmp_path):
                             stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/cds-services", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        assert wait_until_answering(proc, f"{base}/cds-services", timeout=60), "server did not start"
         body = (FIXTURES / "requests" / "seed-prefetch.json").read_bytes()
         r = requests.post(f"{base}/cds-services/lumbar-fusion", data=body,
                           headers={"Content-Type": "application/json"}, timeout=30)

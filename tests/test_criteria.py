@@ -2,12 +2,11 @@
 
 Each test starts from a fixture patient and changes one thing.
 """
-import copy
 
 import pytest
 
 from conftest import request_fixture
-from support.hooks import call, find, orders, plus, result, resources, statuses, with_resources, without
+from support.hooks import call, find, orders, plus, result, resources, with_resources, without
 
 INTERSPACE = "http://fusion-cds.example.org/fhir/CodeSystem/spinal-interspace"
 SNOMED = "http://snomed.info/sct"

@@ -15,22 +15,12 @@ from cds_hooks.doctor import FAIL, PASS, SKIP, WARN, run_checks
 from conftest import REPO
 from support.audit_db import KEYS, PSEUDONYM_KEY
 from support.fhir_server import free_port
-from support.jwt_issuer import JwksServer, Signer
 from support.postgres import create_database
 
 CLI = os.path.join(os.path.dirname(sys.executable), "cds-hooks")
 BASE = "http://127.0.0.1:8080"
 
 pytestmark = pytest.mark.fhir_server
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    server = JwksServer().start()
-    try:
-        yield Signer(server, iss="https://ehr.example.org")
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

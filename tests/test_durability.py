@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
@@ -19,6 +18,7 @@ from cds_hooks.database import create_db_engine
 from conftest import AUDIT_BACKENDS, REPO, request_fixture
 from support.audit_db import audit_env, rows
 from support.fhir_server import free_port
+from support.processes import wait_until_answering
 
 CLI = str(os.path.join(os.path.dirname(sys.executable), "cds-hooks"))
 THREADS = 6
@@ -32,17 +32,10 @@ def start_server(env, tmp_path):
     proc = subprocess.Popen([CLI, "serve", "--port", str(port)], cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return proc, base
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError(f"server did not become ready: {(tmp_path / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.2)
+    if wait_until_answering(proc, f"{base}/readyz", timeout=90, request_timeout=5):
+        return proc, base
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(f"server did not become ready: {(tmp_path / 'server.log').read_text()[-2000:]}")
 
 
 @pytest.mark.parametrize("backend", AUDIT_BACKENDS)

@@ -3,7 +3,6 @@
 The server is sekmet-fhir (a real FHIR R4 server process, started by the test session) with every
 fixture patient loaded as a transaction Bundle.
 """
-import copy
 import json
 
 import pytest

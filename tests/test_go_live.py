@@ -6,7 +6,6 @@ switch); the switch is changed through the `cds-hooks site` command as an operat
 from __future__ import annotations
 
 import copy
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from cds_hooks.recording import recorder_of
 from conftest import REPO, request_fixture
 from support.audit_db import audit_env, audit_settings
 from support.hooks import SERVICE, statuses
-from support.jwt_issuer import JwksServer, Signer
 from support.servers import Recorder
 from test_cli import SEED_STATUSES
 
@@ -199,15 +197,6 @@ def test_every_replica_sees_a_switch_within_the_cache_time(engine, new_database_
 
 
 # ------------------------------------------------------------------ sites by the caller JWT's tenant
-
-@pytest.fixture(scope="module")
-def issuer():
-    server = JwksServer().start()
-    try:
-        yield Signer(server, iss="https://ehr.example.org")
-    finally:
-        server.stop()
-
 
 def test_a_tenant_switched_off_gets_no_cards_while_another_tenant_gets_its_card(engine, issuer, sqlite_url, tmp_path):
     settings = {**audit_settings(sqlite_url, tmp_path), "public_base_url": BASE, "allow_http_loopback": True,

@@ -1,10 +1,9 @@
 """The HTTP contract: discovery, validation errors, prefetch semantics (CDS Hooks 2.0)."""
-import copy
 import json
 
 import pytest
 
-from support.hooks import SERVICE, call, orders, result, statuses
+from support.hooks import SERVICE, call, orders, statuses
 
 
 def test_discovery_lists_the_lumbar_fusion_order_sign_service(client):

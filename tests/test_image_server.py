@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,8 @@ from support.audit_db import KEYS, PSEUDONYM_KEY
 from support.dockerfile import stages
 from support.fhir_server import free_port
 from support.hooks import statuses
-from support.jwt_issuer import JwksServer, Signer
 from support.postgres import create_database
+from support.processes import wait_until_answering
 from test_cli import SEED_STATUSES
 
 VENV = Path(sys.executable).parent.parent
@@ -73,15 +72,6 @@ def image_environment(image, tmp: Path, port: int) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def issuer():
-    server = JwksServer().start()
-    try:
-        yield Signer(server, iss="https://ehr.example.org")
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def deployment(image, issuer, postgres_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("image")
     port = free_port()
@@ -103,17 +93,9 @@ def deployment(image, issuer, postgres_url, tmp_path_factory):
     command = image.exec_form("ENTRYPOINT") + (image.exec_form("CMD") or [])
     workdir = localise(image.last("WORKDIR").args, image_paths(tmp))
     proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the service did not become ready:\n" + proc.communicate()[0][-3000:])
-        time.sleep(0.2)
+    if not wait_until_answering(proc, f"{base}/readyz", timeout=120):
+        proc.kill()
+        pytest.fail("the service did not become ready:\n" + proc.communicate()[0][-3000:])
     yield {"proc": proc, "base": base, "env": env, "image": image}
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

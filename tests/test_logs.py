@@ -9,11 +9,9 @@ A second run does the same with the `cds-hooks serve` process and its stderr.
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -24,10 +22,11 @@ from werkzeug.serving import make_server
 from cds_hooks.app import create_app
 from cds_hooks.config import Config
 from cds_hooks.logs import JsonFormatter, Pseudonymizer, QuietRequestHandler
-from conftest import FIXTURES, PATIENTS, REPO, patient_bundle, request_fixture
+from conftest import PATIENTS, REPO, patient_bundle, request_fixture
 from support.fault_server import FaultyFhirServer
 from support.fhir_server import free_port
 from support.jwt_issuer import JwksServer, Signer, unsigned
+from support.processes import wait_until_answering
 from support.servers import Recorder
 
 pytestmark = pytest.mark.fhir_server
@@ -194,15 +193,8 @@ def test_the_serve_command_logs_json_without_identifiers(fhir_server):
     base = f"http://127.0.0.1:{port}"
     token = f"fhir-access-{uuid.uuid4().hex}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/cds-services?patient=seed-patient", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        assert wait_until_answering(proc, f"{base}/cds-services?patient=seed-patient", timeout=60), \
+            "server did not start"
         body = request_fixture("seed", prefetch=False)
         body["fhirServer"] = fhir_server.base_url
         body["fhirAuthorization"]["access_token"] = token

@@ -1,5 +1,4 @@
 """Fusion order detection and grouping into surgical cases (order-sign draftOrders)."""
-import copy
 
 from cds_hooks.orders import OrderDetector, group_cases, reference_date_of
 from cds_hooks.rulepack import load_rule_packs

@@ -15,6 +15,7 @@ import requests
 from conftest import FIXTURES, REPO
 from support.fhir_server import free_port
 from support.hooks import statuses
+from support.processes import wait_until_answering
 
 from test_cli import SEED_STATUSES
 
@@ -50,15 +51,8 @@ def server():
     proc = subprocess.Popen([CLI, "serve", "--production", "--port", str(port)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if requests.get(f"{base}/cds-services", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "production server did not start"
-        time.sleep(0.1)
+    assert wait_until_answering(proc, f"{base}/cds-services", timeout=90, interval=0.1), \
+        "production server did not start"
     yield proc, base
     if proc.poll() is None:
         proc.kill()

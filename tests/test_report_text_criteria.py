@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from conftest import request_fixture
-from support.hooks import call, find, plus, result, resources, with_resources, without
+from support.hooks import call, plus, result, resources, with_resources, without
 
 from cds_hooks.app import create_app
 from cds_hooks.config import Config
