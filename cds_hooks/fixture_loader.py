@@ -198,18 +198,8 @@ class FixtureLoader:
         def outcome(status):
             return {201: "created", 200: "updated"}.get(status, "updated" if status and status < 300 else "failed")
 
-        if mode in ("auto", "transaction"):
-            report = self._transaction(fixture.name, fixture.bundle, "PUT", fixture.resources, outcome)
-            if report is not None:
-                return report
-            if mode == "transaction":
-                return Report(fixture.name, "transaction", [Written(fixture.name, "PUT", _key(r), None, "failed")
-                                                            for r in resources],
-                              note="the server does not accept transactions; try --mode put")
-        report = self._one_by_one(fixture.name, "PUT", resources, outcome)
-        if mode == "auto":
-            report.note = "the server refused the transaction; wrote one resource at a time"
-        return report
+        return self._write(fixture.name, "PUT", fixture.bundle, fixture.resources, resources, outcome, mode,
+                           "the server refused the transaction; wrote one resource at a time")
 
     def remove(self, fixture: FixturePatient, keep: set[str] | None = None, mode: str = "auto",
                dry_run: bool = False) -> Report:
@@ -225,19 +215,25 @@ class FixtureLoader:
                 return "not-found"
             return "deleted" if status and status < 300 else "failed"
 
+        bundle = {"resourceType": "Bundle", "type": "transaction",
+                  "entry": [{"request": {"method": "DELETE", "url": _key(r)}} for r in resources]}
+        return self._write(fixture.name, "DELETE", bundle, resources, resources, outcome, mode,
+                           "the server refused the transaction; deleted one resource at a time")
+
+    def _write(self, name: str, method: str, bundle: dict, in_bundle: list[dict], in_order: list[dict],
+               outcome, mode: str, fallback_note: str) -> Report:
+        """The transaction `bundle` (modes auto and transaction), else one request per resource of
+        `in_order` (mode put, or auto when the server refuses the transaction)."""
         if mode in ("auto", "transaction"):
-            bundle = {"resourceType": "Bundle", "type": "transaction",
-                      "entry": [{"request": {"method": "DELETE", "url": _key(r)}} for r in resources]}
-            report = self._transaction(fixture.name, bundle, "DELETE", resources, outcome)
+            report = self._transaction(name, bundle, method, in_bundle, outcome)
             if report is not None:
                 return report
             if mode == "transaction":
-                return Report(fixture.name, "transaction", [Written(fixture.name, "DELETE", _key(r), None, "failed")
-                                                            for r in resources],
+                return Report(name, "transaction", [Written(name, method, _key(r), None, "failed") for r in in_order],
                               note="the server does not accept transactions; try --mode put")
-        report = self._one_by_one(fixture.name, "DELETE", resources, outcome)
+        report = self._one_by_one(name, method, in_order, outcome)
         if mode == "auto":
-            report.note = "the server refused the transaction; deleted one resource at a time"
+            report.note = fallback_note
         return report
 
 
