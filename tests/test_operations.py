@@ -31,6 +31,11 @@ def value(metrics: dict, name: str, **labels) -> float:
     return metrics.get((name, frozenset(labels.items())), 0.0)
 
 
+def growth(before: dict, after: dict):
+    """grew(name, **labels): how much one sample grew between two scrapes."""
+    return lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)
+
+
 def test_healthz_says_the_process_is_alive(client):
     r = client.get("/healthz")
     assert r.status_code == 200 and r.get_json() == {"status": "alive"}
@@ -62,10 +67,7 @@ def test_readyz_is_503_when_the_cql_engine_does_not_answer(tmp_path):
 def test_a_call_is_counted_in_the_request_and_stage_histograms(audit_client, seed_request):
     before = samples(audit_client)
     call(audit_client, seed_request)
-    after = samples(audit_client)
-
-    def grew(name, **labels):
-        return value(after, name, **labels) - value(before, name, **labels)
+    grew = growth(before, samples(audit_client))
 
     assert grew("cds_hook_request_duration_seconds_count", service="lumbar-fusion", status="200") == 1
     for stage in ("orders", "fetch", "engine", "cards", "audit"):
@@ -76,10 +78,7 @@ def test_a_call_is_counted_in_the_request_and_stage_histograms(audit_client, see
 def test_cards_are_counted_by_indicator_and_criteria_by_status(audit_client, seed_request):
     before = samples(audit_client)
     call(audit_client, seed_request)
-    after = samples(audit_client)
-
-    def grew(name, **labels):
-        return value(after, name, **labels) - value(before, name, **labels)
+    grew = growth(before, samples(audit_client))
 
     assert grew("cds_cards_total", service="lumbar-fusion", indicator="warning") == 1
     assert grew("cds_criteria_outcomes_total", service="lumbar-fusion", criterion="imaging-severity",
@@ -93,9 +92,8 @@ def test_failed_data_sources_are_counted_as_fhir_errors_by_resource_type(audit_c
                                               "issue": [{"severity": "error", "code": "timeout"}]}
     before = samples(audit_client)
     call(audit_client, seed_request)
-    after = samples(audit_client)
-    labels = {"service": "lumbar-fusion", "resource_type": "Procedure"}
-    assert value(after, "cds_fhir_errors_total", **labels) - value(before, "cds_fhir_errors_total", **labels) == 1
+    grew = growth(before, samples(audit_client))
+    assert grew("cds_fhir_errors_total", service="lumbar-fusion", resource_type="Procedure") == 1
 
 
 def test_rejected_calls_are_counted_with_their_status(audit_client, seed_request):
@@ -103,13 +101,10 @@ def test_rejected_calls_are_counted_with_their_status(audit_client, seed_request
     before = samples(audit_client)
     assert audit_client.post(SERVICE, json=seed_request).status_code == 400
     audit_client.post("/cds-services/nope", json=seed_request)
-    after = samples(audit_client)
-    name = "cds_hook_request_duration_seconds_count"
-    assert value(after, name, service="lumbar-fusion", status="400") - value(
-        before, name, service="lumbar-fusion", status="400") == 1
+    grew = growth(before, samples(audit_client))
+    assert grew("cds_hook_request_duration_seconds_count", service="lumbar-fusion", status="400") == 1
     # Unknown service ids share one label value: a caller cannot create new time series.
-    assert value(after, name, service="unknown", status="404") - value(before, name, service="unknown",
-                                                                       status="404") == 1
+    assert grew("cds_hook_request_duration_seconds_count", service="unknown", status="404") == 1
 
 
 def test_feedback_is_counted_by_outcome_and_known_reason(audit_client, seed_request):
@@ -124,10 +119,9 @@ def test_feedback_is_counted_by_outcome_and_known_reason(audit_client, seed_requ
          "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]},
     ]
     assert audit_client.post(FEEDBACK, json={"feedback": entries}).status_code == 200
-    after = samples(audit_client)
+    grew = growth(before, samples(audit_client))
     for outcome, reason in (("overridden", "payer-approved"), ("overridden", "other"), ("accepted", "none")):
-        labels = {"service": "lumbar-fusion", "outcome": outcome, "reason": reason}
-        assert value(after, "cds_feedback_total", **labels) - value(before, "cds_feedback_total", **labels) == 1
+        assert grew("cds_feedback_total", service="lumbar-fusion", outcome=outcome, reason=reason) == 1
 
 
 MULTIPROCESS_WORKER = """
