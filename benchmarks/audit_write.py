@@ -26,15 +26,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from cds_hooks.app import create_app  # noqa: E402
-from cds_hooks.audit import AuditStore  # noqa: E402
-from cds_hooks.call_record import CallRecord, call_rows  # noqa: E402
+from cds_hooks.web.app import create_app  # noqa: E402
+from cds_hooks.audit.store import AuditStore  # noqa: E402
+from cds_hooks.audit.call_record import CallRecord, call_rows  # noqa: E402
 from cds_hooks.config import Config  # noqa: E402
-from cds_hooks.database import create_db_engine, upgrade  # noqa: E402
-from cds_hooks.engine import CqlEngine  # noqa: E402
-from cds_hooks.hook_request import parse_hook_request  # noqa: E402
-from cds_hooks.registry import registry_of  # noqa: E402
-from cds_hooks.sealing import Sealer  # noqa: E402
+from cds_hooks.audit.database import create_db_engine, upgrade  # noqa: E402
+from cds_hooks.engine.bridge import CqlEngine  # noqa: E402
+from cds_hooks.hooks.hook_request import parse_hook_request  # noqa: E402
+from cds_hooks.pipeline.registry import registry_of  # noqa: E402
+from cds_hooks.audit.sealing import Sealer  # noqa: E402
 from support.audit_db import audit_settings  # noqa: E402
 from support.postgres import PostgresServer, create_database  # noqa: E402
 

@@ -12,7 +12,7 @@ It needs two packages the service does not use, installed by hand for the experi
     (cd /tmp/esb && npm install --no-save esbuild@0.28.2)
     .venv/bin/python -m benchmarks.embedded_v8 --esbuild /tmp/esb/node_modules/.bin/esbuild
 
-The bundle is built from cds_hooks/engine_js/worker.mjs (its evaluation part: from the ELM types
+The bundle is built from cds_hooks/engine/js/worker.mjs (its evaluation part: from the ELM types
 constant up to the protocol loop) and accelerate.mjs, with Node's built-ins replaced by small shims
 (the model info comes parsed from the worker's disk cache, so no XML parser runs in V8).
 """
@@ -27,14 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from cds_hooks.engine import CqlEngine, _encode_line
-from cds_hooks.registry import engine_payload
-from cds_hooks.retrieves import retrieve_filter
+from cds_hooks.engine.bridge import CqlEngine, _encode_line
+from cds_hooks.pipeline.registry import engine_payload
+from cds_hooks.engine.retrieves import retrieve_filter
 
 from .engine_ab import engine_calls
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINE_JS = REPO / "cds_hooks" / "engine_js"
+ENGINE_JS = REPO / "cds_hooks" / "engine" / "js"
 CORE_MODULES = ["cql-execution/lib/util/immutableUtil", "cql-execution/lib/elm/list",
                 "cql-execution/lib/datatypes/datetime", "xml2js"]
 PRELUDE = r"""

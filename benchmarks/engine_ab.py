@@ -7,8 +7,8 @@ patient, the engine call the service would make (same resources, parameters, lib
 several engines at once, interleaved call by call so that a noisy machine hurts them alike:
 
 - published: cql-execution as published (CDS_ENGINE_ACCELERATE=0), every resource of the record;
-- shortcuts: + the exact shortcuts of cds_hooks/engine_js/accelerate.mjs;
-- filtered: + only the resources the library's retrieves can use (cds_hooks/retrieves.py);
+- shortcuts: + the exact shortcuts of cds_hooks/engine/js/accelerate.mjs;
+- filtered: + only the resources the library's retrieves can use (cds_hooks/engine/retrieves.py);
 - restructured (with --elm-before): the three above run the ELM of FILE (the library before its
   CQL was restructured); this one runs the current ELM, as the service does.
 
@@ -26,15 +26,15 @@ import sys
 from pathlib import Path
 
 from cds_hooks.config import Config
-from cds_hooks.criteria import parameters_for
-from cds_hooks.engine import CqlEngine
-from cds_hooks.hook_request import parse_hook_request
-from cds_hooks.orders import group_cases
-from cds_hooks.patient_data import gather
-from cds_hooks.profiles import select_profile
-from cds_hooks.registry import engine_payload
-from cds_hooks.retrieves import retrieve_filter
-from cds_hooks.rulepack import load_rule_packs
+from cds_hooks.pipeline.criteria import parameters_for
+from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.hooks.hook_request import parse_hook_request
+from cds_hooks.pipeline.orders import group_cases
+from cds_hooks.pipeline.patient_data import gather
+from cds_hooks.pipeline.profiles import select_profile
+from cds_hooks.pipeline.registry import engine_payload
+from cds_hooks.engine.retrieves import retrieve_filter
+from cds_hooks.packs.loader import load_rule_packs
 
 from .long_history import patient_bundle, requests_for
 
@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def engine_calls(pack_id: str = "lumbar-fusion") -> tuple[object, list[tuple[str, dict]]]:
     """(pack, [(name, call)]): the engine call of the first case of every fixture request."""
-    from cds_hooks.derived_findings import derive as derive_findings
-    from cds_hooks.evaluation import Evaluator
+    from cds_hooks.spine.derived_findings import derive as derive_findings
+    from cds_hooks.pipeline.evaluation import Evaluator
 
     config = Config.development()
     pack = load_rule_packs(config.cql_root)[pack_id]

@@ -1,9 +1,9 @@
 """The floor: a no-op Flask application that parses the same request body and answers no cards.
 
-Served exactly like the service (gunicorn with cds_hooks/gunicorn_conf.py), it measures what the
+Served exactly like the service (gunicorn with cds_hooks/ops/gunicorn_conf.py), it measures what the
 HTTP server, Flask and JSON parsing cost by themselves; every scenario is reported as a ratio to it.
 
-    gunicorn --config python:cds_hooks.gunicorn_conf benchmarks.floor:app
+    gunicorn --config python:cds_hooks.ops.gunicorn_conf benchmarks.floor:app
 """
 from __future__ import annotations
 

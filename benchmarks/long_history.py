@@ -19,7 +19,7 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-from cds_hooks.prefetch import resource_type_of
+from cds_hooks.hooks.prefetch import resource_type_of
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fhir_fixtures"

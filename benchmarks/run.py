@@ -126,8 +126,8 @@ def _start_fhir(workdir: Path):
 
 def _fhir_search_times(base_url: str, body_path: Path, calls: int) -> dict:
     """Each prefetch search of the pack, alone and sequentially, as the service's client runs it."""
-    from cds_hooks.fhir_client import FhirClient
-    from cds_hooks.prefetch import render
+    from cds_hooks.pipeline.fhir_client import FhirClient
+    from cds_hooks.hooks.prefetch import render
 
     pack = json.loads((REPO / "cql" / "lumbar-fusion" / "pack.json").read_text(encoding="utf-8"))
     body = json.loads(body_path.read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """Start the servers under test and read their processes' CPU time and memory from /proc.
 
 Both the service and the floor run under the production server configuration
-(cds_hooks/gunicorn_conf.py): the service through its own command, `cds-hooks serve --production`,
+(cds_hooks/ops/gunicorn_conf.py): the service through its own command, `cds-hooks serve --production`,
 the floor with the same gunicorn settings module.
 """
 from __future__ import annotations
@@ -180,6 +180,6 @@ def service_server(port: int, settings: dict[str, str]) -> Server:
 
 
 def floor_server(port: int, settings: dict[str, str]) -> Server:
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:cds_hooks.gunicorn_conf",
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:cds_hooks.ops.gunicorn_conf",
             "--bind", f"127.0.0.1:{port}", "benchmarks.floor:app"]
     return Server("floor", argv, server_env(settings), port)

@@ -188,7 +188,7 @@ class Config(BaseSettings):
     audit_retention_days: int = Field(2190, ge=1, description="Days audit rows are kept; `cds-hooks audit purge` "
                                                                "deletes older ones")
 
-    # Production server (`cds-hooks serve --production`: gunicorn, cds_hooks/gunicorn_conf.py).
+    # Production server (`cds-hooks serve --production`: gunicorn, cds_hooks/ops/gunicorn_conf.py).
     server_bind: str = Field("127.0.0.1:8080", description="Address the production server listens on (host:port)")
     server_workers: int = Field(2, ge=1, description="Production server worker processes (each with its own engine pool)")
     server_threads: int = Field(4, ge=1, description="Request threads per production server worker (gthread)")

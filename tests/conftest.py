@@ -12,9 +12,9 @@ import pytest
 # Applications built by tests keep their audit database and key files out of the repository.
 os.environ.setdefault("CDS_VAR_DIR", tempfile.mkdtemp(prefix="fusion-cds-test-var-"))
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.engine import CqlEngine
+from cds_hooks.engine.bridge import CqlEngine
 from support.jwt_issuer import JwksServer, Signer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def audit_app(request, engine, tmp_path_factory):
 @pytest.fixture()
 def audit_store(audit_app):
     """The audit store of `audit_app`, emptied for this test."""
-    from cds_hooks.recording import recorder_of
+    from cds_hooks.web.recording import recorder_of
     from support.audit_db import clear
 
     store = recorder_of(audit_app).store

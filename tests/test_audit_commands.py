@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import update
 
-from cds_hooks.audit_schema import audit_call, audit_card, audit_criterion, audit_suggestion, feedback
-from cds_hooks.sealing import new_key
+from cds_hooks.audit.schema import audit_call, audit_card, audit_criterion, audit_suggestion, feedback
+from cds_hooks.audit.sealing import new_key
 from conftest import REPO, request_fixture
 from support.audit_db import KEYS, audit_env, rows
 from support.hooks import call

@@ -7,7 +7,7 @@ import base64
 
 from sqlalchemy import text
 
-from cds_hooks.audit_schema import audit_call, audit_card, audit_criterion, audit_suggestion
+from cds_hooks.audit.schema import audit_call, audit_card, audit_criterion, audit_suggestion
 from support.audit_db import PSEUDONYM_KEY, raw_dump, rows
 from support.hooks import SERVICE, call, statuses
 

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cds_hooks import client_jwt
+from cds_hooks.sandbox import client_jwt
 
 AUD = "https://cds.example.org/cds-services/lumbar-fusion"
 

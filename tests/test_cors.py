@@ -5,7 +5,7 @@ still succeed, and a refused call must still be readable by an allowed browser o
 """
 import pytest
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from support.jwt_issuer import JwksServer, Signer
 

@@ -294,7 +294,7 @@ def test_the_local_secrets_script_writes_every_compose_secret_as_valid_settings(
     assert out.returncode == 0, out.stderr
     files = {p.name for p in (tmp_path / "secrets").iterdir()}
     assert files == set(compose()["secrets"])
-    code = ("from cds_hooks.config import Config; from cds_hooks.sealing import Sealer; "
+    code = ("from cds_hooks.config import Config; from cds_hooks.audit.sealing import Sealer; "
             "c = Config.from_env(); Sealer.from_config(c); print(c.database_url.get_secret_value().split('@')[1])")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,

@@ -1,11 +1,11 @@
-"""Derived Observations from report text: their FHIR shape, ids and provenance (cds_hooks/derived_findings.py)."""
+"""Derived Observations from report text: their FHIR shape, ids and provenance (cds_hooks/spine/derived_findings.py)."""
 import base64
 import copy
 
 from fhir.resources.R4B.observation import Observation
 
 from conftest import patient_bundle
-from cds_hooks.derived_findings import METHOD_CODE, SOURCE_EXTENSION, SPINE_FINDING, derive
+from cds_hooks.spine.derived_findings import METHOD_CODE, SOURCE_EXTENSION, SPINE_FINDING, derive
 
 
 def seed_resources():

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from cds_hooks.config import Config
-from cds_hooks.database import create_db_engine, head_revision, upgrade
-from cds_hooks.doctor import FAIL, PASS, SKIP, WARN, run_checks
+from cds_hooks.audit.database import create_db_engine, head_revision, upgrade
+from cds_hooks.ops.doctor import FAIL, PASS, SKIP, WARN, run_checks
 from conftest import REPO
 from support.audit_db import KEYS, PSEUDONYM_KEY
 from support.fhir_server import free_port

@@ -13,8 +13,8 @@ import threading
 import pytest
 import requests
 
-from cds_hooks.audit_schema import audit_call
-from cds_hooks.database import create_db_engine
+from cds_hooks.audit.schema import audit_call
+from cds_hooks.audit.database import create_db_engine
 from conftest import AUDIT_BACKENDS, REPO, request_fixture
 from support.audit_db import audit_env, rows
 from support.fhir_server import free_port

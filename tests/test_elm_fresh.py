@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_hooks.engine import find_node
+from cds_hooks.engine.bridge import find_node
 
 REPO = Path(__file__).resolve().parents[1]
 

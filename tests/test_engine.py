@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_hooks.engine import CqlEngine, EngineError, find_node
+from cds_hooks.engine.bridge import CqlEngine, EngineError, find_node
 
 REPO = Path(__file__).resolve().parents[1]
 FHIRHELPERS_ELM = REPO / "cql" / "common" / "elm" / "FHIRHelpers.json"

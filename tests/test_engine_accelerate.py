@@ -1,8 +1,8 @@
 """The service's engine gives the published engine's results, define by define, on every fixture.
 
-The service runs cql-execution with exact shortcuts (cds_hooks/engine_js/accelerate.mjs) and gives it
+The service runs cql-execution with exact shortcuts (cds_hooks/engine/js/accelerate.mjs) and gives it
 only the resources the library's retrieves can use, without the elements no ELM path reads
-(cds_hooks/retrieves.py). The reference is cql-execution as published (CDS_ENGINE_ACCELERATE=0) with
+(cds_hooks/engine/retrieves.py). The reference is cql-execution as published (CDS_ENGINE_ACCELERATE=0) with
 the whole record, report-text findings included. Every define of the library must come out the same;
 a FHIR resource a define returns is compared without the elements the service left out.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.engine_ab import engine_calls
-from cds_hooks.engine import CqlEngine
-from cds_hooks.registry import engine_payload
-from cds_hooks.retrieves import retrieve_filter
+from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.pipeline.registry import engine_payload
+from cds_hooks.engine.retrieves import retrieve_filter
 
 PACK, CALLS = engine_calls()
 

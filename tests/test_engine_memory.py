@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.registry import registry_of
+from cds_hooks.pipeline.registry import registry_of
 
 
 def worker_command_lines(config: Config) -> list[str]:

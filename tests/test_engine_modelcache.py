@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.engine_ab import engine_calls
-from cds_hooks.engine import CqlEngine
-from cds_hooks.registry import engine_payload
+from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.pipeline.registry import engine_payload
 
 PACK, CALLS = engine_calls()
 SEED = dict(CALLS)["seed"]
@@ -50,9 +50,9 @@ def test_a_damaged_cache_file_falls_back_to_parsing(tmp_path, monkeypatch, uncac
 
 
 def test_the_setting_reaches_the_engine(tmp_path):
-    from cds_hooks.app import create_app
+    from cds_hooks.web.app import create_app
     from cds_hooks.config import Config
-    from cds_hooks.registry import registry_of
+    from cds_hooks.pipeline.registry import registry_of
 
     registry = registry_of(create_app(Config.development(engine_workers=1, engine_cache_dir=str(tmp_path))))
     try:

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from cds_hooks.audit_schema import feedback, feedback_suggestion
+from cds_hooks.audit.schema import feedback, feedback_suggestion
 from support.audit_db import raw_dump, rows
 from support.hooks import call
 
@@ -96,7 +96,7 @@ def test_feedback_on_another_services_card_does_not_match(audit_client, audit_st
     with audit_store.engine.begin() as conn:
         from sqlalchemy import update
 
-        from cds_hooks.audit_schema import audit_call
+        from cds_hooks.audit.schema import audit_call
         conn.execute(update(audit_call).values(service_id="other-service"))
     answer = post(audit_client, overridden(card))
     assert answer["unmatchedCards"] == [card["uuid"]]
@@ -177,7 +177,7 @@ def test_feedback_for_an_unknown_service_is_404(audit_client, card):
 
 def test_feedback_without_an_audit_trail_is_503(engine, tmp_path):
     """The offline configuration (audit off) cannot keep feedback, and says so."""
-    from cds_hooks.app import create_app
+    from cds_hooks.web.app import create_app
     from cds_hooks.config import Config
 
     app = create_app(Config.development(var_dir=tmp_path, audit_enabled=False), engine=engine)

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from conftest import patient_bundle, request_fixture
 from support.conformance import assert_conformant

@@ -14,11 +14,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from cds_hooks.app import create_app
-from cds_hooks.audit_schema import audit_call, audit_card
+from cds_hooks.web.app import create_app
+from cds_hooks.audit.schema import audit_call, audit_card
 from cds_hooks.config import Config
-from cds_hooks.go_live import EXTENSION, LIVE, OFF, SHADOW, decide_mode
-from cds_hooks.recording import recorder_of
+from cds_hooks.audit.go_live import EXTENSION, LIVE, OFF, SHADOW, decide_mode
+from cds_hooks.web.recording import recorder_of
 from conftest import REPO, request_fixture
 from support.audit_db import audit_env, audit_settings
 from support.hooks import SERVICE, statuses
@@ -74,7 +74,7 @@ def test_shadow_mode_records_what_would_have_been_shown(engine, sqlite_url, tmp_
 
 
 def test_shadow_cards_are_reported_apart_from_live_ones(engine, sqlite_url, tmp_path):
-    from cds_hooks.report import build_report
+    from cds_hooks.audit.usage_report import build_report
 
     live = make_app(engine, sqlite_url, tmp_path)
     live.test_client().post(SERVICE, json=request_fixture("seed"))

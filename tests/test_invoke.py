@@ -16,7 +16,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from conftest import REPO, request_fixture
 from support.conformance import assert_conformant

@@ -1,7 +1,7 @@
 """Level normalisation: every way a record names a lumbar interspace."""
 import pytest
 
-from cds_hooks.levels import INTERSPACE_SYSTEM, interspaces_in, interspaces_of_concept
+from cds_hooks.spine.levels import INTERSPACE_SYSTEM, interspaces_in, interspaces_of_concept
 
 
 @pytest.mark.parametrize("text", ["L5-S1", "L5/S1", "L5S1", "l5-s1", "L5 - S1", "lumbosacral", "Lumbosacral junction"])

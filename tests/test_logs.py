@@ -19,9 +19,9 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.logs import JsonFormatter, Pseudonymizer, QuietRequestHandler
+from cds_hooks.ops.logs import JsonFormatter, Pseudonymizer, QuietRequestHandler
 from conftest import PATIENTS, REPO, patient_bundle, request_fixture
 from support.fault_server import FaultyFhirServer
 from support.fhir_server import free_port

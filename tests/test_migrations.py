@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from cds_hooks.audit_schema import metadata
-from cds_hooks.database import create_db_engine, current_revision, head_revision, upgrade
+from cds_hooks.audit.schema import metadata
+from cds_hooks.audit.database import create_db_engine, current_revision, head_revision, upgrade
 from conftest import AUDIT_BACKENDS, REPO
 
 pytestmark = pytest.mark.parametrize("backend", AUDIT_BACKENDS)
@@ -43,7 +43,7 @@ def test_db_upgrade_command_migrates_the_configured_database(new_database_url, b
 
 STARTER = """
 import sys, time
-from cds_hooks.database import create_db_engine, upgrade
+from cds_hooks.audit.database import create_db_engine, upgrade
 url, start_at = sys.argv[1], float(sys.argv[2])
 engine = create_db_engine(url)
 while time.time() < start_at:
@@ -72,7 +72,7 @@ def test_the_newest_migration_is_the_head_the_code_expects(new_database_url, bac
 def test_calls_recorded_before_the_go_live_migration_read_as_live(new_database_url, backend):
     from sqlalchemy import select
 
-    from cds_hooks.audit_schema import audit_call
+    from cds_hooks.audit.schema import audit_call
 
     engine = create_db_engine(new_database_url(backend))
     upgrade(engine, "0001")

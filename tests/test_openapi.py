@@ -1,9 +1,9 @@
 """`/openapi.json` describes exactly the routes the application serves."""
 import pytest
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.openapi import OPERATIONS, registered_operations
+from cds_hooks.web.openapi import OPERATIONS, registered_operations
 
 
 def openapi_path(rule: str) -> str:

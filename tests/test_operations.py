@@ -6,9 +6,9 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.engine import CqlEngine
+from cds_hooks.engine.bridge import CqlEngine
 from conftest import REPO
 from support.fhir_server import free_port
 from support.hooks import SERVICE, call
@@ -126,7 +126,7 @@ def test_feedback_is_counted_by_outcome_and_known_reason(audit_client, seed_requ
 
 MULTIPROCESS_WORKER = """
 import json, sys
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 app = create_app(Config.development(var_dir=sys.argv[1]))
 body = json.load(open(sys.argv[2]))

@@ -1,7 +1,7 @@
 """Fusion order detection and grouping into surgical cases (order-sign draftOrders)."""
 
-from cds_hooks.orders import OrderDetector, group_cases, reference_date_of
-from cds_hooks.rulepack import load_rule_packs
+from cds_hooks.pipeline.orders import OrderDetector, group_cases, reference_date_of
+from cds_hooks.packs.loader import load_rule_packs
 from conftest import REPO, load_json
 
 PACK = load_rule_packs(REPO / "cql")["lumbar-fusion"]

@@ -2,7 +2,7 @@
 import pytest
 
 from cds_hooks.config import Config
-from cds_hooks.outbound import FhirServerPolicy, is_loopback_host, transport_allowed
+from cds_hooks.auth.outbound import FhirServerPolicy, is_loopback_host, transport_allowed
 
 EPIC = "https://fhir.hospital.example.org/interconnect-fhir-oauth/api/FHIR/R4"
 

@@ -1,4 +1,4 @@
-"""`cds-hooks serve --production`: gunicorn on cds_hooks/gunicorn_conf.py, warm workers, graceful stop."""
+"""`cds-hooks serve --production`: gunicorn on cds_hooks/ops/gunicorn_conf.py, warm workers, graceful stop."""
 from __future__ import annotations
 
 import json
@@ -107,7 +107,7 @@ def test_invalid_settings_are_refused_before_the_server_starts():
 
 
 def test_the_wsgi_module_builds_the_application_from_the_environment():
-    code = ("import cds_hooks.wsgi as w; from cds_hooks.registry import registry_of; "
+    code = ("import cds_hooks.web.wsgi as w; from cds_hooks.pipeline.registry import registry_of; "
             "print(sorted(e.pack.service_id for e in registry_of(w.app).evaluators.values()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          env=production_env(CDS_AUTH_DISABLED="true"))

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from cds_hooks.audit_schema import replay_jti
-from cds_hooks.database import create_db_engine, upgrade
-from cds_hooks.replay_db import DatabaseReplayStore
+from cds_hooks.audit.schema import replay_jti
+from cds_hooks.audit.database import create_db_engine, upgrade
+from cds_hooks.audit.replay_db import DatabaseReplayStore
 from conftest import AUDIT_BACKENDS, REPO
 from support.audit_db import rows
 
@@ -93,8 +93,8 @@ def test_expired_keys_are_purged_by_the_store_itself_from_time_to_time(db, backe
 
 WORKER = """
 import json, random, sys, time
-from cds_hooks.database import create_db_engine
-from cds_hooks.replay_db import DatabaseReplayStore
+from cds_hooks.audit.database import create_db_engine
+from cds_hooks.audit.replay_db import DatabaseReplayStore
 url, start_at, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 store = DatabaseReplayStore(create_db_engine(url))
 while time.time() < start_at:

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import update
 
-from cds_hooks.audit_schema import audit_call
-from cds_hooks.report import build_report, percentile, render_csv, render_text
+from cds_hooks.audit.schema import audit_call
+from cds_hooks.audit.usage_report import build_report, percentile, render_csv, render_text
 from conftest import request_fixture
 from support.hooks import SERVICE, call, results
 

@@ -1,9 +1,9 @@
-"""The report-text extractor, behaviour by behaviour (cds_hooks/report_text.py, docs/report-text.md)."""
+"""The report-text extractor, behaviour by behaviour (cds_hooks/spine/report_text.py, docs/report-text.md)."""
 import base64
 import json
 
 from conftest import FIXTURES
-from cds_hooks.report_text import extract_report, extract_text
+from cds_hooks.spine.report_text import extract_report, extract_text
 
 
 def findings(text, section="findings", content_type="text/plain"):
@@ -156,8 +156,8 @@ def test_the_word_start_guard_of_the_token_pattern_changes_no_token_on_the_gold_
     # Speed only: every token pattern already begins where no word character precedes it.
     import re
 
-    from cds_hooks import report_text
-    from cds_hooks.report_text_eval import load_gold
+    from cds_hooks.spine import report_text
+    from cds_hooks.spine.report_text_eval import load_gold
 
     unguarded = re.compile("|".join(f"(?P<{n}>{p})" for n, p in report_text._TOKEN_SPECS), re.I)
     texts = [p["text"] for p in load_gold()]

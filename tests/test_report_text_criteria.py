@@ -10,7 +10,7 @@ import pytest
 from conftest import request_fixture
 from support.hooks import call, plus, result, resources, with_resources, without
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 
 STENOSIS_CONDITIONS = ("Condition/seed-stenosis-l5s1", "Condition/seed-stenosis-l4l5")

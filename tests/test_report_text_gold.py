@@ -1,6 +1,6 @@
 """The gold-set evaluation runs as a command and meets its targets (eval/report_text/gold.toml)."""
 from cds_hooks.cli import main
-from cds_hooks.report_text_eval import LEVEL_GRADE_TARGET, evaluate, load_gold
+from cds_hooks.spine.report_text_eval import LEVEL_GRADE_TARGET, evaluate, load_gold
 
 
 def test_the_eval_command_prints_the_figures_and_succeeds(capsys):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from cds_hooks.config import REPO_ROOT
-from cds_hooks.retrieves import ALL, retrieve_filter
-from cds_hooks.rulepack import load_rule_packs
+from cds_hooks.engine.retrieves import ALL, retrieve_filter
+from cds_hooks.packs.loader import load_rule_packs
 
 LOINC = "http://loinc.org"
 

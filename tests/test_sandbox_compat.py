@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from conftest import FIXTURES, load_json
 from support.hooks import SERVICE, call

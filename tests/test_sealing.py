@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from cds_hooks.config import Config
-from cds_hooks.sealing import DEV_KEY_FILE, Sealer, SealingError, new_key
+from cds_hooks.audit.sealing import DEV_KEY_FILE, Sealer, SealingError, new_key
 
 CONTENT = {"patientId": "seed-patient", "response": {"cards": [{"summary": "x" * 500}]}}
 

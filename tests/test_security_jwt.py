@@ -12,10 +12,10 @@ import uuid
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.security import CallerVerifier, ConfigError, JwksCache
-from cds_hooks.replay import MemoryReplayStore
+from cds_hooks.auth.caller_jwt import CallerVerifier, ConfigError, JwksCache
+from cds_hooks.auth.replay import MemoryReplayStore
 from conftest import request_fixture
 from support.conformance import assert_conformant
 from support.jwt_issuer import JwksServer, Signer, hs256_with, public_jwk, tamper, unsigned

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.fixtures import fixture_prefetch, load_fixture
+from cds_hooks.sandbox.fixtures import fixture_prefetch, load_fixture
 from conftest import FIXTURES, request_fixture
 from support.hooks import call, resources, statuses
 

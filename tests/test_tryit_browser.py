@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cds_hooks.app import create_app
+from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from conftest import REPO
 from support.live import LiveServer

@@ -5,8 +5,8 @@ import json
 
 from sqlalchemy import delete, select, text
 
-from cds_hooks.audit_schema import metadata
-from cds_hooks.sealing import new_key
+from cds_hooks.audit.schema import metadata
+from cds_hooks.audit.sealing import new_key
 
 KEYS = {"test-k1": new_key()}
 PSEUDONYM_KEY = new_key()

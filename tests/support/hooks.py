@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from cds_hooks.cards import EXTENSION_KEY
+from cds_hooks.pipeline.cards import EXTENSION_KEY
 
 from .conformance import assert_conformant
 

@@ -1,0 +1,1 @@
+"""The audit trail and its database: schema, migrations, sealing, call records, the go-live switch, the usage report."""

@@ -1,0 +1,133 @@
+"""The audit database: one SQLAlchemy engine from the `database_url` setting, migrated by Alembic.
+
+Embedded by default: a SQLite file `var_dir/audit.db` in WAL mode (readers never block the writer),
+`synchronous=FULL` (a commit is on disk before it returns), a busy timeout, and every write
+transaction opened with `BEGIN IMMEDIATE` so concurrent writers queue instead of failing. In
+production a PostgreSQL URL (`postgresql+psycopg://...`, psycopg 3).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+
+from cds_hooks.config import Config
+
+log = logging.getLogger("cds_hooks.database")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Any constant; identifies the schema-migration lock among the server's advisory locks.
+_PG_MIGRATION_LOCK = 0x0F05_10CD
+# Execution option for connections that only read (SQLite then starts a deferred transaction).
+READ_ONLY = "cds_read_only"
+
+
+def database_url(config: Config) -> str:
+    if config.database_url is not None:
+        return config.database_url.get_secret_value()
+    return f"sqlite:///{Path(config.var_dir).resolve() / 'audit.db'}"
+
+
+def create_db_engine(url: str, busy_timeout: float = 10.0) -> Engine:
+    """An engine for `url`, with SQLite's durability and locking settings applied on every connection."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine = create_engine(parsed, pool_pre_ping=True)
+    else:
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": busy_timeout, "check_same_thread": False})
+        _sqlite_settings(engine, busy_timeout)
+    # gunicorn --preload: a forked child must not reuse the parent's pooled connections. Weak, so the
+    # hook does not keep the engine alive.
+    ref = weakref.ref(engine)
+    os.register_at_fork(after_in_child=lambda: (e := ref()) is not None and e.dispose(close=False))
+    return engine
+
+
+def _sqlite_settings(engine: Engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event decide how a transaction starts (pysqlite would defer it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # Writers take the write lock up front: a deferred transaction that reads, then writes, can
+        # fail with SQLITE_BUSY at once when another process committed in between; this one waits.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Apply the migrations up to `revision`, in one transaction, one process at a time.
+
+    Several processes starting together (gunicorn workers, replicas) serialise on a lock: SQLite's
+    write lock (BEGIN IMMEDIATE), PostgreSQL's transaction-level advisory lock.
+    """
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    # Alembic narrates every start at INFO; the revision reached is logged below instead.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger("alembic").level))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+    return current_revision(engine)
+
+
+def head_revision() -> str:
+    """The newest migration this code ships (what `upgrade()` brings a database to)."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def open_database(config: Config) -> Engine:
+    """The engine for the configured database, migrated first when `database_migrate_on_start`."""
+    engine = create_db_engine(database_url(config), config.database_busy_timeout)
+    if config.database_migrate_on_start:
+        revision = upgrade(engine)
+        log.info("audit database at schema revision %s (%s)", revision, engine.dialect.name)
+    return engine
+
+
+def ping(engine: Engine) -> bool:
+    """True when the database answers a trivial query."""
+    try:
+        with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        log.warning("audit database ping failed: %s", type(exc).__name__)
+        return False

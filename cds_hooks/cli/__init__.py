@@ -1,0 +1,136 @@
+"""The `cds-hooks` command: `serve`, `evaluate`; `db`, `report`, `audit` (audit_cli.py); `site` (site_cli.py);
+`doctor` (doctor.py); the sandbox tools (cli_sandbox.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cds_hooks.cli import audit, site
+from cds_hooks.ops import doctor, logs
+from cds_hooks.config import Config
+from cds_hooks.ops.logs import QuietRequestHandler
+
+
+def _serve(args) -> int:
+    if args.production:
+        return _serve_production(args)
+    from cds_hooks.web.app import create_app
+
+    host, port = args.host or "127.0.0.1", args.port or 8080
+    app = create_app(Config.development())
+    print(f"fusion-cds development server on http://{host}:{port}/cds-services", file=sys.stderr)
+    print(f"try-it page on http://{host}:{port}/try/", file=sys.stderr)
+    # The service logs each request itself; werkzeug's own access log would print query strings.
+    app.run(host=host, port=port, threaded=True, use_reloader=False, request_handler=QuietRequestHandler)
+    return 0
+
+
+def _serve_production(args) -> int:
+    """gunicorn on cds_hooks/ops/gunicorn_conf.py, in this process (settings from the environment)."""
+    try:
+        config = Config.from_env()
+    except ValueError as exc:  # pydantic's ValidationError: say what is wrong before gunicorn starts
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return 2
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    argv = ["--config", "python:cds_hooks.ops.gunicorn_conf"]
+    if args.host or args.port:
+        default_host, _, default_port = config.server_bind.rpartition(":")
+        argv += ["--bind", f"{args.host or default_host}:{args.port or default_port}"]
+    sys.argv = ["cds-hooks serve --production", *argv, "cds_hooks.web.wsgi:app"]
+    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="cds-hooks serve --production").run()
+    return 0  # gunicorn exits the process itself
+
+
+def _evaluate(args) -> int:
+    from cds_hooks.web.app import create_app
+    from cds_hooks.pipeline.registry import registry_of
+
+    try:
+        with open(args.request, encoding="utf-8") as f:
+            body = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.request}: {exc}", file=sys.stderr)
+        return 2
+    if args.fhir_server and isinstance(body, dict):
+        body["fhirServer"] = args.fhir_server
+    # An offline look at what the service would answer: not a call to record in the audit trail.
+    app = create_app(Config.development(audit_enabled=False))
+    registry = registry_of(app)
+    try:
+        service_id = args.service
+        if not service_id:
+            hook = body.get("hook") if isinstance(body, dict) else None
+            matches = [p.service_id for p in registry.packs() if p.hook == hook] or [p.service_id for p in registry.packs()]
+            service_id = matches[0]
+        response = app.test_client().post(f"/cds-services/{service_id}", json=body)
+        print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+        return 0 if response.status_code == 200 else 1
+    finally:
+        registry.engine.close()
+
+
+def _report_text(args) -> int:
+    from pathlib import Path
+
+    from cds_hooks.spine.report_text_eval import GOLD, run_bench, run_eval
+
+    gold = Path(args.gold) if args.gold else GOLD
+    if args.action == "bench":
+        return run_bench(gold, repeat=args.repeat)
+    return run_eval(gold, verbose=args.verbose, as_json=args.json)
+
+
+SANDBOX_COMMANDS = ("fixtures", "invoke", "keys")
+
+
+def _may_name_sandbox_command(argv: list[str]) -> bool:
+    """The EHR-side commands (cds_hooks.sandbox) are imported only when the command line may use them:
+    it names one, asks for help, or names nothing (argparse then lists every command)."""
+    return not argv or any(a in SANDBOX_COMMANDS or a in ("-h", "--help") for a in argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="cds-hooks", description="fusion-cds: CDS Hooks service for lumbar fusion orders")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service (development server with authentication off, "
+                                         "or --production)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1, or CDS_SERVER_BIND's in production)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080, or CDS_SERVER_BIND's in production)")
+    serve.add_argument("--production", action="store_true",
+                       help="production server: gunicorn, settings from the environment, authentication as configured")
+    serve.set_defaults(func=_serve)
+
+    evaluate = sub.add_parser("evaluate", help="print the response the service gives to a request file")
+    evaluate.add_argument("request", help="CDS Hooks request JSON file")
+    evaluate.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
+    evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
+    evaluate.set_defaults(func=_evaluate)
+    audit.register(sub)
+    site.register(sub)
+    doctor.register(sub)
+
+    report_text = sub.add_parser("report-text", help="evaluate or benchmark the report-text extractor (docs/report-text.md)")
+    report_text.add_argument("action", choices=["eval", "bench"])
+    report_text.add_argument("--gold", help="gold set (default eval/report_text/gold.toml)")
+    report_text.add_argument("--verbose", action="store_true", help="list every miss and extra")
+    report_text.add_argument("--json", action="store_true", help="figures as JSON")
+    report_text.add_argument("--repeat", type=int, default=20, help="bench: passes over the corpus")
+    report_text.set_defaults(func=_report_text)
+    if _may_name_sandbox_command(argv):
+        from cds_hooks.sandbox.cli import add_sandbox_commands
+
+        add_sandbox_commands(sub)
+
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Warm a freshly started service process before it takes traffic.
+
+Starts every CQL engine worker, loads the rule packs' libraries into it, and runs each pack's results
+expression a few times for a synthetic patient, so that the first real call pays neither the Node
+start-up, nor the library build, nor a cold JIT. The production server calls it in each worker after
+the fork (cds_hooks/ops/gunicorn_conf.py).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask
+
+from cds_hooks.engine.bridge import EngineError
+from cds_hooks.pipeline.registry import EXTENSION, registry_of
+
+log = logging.getLogger("cds_hooks.warmup")
+
+WARM_UP_PATIENT = {"resourceType": "Patient", "id": "warm-up"}
+
+
+def warm_up(app: Flask, rounds: int = 3) -> float:
+    """Start and exercise the engine of `app`; returns the seconds it took.
+
+    Raises EngineError when the engine cannot start (no Node, bad ELM): a worker that cannot evaluate
+    must not serve. An evaluation that fails here is logged and ignored (no parameters are passed,
+    so a library may legitimately reject the synthetic call).
+    """
+    if EXTENSION not in app.extensions:
+        return 0.0
+    started = time.perf_counter()
+    registry = registry_of(app)
+    engine = registry.engine
+    engine.start()
+    calls = max(1, rounds) * max(1, len(engine.worker_pids()))
+    for pack in registry.packs():
+        expression = pack.library.get("resultsExpression", "Criteria")
+        for _ in range(calls):
+            try:
+                engine.evaluate(pack.library["id"], pack.library.get("version"), [WARM_UP_PATIENT],
+                                WARM_UP_PATIENT["id"], {}, expressions=[expression])
+            except EngineError as exc:
+                if exc.kind != "evaluation":
+                    raise
+                log.warning("warm-up evaluation of %s failed (%s); continuing", pack.service_id, exc)
+                break
+    elapsed = time.perf_counter() - started
+    log.info("engine warm in %.2fs (%d workers)", elapsed, len(engine.worker_pids()))
+    return elapsed

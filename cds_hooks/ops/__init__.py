@@ -1,0 +1,1 @@
+"""Running the service: logs, metrics, the doctor checks, the production server's settings."""

@@ -1,0 +1,1 @@
+"""Rule packs (cql/<pack>/pack.json with its ELM and value sets): loading and checking them."""

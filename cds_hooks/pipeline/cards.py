@@ -1,0 +1,425 @@
+"""Cards: one per surgical case, criterion by criterion, with evidence and next steps.
+
+CDS Hooks 2.0, "CDS Service Response" / "Card Attributes": `uuid`, `summary` (< 140 characters),
+`detail` (GitHub-flavoured markdown), `indicator` (info | warning | critical), `source` (label,
+url, topic), `suggestions` (with `uuid` and `actions`), `selectionBehavior` (required when
+suggestions are present), `overrideReasons` (Coding with display) and `links` (label, url, type).
+All wording comes from the rule pack; this module only assembles it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+
+from cds_hooks.pipeline.criteria import CriterionResult
+from cds_hooks.spine.levels import interspace_coding
+from cds_hooks.pipeline.orders import SurgicalCase
+from cds_hooks.pipeline.profiles import ProfileChoice
+from cds_hooks.packs.loader import RulePack
+
+log = logging.getLogger("cds_hooks.cards")
+
+EXTENSION_KEY = "org.example.fusion-cds.criteria"
+UNMET = ("not-met", "not-documented", "unavailable")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z][A-Za-z0-9]*)\}")
+
+
+@dataclass
+class CardContext:
+    """Everything a card needs besides the results; built by the evaluation pipeline."""
+
+    pack: RulePack
+    case: SurgicalCase
+    choice: ProfileChoice
+    patient_id: str
+    user_id: str
+    resources: dict[str, dict]
+    failed_sources: list[str]
+    policy_url: str | None
+    codes: dict[str, dict]
+
+
+def fill_text(text: str, values: dict) -> str:
+    return _PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), text)
+
+
+def plain_number(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# ---------------------------------------------------------------- evidence descriptions
+
+def _concept_text(concept) -> str | None:
+    if not isinstance(concept, dict):
+        return None
+    if isinstance(concept.get("text"), str) and concept["text"]:
+        return concept["text"]
+    for c in concept.get("coding") or []:
+        if isinstance(c, dict) and isinstance(c.get("display"), str):
+            return c["display"]
+    for c in concept.get("coding") or []:
+        if isinstance(c, dict) and isinstance(c.get("code"), str):
+            return c["code"]
+    return None
+
+
+def _date(resource: dict) -> str | None:
+    for key in ("effectiveDateTime", "performedDateTime", "started", "recordedDate", "onsetDateTime",
+                "authoredOn", "issued", "dateAsserted", "occurrenceDateTime"):
+        if isinstance(resource.get(key), str):
+            return resource[key][:10]
+    for key in ("effectivePeriod", "performedPeriod", "period", "onsetPeriod", "effectivePeriod"):
+        period = resource.get(key)
+        if isinstance(period, dict):
+            start, end = period.get("start"), period.get("end")
+            if isinstance(start, str) and isinstance(end, str):
+                return f"{start[:10]} to {end[:10]}"
+            if isinstance(start, str):
+                return start[:10]
+    return None
+
+
+def _value_text(obs: dict) -> str | None:
+    if isinstance(obs.get("valueQuantity"), dict):
+        q = obs["valueQuantity"]
+        return f"{plain_number(q.get('value'))} {q.get('unit') or q.get('code') or ''}".strip()
+    if isinstance(obs.get("valueCodeableConcept"), dict):
+        return _concept_text(obs["valueCodeableConcept"])
+    for key in ("valueString", "valueInteger", "valueBoolean", "valueDateTime"):
+        if key in obs:
+            return str(obs[key])
+    return None
+
+
+def _sites(resource: dict) -> str | None:
+    site = resource.get("bodySite")
+    sites = site if isinstance(site, list) else [site]
+    texts = [t for t in (_concept_text(s) for s in sites) if t]
+    return ", ".join(texts) if texts else None
+
+
+_SOURCE_EXTENSION = "http://fusion-cds.example.org/fhir/StructureDefinition/report-text-source"
+_SUPERSEDED_EXTENSION = "http://fusion-cds.example.org/fhir/StructureDefinition/report-text-superseded"
+
+
+def _parts(extension: dict) -> dict:
+    out = {}
+    for e in extension.get("extension") or []:
+        if isinstance(e, dict) and isinstance(e.get("url"), str):
+            out[e["url"]] = next((v for k, v in e.items() if k.startswith("value")), None)
+    return out
+
+
+def _report_text_source(obs: dict) -> dict | None:
+    """The sentence a derived Observation was read from (extension report-text-source), if any."""
+    for e in obs.get("extension") or []:
+        if isinstance(e, dict) and e.get("url") == _SOURCE_EXTENSION:
+            return _parts(e)
+    return None
+
+
+def _describe_derived(obs: dict, when: str | None) -> str:
+    """A finding read from report text: what it says, and the quoted sentence (and what the impression overruled)."""
+    source = _report_text_source(obs) or {}
+    what = (_concept_text(obs.get("code")) or "Finding").replace(" (from the report text)", "")
+    value = _value_text(obs)
+    for comp in obs.get("component") or []:
+        text = _concept_text(comp.get("valueCodeableConcept")) if isinstance(comp, dict) else None
+        if text:
+            value = f"{value}, {text.lower()}" if value else text.lower()
+    site = _sites(obs)
+    line = f"Report text ({source.get('section', 'report')}{', ' + when if when else ''}): {what}"
+    line += f": {value.lower()}" if value else ""
+    line += f" at {site}" if site else ""
+    line += f" — “{source.get('quote', '')}”"
+    overruled = [_parts(e) for e in obs.get("extension") or []
+                 if isinstance(e, dict) and e.get("url") == _SUPERSEDED_EXTENSION]
+    if overruled:
+        line += " (the impression wins over the findings section, which reads " + "; ".join(
+            f"{o.get('reading', '')}: “{o.get('quote', '')}”" for o in overruled) + ")"
+    return line
+
+
+def describe(reference: str, resources: dict[str, dict]) -> str:
+    """One line naming what a piece of evidence is, where and when."""
+    r = resources.get(reference)
+    if r is None:
+        return reference
+    kind = r.get("resourceType")
+    when = _date(r)
+    if kind == "ImagingStudy":
+        codes = r.get("procedureCode") if isinstance(r.get("procedureCode"), list) else []
+        what = r.get("description") or next((t for t in map(_concept_text, codes) if t), None) or "Imaging study"
+    elif kind == "DiagnosticReport":
+        what = _concept_text(r.get("code")) or "Report"
+        conclusion = r.get("conclusion")
+        if isinstance(conclusion, str) and conclusion.strip():
+            text = " ".join(conclusion.split())
+            what = f"{what} — impression: “{text[:240]}{'…' if len(text) > 240 else ''}”"
+    elif kind == "Condition":
+        what = _concept_text(r.get("code")) or "Condition"
+        severity = _concept_text(r.get("severity"))
+        if severity:
+            what += f", {severity.lower()}"
+    elif kind == "Observation" and _report_text_source(r):
+        return _describe_derived(r, when)
+    elif kind == "Observation":
+        what = _concept_text(r.get("code")) or "Observation"
+        value = _value_text(r)
+        if value:
+            what += f": {value}"
+    elif kind in ("MedicationRequest", "MedicationStatement"):
+        what = _concept_text(r.get("medicationCodeableConcept")) or "Medication"
+    elif kind == "Encounter":
+        types = r.get("type") if isinstance(r.get("type"), list) else []
+        what = next((t for t in map(_concept_text, types) if t), None) or "Encounter"
+    else:
+        what = _concept_text(r.get("code")) or kind or "Record"
+    site = _sites(r) if kind in ("Condition", "Observation", "Procedure") else None
+    parts = [what]
+    if site:
+        parts.append(f"at {site}")
+    line = " ".join(parts)
+    return f"{line} ({when})" if when else line
+
+
+# ---------------------------------------------------------------- card assembly
+
+def _levels_text(levels: list[str]) -> str:
+    return ", ".join(levels) if levels else "level not stated"
+
+
+def _grouped(results: list[CriterionResult]) -> dict[str, list[CriterionResult]]:
+    grouped: dict[str, list[CriterionResult]] = {}
+    for r in results:
+        grouped.setdefault(r.id, []).append(r)
+    return grouped
+
+
+def _worst(results: list[CriterionResult]) -> str:
+    for status in ("unavailable", "not-met", "not-documented", "met", "waived"):
+        if any(r.status == status for r in results):
+            return status
+    return "not-documented"
+
+
+def _overall(items: list[CriterionResult]) -> str:
+    """One status for a criterion over all its levels: met only when every level is met."""
+    statuses = {r.status for r in items}
+    if statuses <= {"met", "waived"}:
+        return "waived" if statuses == {"waived"} else "met"
+    for status in ("not-met", "unavailable", "not-documented"):
+        if status in statuses:
+            return status
+    return _worst(items)
+
+
+def summarize(ctx: CardContext, results: list[CriterionResult]) -> tuple[str, str, list[str]]:
+    """(indicator, summary, ids of unmet required criteria)."""
+    grouped = _grouped(results)
+    required = [cid for cid in grouped if cid in ctx.choice.profile.required]
+    unmet = [cid for cid in required if _overall(grouped[cid]) in UNMET]
+    unchecked = [cid for cid in unmet if _overall(grouped[cid]) == "unavailable"]
+    codes = ", ".join(dict.fromkeys(c for c in ctx.case.codes if c != "text"))
+    what = f"{_levels_text(ctx.case.levels)} {ctx.case.label}" + (f" ({codes})" if codes else "")
+    prefix = "Urgent " if ctx.case.urgent else ""
+    if not unmet:
+        summary = f"{prefix}{what}: all {len(required)} required criteria met"
+    else:
+        counted = len(unmet) - len(unchecked)
+        summary = f"{prefix}{what}: {counted} of {len(required)} required criteria unmet"
+        if unchecked:
+            summary += f", {len(unchecked)} not checkable"
+        if not ctx.case.urgent:
+            summary += " — likely to fail review"
+    if len(summary) >= 140:
+        summary = summary[:138].rstrip() + "…"
+    indicator = "info" if (not unmet or ctx.case.urgent) else "warning"
+    return indicator, summary, unmet
+
+
+# Evidence reads best from the study to the finding to the treatment.
+_EVIDENCE_ORDER = ["ImagingStudy", "DiagnosticReport", "Observation", "Condition", "Procedure", "Encounter",
+                   "MedicationRequest", "MedicationStatement"]
+
+
+def _evidence_key(reference: str, resources: dict[str, dict]):
+    kind = reference.split("/", 1)[0]
+    rank = _EVIDENCE_ORDER.index(kind) if kind in _EVIDENCE_ORDER else len(_EVIDENCE_ORDER)
+    return rank, _date(resources.get(reference) or {}) or "", reference
+
+
+def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], values: dict) -> list[str]:
+    spec = ctx.pack.criterion(cid)
+    labels = dict(ctx.pack.cards["statusLabels"])
+    icons = dict(ctx.pack.cards.get("statusIcons", {}))
+    if spec.get("informational"):
+        labels.update(ctx.pack.cards.get("informationalLabels", {}))
+        icons.update(ctx.pack.cards.get("informationalIcons", {}))
+    overall = _overall(items)
+    title = fill_text(spec["title"], values)
+    lines = [f"- {icons.get(overall, '')} **{title}** — {labels.get(overall, overall)}".replace("-  **", "- **")]
+    level_specific = spec.get("levelSpecific") and any(r.level for r in items)
+    for r in items:
+        indent = "  "
+        if level_specific:
+            lines.append(f"  - {icons.get(r.status, '')} {r.level}: {labels.get(r.status, r.status)} — {r.reason}")
+            indent = "    "
+        elif r.reason:
+            lines.append(f"  - {r.reason}")
+        for ref in sorted(r.evidence, key=lambda ref: _evidence_key(ref, ctx.resources)):
+            lines.append(f"{indent}- Evidence: {describe(ref, ctx.resources)}")
+        for ref in r.outside_window:
+            lines.append(f"{indent}- Outside the window: {describe(ref, ctx.resources)}")
+        step = spec.get("nextSteps", {}).get(r.status)
+        if step and (level_specific or r is items[0]):
+            lines.append(f"{indent}- Next: {fill_text(step, {**values, 'level': r.level or _levels_text(ctx.case.levels)})}")
+    return lines
+
+
+def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) -> str:
+    profile = ctx.choice.profile
+    values = {k: plain_number(v) for k, v in profile.parameters.items()}
+    grouped = _grouped(results)
+    # Header paragraphs are separated by blank lines: CommonMark joins adjacent lines into one paragraph.
+    header: list[str] = []
+    orders = "; ".join(
+        f"{o.label} ({'CPT ' + o.code if o.code.isdigit() else o.code})" + (f" at {', '.join(o.levels)}" if o.levels else "")
+        for o in ctx.case.orders
+    )
+    header.append(f"**Order:** {orders} · reference date {ctx.case.reference_date}")
+    if not ctx.case.levels:
+        header.append("**Operative level missing on the order:** level-specific criteria cannot be checked.")
+    if unmet:
+        reasons = []
+        for cid in unmet:
+            worst = next((r for r in grouped[cid] if r.status in UNMET), grouped[cid][0])
+            reasons.append(worst.reason)
+        header.append("**Why it may not survive review:** " + " ".join(f"{r.rstrip('.')}." for r in reasons if r))
+    if ctx.case.urgent:
+        header.append(f"**{ctx.pack.cards['urgentNote']}**")
+    lines: list[str] = ["\n\n".join(header)]
+    sections = (
+        ("Required criteria", [c["id"] for c in ctx.pack.criteria if c["id"] in profile.required]),
+        ("Advisory", [c["id"] for c in ctx.pack.criteria
+                      if c["id"] not in profile.required and not c.get("informational")]),
+        ("Informational", [c["id"] for c in ctx.pack.criteria
+                           if c["id"] not in profile.required and c.get("informational")]),
+    )
+    for heading, ids in sections:
+        ids = [i for i in ids if i in grouped]
+        if not ids:
+            continue
+        lines.append("")
+        lines.append(f"### {heading}")
+        for cid in ids:
+            lines.extend(_criterion_lines(ctx, cid, grouped[cid], values))
+    if ctx.failed_sources:
+        lines.append("")
+        lines.append("**Could not be checked:** the EHR did not return " + ", ".join(ctx.failed_sources)
+                     + " data; criteria that depend on it are marked “could not be checked”.")
+    lines.append("")
+    payer = f" · payer {ctx.choice.payer_name}" if ctx.choice.payer_name else ""
+    lines.append(f"Policy profile: {profile.label}, version {profile.version}{payer}.")
+    lines.append("")
+    lines.append(ctx.pack.cards["disclaimer"])
+    return "\n".join(lines)
+
+
+def _materialise(template, values: dict, ctx: CardContext, levels: list[str]):
+    """Fill a suggestion's resource template: placeholders, `$code` and `$levels` markers."""
+    if isinstance(template, dict):
+        if "$code" in template:
+            coding = ctx.codes[template["$code"]]
+            return {"coding": [dict(coding)], "text": coding.get("display") or coding["code"]}
+        out = {}
+        for key, value in template.items():
+            if isinstance(value, dict) and value.get("$levels"):
+                out[key] = [interspace_coding(lvl) for lvl in levels]
+            else:
+                out[key] = _materialise(value, values, ctx, levels)
+        return out
+    if isinstance(template, list):
+        return [_materialise(v, values, ctx, levels) for v in template]
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole and isinstance(values.get(whole.group(1)), (int, float)):
+            return values[whole.group(1)]
+        return fill_text(template, values)
+    return copy.deepcopy(template)
+
+
+def _valid_fhir(resource: dict) -> bool:
+    from fhir.resources.R4B import get_fhir_model_class  # imported late: it is slow to import
+
+    try:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any validation failure means "do not send it"
+        log.error("suggestion resource failed FHIR validation: %s", type(exc).__name__)
+        return False
+
+
+def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[dict]:
+    values = {k: plain_number(v) for k, v in ctx.choice.profile.parameters.items()}
+    values["patientId"] = ctx.patient_id
+    out = []
+    for spec in ctx.pack.suggestions:
+        when = spec["when"]
+        hits = [r for r in results if r.id == when["criterion"] and r.status in when["status"]]
+        if not hits:
+            continue
+        levels = [r.level for r in hits if r.level] or list(ctx.case.levels)
+        vals = {**values, "levels": _levels_text(levels)}
+        resource = _materialise(spec["resource"], vals, ctx, levels)
+        if "/" in ctx.user_id:
+            resource["requester"] = {"reference": ctx.user_id}
+        else:
+            resource.pop("requester", None)
+        if "bodySite" in resource and not resource["bodySite"]:
+            resource.pop("bodySite")
+        if not _valid_fhir(resource):
+            continue
+        out.append({
+            "label": fill_text(spec["label"], vals),
+            "uuid": str(uuid.uuid4()),
+            "actions": [{"type": "create", "description": fill_text(spec["description"], vals), "resource": resource}],
+        })
+    return out
+
+
+def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
+    indicator, summary, unmet = summarize(ctx, results)
+    profile = ctx.choice.profile
+    source = {"label": profile.label, "topic": dict(ctx.pack.cards["topic"])}
+    if ctx.policy_url:
+        source["url"] = ctx.policy_url
+    card = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary,
+        "indicator": indicator,
+        "detail": _detail(ctx, results, unmet),
+        "source": source,
+    }
+    suggestions = _suggestions(ctx, results)
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "any"
+    if ctx.pack.override_reasons:
+        card["overrideReasons"] = [dict(r) for r in ctx.pack.override_reasons]
+    links = []
+    if ctx.policy_url:
+        links.append({"label": f"Policy criteria: {profile.label} ({profile.version})", "url": ctx.policy_url,
+                      "type": "absolute"})
+    links.extend(dict(link) for link in ctx.pack.links)
+    if links:
+        card["links"] = links
+    card["extension"] = {
+        EXTENSION_KEY: [r.as_extension() for r in results],
+    }
+    return card

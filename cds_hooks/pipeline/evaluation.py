@@ -1,0 +1,149 @@
+"""The order-sign pipeline for one rule pack: orders -> data -> CQL results -> cards -> response.
+
+Each stage lives in its own module; this one calls them in order and records what happened
+(the outcome feeds the HTTP response, the CLI, and later the audit trail and metrics).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from cds_hooks.pipeline.cards import CardContext, build_card
+from cds_hooks.config import Config
+from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
+from cds_hooks.spine.derived_findings import derive as derive_findings
+from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.errors import ServiceError
+from cds_hooks.hooks.hook_request import HookRequest
+from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
+from cds_hooks.auth.outbound import FhirServerPolicy
+from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
+from cds_hooks.pipeline.profiles import ProfileChoice, select_profile
+from cds_hooks.engine.retrieves import retrieve_filter
+from cds_hooks.packs.loader import RulePack
+
+EVALUATION_EXTENSION_KEY = "org.example.fusion-cds.evaluation"
+
+
+@dataclass
+class CaseOutcome:
+    case: SurgicalCase
+    choice: ProfileChoice
+    results: list[CriterionResult]
+    card: dict
+
+
+@dataclass
+class Outcome:
+    response: dict
+    cases: list[CaseOutcome] = field(default_factory=list)
+    data: PatientData | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class NoPatientData(ServiceError):
+    """412 (CDS Hooks 2.0, "HTTP Response"): every source failed; keeps what was tried for the audit trail."""
+
+    def __init__(self, data: PatientData, message: str):
+        super().__init__(412, "no-data", message)
+        self.data = data
+
+
+class Evaluator:
+    """Answers order-sign calls for one rule pack."""
+
+    def __init__(self, pack: RulePack, engine: CqlEngine, config: Config):
+        self.pack = pack
+        self.engine = engine
+        self.config = config
+        self.detector = OrderDetector(pack.orders, config.local_order_codes)
+        self.codes = {**pack.codes, **config.order_codes}
+        self.retrieves = retrieve_filter(pack.elm, pack.valuesets)
+        self.fetch_settings = FetchSettings(
+            timeout=config.fhir_timeout,
+            deadline=config.fhir_deadline,
+            max_pages=config.fhir_max_pages,
+            max_bytes=config.fhir_max_bytes,
+            max_total_bytes=config.fhir_max_total_bytes,
+            page_size=config.fhir_page_size,
+            retries=config.fhir_retries,
+            backoff=config.fhir_retry_backoff,
+            policy=FhirServerPolicy.from_config(config),
+        )
+
+    def policy_url(self, base_url: str | None, profile_name: str, explicit: str | None) -> str | None:
+        if explicit:
+            return explicit
+        if not base_url:
+            return None
+        return f"{base_url.rstrip('/')}/policies/{self.pack.service_id}/{profile_name}"
+
+    def evaluate(self, request: HookRequest, base_url: str | None = None) -> Outcome:
+        timings: dict[str, float] = {}
+        started = time.monotonic()  # the FHIR deadline counts from the start of the call
+        t0 = time.perf_counter()
+        cases = group_cases(self.detector.detect(request.draft_orders))
+        timings["orders"] = time.perf_counter() - t0
+        if not cases:
+            # Fast path: nothing to check, nothing fetched (CDS Hooks 2.0: an empty cards array).
+            return Outcome({"cards": []}, timings=timings)
+
+        t1 = time.perf_counter()
+        data = gather(request, self.pack.prefetch, self.fetch_settings, started=started)
+        timings["data"] = time.perf_counter() - t1
+        if data.nothing_obtained:
+            reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
+            raise NoPatientData(
+                data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
+
+        if self.config.report_text:
+            t_text = time.perf_counter()
+            data.add_derived(derive_findings(data.resources))
+            timings["report_text"] = time.perf_counter() - t_text
+
+        coverages = data.of_type("Coverage")
+        index = data.index()
+        outcomes: list[CaseOutcome] = []
+        engine_time = cards_time = 0.0
+        t2 = time.perf_counter()
+        # Only what the library's retrieves can return, encoded once for every case of the call.
+        engine_input = self.engine.encode_resources(self.retrieves.select(data.resources))
+        engine_time += time.perf_counter() - t2
+        for case in cases:
+            choice = select_profile(self.pack, coverages, case, self.config.payer_profiles)
+            t2 = time.perf_counter()
+            results = evaluate_case(self.engine, self.pack, case, choice.profile, data, engine_input)
+            t3 = time.perf_counter()
+            ctx = CardContext(
+                pack=self.pack,
+                case=case,
+                choice=choice,
+                patient_id=request.patient_id,
+                user_id=request.user_id,
+                resources=index,
+                failed_sources=data.failed_types,
+                policy_url=self.policy_url(base_url, choice.profile.name, choice.profile.policy_url),
+                codes=self.codes,
+            )
+            card = build_card(ctx, results)
+            cards_time += time.perf_counter() - t3
+            engine_time += t3 - t2
+            outcomes.append(CaseOutcome(case, choice, results, card))
+        timings["engine"] = engine_time
+        timings["cards"] = cards_time
+        response = {
+            "cards": [o.card for o in outcomes],
+            "extension": {
+                EVALUATION_EXTENSION_KEY: {
+                    "service": self.pack.service_id,
+                    "profiles": [
+                        {"name": o.choice.profile.name, "label": o.choice.profile.label,
+                         "version": o.choice.profile.version, "card": o.card["uuid"]}
+                        for o in outcomes
+                    ],
+                    "dataSource": data.origin,
+                    "unavailableSources": data.failed_types,
+                }
+            },
+        }
+        return Outcome(response, outcomes, data, timings)

@@ -1,0 +1,219 @@
+"""Which draft orders are spinal fusions, at which levels, grouped into surgical cases.
+
+Detection order for each ServiceRequest in `draftOrders` (CDS Hooks order-sign, context.draftOrders):
+the rule pack's primary and add-on codes; the site's map of local order codes; code prefixes
+(ICD-10-PCS); a text match on the order's code text or display, as the last resort. Orders sharing
+`ServiceRequest.requisition` form one surgical case; otherwise each primary order is a case of its
+own, with the add-on orders that attach to it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from cds_hooks.spine.levels import INTERSPACES, interspaces_of_concept
+
+# Orders in these states are not being signed.
+_IGNORED_STATUS = {"entered-in-error", "revoked", "completed"}
+
+
+@dataclass
+class FusionOrder:
+    resource: dict
+    reference: str
+    code: str
+    label: str
+    role: str  # "primary" | "add-on"
+    attaches_to: tuple[str, ...]
+    matched_by: str  # "code" | "local-code" | "code-prefix" | "text"
+    levels: list[str]
+    requisition: str | None
+    priority: str | None
+    reference_date: str | None
+    display: str | None
+
+
+@dataclass
+class SurgicalCase:
+    """One card's worth of fusion orders: the same operation, possibly several codes and levels."""
+
+    orders: list[FusionOrder]
+    levels: list[str] = field(default_factory=list)
+    reference_date: str = ""
+    urgent: bool = False
+
+    @property
+    def codes(self) -> list[str]:
+        return [o.code for o in self.orders]
+
+    @property
+    def label(self) -> str:
+        labels: list[str] = []
+        for o in self.orders:
+            if o.role == "primary" and o.label not in labels:
+                labels.append(o.label)
+        if not labels:
+            labels = [self.orders[0].label]
+        return " + ".join(labels)
+
+    @property
+    def references(self) -> list[str]:
+        return [o.reference for o in self.orders]
+
+
+def _codings(concept) -> list[dict]:
+    if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
+        return []
+    return [c for c in concept["coding"] if isinstance(c, dict) and isinstance(c.get("code"), str)
+            and isinstance(c.get("system"), (str, type(None)))]
+
+
+def _texts(concept) -> list[str]:
+    if not isinstance(concept, dict):
+        return []
+    out = [concept["text"]] if isinstance(concept.get("text"), str) else []
+    out += [c["display"] for c in _codings(concept) if isinstance(c.get("display"), str)]
+    return out
+
+
+def _date_part(value) -> str | None:
+    if isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        return value[:10]
+    return None
+
+
+def reference_date_of(order: dict) -> str | None:
+    """The order's date for windows: occurrence[x], else authoredOn (CRD: the date of service)."""
+    timing = order.get("occurrenceTiming") if isinstance(order.get("occurrenceTiming"), dict) else {}
+    period = order.get("occurrencePeriod") if isinstance(order.get("occurrencePeriod"), dict) else {}
+    events = timing.get("event") if isinstance(timing.get("event"), list) else []
+    for candidate in (
+        order.get("occurrenceDateTime"),
+        period.get("start"),
+        events[0] if events else None,
+        order.get("authoredOn"),
+    ):
+        found = _date_part(candidate)
+        if found:
+            return found
+    return None
+
+
+def _requisition_key(order: dict) -> str | None:
+    req = order.get("requisition")
+    if isinstance(req, dict) and isinstance(req.get("value"), str):
+        return f"{req.get('system') or ''}|{req['value']}"
+    return None
+
+
+class OrderDetector:
+    """Finds fusion orders using a rule pack's `orders` section and a site's local code map."""
+
+    def __init__(self, orders_spec: dict, local_codes: dict[str, str] | None = None):
+        self._by_code: dict[tuple[str, str], dict] = {}
+        for role, key in (("primary", "primary"), ("add-on", "addOn")):
+            for entry in orders_spec.get(key, []):
+                self._by_code[(entry["system"], entry["code"])] = {**entry, "role": role}
+        self._primary_codes = {code: spec for (_, code), spec in self._by_code.items()}
+        self._prefixes = orders_spec.get("codePrefixes", [])
+        self._patterns = [re.compile(p, re.IGNORECASE) for p in orders_spec.get("textPatterns", [])]
+        # "system|code" -> a pack code (e.g. a local order code for "ALIF L5-S1" -> "22558")
+        self._local = dict(local_codes or {})
+
+    def _classify(self, order: dict):
+        concept = order.get("code")
+        codings = _codings(concept)
+        for c in codings:
+            spec = self._by_code.get((c.get("system"), c["code"]))
+            if spec:
+                return spec, "code", c.get("display")
+        for c in codings:
+            mapped = self._local.get(f"{c.get('system') or ''}|{c['code']}")
+            if mapped and mapped in self._primary_codes:
+                return self._primary_codes[mapped], "local-code", c.get("display")
+        for c in codings:
+            for p in self._prefixes:
+                if c.get("system") == p["system"] and c["code"].upper().startswith(p["prefix"]):
+                    spec = {"code": c["code"], "label": p["label"], "role": "primary", "attachesTo": []}
+                    return spec, "code-prefix", c.get("display")
+        for text in _texts(concept):
+            if any(p.search(text) for p in self._patterns):
+                spec = {"code": "text", "label": "lumbar fusion", "role": "primary", "attachesTo": []}
+                return spec, "text", text
+        return None, None, None
+
+    def detect(self, resources: list[dict]) -> list[FusionOrder]:
+        found: list[FusionOrder] = []
+        for index, order in enumerate(resources):
+            status = order.get("status")
+            if order.get("resourceType") != "ServiceRequest" or (isinstance(status, str) and status in _IGNORED_STATUS):
+                continue
+            spec, how, display = self._classify(order)
+            if spec is None:
+                continue
+            sites = order.get("bodySite") if isinstance(order.get("bodySite"), list) else []
+            levels: list[str] = []
+            for site in sites:
+                levels.extend(interspaces_of_concept(site))
+            oid = order.get("id")
+            found.append(
+                FusionOrder(
+                    resource=order,
+                    reference=f"ServiceRequest/{oid}" if isinstance(oid, str) else f"draftOrders[{index}]",
+                    code=spec["code"],
+                    label=spec.get("label", "lumbar fusion"),
+                    role=spec["role"],
+                    attaches_to=tuple(spec.get("attachesTo", [])),
+                    matched_by=how,
+                    levels=[s for s in INTERSPACES if s in levels],
+                    requisition=_requisition_key(order),
+                    priority=order.get("priority") if isinstance(order.get("priority"), str) else None,
+                    reference_date=reference_date_of(order),
+                    display=display,
+                )
+            )
+        return found
+
+
+def group_cases(orders: list[FusionOrder], now: datetime | None = None) -> list[SurgicalCase]:
+    """Orders sharing a requisition are one case; otherwise one case per primary plus its add-ons."""
+    groups: list[list[FusionOrder]] = []
+    by_requisition: dict[str, list[FusionOrder]] = {}
+    loose: list[FusionOrder] = []
+    for o in orders:
+        if o.requisition:
+            if o.requisition not in by_requisition:
+                by_requisition[o.requisition] = []
+                groups.append(by_requisition[o.requisition])
+            by_requisition[o.requisition].append(o)
+        else:
+            loose.append(o)
+    for o in loose:
+        if o.role == "primary":
+            groups.append([o])
+    for o in loose:
+        if o.role != "primary":
+            host = next(
+                (g for g in groups if any(p.role == "primary" and p.code in o.attaches_to for p in g)), None
+            )
+            if host is not None:
+                host.append(o)
+            else:
+                groups.append([o])
+    today = (now or datetime.now(timezone.utc)).date().isoformat()
+    cases = []
+    for group in groups:
+        levels = {lvl for o in group for lvl in o.levels}
+        primaries = [o for o in group if o.role == "primary"] or group
+        ref = next((o.reference_date for o in primaries if o.reference_date), None)
+        ref = ref or next((o.reference_date for o in group if o.reference_date), None) or today
+        cases.append(
+            SurgicalCase(
+                orders=group,
+                levels=[s for s in INTERSPACES if s in levels],
+                reference_date=ref,
+                urgent=any(o.priority in ("urgent", "stat", "asap") for o in group),
+            )
+        )
+    return cases

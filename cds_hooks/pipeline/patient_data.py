@@ -1,0 +1,188 @@
+"""The patient's record for one hook call: prefetch first, then parallel fetches for the rest.
+
+CDS Hooks 2.0, "Providing FHIR Resources to a CDS Service": prefetch when the client sent it,
+otherwise the service queries `fhirServer` with `fhirAuthorization`. A key that fails makes the
+criteria depending on its resource type `unavailable`; when every key fails the call answers 412.
+
+The service fetches only from a `fhirServer` on its allowlist (outbound.FhirServerPolicy); a call
+that would need to fetch from any other server is refused with 403 before anything is sent. A call
+whose prefetch covers every key never fetches, so its `fhirServer` is not checked. All fetches end
+by one deadline: sources still running then are `unavailable`, and the answer does not wait.
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from cds_hooks.errors import ServiceError
+from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
+from cds_hooks.auth.outbound import FhirServerPolicy
+from cds_hooks.hooks.hook_request import HookRequest
+from cds_hooks.hooks.prefetch import FAILED, FETCHED, NO_DATA, SourceResult, TemplateError, read_prefetch, render, resource_type_of
+
+log = logging.getLogger("cds_hooks.data")
+
+_SUBJECT_FIELDS = ("subject", "patient", "beneficiary")
+
+
+@dataclass
+class FetchSettings:
+    timeout: float = 3.0
+    deadline: float = 3.5
+    max_pages: int = 20
+    max_bytes: int = 20_000_000
+    max_total_bytes: int | None = 60_000_000
+    page_size: int | None = 200
+    retries: int = 2
+    backoff: float = 0.2
+    policy: FhirServerPolicy = field(default_factory=FhirServerPolicy)
+
+
+@dataclass
+class PatientData:
+    patient_id: str
+    sources: dict[str, SourceResult]
+    resources: list[dict] = field(default_factory=list)
+    dropped_foreign: int = 0
+    # Resources the service derived (e.g. findings read from report text); also in `resources`.
+    derived: list[dict] = field(default_factory=list)
+
+    def add_derived(self, items: list[dict]) -> None:
+        """Add derived resources to what the criteria see; they are never sent to the EHR."""
+        self.derived.extend(items)
+        self.resources.extend(items)
+
+    @property
+    def failed_types(self) -> list[str]:
+        return sorted({s.resource_type for s in self.sources.values() if s.status == FAILED})
+
+    @property
+    def failed_sources(self) -> list[SourceResult]:
+        return [s for s in self.sources.values() if s.status == FAILED]
+
+    @property
+    def nothing_obtained(self) -> bool:
+        return bool(self.sources) and all(s.status == FAILED for s in self.sources.values())
+
+    @property
+    def origin(self) -> str:
+        """`prefetch`, `fetched` or `mixed`: where the data came from, for the audit trail."""
+        kinds = {s.status for s in self.sources.values() if s.status != FAILED and s.status != NO_DATA}
+        if kinds == {FETCHED}:
+            return "fetched"
+        if FETCHED in kinds:
+            return "mixed"
+        return "prefetch"
+
+    def of_type(self, resource_type: str) -> list[dict]:
+        return [r for r in self.resources if r.get("resourceType") == resource_type]
+
+    def index(self) -> dict[str, dict]:
+        return {f"{r['resourceType']}/{r.get('id')}": r for r in self.resources}
+
+
+def _belongs_to_other_patient(resource: dict, patient_id: str) -> bool:
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") not in (None, patient_id)
+    for name in _SUBJECT_FIELDS:
+        ref = resource.get(name)
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            target = ref["reference"].rstrip("/")
+            if "Patient/" in target:
+                return target.rsplit("Patient/", 1)[1].split("/")[0] != patient_id
+    return False
+
+
+def _fetch_one(client: FhirClient, key: str, query: str, rtype: str) -> SourceResult:
+    try:
+        resources = client.get(query)
+    except FhirError as exc:
+        log.warning("fetch of %s failed: %s", key, exc.kind)
+        return SourceResult(key, rtype, FAILED, reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one broken source must not fail the call
+        log.error("fetch of %s failed: %s", key, type(exc).__name__)
+        return SourceResult(key, rtype, FAILED, reason="the FHIR response could not be processed")
+    return SourceResult(key, rtype, FETCHED, resources)
+
+
+def gather(request: HookRequest, templates: dict[str, str], settings: FetchSettings,
+           client: FhirClient | None = None, started: float | None = None) -> PatientData:
+    """Collect every prefetch key's data: from the request, or fetched in parallel.
+
+    `started` (time.monotonic() when the hook call began) anchors the deadline; now by default.
+    """
+    deadline = (started if started is not None else time.monotonic()) + settings.deadline
+    results, missing = read_prefetch(request.prefetch, templates)
+    context = request.raw.get("context") if isinstance(request.raw.get("context"), dict) else {}
+    queries: dict[str, str] = {}
+    for key in missing:
+        rtype = resource_type_of(templates[key])
+        try:
+            queries[key] = render(templates[key], context, request.user_id)
+        except TemplateError as exc:
+            results[key] = SourceResult(key, rtype, FAILED, reason=str(exc))
+    if queries and not request.fhir_server:
+        for key in queries:
+            results[key] = SourceResult(key, resource_type_of(templates[key]), FAILED,
+                                        reason="not prefetched and no fhirServer to fetch it from")
+        queries = {}
+    if queries and client is None and not settings.policy.allows(request.fhir_server):
+        raise ServiceError(403, "fhir-server-not-allowed",
+                           "fhirServer is not on this service's list of allowed FHIR servers, and the "
+                           "request's prefetch does not cover everything the service needs; nothing was fetched")
+    if queries:
+        own_client = client is None
+        if client is None:
+            token = request.fhir_authorization.access_token if request.fhir_authorization else None
+            client = FhirClient(
+                request.fhir_server, token,
+                timeout=settings.timeout,
+                deadline=deadline,
+                max_pages=settings.max_pages,
+                max_bytes=settings.max_bytes,
+                max_total_bytes=settings.max_total_bytes,
+                page_size=settings.page_size,
+                retries=settings.retries,
+                backoff=settings.backoff,
+            )
+        pool = ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="fhir-fetch")
+        try:
+            futures = {
+                key: pool.submit(contextvars.copy_context().run, _fetch_one, client, key, q,
+                                 resource_type_of(templates[key]))
+                for key, q in queries.items()
+            }
+            # The deadline is kept even if a socket misbehaves: whatever is unfinished then is given up.
+            wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + 0.05)
+            for key, fut in futures.items():
+                if fut.done():
+                    results[key] = fut.result()
+                else:
+                    log.warning("fetch of %s failed: deadline", key)
+                    results[key] = SourceResult(key, resource_type_of(templates[key]), FAILED,
+                                                reason="the FHIR server did not answer before the deadline")
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            if own_client:
+                client.close()
+
+    seen: set[tuple[str, str]] = set()
+    resources: list[dict] = []
+    dropped = 0
+    for key in templates:
+        for r in results[key].resources:
+            ident = (r.get("resourceType"), str(r.get("id")))
+            if r.get("id") is not None and ident in seen:
+                continue
+            if _belongs_to_other_patient(r, request.patient_id):
+                dropped += 1
+                continue
+            seen.add(ident)
+            resources.append(r)
+    if dropped:
+        log.warning("dropped %d resources that belong to another patient", dropped)
+    ordered = {k: results[k] for k in templates}
+    return PatientData(request.patient_id, ordered, resources, dropped)

@@ -1,0 +1,301 @@
+"""Evaluation of the report-text extractor against the hand-annotated gold set, and its benchmark.
+
+`cds-hooks report-text eval` prints precision and recall per field, level-grade accuracy and the
+safety counts (a negated, uncertain, prior or superseded statement counted as a present finding);
+`cds-hooks report-text bench` prints the extraction time per report. The gold set and its
+annotation rules are in eval/report_text/gold.toml; docs/report-text.md explains the metrics.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cds_hooks.spine.report_text import RANK, Finding, extract_report
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GOLD = REPO_ROOT / "eval" / "report_text" / "gold.toml"
+
+# Targets checked by the test suite (tests/test_report_text_gold.py) and shown by the command.
+LEVEL_GRADE_TARGET = 0.95
+
+FIELDS = ["stenosis.level", "stenosis.compartment", "stenosis.side", "stenosis.grade", "negation", "uncertainty",
+          "listhesis.level", "listhesis.direction", "listhesis.grade", "listhesis.mm", "translation", "angulation",
+          "sentence"]
+
+
+def load_gold(path: Path = GOLD) -> list[dict]:
+    with open(path, "rb") as f:
+        return tomllib.load(f)["passage"]
+
+
+def run_passage(passage: dict) -> list[Finding]:
+    section = "impression" if passage.get("source") == "conclusion" else "findings"
+    return extract_report([(passage.get("source", "presentedForm[0]"), passage["text"],
+                            passage.get("content_type", "text/plain"), section)])
+
+
+def _num(v):
+    return None if v is None else float(v)
+
+
+def _items(findings: list[dict], pid: str) -> dict[str, set]:
+    """Per field, the set of tuples a passage asserts (gold dicts and predictions share this shape)."""
+    s: dict[str, set] = {f: set() for f in FIELDS if f != "sentence"}
+    for f in findings:
+        kind, level, status = f["kind"], f.get("level"), f["status"]
+        comp, side = f.get("compartment"), f.get("side")
+        if status == "negated":
+            s["negation"].add((pid, kind, level, comp))
+        elif status == "uncertain":
+            s["uncertainty"].add((pid, kind, level, comp))
+        if status != "present":
+            continue
+        if kind == "stenosis":
+            s["stenosis.level"].add((pid, level))
+            s["stenosis.compartment"].add((pid, level, comp))
+            s["stenosis.side"].add((pid, level, comp, side))
+            if f.get("grade") is not None:
+                s["stenosis.grade"].add((pid, level, comp, side, f["grade"]))
+        elif kind == "listhesis":
+            s["listhesis.level"].add((pid, level))
+            if f.get("direction"):
+                s["listhesis.direction"].add((pid, level, f["direction"]))
+            if f.get("grade") is not None:
+                s["listhesis.grade"].add((pid, level, int(f["grade"])))
+            if f.get("mm") is not None:
+                s["listhesis.mm"].add((pid, level, _num(f["mm"])))
+        elif kind == "translation" and f.get("mm") is not None:
+            s["translation"].add((pid, level, _num(f["mm"])))
+        elif kind == "angulation" and f.get("deg") is not None:
+            s["angulation"].add((pid, level, _num(f["deg"])))
+    return s
+
+
+def as_gold_shape(f: Finding) -> dict:
+    out = {"kind": f.kind, "level": f.level, "status": f.status, "compartment": f.compartment, "side": f.side,
+           "direction": f.direction, "mm": f.mm, "deg": f.deg, "quote": f.quote, "start": f.start, "end": f.end,
+           "section": f.section}
+    out["grade"] = f.grade if f.kind == "stenosis" else f.slip_grade
+    return out
+
+
+def _level_grades(findings: list[dict]) -> dict[str, str]:
+    """Per level, the grade the criterion would read: the highest present grade, else none when denied."""
+    out: dict[str, str] = {}
+    for f in findings:
+        if f["kind"] != "stenosis" or f.get("level") is None or f.get("grade") is None:
+            continue
+        if f["status"] not in ("present", "negated"):
+            continue
+        grade = f["grade"] if f["status"] == "present" else "none"
+        if f["level"] not in out or RANK[grade] > RANK[out[f["level"]]]:
+            out[f["level"]] = grade
+    return out
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float | None:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+
+@dataclass
+class Report:
+    split: str
+    passages: int = 0
+    fields: dict[str, Counts] = field(default_factory=lambda: {f: Counts() for f in FIELDS})
+    level_correct: int = 0
+    level_total: int = 0
+    negated_as_present: list[str] = field(default_factory=list)
+    uncertain_as_present: list[str] = field(default_factory=list)
+    prior_as_present: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def level_grade_accuracy(self) -> float | None:
+        return self.level_correct / self.level_total if self.level_total else None
+
+    def as_dict(self) -> dict:
+        return {
+            "split": self.split, "passages": self.passages,
+            "levelGradeAccuracy": self.level_grade_accuracy, "levelGradeCorrect": self.level_correct,
+            "levelGradeTotal": self.level_total,
+            "negatedAsPresent": self.negated_as_present, "uncertainAsPresent": self.uncertain_as_present,
+            "priorOrSupersededAsPresent": self.prior_as_present,
+            "fields": {k: {"tp": c.tp, "fp": c.fp, "fn": c.fn, "precision": c.precision, "recall": c.recall}
+                       for k, c in self.fields.items()},
+        }
+
+
+def _safety(pid: str, gold: list[dict], pred: list[dict], report: Report) -> None:
+    """A prediction counted as present where the gold only has a denied/hedged/prior statement."""
+    def key(f, with_comp=True):
+        return (f["kind"], f.get("level"), f.get("compartment") if with_comp else None)
+
+    present_gold = {key(f) for f in gold if f["status"] == "present"}
+    present_gold_levels = {(f["kind"], f.get("level")) for f in gold if f["status"] == "present"}
+    for p in pred:
+        if p["status"] != "present":
+            continue
+        for g in gold:
+            if g["status"] == "present" or g["kind"] != p["kind"]:
+                continue
+            if g.get("level") not in (None, p.get("level")):
+                continue
+            same_comp = g.get("compartment") is None or g.get("compartment") == p.get("compartment")
+            if not same_comp:
+                continue
+            if g.get("level") is None and (p["kind"], p.get("level")) in present_gold_levels:
+                continue
+            if key(p) in present_gold or (g.get("compartment") is None and (p["kind"], p.get("level")) in present_gold_levels):
+                continue
+            if g["status"] in ("negated",):
+                report.negated_as_present.append(f"{pid}: {p['kind']} {p.get('level')} {p.get('compartment')} ← “{g['evidence']}”")
+            elif g["status"] == "uncertain":
+                report.uncertain_as_present.append(f"{pid}: {p['kind']} {p.get('level')} {p.get('compartment')} ← “{g['evidence']}”")
+            else:
+                if p.get("grade") == g.get("grade"):
+                    report.prior_as_present.append(f"{pid}: {p['kind']} {p.get('level')} {p.get('grade')} ← “{g['evidence']}”")
+            break
+
+
+def evaluate(passages: list[dict], split: str = "all") -> Report:
+    report = Report(split)
+    for passage in passages:
+        if split != "all" and passage["split"] != split:
+            continue
+        pid = passage["id"]
+        report.passages += 1
+        gold = passage["findings"]
+        pred = [as_gold_shape(f) for f in run_passage(passage)]
+        g_items, p_items = _items(gold, pid), _items(pred, pid)
+        for name in g_items:
+            c = report.fields[name]
+            c.tp += len(g_items[name] & p_items[name])
+            c.fp += len(p_items[name] - g_items[name])
+            c.fn += len(g_items[name] - p_items[name])
+            for miss in sorted(map(str, g_items[name] - p_items[name])):
+                report.errors.append(f"{name} missed {miss}")
+            for extra in sorted(map(str, p_items[name] - g_items[name])):
+                report.errors.append(f"{name} extra {extra}")
+        # Sentence: each present gold finding found at its level should quote the gold's words.
+        c = report.fields["sentence"]
+        for g in gold:
+            if g["status"] != "present":
+                continue
+            match = [p for p in pred if p["status"] == "present" and p["kind"] == g["kind"]
+                     and p["level"] == g.get("level") and p["compartment"] == g.get("compartment")]
+            if not match:
+                continue
+            evidence = " ".join(g["evidence"].split()).lower()
+            if any(evidence in p["quote"].lower() for p in match):
+                c.tp += 1
+            else:
+                c.fn += 1
+                c.fp += 1
+                report.errors.append(f"sentence {pid} {g['level']} wants “{g['evidence']}”, got “{match[0]['quote']}”")
+        lg_gold, lg_pred = _level_grades(gold), _level_grades(pred)
+        for level in sorted(set(lg_gold) | set(lg_pred)):
+            report.level_total += 1
+            if lg_gold.get(level) == lg_pred.get(level):
+                report.level_correct += 1
+            else:
+                report.errors.append(f"level-grade {pid} {level}: gold {lg_gold.get(level)}, got {lg_pred.get(level)}")
+        _safety(pid, gold, pred, report)
+    return report
+
+
+def _pct(v: float | None) -> str:
+    return "   -  " if v is None else f"{v:6.3f}"
+
+
+def format_report(reports: list[Report], verbose: bool = False) -> str:
+    lines = []
+    header = f"{'field':24}" + "".join(f"{r.split + ' P':>10}{r.split + ' R':>10}" for r in reports)
+    lines.append(f"Report-text extraction against {GOLD.relative_to(REPO_ROOT)}")
+    lines.append("passages: " + ", ".join(f"{r.split} {r.passages}" for r in reports))
+    lines.append("")
+    lines.append(header)
+    for name in FIELDS:
+        row = f"{name:24}"
+        for r in reports:
+            c = r.fields[name]
+            row += f"{_pct(c.precision):>10}{_pct(c.recall):>10}"
+        lines.append(row)
+    lines.append("")
+    for r in reports:
+        lines.append(f"[{r.split}] level-grade accuracy {_pct(r.level_grade_accuracy).strip()} "
+                     f"({r.level_correct}/{r.level_total}, target >= {LEVEL_GRADE_TARGET}); "
+                     f"negated counted as present: {len(r.negated_as_present)} (target 0); "
+                     f"uncertain counted as present: {len(r.uncertain_as_present)}; "
+                     f"prior or superseded counted as present: {len(r.prior_as_present)}")
+    for r in reports:
+        for item in r.negated_as_present + r.uncertain_as_present + r.prior_as_present:
+            lines.append(f"  ! {item}")
+    if verbose:
+        for r in reports:
+            for e in r.errors:
+                lines.append(f"  [{r.split}] {e}")
+    return "\n".join(lines)
+
+
+def meets_targets(report: Report) -> bool:
+    acc = report.level_grade_accuracy
+    return acc is not None and acc >= LEVEL_GRADE_TARGET and not report.negated_as_present
+
+
+def run_eval(gold_path: Path = GOLD, verbose: bool = False, as_json: bool = False) -> int:
+    passages = load_gold(gold_path)
+    reports = [evaluate(passages, "dev"), evaluate(passages, "heldout"), evaluate(passages, "all")]
+    if as_json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        print(format_report(reports, verbose))
+    return 0 if meets_targets(reports[-1]) else 1
+
+
+def run_bench(gold_path: Path = GOLD, repeat: int = 20) -> int:
+    """Extraction time per report: every gold passage and every fixture report, `repeat` times each."""
+    from cds_hooks.spine.derived_findings import report_parts
+
+    texts: list[list[tuple]] = []
+    for p in load_gold(gold_path):
+        section = "impression" if p.get("source") == "conclusion" else "findings"
+        texts.append([(p["id"], p["text"], p.get("content_type", "text/plain"), section)])
+    fixtures = []
+    for bundle_path in sorted((REPO_ROOT / "fhir_fixtures" / "patients").glob("*.json")):
+        bundle = json.loads(bundle_path.read_text(encoding="utf-8"))
+        for entry in bundle.get("entry", []):
+            r = entry.get("resource", {})
+            if r.get("resourceType") == "DiagnosticReport":
+                fixtures.append(report_parts(r))
+    for label, corpus in (("gold passages", texts), ("fixture reports (conclusion + presentedForm)", fixtures)):
+        if not corpus:
+            continue
+        for parts in corpus:  # warm up the regular expressions
+            extract_report(parts)
+        times = []
+        for _ in range(repeat):
+            for parts in corpus:
+                t0 = time.perf_counter()
+                extract_report(parts)
+                times.append((time.perf_counter() - t0) * 1000)
+        times.sort()
+        chars = sum(len(p[1]) for parts in corpus for p in parts) / len(corpus)
+        print(f"{label}: {len(corpus)} reports x {repeat}, mean {statistics.mean(times):.2f} ms, "
+              f"median {statistics.median(times):.2f} ms, p95 {times[int(len(times) * 0.95) - 1]:.2f} ms, "
+              f"max {times[-1]:.2f} ms per report (mean {chars:.0f} characters)")
+    return 0

@@ -1,0 +1,1 @@
+"""The HTTP edge: everything that imports Flask (application factory, routes, error handlers, request hooks)."""

@@ -1,0 +1,65 @@
+"""The application factory."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from cds_hooks.web import cors, discovery, feedback, openapi, operations, policies, request_limits, service
+from cds_hooks.audit import go_live
+from cds_hooks.ops import logs
+from cds_hooks.auth import caller_jwt
+from cds_hooks.sandbox import tryit
+from cds_hooks.audit.setup import audit_parts
+from cds_hooks.config import Config
+from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.errors import register_error_handlers
+from cds_hooks.web.recording import EXTENSION as RECORDER
+from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
+from cds_hooks.packs.loader import load_rule_packs
+
+log = logging.getLogger("cds_hooks")
+
+
+def create_app(config: Config | None = None, engine: CqlEngine | None = None) -> Flask:
+    """Build the service: load the rule packs, start the CQL engine, register the routes.
+
+    An `engine` may be passed in to share one between applications (tests, benchmarks).
+    """
+    config = config or Config.from_env()
+    caller_jwt.check_settings(config)  # before any worker process is started
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+
+    packs = load_rule_packs(config.cql_root, config.rule_packs or None)
+    if engine is None:
+        engine = CqlEngine(node_executable=config.node_executable, workers=config.engine_workers,
+                           timeout=config.engine_timeout, max_heap_mb=config.engine_heap_mb,
+                           cache_dir=config.engine_cache_dir)
+    libraries, valuesets = engine_payload(packs)
+    engine.load(libraries, valuesets)
+    recorder, replay_store = audit_parts(config)
+    app.extensions[EXTENSION] = ServiceRegistry(packs, engine, config, replay_store=replay_store)
+    app.extensions[RECORDER] = recorder
+    go_live.init_app(app, config, recorder.store.engine if recorder.store is not None else None)
+
+    if config.auth_disabled:
+        log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "
+                    "Use this only for local development.")
+    register_error_handlers(app)
+    # Order matters: request id first, then CORS preflights (no credentials), then the caller's JWT,
+    # then the body. Each applies to every route under /cds-services, present or added later.
+    logs.init_app(app, config)
+    cors.init_app(app, config)
+    caller_jwt.init_app(app, config, app.extensions[EXTENSION].replay_store)
+    request_limits.init_app(app, config)
+    app.register_blueprint(discovery.bp)
+    app.register_blueprint(service.bp)
+    app.register_blueprint(policies.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(operations.bp)
+    app.register_blueprint(openapi.bp)
+    if config.tryit_enabled:
+        app.register_blueprint(tryit.bp)
+    return app
