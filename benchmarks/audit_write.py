@@ -33,7 +33,7 @@ from cds_hooks.config import Config  # noqa: E402
 from cds_hooks.audit.database import create_db_engine, upgrade  # noqa: E402
 from cds_hooks.engine.bridge import CqlEngine  # noqa: E402
 from cds_hooks.hooks.hook_request import parse_hook_request  # noqa: E402
-from cds_hooks.pipeline.registry import registry_of  # noqa: E402
+from cds_hooks.web.extensions import registry_of  # noqa: E402
 from cds_hooks.audit.sealing import Sealer  # noqa: E402
 from support.audit_db import audit_settings  # noqa: E402
 from support.postgres import PostgresServer, create_database  # noqa: E402

@@ -18,7 +18,7 @@ import time
 from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from cds_hooks.hooks.hook_request import parse_hook_request
-from cds_hooks.pipeline.registry import registry_of
+from cds_hooks.web.extensions import registry_of
 
 STAGES = ("parse", "orders", "data", "report_text", "engine", "cards", "respond")
 ENGINE_PARTS = ("engine.prepare", "engine.transport", "engine.parse", "engine.cql")

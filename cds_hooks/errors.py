@@ -1,46 +1,71 @@
-"""JSON errors for every route: a status, a short machine code and one human sentence.
+"""The service's domain errors: one base class, each error with a stable machine `code` and a `message`.
 
-CDS Hooks 2.0 ("HTTP Response") leaves error bodies to the service; ours are always JSON and never
-carry a stack trace, a token or a patient identifier.
+Nothing here knows HTTP. The web edge (web/http_errors.py) is the one place that maps an error to a
+status and renders `{"error": code, "message": message}`; the errors listed there are the ones a
+caller can act on, every other error answers 500 "internal-error" without its message. Errors of the
+other parts (EngineError, FhirError, RulePackError, ...) derive from `CdsError` where they are defined.
 """
 from __future__ import annotations
 
-import logging
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+class CdsError(Exception):
+    """Base of the service's errors. `code` is short and stable (logs, metrics, response bodies);
+    `message` is one sentence without tokens or patient identifiers."""
 
-log = logging.getLogger("cds_hooks.errors")
+    code: str = "error"
 
-
-class ServiceError(Exception):
-    """An error the caller can act on; rendered as `{"error": code, "message": message}`."""
-
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, message: str = "", code: str | None = None):
         super().__init__(message)
-        self.status = status
-        self.code = code
         self.message = message
+        if code is not None:
+            self.code = code
 
 
-def error_response(status: int, code: str, message: str):
-    response = jsonify({"error": code, "message": message})
-    response.status_code = status
-    return response
+class InvalidRequest(CdsError):
+    """The request (hook call, feedback, try-it call) cannot be used as sent."""
+
+    code = "invalid-request"
 
 
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ServiceError)
-    def _service_error(exc: ServiceError):
-        return error_response(exc.status, exc.code, exc.message)
+class RequestTooLarge(CdsError):
+    code = "too-large"
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        code = (exc.name or "error").lower().replace(" ", "-")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
-        # The class name is enough to find the cause in the logs; the message may hold patient data.
-        log.error("unhandled error: %s", type(exc).__name__, exc_info=app.debug)
-        return error_response(500, "internal-error", "The service failed to process the request.")
+class UnsupportedMediaType(CdsError):
+    code = "unsupported-media-type"
+
+
+class UnknownService(CdsError):
+    code = "unknown-service"
+
+    def __init__(self, service_id: str):
+        super().__init__(f"no CDS service with id {service_id!r}")
+
+
+class FhirServerNotAllowed(CdsError):
+    """The service would have to fetch from a FHIR server that is not on its allowlist."""
+
+    code = "fhir-server-not-allowed"
+
+
+class PrefetchIncomplete(CdsError):
+    """Every source of patient data failed (prefetch and FHIR server); keeps what was tried for the audit
+    trail. CDS Hooks 2.0 ("HTTP Response") answers this with 412."""
+
+    code = "no-data"
+
+    def __init__(self, data, message: str):
+        super().__init__(message)
+        self.data = data
+
+
+class ServiceUnavailable(CdsError):
+    """A part the call needs is down (engine, audit trail, feedback store); the caller may retry."""
+
+    code = "unavailable"
+
+
+class RulePackMalfunction(CdsError):
+    """The rule pack's CQL returned results the service cannot read."""
+
+    code = "rule-pack-error"

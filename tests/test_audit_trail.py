@@ -111,7 +111,7 @@ def test_a_rejected_request_is_recorded_with_its_status_and_error(audit_client, 
     r = audit_client.post(SERVICE, json=seed_request)
     assert r.status_code == 400
     row = the_call(audit_store, seed_request["hookInstance"])
-    assert (row["status"], row["error_code"], row["error_class"]) == (400, "invalid-request", "ServiceError")
+    assert (row["status"], row["error_code"], row["error_class"]) == (400, "invalid-request", "InvalidRequest")
     assert row["card_count"] == 0
     (document,) = audit_store.show(seed_request["hookInstance"], ACTOR)
     assert document["response"] == r.get_json()
@@ -136,7 +136,7 @@ def test_a_call_without_any_patient_data_is_recorded_with_the_failed_sources(aud
     seed_request.pop("fhirServer")
     assert audit_client.post(SERVICE, json=seed_request).status_code == 412
     row = the_call(audit_store, seed_request["hookInstance"])
-    assert (row["status"], row["error_code"], row["error_class"]) == (412, "no-data", "NoPatientData")
+    assert (row["status"], row["error_code"], row["error_class"]) == (412, "no-data", "PrefetchIncomplete")
     assert "Condition" in row["unavailable_sources"] and "Procedure" in row["unavailable_sources"]
 
 

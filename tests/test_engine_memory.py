@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.pipeline.registry import registry_of
+from cds_hooks.web.extensions import registry_of
 
 
 def worker_command_lines(config: Config) -> list[str]:

@@ -52,7 +52,7 @@ def test_a_damaged_cache_file_falls_back_to_parsing(tmp_path, monkeypatch, uncac
 def test_the_setting_reaches_the_engine(tmp_path):
     from cds_hooks.web.app import create_app
     from cds_hooks.config import Config
-    from cds_hooks.pipeline.registry import registry_of
+    from cds_hooks.web.extensions import registry_of
 
     registry = registry_of(create_app(Config.development(engine_workers=1, engine_cache_dir=str(tmp_path))))
     try:

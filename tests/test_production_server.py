@@ -107,7 +107,7 @@ def test_invalid_settings_are_refused_before_the_server_starts():
 
 
 def test_the_wsgi_module_builds_the_application_from_the_environment():
-    code = ("import cds_hooks.web.wsgi as w; from cds_hooks.pipeline.registry import registry_of; "
+    code = ("import cds_hooks.web.wsgi as w; from cds_hooks.web.extensions import registry_of; "
             "print(sorted(e.pack.service_id for e in registry_of(w.app).evaluators.values()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          env=production_env(CDS_AUTH_DISABLED="true"))

@@ -13,9 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from werkzeug.exceptions import HTTPException
-
-from cds_hooks.errors import ServiceError
+from cds_hooks.errors import CdsError
 from cds_hooks.pipeline.evaluation import CaseOutcome, Outcome
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.pipeline.patient_data import PatientData
@@ -56,22 +54,12 @@ class CallRecord:
         if self.duration_ms is None:
             self.duration_ms = (time.perf_counter() - self.started) * 1000
 
-    def fail(self, exc: BaseException) -> None:
-        """Take the status and error the caller gets for `exc` (errors.py renders the same)."""
-        if isinstance(exc, ServiceError):
-            self.status, self.error_code, self.error_message = exc.status, exc.code, exc.message
-            cause = exc.__cause__
-            self.error_class = type(cause).__name__ if cause is not None else type(exc).__name__
-            self.data = getattr(exc, "data", None)
-        elif isinstance(exc, HTTPException):
-            self.status = exc.code or 500
-            self.error_code = (exc.name or "error").lower().replace(" ", "-")
-            self.error_message = exc.description or exc.name
-            self.error_class = type(exc).__name__
-        else:
-            self.status, self.error_code = 500, "internal-error"
-            self.error_message = "The service failed to process the request."
-            self.error_class = type(exc).__name__
+    def fail(self, exc: BaseException, failure) -> None:
+        """Take the status and error the caller got for `exc`: `failure` is web/http_errors.py's
+        description of it (status, code, message, error_class), the same the response carries."""
+        self.status, self.error_code, self.error_message = failure.status, failure.code, failure.message
+        self.error_class = failure.error_class
+        self.data = getattr(exc, "data", None) if isinstance(exc, CdsError) else None
         self.finish()
 
     def response_sent(self) -> dict:

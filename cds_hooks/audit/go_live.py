@@ -27,7 +27,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
@@ -142,15 +141,3 @@ class GoLive:
         site = self.site_of(request, caller)
         modes = self.switch.modes() if self.switch is not None else {}
         return Decision(site, decide_mode(modes, site, self.default))
-
-
-def init_app(app: Flask, config: Config, engine: Engine | None) -> GoLive:
-    """Without an audit database (offline tools) there is no switch: only `shadow_mode` applies."""
-    switch = SiteSwitch(engine, config.site_switch_cache_seconds) if engine is not None else None
-    app.extensions[EXTENSION] = GoLive(config, switch)
-    return app.extensions[EXTENSION]
-
-
-def decide_call(request: HookRequest) -> Decision:
-    """The mode of the current request's hook call (the caller verified by security.py, if any)."""
-    return current_app.extensions[EXTENSION].decide(request, g.get("caller"))

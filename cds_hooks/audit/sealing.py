@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cds_hooks.config import Config
+from cds_hooks.errors import CdsError
 
 log = logging.getLogger("cds_hooks.sealing")
 
@@ -32,8 +33,10 @@ _NONCE = 12
 _VERSION = b"\x01"  # format byte: 1 = zlib-compressed JSON under AES-256-GCM
 
 
-class SealingError(Exception):
+class SealingError(CdsError):
     """A key is missing or malformed, or sealed content does not open (wrong key, tampered)."""
+
+    code = "sealing-key"
 
 
 def _key_bytes(name: str, value: str, minimum: int, exact: int | None = None) -> bytes:

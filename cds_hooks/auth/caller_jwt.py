@@ -32,16 +32,14 @@ from urllib.parse import quote
 
 import jwt
 import requests
-from flask import Flask, current_app, g, request
 
 from cds_hooks.config import ASYMMETRIC_ALGORITHMS, Config, TrustedIssuer
-from cds_hooks.errors import error_response
+from cds_hooks.errors import CdsError
 from cds_hooks.auth.outbound import OutboundError, deadline_clock, new_session, read_capped, transport_allowed
 from cds_hooks.auth.replay import ReplayStore
 
 log = logging.getLogger("cds_hooks.security")
 
-PROTECTED_PREFIX = "/cds-services"
 MAX_TOKEN_CHARS = 8192
 MAX_JWKS_BYTES = 256_000
 STALE_KEYS_SECONDS = 24 * 3600  # keys still used when a refresh fails, up to this age
@@ -50,11 +48,11 @@ _FORBIDDEN_HEADERS = ("jwk", "x5c", "x5u", "crit")
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 
-class ConfigError(RuntimeError):
+class ConfigError(CdsError, RuntimeError):
     """The configuration cannot run the service safely."""
 
 
-class AuthError(Exception):
+class AuthError(CdsError):
     """Why a caller was refused: `code` for logs and metrics, `reason` for the 401 body."""
 
     def __init__(self, code: str, reason: str):
@@ -65,16 +63,12 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who called, once the JWT is verified (kept in `flask.g.caller` for the audit trail)."""
+    """Who called, once the JWT is verified (web/authentication.py keeps it in `flask.g.caller`)."""
 
     iss: str
     tenant: str | None = None
     sub: str | None = None
     token_id: str = ""  # a hash of (iss, jti), never the jti itself
-
-
-def is_protected(path: str) -> bool:
-    return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
 
 
 def replay_key(iss: str, jti: str) -> str:
@@ -330,34 +324,3 @@ def check_settings(config: Config) -> None:
     if not config.trusted_issuers:
         raise ConfigError("caller authentication is on: set CDS_TRUSTED_ISSUERS (the CDS clients allowed to "
                           "call), or turn authentication off for development (CDS_AUTH_DISABLED)")
-
-
-def init_app(app: Flask, config: Config, replay_store: ReplayStore, jwks: JwksCache | None = None) -> None:
-    """Require a verified caller on every route under /cds-services (present and future ones).
-
-    With `auth_disabled`, nothing is checked (the application factory logs the warning).
-    """
-    if config.auth_disabled:
-        return
-    check_settings(config)
-    verifier = CallerVerifier(config, replay_store, jwks)
-    app.extensions["cds_hooks.security"] = verifier
-
-    @app.before_request
-    def _authenticate():
-        # CORS preflights carry no credentials (Fetch standard); the CORS hook answers them.
-        if request.method == "OPTIONS" or not is_protected(request.path):
-            return None
-        try:
-            g.caller = verifier.verify(request.headers.get("Authorization"),
-                                       endpoint_urls(config, request.path))
-        except AuthError as exc:
-            log.info("caller refused", extra={"fields": {"reason": exc.code}})
-            response = error_response(401, "unauthorized", exc.reason)
-            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-            return response
-        return None
-
-
-def verifier_of(app: Flask | None = None) -> CallerVerifier | None:
-    return (app or current_app).extensions.get("cds_hooks.security")

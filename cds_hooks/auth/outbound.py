@@ -15,9 +15,13 @@ from urllib.parse import urlsplit
 
 import requests
 
+from cds_hooks.errors import CdsError
 
-class OutboundError(Exception):
+
+class OutboundError(CdsError):
     """A request that was refused before sending, or whose answer could not be read."""
+
+    code = "outbound-refused"
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)

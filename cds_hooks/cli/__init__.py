@@ -46,7 +46,7 @@ def _serve_production(args) -> int:
 
 def _evaluate(args) -> int:
     from cds_hooks.web.app import create_app
-    from cds_hooks.pipeline.registry import registry_of
+    from cds_hooks.web.extensions import registry_of
 
     try:
         with open(args.request, encoding="utf-8") as f:

@@ -21,6 +21,8 @@ import time
 import weakref
 from pathlib import Path
 
+from cds_hooks.errors import CdsError
+
 log = logging.getLogger("cds_hooks.engine")
 
 WORKER_JS = Path(__file__).resolve().parent / "js" / "worker.mjs"
@@ -28,13 +30,15 @@ MIN_NODE_MAJOR = 18
 START_TIMEOUT = 30.0  # start-up + library load; not charged to a call's own timeout
 
 
-class EngineError(Exception):
+class EngineError(CdsError):
     """An evaluation that did not produce a result.
 
     `kind` is "timeout", "crashed", "evaluation" (the worker rejected the request or the CQL failed)
     or "unavailable" (no usable Node / node_modules, or the engine is closed). For "evaluation",
     `error_type` carries the worker's finer type ("parameter", "not_loaded", "bad_request", ...).
     """
+
+    code = "engine"
 
     def __init__(self, kind: str, message: str = "", error_type: str | None = None):
         super().__init__(message or kind)

@@ -10,31 +10,25 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Flask
-
-from cds_hooks.engine.bridge import EngineError
-from cds_hooks.pipeline.registry import EXTENSION, registry_of
+from cds_hooks.engine.bridge import CqlEngine, EngineError
 
 log = logging.getLogger("cds_hooks.warmup")
 
 WARM_UP_PATIENT = {"resourceType": "Patient", "id": "warm-up"}
 
 
-def warm_up(app: Flask, rounds: int = 3) -> float:
-    """Start and exercise the engine of `app`; returns the seconds it took.
+def warm_up(engine: CqlEngine, packs, rounds: int = 3) -> float:
+    """Start and exercise `engine` with the results expression of each rule pack in `packs`; returns
+    the seconds it took.
 
     Raises EngineError when the engine cannot start (no Node, bad ELM): a worker that cannot evaluate
     must not serve. An evaluation that fails here is logged and ignored (no parameters are passed,
     so a library may legitimately reject the synthetic call).
     """
-    if EXTENSION not in app.extensions:
-        return 0.0
     started = time.perf_counter()
-    registry = registry_of(app)
-    engine = registry.engine
     engine.start()
     calls = max(1, rounds) * max(1, len(engine.worker_pids()))
-    for pack in registry.packs():
+    for pack in packs:
         expression = pack.library.get("resultsExpression", "Criteria")
         for _ in range(calls):
             try:

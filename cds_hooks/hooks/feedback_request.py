@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from cds_hooks.errors import ServiceError
+from cds_hooks.errors import InvalidRequest
 
 OUTCOMES = ("accepted", "overridden")
 MAX_ENTRIES = 100
@@ -37,8 +37,8 @@ class FeedbackEntry:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _bad(message: str) -> ServiceError:
-    return ServiceError(400, "invalid-feedback", message)
+def _bad(message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="invalid-feedback")
 
 
 def _uuid(value, where: str) -> str:

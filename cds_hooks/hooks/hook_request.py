@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cds_hooks.errors import ServiceError
+from cds_hooks.errors import InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,12 @@ class HookRequest:
     raw: dict = field(repr=False, default_factory=dict)
 
 
-def _bad(message: str) -> ServiceError:
-    return ServiceError(400, "invalid-request", message)
-
-
 def _required_string(obj: dict, key: str, where: str) -> str:
     value = obj.get(key)
     if value is None:
-        raise _bad(f"{where}{key} is required")
+        raise InvalidRequest(f"{where}{key} is required")
     if not isinstance(value, str) or not value.strip():
-        raise _bad(f"{where}{key} must be a non-empty string")
+        raise InvalidRequest(f"{where}{key} must be a non-empty string")
     return value.strip()
 
 
@@ -62,43 +58,43 @@ def draft_order_resources(draft_orders) -> list[dict]:
     if isinstance(draft_orders, dict) and draft_orders.get("resourceType") == "Bundle":
         entries = draft_orders.get("entry") or []
         if not isinstance(entries, list):
-            raise _bad("context.draftOrders.entry must be a list")
+            raise InvalidRequest("context.draftOrders.entry must be a list")
         resources = [e.get("resource") for e in entries if isinstance(e, dict)]
     elif isinstance(draft_orders, dict) and isinstance(draft_orders.get("resourceType"), str):
         resources = [draft_orders]
     elif isinstance(draft_orders, list):
         resources = [e.get("resource", e) if isinstance(e, dict) else None for e in draft_orders]
     else:
-        raise _bad("context.draftOrders must be a FHIR Bundle of the orders being signed")
+        raise InvalidRequest("context.draftOrders must be a FHIR Bundle of the orders being signed")
     return [r for r in resources if isinstance(r, dict) and isinstance(r.get("resourceType"), str)]
 
 
 def parse_hook_request(body, expected_hook: str) -> HookRequest:
     """Validate the parts of an order-sign request the service relies on; raise 400 otherwise."""
     if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object")
+        raise InvalidRequest("the request body must be a JSON object")
     hook = _required_string(body, "hook", "")
     if hook != expected_hook:
-        raise _bad(f"this service answers the {expected_hook} hook, not {hook}")
+        raise InvalidRequest(f"this service answers the {expected_hook} hook, not {hook}")
     hook_instance = _required_string(body, "hookInstance", "")
     context = body.get("context")
     if not isinstance(context, dict):
-        raise _bad("context is required and must be an object")
+        raise InvalidRequest("context is required and must be an object")
     user_id = _required_string(context, "userId", "context.")
     patient_id = _required_string(context, "patientId", "context.")
     if "draftOrders" not in context:
-        raise _bad("context.draftOrders is required")
+        raise InvalidRequest("context.draftOrders is required")
     orders = draft_order_resources(context["draftOrders"])
     encounter_id = context.get("encounterId") if isinstance(context.get("encounterId"), str) else None
 
     fhir_server = body.get("fhirServer")
     if fhir_server is not None and (not isinstance(fhir_server, str) or not fhir_server.strip()):
-        raise _bad("fhirServer must be a URL string")
+        raise InvalidRequest("fhirServer must be a URL string")
     auth = None
     raw_auth = body.get("fhirAuthorization")
     if raw_auth is not None:
         if not isinstance(raw_auth, dict) or not isinstance(raw_auth.get("access_token"), str):
-            raise _bad("fhirAuthorization must be an object with an access_token")
+            raise InvalidRequest("fhirAuthorization must be an object with an access_token")
         auth = FhirAuthorization(
             access_token=raw_auth["access_token"],
             token_type=str(raw_auth.get("token_type") or "Bearer"),
@@ -107,7 +103,7 @@ def parse_hook_request(body, expected_hook: str) -> HookRequest:
         )
     prefetch = body.get("prefetch")
     if prefetch is not None and not isinstance(prefetch, dict):
-        raise _bad("prefetch must be an object keyed by prefetch template name")
+        raise InvalidRequest("prefetch must be an object keyed by prefetch template name")
     return HookRequest(
         hook=hook,
         hook_instance=hook_instance,

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from cds_hooks.errors import CdsError
+
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 
 PREFETCH = "prefetch"
@@ -23,8 +25,10 @@ FAILED = "failed"
 NO_DATA = "no-data"
 
 
-class TemplateError(ValueError):
+class TemplateError(CdsError, ValueError):
     """A template names a token the request cannot fill."""
+
+    code = "prefetch-template"
 
 
 @dataclass

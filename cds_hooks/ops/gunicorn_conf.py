@@ -44,8 +44,11 @@ proc_name = "fusion-cds"
 def post_worker_init(worker):
     """Start and warm this worker's CQL engine before it serves (a failure stops the worker)."""
     from cds_hooks.engine.warmup import warm_up
+    from cds_hooks.pipeline.registry import EXTENSION
 
-    warm_up(worker.wsgi)
+    registry = worker.wsgi.extensions.get(EXTENSION)
+    if registry is not None:
+        warm_up(registry.engine, registry.packs())
 
 
 def worker_exit(server, worker):

@@ -11,9 +11,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cds_hooks.errors import CdsError
 
-class RulePackError(Exception):
+
+class RulePackError(CdsError):
     """A rule pack folder is incomplete or inconsistent."""
+
+    code = "rule-pack-invalid"
 
 
 @dataclass(frozen=True)

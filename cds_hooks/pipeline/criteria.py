@@ -12,12 +12,15 @@ from cds_hooks.engine.bridge import CqlEngine, EncodedResources
 from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.pipeline.patient_data import PatientData
 from cds_hooks.packs.loader import Profile, RulePack
+from cds_hooks.errors import CdsError
 
 STATUSES = ("met", "not-met", "not-documented", "waived", "unavailable")
 
 
-class CriteriaError(Exception):
+class CriteriaError(CdsError):
     """The library returned something that is not a well-formed criterion result."""
+
+    code = "criteria-error"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from cds_hooks.config import Config
 from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
 from cds_hooks.spine.derived_findings import derive as derive_findings
 from cds_hooks.engine.bridge import CqlEngine
-from cds_hooks.errors import ServiceError
+from cds_hooks.errors import PrefetchIncomplete
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
 from cds_hooks.auth.outbound import FhirServerPolicy
@@ -39,14 +39,6 @@ class Outcome:
     cases: list[CaseOutcome] = field(default_factory=list)
     data: PatientData | None = None
     timings: dict[str, float] = field(default_factory=dict)
-
-
-class NoPatientData(ServiceError):
-    """412 (CDS Hooks 2.0, "HTTP Response"): every source failed; keeps what was tried for the audit trail."""
-
-    def __init__(self, data: PatientData, message: str):
-        super().__init__(412, "no-data", message)
-        self.data = data
 
 
 class Evaluator:
@@ -93,7 +85,7 @@ class Evaluator:
         timings["data"] = time.perf_counter() - t1
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
-            raise NoPatientData(
+            raise PrefetchIncomplete(
                 data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
 
         if self.config.report_text:

@@ -19,15 +19,18 @@ import requests
 
 from cds_hooks.auth.outbound import OutboundError, deadline_clock, new_session, origin, read_capped
 from cds_hooks.hooks.prefetch import resources_of
+from cds_hooks.errors import CdsError
 
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = {429, 502, 503, 504}
 REDIRECTS = range(300, 400)
 
 
-class FhirError(Exception):
+class FhirError(CdsError):
     """A search failed; `kind` says how (timeout, http, redirect, malformed, too-large, paging,
     network, foreign)."""
+
+    code = "fhir-error"
 
     def __init__(self, kind: str, message: str, status: int | None = None):
         super().__init__(message)

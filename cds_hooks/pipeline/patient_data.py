@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from cds_hooks.errors import ServiceError
+from cds_hooks.errors import FhirServerNotAllowed
 from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
 from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.hooks.hook_request import HookRequest
@@ -130,9 +130,8 @@ def gather(request: HookRequest, templates: dict[str, str], settings: FetchSetti
                                         reason="not prefetched and no fhirServer to fetch it from")
         queries = {}
     if queries and client is None and not settings.policy.allows(request.fhir_server):
-        raise ServiceError(403, "fhir-server-not-allowed",
-                           "fhirServer is not on this service's list of allowed FHIR servers, and the "
-                           "request's prefetch does not cover everything the service needs; nothing was fetched")
+        raise FhirServerNotAllowed("fhirServer is not on this service's list of allowed FHIR servers, and the "
+                                   "request's prefetch does not cover everything the service needs; nothing was fetched")
     if queries:
         own_client = client is None
         if client is None:

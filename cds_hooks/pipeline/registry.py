@@ -1,15 +1,13 @@
 """The services an application serves: one Evaluator per rule pack, and the engine they share."""
 from __future__ import annotations
 
-from flask import Flask
-
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
 from cds_hooks.pipeline.evaluation import Evaluator
 from cds_hooks.auth.replay import MemoryReplayStore, ReplayStore
 from cds_hooks.packs.loader import RulePack
 
-EXTENSION = "cds_hooks"
+EXTENSION = "cds_hooks"  # the key of the registry in a Flask app's extensions (web/extensions.py)
 
 
 class ServiceRegistry:
@@ -39,6 +37,3 @@ def engine_payload(packs: dict[str, RulePack]) -> tuple[list[dict], list[dict]]:
             valuesets[vs["url"]] = vs
     return list(libraries.values()), list(valuesets.values())
 
-
-def registry_of(app: Flask) -> ServiceRegistry:
-    return app.extensions[EXTENSION]

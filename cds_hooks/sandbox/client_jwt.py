@@ -26,6 +26,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from cds_hooks.errors import CdsError
+
 ALGORITHMS = ("ES384", "RS384")
 DEFAULT_ALGORITHM = "ES384"
 # The spec sets no number; five minutes is the ceiling this client allows and its default.
@@ -33,8 +35,10 @@ MAX_LIFETIME = 300
 RSA_BITS = 3072
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(CdsError, ValueError):
     """A key file that cannot be used to sign CDS Hooks JWTs."""
+
+    code = "signing-key"
 
 
 def _b64url(data: bytes) -> str:

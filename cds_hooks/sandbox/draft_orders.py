@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from cds_hooks.spine.levels import INTERSPACES, interspace_coding, interspaces_in
+from cds_hooks.errors import CdsError
 
 CPT = "http://www.ama-assn.org/go/cpt"
 PRIORITIES = ("routine", "urgent", "asap", "stat")
@@ -24,8 +25,10 @@ SURGICAL_CATEGORY = {
 }
 
 
-class OrderError(ValueError):
+class OrderError(CdsError, ValueError):
     """An order the flags or the file describe cannot be built."""
+
+    code = "order-invalid"
 
 
 def parse_levels(values: list[str] | str) -> list[str]:

@@ -19,12 +19,15 @@ import requests
 from cds_hooks.sandbox.client_jwt import TokenIssuer
 from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
 from cds_hooks.hooks.prefetch import TemplateError, render
+from cds_hooks.errors import CdsError
 
 JSON = "application/json"
 
 
-class ClientError(Exception):
+class ClientError(CdsError):
     """Something the client could not do (unreachable service, bad discovery document)."""
+
+    code = "client-error"
 
 
 @dataclass

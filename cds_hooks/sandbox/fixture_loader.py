@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import requests
 
 from cds_hooks.sandbox.fixtures import FixturePatient
+from cds_hooks.errors import CdsError
 
 FHIR_JSON = "application/fhir+json"
 MODES = ("auto", "transaction", "put")
@@ -54,8 +55,10 @@ class Report:
         return out
 
 
-class LoadError(Exception):
+class LoadError(CdsError):
     """The server could not be used at all (unreachable, or refused our credentials)."""
+
+    code = "fixture-load"
 
 
 def _key(resource: dict) -> str:

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cds_hooks.hooks.prefetch import TemplateError, render, resource_type_of
+from cds_hooks.errors import CdsError
 
 _SUBJECT_FIELDS = ("subject", "patient", "beneficiary")
 
 
-class FixtureError(ValueError):
+class FixtureError(CdsError, ValueError):
     """A fixture name or file that does not exist or is not what it should be."""
+
+    code = "fixture-invalid"
 
 
 @dataclass

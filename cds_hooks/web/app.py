@@ -5,18 +5,17 @@ import logging
 
 from flask import Flask
 
-from cds_hooks.web import cors, discovery, feedback, openapi, operations, policies, request_limits, service
-from cds_hooks.audit import go_live
-from cds_hooks.ops import logs
-from cds_hooks.auth import caller_jwt
-from cds_hooks.sandbox import tryit
-from cds_hooks.audit.setup import audit_parts
+from cds_hooks.audit.go_live import EXTENSION as GO_LIVE, GoLive, SiteSwitch
+from cds_hooks.auth.caller_jwt import check_settings
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
-from cds_hooks.errors import register_error_handlers
-from cds_hooks.web.recording import EXTENSION as RECORDER
-from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
+from cds_hooks.ops import logs
 from cds_hooks.packs.loader import load_rule_packs
+from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
+from cds_hooks.web import (authentication, cors, discovery, feedback, openapi, operations, policies, request_limits,
+                           service)
+from cds_hooks.web.http_errors import register_error_handlers
+from cds_hooks.web.recording import EXTENSION as RECORDER, audit_parts
 
 log = logging.getLogger("cds_hooks")
 
@@ -27,7 +26,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     An `engine` may be passed in to share one between applications (tests, benchmarks).
     """
     config = config or Config.from_env()
-    caller_jwt.check_settings(config)  # before any worker process is started
+    check_settings(config)  # before any worker process is started
     app = Flask(__name__)
     app.json.sort_keys = False
     app.json.ensure_ascii = False
@@ -42,7 +41,9 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     recorder, replay_store = audit_parts(config)
     app.extensions[EXTENSION] = ServiceRegistry(packs, engine, config, replay_store=replay_store)
     app.extensions[RECORDER] = recorder
-    go_live.init_app(app, config, recorder.store.engine if recorder.store is not None else None)
+    # Without an audit database there is no site switch: only `shadow_mode` applies.
+    switch = SiteSwitch(recorder.store.engine, config.site_switch_cache_seconds) if recorder.store is not None else None
+    app.extensions[GO_LIVE] = GoLive(config, switch)
 
     if config.auth_disabled:
         log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "
@@ -52,7 +53,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     # then the body. Each applies to every route under /cds-services, present or added later.
     logs.init_app(app, config)
     cors.init_app(app, config)
-    caller_jwt.init_app(app, config, app.extensions[EXTENSION].replay_store)
+    authentication.init_app(app, config, app.extensions[EXTENSION].replay_store)
     request_limits.init_app(app, config)
     app.register_blueprint(discovery.bp)
     app.register_blueprint(service.bp)
@@ -61,5 +62,9 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     app.register_blueprint(operations.bp)
     app.register_blueprint(openapi.bp)
     if config.tryit_enabled:
+        # The EHR side (cds_hooks.sandbox) is imported only here: a service without the try-it page
+        # never loads the client, its JWT signer, the fixtures or the draft-order builder.
+        from cds_hooks.sandbox import tryit
+
         app.register_blueprint(tryit.bp)
     return app

@@ -13,8 +13,8 @@ from __future__ import annotations
 from flask import Flask, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from cds_hooks.errors import error_response
-from cds_hooks.auth.caller_jwt import is_protected
+from cds_hooks.web.authentication import is_protected
+from cds_hooks.web.http_errors import error_response
 
 ALLOWED_REQUEST_HEADERS = ("authorization", "content-type")
 EXPOSED_HEADERS = "X-Request-Id"

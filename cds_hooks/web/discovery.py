@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from cds_hooks.pipeline.registry import registry_of
+from cds_hooks.web.extensions import registry_of
 
 bp = Blueprint("discovery", __name__)
 

@@ -12,10 +12,10 @@ import logging
 
 from flask import Blueprint, current_app, jsonify
 
-from cds_hooks.errors import ServiceError
+from cds_hooks.errors import ServiceUnavailable, UnknownService
 from cds_hooks.hooks.feedback_request import parse_feedback
 from cds_hooks.web.recording import recorder_of
-from cds_hooks.pipeline.registry import registry_of
+from cds_hooks.web.extensions import registry_of
 from cds_hooks.web.request_limits import json_body
 
 log = logging.getLogger("cds_hooks.feedback")
@@ -27,10 +27,10 @@ bp = Blueprint("feedback", __name__)
 def receive_feedback(service_id: str):
     evaluator = registry_of(current_app).get(service_id)
     if evaluator is None:
-        raise ServiceError(404, "unknown-service", f"no CDS service with id {service_id!r}")
+        raise UnknownService(service_id)
     recorder = recorder_of(current_app)
     if recorder.store is None:
-        raise ServiceError(503, "feedback-unavailable", "this deployment keeps no audit trail to store feedback in")
+        raise ServiceUnavailable("this deployment keeps no audit trail to store feedback in", code="feedback-unavailable")
     entries = parse_feedback(json_body())
     reasons = {r["code"]: r.get("display") for r in evaluator.pack.override_reasons if r.get("code")}
     try:
@@ -38,7 +38,7 @@ def receive_feedback(service_id: str):
     except Exception as exc:  # noqa: BLE001 - whatever the database says, the client should retry
         recorder.metrics.audit_failures.labels("feedback").inc()
         log.error("feedback write failed: %s", type(exc).__name__)
-        raise ServiceError(503, "feedback-unavailable", "The feedback could not be stored; retry later.") from exc
+        raise ServiceUnavailable("The feedback could not be stored; retry later.", code="feedback-unavailable") from exc
     for e in result.stored:
         recorder.metrics.observe_feedback(service_id, e.outcome, (e.reason or {}).get("code"), reasons)
     return jsonify({

@@ -10,7 +10,7 @@ from html import escape
 from flask import Blueprint, Response, abort, current_app
 
 from cds_hooks.pipeline.cards import fill_text, plain_number
-from cds_hooks.pipeline.registry import registry_of
+from cds_hooks.web.extensions import registry_of
 
 bp = Blueprint("policies", __name__)
 

@@ -12,11 +12,16 @@ import time
 
 from flask import Flask, current_app, g
 
-from cds_hooks.audit.store import AuditStore
 from cds_hooks.audit.call_record import CallRecord
-from cds_hooks.errors import ServiceError
+from cds_hooks.audit.database import open_database
+from cds_hooks.audit.replay_db import DatabaseReplayStore
+from cds_hooks.audit.sealing import Sealer
+from cds_hooks.audit.store import AuditStore
+from cds_hooks.config import Config
+from cds_hooks.errors import ServiceUnavailable
 from cds_hooks.ops.metrics import UNKNOWN, Metrics
-from cds_hooks.pipeline.registry import registry_of
+from cds_hooks.web.extensions import registry_of
+from cds_hooks.web.http_errors import describe
 
 log = logging.getLogger("cds_hooks.recording")
 
@@ -40,9 +45,8 @@ class Recorder:
                 log.error("audit write failed: %s", type(exc).__name__)
                 if must_persist:
                     self._observe(call, service_label, 503)
-                    raise ServiceError(503, "audit-unavailable",
-                                       "The call could not be recorded in the audit trail, so no cards are "
-                                       "returned; retry later.") from exc
+                    raise ServiceUnavailable("The call could not be recorded in the audit trail, so no cards are "
+                                             "returned; retry later.", code="audit-unavailable") from exc
             else:
                 self.metrics.observe_audit_write(service_label, time.perf_counter() - t0)
         self._observe(call, service_label, call.status)
@@ -58,6 +62,17 @@ class Recorder:
             call.outcome.response.get("cards", []) if ok else [],
             [r for case in call.cases for r in case.results] if ok else [],
         )
+
+
+def audit_parts(config: Config) -> tuple[Recorder, DatabaseReplayStore | None]:
+    """The recorder and the shared JWT replay store, built from the configuration: the database
+    (migrated when configured), the store with its keys; without `audit_enabled`, neither database
+    nor replay store (metrics only)."""
+    if not config.audit_enabled:
+        return Recorder(None, Metrics()), None
+    sealer = Sealer.from_config(config)  # before the database: a key problem should not leave a new file
+    engine = open_database(config)
+    return Recorder(AuditStore(engine, sealer), Metrics()), DatabaseReplayStore(engine)
 
 
 def recorder_of(app: Flask) -> Recorder:
@@ -80,7 +95,7 @@ def recorded(view):
         try:
             response = view(service_id, call=call, **kwargs)
         except Exception as exc:
-            call.fail(exc)
+            call.fail(exc, describe(exc))
             if call.request is None:
                 call.body = _json_body()
             recorder.finish(call, label, must_persist=False)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from flask import Flask, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_hooks.errors import ServiceError
+from cds_hooks.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -56,11 +56,11 @@ def parse_body(data: bytes, max_depth: int):
     try:
         body = json.loads(data)
     except RecursionError:
-        raise ServiceError(400, "too-deep", f"the JSON body nests deeper than {max_depth} levels") from None
+        raise InvalidRequest(f"the JSON body nests deeper than {max_depth} levels", code="too-deep") from None
     except ValueError:
-        raise ServiceError(400, "malformed-json", "the request body is not valid JSON") from None
+        raise InvalidRequest("the request body is not valid JSON", code="malformed-json") from None
     if depth_of(body) > max_depth:
-        raise ServiceError(400, "too-deep", f"the JSON body nests deeper than {max_depth} levels")
+        raise InvalidRequest(f"the JSON body nests deeper than {max_depth} levels", code="too-deep")
     return body
 
 
@@ -70,14 +70,13 @@ def json_body():
         return g.json_body
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
-        raise ServiceError(413, "too-large", f"the request body is larger than {limit} bytes")
+        raise RequestTooLarge(f"the request body is larger than {limit} bytes")
     if not _json_media_type(request.mimetype, request.mimetype_params.get("charset")):
-        raise ServiceError(415, "unsupported-media-type",
-                           "the request body must be JSON (Content-Type: application/json)")
+        raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
     try:
         data = request.get_data(cache=True)
     except RequestEntityTooLarge:  # no declared length, but more bytes than allowed
-        raise ServiceError(413, "too-large", f"the request body is larger than {limit} bytes") from None
+        raise RequestTooLarge(f"the request body is larger than {limit} bytes") from None
     g.json_body = parse_body(data, current_app.config["CDS_MAX_JSON_DEPTH"])
     return g.json_body
 
@@ -87,14 +86,10 @@ def init_app(app: Flask, config) -> None:
     app.config["CDS_MAX_JSON_DEPTH"] = config.max_json_depth
 
 
-def _bad(message: str) -> ServiceError:
-    return ServiceError(400, "invalid-request", message)
-
-
 def _check_string(obj: dict, key: str, where: str, limit: int = MAX_ID_CHARS) -> None:
     value = obj.get(key)
     if isinstance(value, str) and (len(value) > limit or _CONTROL.search(value)):
-        raise _bad(f"{where}{key} is too long or holds control characters")
+        raise InvalidRequest(f"{where}{key} is too long or holds control characters")
 
 
 def check_hook_fields(body) -> None:
@@ -112,13 +107,13 @@ def check_hook_fields(body) -> None:
             # FHIR R4 "id" datatype: [A-Za-z0-9\-\.]{1,64}; dots alone would be a path segment.
             if isinstance(value, str) and value.strip() and (
                     not _FHIR_ID.fullmatch(value.strip()) or not value.strip("." + " ")):
-                raise _bad(f"context.{key} must be a FHIR resource id")
+                raise InvalidRequest(f"context.{key} must be a FHIR resource id")
     server = body.get("fhirServer")
     if isinstance(server, str) and server.strip():
         parts = urlsplit(server.strip())
         if (len(server) > MAX_URL_CHARS or _CONTROL.search(server) or parts.scheme not in ("http", "https")
                 or not parts.hostname or parts.username or parts.password or parts.fragment):
-            raise _bad("fhirServer must be an absolute http(s) URL")
+            raise InvalidRequest("fhirServer must be an absolute http(s) URL")
     auth = body.get("fhirAuthorization")
     if isinstance(auth, dict):
         _check_string(auth, "access_token", "fhirAuthorization.", MAX_TOKEN_CHARS)

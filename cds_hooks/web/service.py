@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from cds_hooks.audit.call_record import CallRecord
 from cds_hooks.pipeline.criteria import CriteriaError
 from cds_hooks.engine.bridge import EngineError
-from cds_hooks.errors import ServiceError
-from cds_hooks.audit.go_live import LIVE, OFF, decide_call
-from cds_hooks.hooks.hook_request import parse_hook_request
+from cds_hooks.errors import RulePackMalfunction, ServiceUnavailable, UnknownService
+from cds_hooks.audit.go_live import EXTENSION as GO_LIVE, LIVE, OFF, Decision
+from cds_hooks.hooks.hook_request import HookRequest, parse_hook_request
 from cds_hooks.ops.logs import pseudonym
 from cds_hooks.web.recording import recorded
-from cds_hooks.pipeline.registry import registry_of
+from cds_hooks.web.extensions import registry_of
 from cds_hooks.web.request_limits import check_hook_fields, json_body
 
 log = logging.getLogger("cds_hooks.service")
@@ -32,12 +32,17 @@ def public_base_url() -> str:
     return (configured or request.host_url).rstrip("/")
 
 
+def decide_call(request: HookRequest) -> Decision:
+    """The mode of the current request's hook call (the caller verified by web/authentication.py, if any)."""
+    return current_app.extensions[GO_LIVE].decide(request, g.get("caller"))
+
+
 @bp.post("/cds-services/<service_id>")
 @recorded
 def call_service(service_id: str, call: CallRecord):
     evaluator = registry_of(current_app).get(service_id)
     if evaluator is None:
-        raise ServiceError(404, "unknown-service", f"no CDS service with id {service_id!r}")
+        raise UnknownService(service_id)
     body = json_body()
     check_hook_fields(body)
     hook_request = call.request = parse_hook_request(body, evaluator.pack.hook)
@@ -50,10 +55,10 @@ def call_service(service_id: str, call: CallRecord):
     try:
         outcome = evaluator.evaluate(hook_request, public_base_url())
     except EngineError as exc:
-        raise ServiceError(503, "engine-unavailable",
-                           f"the criteria engine could not evaluate this request ({exc.kind})") from exc
+        raise ServiceUnavailable(f"the criteria engine could not evaluate this request ({exc.kind})",
+                                 code="engine-unavailable") from exc
     except CriteriaError as exc:
-        raise ServiceError(500, "rule-pack-error", "the rule pack returned malformed results") from exc
+        raise RulePackMalfunction("the rule pack returned malformed results") from exc
     call.outcome = outcome  # recorded (committed) by @recorded before the response leaves
     data = outcome.data
     log.info("hook answered", extra={"fields": {
