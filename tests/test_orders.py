@@ -18,7 +18,7 @@ def sr(code, system=CPT, level="L5-S1", **extra):
 
 
 def detect(*orders, local=None):
-    return OrderDetector(PACK.orders, local).detect(list(orders))
+    return OrderDetector(PACK.orders, local, PACK.procedure_name).detect(list(orders))
 
 
 def test_every_primary_fusion_code_is_detected():

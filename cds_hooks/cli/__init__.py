@@ -94,7 +94,7 @@ def _may_name_sandbox_command(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="cds-hooks", description="fusion-cds: CDS Hooks service for lumbar fusion orders")
+    parser = argparse.ArgumentParser(prog="cds-hooks", description="fusion-cds: CDS Hooks order-sign service checking surgical orders against payer criteria")
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -59,6 +59,11 @@ class RulePack:
     def hook(self) -> str:
         return self.service["hook"]
 
+    @property
+    def procedure_name(self) -> str:
+        """What the pack's orders are called in cards and documents (pack.json `cards.procedureName`)."""
+        return self.cards.get("procedureName") or "procedure"
+
     def criterion(self, criterion_id: str) -> dict:
         for c in self.criteria:
             if c["id"] == criterion_id:

@@ -293,6 +293,9 @@ def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) 
         for o in ctx.case.orders
     )
     header.append(f"**Order:** {orders} · reference date {ctx.case.reference_date}")
+    # Seam: this sentence (and the other English of this module) is the spine pack's wording; it moves
+    # into pack.json's `cards` section with the typed pack model (issue 12), and then shows only for
+    # packs whose procedure has levels.
     if not ctx.case.levels:
         header.append("**Operative level missing on the order:** level-specific criteria cannot be checked.")
     if unmet:

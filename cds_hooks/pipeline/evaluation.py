@@ -48,7 +48,7 @@ class Evaluator:
         self.pack = pack
         self.engine = engine
         self.config = config
-        self.detector = OrderDetector(pack.orders, config.local_order_codes)
+        self.detector = OrderDetector(pack.orders, config.local_order_codes, pack.procedure_name)
         self.codes = {**pack.codes, **config.order_codes}
         self.retrieves = retrieve_filter(pack.elm, pack.valuesets)
         self.fetch_settings = FetchSettings(

@@ -110,7 +110,10 @@ def _requisition_key(order: dict) -> str | None:
 class OrderDetector:
     """Finds fusion orders using a rule pack's `orders` section and a site's local code map."""
 
-    def __init__(self, orders_spec: dict, local_codes: dict[str, str] | None = None):
+    def __init__(self, orders_spec: dict, local_codes: dict[str, str] | None = None,
+                 procedure_name: str = "procedure"):
+        # The label of an order matched without one of its own (by text): the pack's procedure name.
+        self.procedure_name = procedure_name
         self._by_code: dict[tuple[str, str], dict] = {}
         for role, key in (("primary", "primary"), ("add-on", "addOn")):
             for entry in orders_spec.get(key, []):
@@ -118,7 +121,7 @@ class OrderDetector:
         self._primary_codes = {code: spec for (_, code), spec in self._by_code.items()}
         self._prefixes = orders_spec.get("codePrefixes", [])
         self._patterns = [re.compile(p, re.IGNORECASE) for p in orders_spec.get("textPatterns", [])]
-        # "system|code" -> a pack code (e.g. a local order code for "ALIF L5-S1" -> "22558")
+        # "system|code" -> a pack code (e.g. a site's local order code for an ALIF -> CPT "22558")
         self._local = dict(local_codes or {})
 
     def _classify(self, order: dict):
@@ -139,7 +142,7 @@ class OrderDetector:
                     return spec, "code-prefix", c.get("display")
         for text in _texts(concept):
             if any(p.search(text) for p in self._patterns):
-                spec = {"code": "text", "label": "lumbar fusion", "role": "primary", "attachesTo": []}
+                spec = {"code": "text", "label": self.procedure_name, "role": "primary", "attachesTo": []}
                 return spec, "text", text
         return None, None, None
 
@@ -162,7 +165,7 @@ class OrderDetector:
                     resource=order,
                     reference=f"ServiceRequest/{oid}" if isinstance(oid, str) else f"draftOrders[{index}]",
                     code=spec["code"],
-                    label=spec.get("label", "lumbar fusion"),
+                    label=spec.get("label", self.procedure_name),
                     role=spec["role"],
                     attaches_to=tuple(spec.get("attachesTo", [])),
                     matched_by=how,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from cds_hooks.pipeline.registry import EXTENSION
+
 bp = Blueprint("openapi", __name__)
 
 OPENAPI_VERSION = "3.0.3"
@@ -220,6 +222,13 @@ def registered_operations(app) -> set[tuple[str, str]]:
     return out
 
 
+def _procedures(app) -> str:
+    """The procedures the served rule packs check (pack.json `cards.procedureName`)."""
+    registry = app.extensions.get(EXTENSION)
+    packs = registry.packs() if registry is not None else []
+    return ", ".join(dict.fromkeys(pack.procedure_name for pack in packs)) or "surgical"
+
+
 def document(app) -> dict:
     paths: dict[str, dict] = {}
     for rule, method in sorted(registered_operations(app)):
@@ -229,7 +238,7 @@ def document(app) -> dict:
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "fusion-cds", "version": "0.1.0",
-                 "description": "CDS Hooks 2.0 service checking lumbar spinal fusion orders against payer "
+                 "description": f"CDS Hooks 2.0 service checking {_procedures(app)} orders against payer "
                                 "medical-necessity criteria. Decision support, not a coverage determination."},
         "paths": paths,
         "components": {
