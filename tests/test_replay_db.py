@@ -1,4 +1,4 @@
-"""The database-backed JWT replay store (replay_db.py): atomic across processes, on SQLite and PostgreSQL."""
+"""The database-backed JWT replay store (audit/replay_db.py): atomic across processes, on SQLite and PostgreSQL."""
 import subprocess
 import sys
 import time

@@ -1,4 +1,4 @@
-"""Application-level encryption of audit content and patient pseudonyms (sealing.py)."""
+"""Application-level encryption of audit content and patient pseudonyms (audit/sealing.py)."""
 import base64
 import json
 import os

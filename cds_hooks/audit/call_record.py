@@ -47,7 +47,7 @@ class CallRecord:
     error_message: str | None = None
     data: PatientData | None = None  # what was gathered when the call failed after gathering
     duration_ms: float | None = None
-    mode: str = "live"  # go_live.py: live, shadow (evaluated, no cards returned) or off (not evaluated)
+    mode: str = "live"  # audit/go_live.py: live, shadow (evaluated, no cards returned) or off (not evaluated)
     site: str | None = None
 
     def finish(self) -> None:

@@ -20,7 +20,7 @@ from cds_hooks.audit.schema import replay_jti
 
 
 class DatabaseReplayStore:
-    """The `ReplayStore` protocol (replay.py) on the audit database."""
+    """The `ReplayStore` protocol (auth/replay.py) on the audit database."""
 
     def __init__(self, engine: Engine, clock=time.time, purge_interval: float = 300.0):
         self.engine = engine

@@ -37,7 +37,7 @@ audit_call = Table(
     Column("card_count", Integer, nullable=False),
     Column("key_id", String(64)),
     Column("sealed", LargeBinary),
-    # Go-live controls (go_live.py): live, shadow (evaluated, no cards returned) or off; and the site.
+    # Go-live controls (audit/go_live.py): live, shadow (evaluated, no cards returned) or off; and the site.
     Column("mode", String(8), nullable=False, server_default="live"),
     Column("site", String(200)),
     Index(None, "received_at", "service_id"),
@@ -124,7 +124,7 @@ replay_jti = Table(
     Column("expires_at", Float, nullable=False, index=True),
 )
 
-# The per-site switch (go_live.py): a site's mode, read by every process of every replica.
+# The per-site switch (audit/go_live.py): a site's mode, read by every process of every replica.
 site_switch = Table(
     "site_switch", metadata,
     Column("site", String(200), primary_key=True),

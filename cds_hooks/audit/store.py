@@ -2,7 +2,7 @@
 
 Da Vinci CRD ("Auditing") asks both sides to keep the call and the response; CDS Hooks 2.0
 "Feedback" ties the user's action to the card. A call's rows are written in one transaction that
-commits before the response is sent. Patient data is sealed (`sealing.py`); reading it back goes
+commits before the response is sent. Patient data is sealed (`audit/sealing.py`); reading it back goes
 through this store, which first writes who read what into `access_log`.
 """
 from __future__ import annotations

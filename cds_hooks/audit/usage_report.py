@@ -3,7 +3,7 @@
 Sections: call volume per day; latency percentiles per service and stage; feedback on cards;
 overrides by reason; criteria most often unmet; suggestion acceptance. Only plain-text columns are
 read (nothing is decrypted); the read is still written to the access log. One go-live mode at a time
-(go_live.py): live calls by default; `shadow` reports what would have been shown.
+(audit/go_live.py): live calls by default; `shadow` reports what would have been shown.
 """
 from __future__ import annotations
 

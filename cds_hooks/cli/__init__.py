@@ -1,5 +1,5 @@
-"""The `cds-hooks` command: `serve`, `evaluate`; `db`, `report`, `audit` (audit_cli.py); `site` (site_cli.py);
-`doctor` (doctor.py); the sandbox tools (cli_sandbox.py)."""
+"""The `cds-hooks` command: `serve`, `evaluate`; `db`, `report`, `audit` (cli/audit.py); `site` (cli/site.py);
+`doctor` (ops/doctor.py); the sandbox tools (sandbox/cli.py)."""
 from __future__ import annotations
 
 import argparse

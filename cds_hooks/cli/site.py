@@ -1,4 +1,4 @@
-"""`cds-hooks site list | enable | disable | shadow | clear`: the per-site switch (go_live.py).
+"""`cds-hooks site list | enable | disable | shadow | clear`: the per-site switch (audit/go_live.py).
 
 Changes go to the `site_switch` table of the audit database; every process of every replica reads
 it again within `site_switch_cache_seconds`. Each change is also written to the access log, with

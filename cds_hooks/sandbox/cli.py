@@ -1,8 +1,8 @@
 """`cds-hooks fixtures`, `cds-hooks invoke` and `cds-hooks keys`: testing from the EHR's side.
 
-- `fixtures load|remove|list`: the fixture patients on any FHIR R4 server (fixture_loader.py).
-- `invoke`: an order-sign call made the way an EHR makes it (ehr_client.py), signed with the
-  caller's key (client_jwt.py), with the cards rendered in the terminal (terminal_cards.py).
+- `fixtures load|remove|list`: the fixture patients on any FHIR R4 server (sandbox/fixture_loader.py).
+- `invoke`: an order-sign call made the way an EHR makes it (sandbox/ehr_client.py), signed with the
+  caller's key (sandbox/client_jwt.py), with the cards rendered in the terminal (sandbox/terminal_cards.py).
 - `keys generate|jwks`: a key pair for signing, and the JWK Set to give the service.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ CDS Hooks 2.0:
   client cannot satisfy (a token it cannot fill, a server it cannot reach) is left out.
 - "Calling a CDS Service": `POST {base}/cds-services/{id}` with `hook`, `hookInstance`,
   `fhirServer`, `fhirAuthorization`, `context`, `prefetch`.
-- "Trusting CDS Clients": every call carries a JWT whose `aud` is the URL called (client_jwt.py).
+- "Trusting CDS Clients": every call carries a JWT whose `aud` is the URL called (sandbox/client_jwt.py).
 """
 from __future__ import annotations
 

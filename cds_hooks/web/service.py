@@ -2,8 +2,8 @@
 
 Answers 200 with `{"cards": [...]}`, 400 for a request the service cannot use, 404 for an unknown
 service, 412 when no patient data can be obtained ("HTTP Response": the service could not obtain
-the data it needs). Every call, whatever its status, is recorded in the audit trail (recording.py).
-In shadow mode, or for a site switched off (go_live.py), the answer is `{"cards": []}`.
+the data it needs). Every call, whatever its status, is recorded in the audit trail (web/recording.py).
+In shadow mode, or for a site switched off (audit/go_live.py), the answer is `{"cards": []}`.
 """
 from __future__ import annotations
 
