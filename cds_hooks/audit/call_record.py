@@ -13,11 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from cds_hooks.errors import CdsError
-from cds_hooks.pipeline.evaluation import CaseOutcome, Outcome
-from cds_hooks.hooks.hook_request import HookRequest
-from cds_hooks.pipeline.patient_data import PatientData
 from cds_hooks.audit.sealing import Sealer
+from cds_hooks.errors import CdsError
+from cds_hooks.hooks.hook_request import HookRequest
+from cds_hooks.pipeline.evaluation import CaseOutcome, Outcome
+from cds_hooks.pipeline.patient_data import PatientData
 
 UNMET = ("not-met", "not-documented", "unavailable")
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
-from cds_hooks.audit.schema import site_switch
 from cds_hooks.audit.call_record import utcnow
-from cds_hooks.config import Config
 from cds_hooks.audit.database import READ_ONLY
+from cds_hooks.audit.schema import site_switch
+from cds_hooks.config import Config
 from cds_hooks.hooks.hook_request import HookRequest
 
 log = logging.getLogger("cds_hooks.go_live")

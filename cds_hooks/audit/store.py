@@ -23,8 +23,8 @@ from cds_hooks.audit import database
 from cds_hooks.audit.schema import (access_log, audit_call, audit_card, audit_criterion, audit_suggestion, feedback,
                            feedback_suggestion, replay_jti)
 from cds_hooks.audit.call_record import CallRecord, call_rows, utcnow
-from cds_hooks.hooks.feedback_request import FeedbackEntry
 from cds_hooks.audit.sealing import Sealer
+from cds_hooks.hooks.feedback_request import FeedbackEntry
 
 log = logging.getLogger("cds_hooks.audit")
 

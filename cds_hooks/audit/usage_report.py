@@ -16,9 +16,9 @@ from datetime import datetime
 
 from sqlalchemy import distinct, func, select
 
-from cds_hooks.audit.store import AuditStore, iso, period_text
-from cds_hooks.audit.schema import audit_call, audit_card, audit_criterion, audit_suggestion, feedback, feedback_suggestion
 from cds_hooks.audit.call_record import UNMET
+from cds_hooks.audit.schema import audit_call, audit_card, audit_criterion, audit_suggestion, feedback, feedback_suggestion
+from cds_hooks.audit.store import AuditStore, iso, period_text
 
 PERCENTILES = (50, 90, 95, 99)
 LATENCY_PARTS = (("total", None), ("orders", "orders"), ("fetch", "data"), ("engine", "engine"), ("cards", "cards"))

@@ -33,10 +33,10 @@ from urllib.parse import quote
 import jwt
 import requests
 
-from cds_hooks.config import ASYMMETRIC_ALGORITHMS, Config, TrustedIssuer
-from cds_hooks.errors import CdsError
 from cds_hooks.auth.outbound import OutboundError, deadline_clock, new_session, read_capped, transport_allowed
 from cds_hooks.auth.replay import ReplayStore
+from cds_hooks.config import ASYMMETRIC_ALGORITHMS, Config, TrustedIssuer
+from cds_hooks.errors import CdsError
 
 log = logging.getLogger("cds_hooks.security")
 

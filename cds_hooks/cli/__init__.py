@@ -7,8 +7,8 @@ import json
 import sys
 
 from cds_hooks.cli import audit, site
-from cds_hooks.ops import doctor, logs
 from cds_hooks.config import Config
+from cds_hooks.ops import doctor, logs
 from cds_hooks.ops.logs import QuietRequestHandler
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from cds_hooks.config import Config
 from cds_hooks.audit.go_live import ALL_SITES, LIVE, OFF, SHADOW, SiteSwitch, decide_mode
+from cds_hooks.config import Config
 
 _MODE_OF = {"enable": LIVE, "disable": OFF, "shadow": SHADOW}
 

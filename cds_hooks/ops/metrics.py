@@ -11,8 +11,8 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 
-from cds_hooks.pipeline.patient_data import PatientData
 from cds_hooks.hooks.prefetch import FAILED
+from cds_hooks.pipeline.patient_data import PatientData
 
 # Pipeline stages as the evaluation times them -> the stage label.
 STAGES = {"orders": "orders", "data": "fetch", "report_text": "report_text", "engine": "engine", "cards": "cards"}

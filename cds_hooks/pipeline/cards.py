@@ -14,11 +14,11 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from cds_hooks.packs.loader import RulePack
 from cds_hooks.pipeline.criteria import CriterionResult
-from cds_hooks.spine.levels import interspace_coding
 from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.pipeline.profiles import ProfileChoice
-from cds_hooks.packs.loader import RulePack
+from cds_hooks.spine.levels import interspace_coding
 
 log = logging.getLogger("cds_hooks.cards")
 

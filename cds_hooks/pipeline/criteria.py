@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cds_hooks.engine.bridge import CqlEngine, EncodedResources
+from cds_hooks.errors import CdsError
+from cds_hooks.packs.loader import Profile, RulePack
 from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.pipeline.patient_data import PatientData
-from cds_hooks.packs.loader import Profile, RulePack
-from cds_hooks.errors import CdsError
 
 STATUSES = ("met", "not-met", "not-documented", "waived", "unavailable")
 

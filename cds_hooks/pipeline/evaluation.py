@@ -8,19 +8,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from cds_hooks.pipeline.cards import CardContext, build_card
+from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.config import Config
-from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
-from cds_hooks.spine.derived_findings import derive as derive_findings
 from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.engine.retrieves import retrieve_filter
 from cds_hooks.errors import PrefetchIncomplete
 from cds_hooks.hooks.hook_request import HookRequest
+from cds_hooks.packs.loader import RulePack
+from cds_hooks.pipeline.cards import CardContext, build_card
+from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
-from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
 from cds_hooks.pipeline.profiles import ProfileChoice, select_profile
-from cds_hooks.engine.retrieves import retrieve_filter
-from cds_hooks.packs.loader import RulePack
+from cds_hooks.spine.derived_findings import derive as derive_findings
 
 EVALUATION_EXTENSION_KEY = "org.example.fusion-cds.evaluation"
 

@@ -18,8 +18,8 @@ from urllib.parse import urljoin
 import requests
 
 from cds_hooks.auth.outbound import OutboundError, deadline_clock, new_session, origin, read_capped
-from cds_hooks.hooks.prefetch import resources_of
 from cds_hooks.errors import CdsError
+from cds_hooks.hooks.prefetch import resources_of
 
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = {429, 502, 503, 504}

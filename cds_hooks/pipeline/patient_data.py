@@ -17,11 +17,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from cds_hooks.errors import FhirServerNotAllowed
-from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
 from cds_hooks.auth.outbound import FhirServerPolicy
+from cds_hooks.errors import FhirServerNotAllowed
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.hooks.prefetch import FAILED, FETCHED, NO_DATA, SourceResult, TemplateError, read_prefetch, render, resource_type_of
+from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
 
 log = logging.getLogger("cds_hooks.data")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.packs.loader import Profile, RulePack
+from cds_hooks.pipeline.orders import SurgicalCase
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """The services an application serves: one Evaluator per rule pack, and the engine they share."""
 from __future__ import annotations
 
+from cds_hooks.auth.replay import MemoryReplayStore, ReplayStore
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
-from cds_hooks.pipeline.evaluation import Evaluator
-from cds_hooks.auth.replay import MemoryReplayStore, ReplayStore
 from cds_hooks.packs.loader import RulePack
+from cds_hooks.pipeline.evaluation import Evaluator
 
 EXTENSION = "cds_hooks"  # the key of the registry in a Flask app's extensions (web/extensions.py)
 

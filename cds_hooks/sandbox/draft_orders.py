@@ -14,8 +14,8 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from cds_hooks.spine.levels import INTERSPACES, interspace_coding, interspaces_in
 from cds_hooks.errors import CdsError
+from cds_hooks.spine.levels import INTERSPACES, interspace_coding, interspaces_in
 
 CPT = "http://www.ama-assn.org/go/cpt"
 PRIORITIES = ("routine", "urgent", "asap", "stat")

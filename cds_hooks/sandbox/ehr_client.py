@@ -16,10 +16,10 @@ import uuid
 from dataclasses import dataclass, field
 import requests
 
-from cds_hooks.sandbox.client_jwt import TokenIssuer
-from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
-from cds_hooks.hooks.prefetch import TemplateError, render
 from cds_hooks.errors import CdsError
+from cds_hooks.hooks.prefetch import TemplateError, render
+from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
+from cds_hooks.sandbox.client_jwt import TokenIssuer
 
 JSON = "application/json"
 

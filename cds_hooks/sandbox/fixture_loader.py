@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from cds_hooks.sandbox.fixtures import FixturePatient
 from cds_hooks.errors import CdsError
+from cds_hooks.sandbox.fixtures import FixturePatient
 
 FHIR_JSON = "application/fhir+json"
 MODES = ("auto", "transaction", "put")

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cds_hooks.hooks.prefetch import TemplateError, render, resource_type_of
 from cds_hooks.errors import CdsError
+from cds_hooks.hooks.prefetch import TemplateError, render, resource_type_of
 
 _SUBJECT_FIELDS = ("subject", "patient", "beneficiary")
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import requests
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
+from cds_hooks.errors import InvalidRequest
+from cds_hooks.hooks.prefetch import resources_of
+from cds_hooks.pipeline.fhir_client import FhirError
 from cds_hooks.sandbox import draft_orders
 from cds_hooks.sandbox.ehr_client import order_sign_request, resolve_prefetch
-from cds_hooks.errors import InvalidRequest
-from cds_hooks.pipeline.fhir_client import FhirError
 from cds_hooks.sandbox.fixtures import FixtureError, fixture_prefetch, load_fixture, load_fixtures
 from cds_hooks.spine.levels import INTERSPACES
-from cds_hooks.hooks.prefetch import resources_of
 from cds_hooks.web.extensions import registry_of
 
 STATIC = Path(__file__).resolve().parent / "tryit_static"

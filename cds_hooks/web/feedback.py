@@ -14,8 +14,8 @@ from flask import Blueprint, current_app, jsonify
 
 from cds_hooks.errors import ServiceUnavailable, UnknownService
 from cds_hooks.hooks.feedback_request import parse_feedback
-from cds_hooks.web.recording import recorder_of
 from cds_hooks.web.extensions import registry_of
+from cds_hooks.web.recording import recorder_of
 from cds_hooks.web.request_limits import json_body
 
 log = logging.getLogger("cds_hooks.feedback")

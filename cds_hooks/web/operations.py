@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from cds_hooks.web.recording import recorder_of
 from cds_hooks.web.extensions import registry_of
+from cds_hooks.web.recording import recorder_of
 
 bp = Blueprint("operations", __name__)
 

@@ -12,14 +12,14 @@ import logging
 from flask import Blueprint, current_app, g, jsonify, request
 
 from cds_hooks.audit.call_record import CallRecord
-from cds_hooks.pipeline.criteria import CriteriaError
+from cds_hooks.audit.go_live import EXTENSION as GO_LIVE, LIVE, OFF, Decision
 from cds_hooks.engine.bridge import EngineError
 from cds_hooks.errors import RulePackMalfunction, ServiceUnavailable, UnknownService
-from cds_hooks.audit.go_live import EXTENSION as GO_LIVE, LIVE, OFF, Decision
 from cds_hooks.hooks.hook_request import HookRequest, parse_hook_request
 from cds_hooks.ops.logs import pseudonym
-from cds_hooks.web.recording import recorded
+from cds_hooks.pipeline.criteria import CriteriaError
 from cds_hooks.web.extensions import registry_of
+from cds_hooks.web.recording import recorded
 from cds_hooks.web.request_limits import check_hook_fields, json_body
 
 log = logging.getLogger("cds_hooks.service")
