@@ -305,7 +305,11 @@ class Context:
         if codes is None:
             return []
         pairs = frozenset((c.system, c.code) for c in codes)
-        return [r for r in self.by_type.get(rtype, ()) if _record_matches(r.get(prop), pairs)]
+        key = (rtype, prop, pairs)
+        hit = self._codes.get(key)
+        if hit is None:
+            hit = self._codes[key] = [r for r in self.by_type.get(rtype, ()) if _record_matches(r.get(prop), pairs)]
+        return hit
 
 
 def _record_matches(value, pairs):
@@ -451,6 +455,7 @@ class CompiledLibrary:
         # the context patient first, as cql-exec-fhir takes the bundle's first Patient
         by_type["Patient"] = [patient if patient is not None else {"resourceType": "Patient", "id": patient_id}] + by_type.get("Patient", [])
         params = self.convert_parameters(parameters)
+        rt.JSON_KEYS.clear()
         now = rt.parse_datetime(execution_datetime) if execution_datetime else _now()
         ctx = Context(by_type, params, now)
         for name, fn in self.param_defaults.items():

@@ -1175,6 +1175,9 @@ def greater_or_equal(a, b, precision=None):
 
 # ---------------------------------------------------------------------------------------------- distinct
 
+JSON_KEYS: dict = {}  # id(FHIR JSON object) -> (object, key); cleared at the start of every evaluation
+
+
 def norm_key(v):
     """immutableUtil.toNormalizedKey: a hashable key with the reference's value-equality for distinct."""
     if v is None:
@@ -1189,7 +1192,13 @@ def norm_key(v):
     if t is Tup:
         return ("T",) + tuple(sorted((k, norm_key(x)) for k, x in v.items()))
     if t is dict:
-        return ("F",) + tuple(sorted((k, _json_key(x)) for k, x in v.items()))
+        # FHIR JSON never changes during an evaluation: its key is computed once per object
+        hit = JSON_KEYS.get(id(v))
+        if hit is not None and hit[0] is v:
+            return hit[1]
+        k = ("F",) + tuple(sorted((k, _json_key(x)) for k, x in v.items()))
+        JSON_KEYS[id(v)] = (v, k)
+        return k
     if t is CDate:
         return ("D", v.year, v.month, v.day)
     if t is CDateTime:
