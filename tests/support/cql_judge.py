@@ -1,0 +1,182 @@
+"""The judge: every define of a library under the reference engine (cql-execution, as published) and the
+compiled evaluator, compared with zero tolerance.
+
+    .venv/bin/python -m tests.support.cql_judge            # fixtures + long history
+    .venv/bin/python -m tests.support.cql_judge --generated 2000 --seed 1
+
+Results are compared as the worker serialises them (JSON): the same structure, the same strings, the same
+numbers (an int and a float are equal when their values are; a boolean never equals a number). An
+evaluation that raises must raise under both (messages are not compared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cds_hooks.engine.compiled.library import CompiledLibrary, CqlError, ParameterError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_pack_files(pack: str = "lumbar-fusion", root: Path = REPO / "cql"):
+    """(main ELM, [included ELM], [ValueSet]) read straight from cql/<pack>/ and cql/common/."""
+    elms = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / pack / "elm").glob("*.json"))]
+    common = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / "common" / "elm").glob("*.json"))]
+    valuesets = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / pack / "valuesets").glob("*.json"))]
+    if len(elms) != 1:
+        raise ValueError(f"expected one library in cql/{pack}/elm, found {len(elms)}")
+    return elms[0], common, valuesets
+
+
+def strict_equal(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(strict_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+@dataclass
+class Case:
+    name: str
+    resources: list
+    parameters: dict
+    patient_id: str
+
+
+@dataclass
+class Report:
+    cases: int = 0
+    defines: int = 0
+    errors_both: int = 0
+    disagreements: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.cases} patients, {self.defines} define results compared, {self.errors_both} raised under both, "
+                f"{len(self.disagreements)} disagreements")
+
+
+class Judge:
+    """Holds both engines loaded with the same library."""
+
+    def __init__(self, elm, includes, valuesets, workers: int = 2, timeout: float = 60.0):
+        from cds_hooks.engine.bridge import CqlEngine  # narrow import point: the engine bridge
+
+        self.elm = elm
+        self.compiled = CompiledLibrary.load(elm, valuesets, includes)
+        self.reference = CqlEngine(workers=workers, accelerate=False, timeout=timeout)
+        self.reference.load([elm, *includes], valuesets)
+        ident = elm["library"]["identifier"]
+        self.lib_id, self.lib_version = ident["id"], ident.get("version")
+
+    def close(self):
+        self.reference.close()
+
+    def run_reference(self, case: Case):
+        from cds_hooks.engine.bridge import EngineError
+        try:
+            return self.reference.evaluate(self.lib_id, self.lib_version, case.resources, case.patient_id,
+                                           case.parameters, execution_datetime="2024-06-01T12:00:00.000Z")
+        except EngineError as exc:
+            if exc.kind in ("timeout", "crashed", "unavailable"):
+                raise
+            return ("error", exc.error_type or "evaluation")
+
+    def run_compiled(self, case: Case, names):
+        try:
+            return self.compiled.evaluate(case.resources, case.parameters, case.patient_id, expressions=names,
+                                          execution_datetime="2024-06-01T12:00:00.000Z")
+        except ParameterError:
+            return ("error", "parameter")
+        except (CqlError, ValueError, TypeError, AttributeError, KeyError, IndexError, ZeroDivisionError) as exc:
+            return ("error", f"evaluation:{type(exc).__name__}:{exc}")
+
+    def compare(self, cases, report: Report | None = None, threads: int = 2, on_disagreement=None) -> Report:
+        report = report or Report()
+        lock = threading.Lock()
+
+        def one(case):
+            ref = self.run_reference(case)
+            names = list(ref) if isinstance(ref, dict) else None
+            got = self.run_compiled(case, names)
+            with lock:
+                report.cases += 1
+                if isinstance(ref, tuple) or isinstance(got, tuple):
+                    if isinstance(ref, tuple) and isinstance(got, tuple) and ref[1].split(":")[0] == got[1].split(":")[0]:
+                        report.errors_both += 1
+                    else:
+                        report.disagreements.append((case.name, "*", ref if isinstance(ref, tuple) else "ok",
+                                                     got if isinstance(got, tuple) else "ok"))
+                        if on_disagreement:
+                            on_disagreement(case, "*", ref, got)
+                    return
+                for name, rv in ref.items():
+                    report.defines += 1
+                    gv = got.get(name)
+                    if not strict_equal(rv, gv):
+                        report.disagreements.append((case.name, name, rv, gv))
+                        if on_disagreement:
+                            on_disagreement(case, name, rv, gv)
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(one, cases))
+        return report
+
+
+def fixture_cases() -> list[Case]:
+    """The engine call of every fixture request (first case) and of the long-history patient."""
+    from benchmarks.engine_ab import engine_calls
+    _, calls = engine_calls()
+    return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
+
+
+def all_fixture_case_variants() -> list[Case]:
+    """Every fixture with a few parameter variants (several levels, no level, failed sources, policies)."""
+    out = []
+    for c in fixture_cases():
+        out.append(c)
+        p = dict(c.parameters)
+        out.append(Case(c.name + "+levels", c.resources, {**p, "OperativeLevels": ["L3-L4", "L4-L5", "L5-S1"]}, c.patient_id))
+        out.append(Case(c.name + "+nolevel", c.resources, {**p, "OperativeLevels": []}, c.patient_id))
+        out.append(Case(c.name + "+failed", c.resources, {**p, "FailedSources": ["Condition", "Observation", "Procedure"]}, c.patient_id))
+        out.append(Case(c.name + "+policy", c.resources, {**p, "SpondylolisthesisInstability": "grade2+", "AdmitDiscogenic": True,
+                                                           "ImagingWindowMonths": 24, "ReferenceDate": "2025-02-28"}, c.patient_id))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pack", default="lumbar-fusion")
+    ap.add_argument("--generated", type=int, default=0, help="also this many generated patients")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--show", type=int, default=10)
+    args = ap.parse_args(argv)
+    elm, includes, valuesets = load_pack_files(args.pack)
+    judge = Judge(elm, includes, valuesets, workers=args.workers)
+    try:
+        report = judge.compare(all_fixture_case_variants(), threads=args.workers)
+        print("fixtures:", report.summary())
+        if args.generated:
+            from tests.support.cql_patients import generate_cases
+            g = judge.compare(generate_cases(args.generated, args.seed), threads=args.workers)
+            print("generated:", g.summary())
+            report.disagreements += g.disagreements
+        for d in report.disagreements[: args.show]:
+            print("DISAGREE", d[0], d[1], "\n  reference:", json.dumps(d[2])[:800], "\n  compiled: ", json.dumps(d[3])[:800])
+        return 1 if report.disagreements else 0
+    finally:
+        judge.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
