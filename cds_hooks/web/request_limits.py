@@ -113,6 +113,10 @@ def parse_body(data: bytes, max_depth: int):
     UTF-32 from the first bytes), no NaN or Infinity, no repeated key, no NUL or lone surrogate in
     any string, and no deeper than `max_depth`."""
     try:
+        # A raw NUL byte is never in UTF-8 JSON text (inside strings it must be escaped), but is in
+        # every UTF-16 or UTF-32 encoding of it.
+        if b"\x00" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("the request body is not UTF-8 text", code="malformed-json") from None
