@@ -127,7 +127,7 @@ def test_while_the_database_is_down_every_route_answers_503_audit_unavailable_an
             postgres.resume()
 
     summary = {name: Counter((r, s, e) for r, s, e, _, _ in answers) for name, answers in seen.items()}
-    print(summary)
+    print(summary, "slowest answer while down: %.3f s" % max((a[4] for a in seen["down"]), default=0))
     assert seen["up"] and seen["down"] and seen["back"]
     assert all(s == 200 for _, s, _, _, _ in seen["up"]), summary["up"]
     assert {route for route, *_ in seen["down"]} == {DISCOVERY, SERVICE, FEEDBACK}
@@ -164,6 +164,8 @@ def test_a_locked_audit_table_makes_a_call_wait_at_most_the_lock_timeout(backend
                      engine=engine)
     client = app.test_client()
     assert client.post(SERVICE, json=request_fixture("seed")).status_code == 200  # warm, migrated
+    unlocked, usual = _timed(client)
+    assert unlocked.status_code == 200
     release = hold_lock(backend, url)
     answers = []
     caller = threading.Thread(target=lambda: answers.append(_timed(client)), daemon=True)
@@ -176,7 +178,9 @@ def test_a_locked_audit_table_makes_a_call_wait_at_most_the_lock_timeout(backend
     (r, elapsed), = answers
     assert r.status_code == 503 and r.get_json()["error"] == "audit-unavailable"
     assert r.headers["Retry-After"]
-    assert elapsed < 1.0 + 2.0, elapsed  # the lock timeout, plus the evaluation itself
+    # The lock timeout on top of the call's usual time (with room for a busy machine), not the 10 s of
+    # SQLite's old busy timeout or, on PostgreSQL, as long as the lock is held.
+    assert elapsed < usual + 1.0 + 2.0, (elapsed, usual)
 
 
 def _timed(client):
