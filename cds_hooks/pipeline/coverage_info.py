@@ -126,14 +126,17 @@ def coverage_extension(v: Verdict, coverage_ref: dict, assertion_id: str, on: da
     return {"url": EXTENSION_URL, "extension": parts}
 
 
-def _without_date(extensions: list[dict]) -> list[dict]:
-    return [{**e, "extension": [p for p in e.get("extension", []) if p.get("url") != "date"]}
+_TRACE_PARTS = ("date", "coverage-assertion-id")
+
+
+def _information(extensions: list[dict]) -> list[dict]:
+    return [{**e, "extension": [p for p in e.get("extension", []) if p.get("url") not in _TRACE_PARTS]}
             for e in extensions if isinstance(e, dict)]
 
 
 def digest(extensions: list[dict]) -> str:
-    """What the coverage information says, whatever day it was said on."""
-    return hashlib.sha256(json.dumps(_without_date(extensions), sort_keys=True).encode()).hexdigest()
+    """What the coverage information says, whatever day it was said on and whatever its trace id."""
+    return hashlib.sha256(json.dumps(_information(extensions), sort_keys=True).encode()).hexdigest()
 
 
 class CoverageLedger:
