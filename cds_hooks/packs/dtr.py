@@ -28,6 +28,7 @@ class DtrPack:
     prefetch: dict[str, str]
     libraries: list[dict] = field(default_factory=list)  # FHIR Library resources, the questionnaire's first
     valuesets: list[dict] = field(default_factory=list)
+    parameters: tuple[str, ...] = ()  # the parameters the pre-population library declares
 
     @property
     def questionnaire_canonical(self) -> str:
@@ -111,4 +112,6 @@ def load_dtr(pack: RulePack) -> DtrPack | None:
     if library_id not in elm_by_id:
         raise RulePackError(f"{folder}: ELM for library {library_id} not found (run node cql/tools/translate.mjs)")
     libraries = [_library_resource(elm_by_id[i], _cql_source(pack, folder, i)) for i in _needed(elm_by_id, library_id)]
-    return DtrPack(folder, questionnaire, library_id, library_version, prefetch, libraries, list(pack.valuesets))
+    declared = tuple(d["name"] for d in (elm_by_id[library_id]["library"].get("parameters") or {}).get("def") or [])
+    return DtrPack(folder, questionnaire, library_id, library_version, prefetch, libraries, list(pack.valuesets),
+                   declared)
