@@ -5,13 +5,13 @@ invariants crd-ci-q1..q7), on every response the fixtures produce; the rest cite
 they come from.
 """
 import copy
+from datetime import date
 
 import pytest
 
 from cds_hooks.pipeline.coverage_info import CoverageLedger, system_actions, verdict
 from conftest import PATIENTS, request_fixture
 from support.conformance import assert_conformant
-from support.hooks import plus, without
 
 SERVICE = "/cds-services/lumbar-fusion"
 CI_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
@@ -270,4 +270,4 @@ def test_an_order_without_an_id_cannot_be_updated_and_is_left_alone():
     order = FusionOrder({"resourceType": "ServiceRequest"}, "ServiceRequest/?", "22558", "ALIF", "primary", (),
                         "code", [], None, None, None, None)
     assert system_actions([(SurgicalCase([order]), verdict([], ()))], [], "h", None, CoverageLedger(),
-                          __import__("datetime").date(2026, 1, 1)) == []
+                          date(2026, 1, 1)) == []

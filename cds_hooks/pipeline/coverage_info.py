@@ -202,7 +202,7 @@ def system_actions(cases: list[tuple[SurgicalCase, Verdict]], coverages: list[di
                                     if not (isinstance(e, dict) and e.get("url") == EXTENSION_URL)] + extensions
             actions.append({
                 "type": "update",
-                "description": f"Coverage information for {order_ref}: {case_verdict.reason_text}"[:500],
+                "description": f"Coverage information for {order_ref}: {targets[0][1].reason_text}"[:500],
                 "resource": updated,
             })
     return actions

@@ -141,6 +141,15 @@ OPERATIONS: dict[tuple[str, str], dict] = {
                               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HookRequest"}}}},
                       "400": _error("The page's request is not usable")},
     },
+    ("/try/api/prepopulate", "POST"): {
+        "operationId": "tryItPrepopulate",
+        "summary": "Pre-populate the service's DTR questionnaire from the record of a try-it order-sign request",
+        "tags": ["try-it"],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {"200": {"description": "The Questionnaire and an in-progress QuestionnaireResponse",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      "400": _error("The page's request is not usable")},
+    },
     ("/policies/<service_id>/<profile_name>", "GET"): {
         "operationId": "policy",
         "summary": "The human-readable policy a card links to",
