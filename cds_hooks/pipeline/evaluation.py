@@ -88,7 +88,7 @@ class Evaluator:
             raise PrefetchIncomplete(
                 data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
 
-        if self.config.report_text:
+        if self.config.report_text and self.pack.uses("spine"):  # report text reads spinal levels
             t_text = time.perf_counter()
             data.add_derived(derive_findings(data.resources))
             timings["report_text"] = time.perf_counter() - t_text
