@@ -28,7 +28,7 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("cds_req
 REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Loggers that print URLs or request lines at their chattier levels.
-_QUIET_LOGGERS = ("urllib3", "requests", "werkzeug")
+_QUIET_LOGGERS = ("urllib3", "requests", "werkzeug", "alembic")  # alembic: a line per plugin on every start
 EXTENSION = "cds_hooks.logs"
 
 
