@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
 from cds_hooks.engine.retrieves import retrieve_filter
@@ -51,17 +50,7 @@ class Evaluator:
         self.detector = OrderDetector(pack.orders, config.local_order_codes, pack.procedure_name)
         self.codes = {**pack.codes, **config.order_codes}
         self.retrieves = retrieve_filter(pack.elm, pack.valuesets)
-        self.fetch_settings = FetchSettings(
-            timeout=config.fhir_timeout,
-            deadline=config.fhir_deadline,
-            max_pages=config.fhir_max_pages,
-            max_bytes=config.fhir_max_bytes,
-            max_total_bytes=config.fhir_max_total_bytes,
-            page_size=config.fhir_page_size,
-            retries=config.fhir_retries,
-            backoff=config.fhir_retry_backoff,
-            policy=FhirServerPolicy.from_config(config),
-        )
+        self.fetch_settings = FetchSettings.from_config(config)
 
     def policy_url(self, base_url: str | None, profile_name: str, explicit: str | None) -> str | None:
         if explicit:
