@@ -241,7 +241,7 @@ def render_text(report: Report) -> str:
         cells = [[str(c) for c in t.columns]] + [["" if v is None else str(v) for v in row] for row in t.rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(t.columns))]
 
-        def line(row):
+        def line(row, t=t, widths=widths):
             return "  ".join(v.ljust(w) if i < t.keys else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
 
         out.append(line(cells[0]).rstrip())
