@@ -39,6 +39,9 @@ def alive(pid: int) -> bool:
 
 def production_env(**settings: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    # The session's temporary folder (conftest.py), never the checkout's var/: the server writes its
+    # audit database and development key there.
+    env["CDS_VAR_DIR"] = os.environ["CDS_VAR_DIR"]
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     return {**env, **settings}
 

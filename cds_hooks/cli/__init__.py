@@ -24,7 +24,8 @@ def _serve(args) -> int:
     host, port = args.host or "127.0.0.1", args.port or 8080
     app = create_app(Config.development())
     try:
-        # Bound before the banner: a port in use fails here, before anything claims to be serving.
+        # Bound before the banner: a port in use fails here (werkzeug says so and exits), before
+        # anything claims to be serving.
         # The service logs each request itself; werkzeug's own access log would print query strings.
         server = make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
     except OSError as exc:
