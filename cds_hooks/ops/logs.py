@@ -56,12 +56,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not the one of the moment the
+    handler was made: a test runner or a tool that swaps and closes stderr leaves no handler writing
+    to a closed file ("Logging error ... I/O operation on closed file")."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure(level: str | int = "INFO", stream=None) -> logging.Handler:
-    """Send every log record to `stream` (stderr) as JSON lines; returns the handler."""
+    """Send every log record to `stream` (the current stderr) as JSON lines; returns the handler."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
