@@ -6,11 +6,14 @@ neither pip nor npm, so a second run works with the package index unreachable.
 """
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import time
 
+import pytest
 import requests
 
 from conftest import REPO
@@ -51,3 +54,26 @@ def test_a_port_in_use_fails_before_the_banner():
     assert result.returncode != 0
     assert f"Port {port} is in use" in result.stderr
     assert "server on" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.fhir_server
+def test_the_readme_s_fhir_server_serves_the_fixtures_to_the_no_prefetch_example(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([str(REPO / "scripts" / "fhir-server"), str(port)], cwd=REPO, text=True,
+                            env={**os.environ, "FHIR_SERVER_DIR": str(tmp_path)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        for line in proc.stderr:  # set-up and loading lines, then the one saying it is ready
+            if "Ctrl-C stops it" in line:
+                break
+        assert "FHIR server with the fixture patients on" in line, line
+        answers = [subprocess.run([str(REPO / ".venv" / "bin" / "cds-hooks"), "evaluate",
+                                   str(REPO / "fhir_fixtures" / "requests" / f"seed-{kind}.json"), *extra],
+                                  cwd=REPO, capture_output=True, text=True, timeout=120)
+                   for kind, extra in (("prefetch", []),
+                                       ("no-prefetch", ["--fhir-server", f"http://127.0.0.1:{port}/fhir"]))]
+        summaries = [json.loads(a.stdout)["cards"][0]["summary"] for a in answers]
+        assert summaries[0] == summaries[1]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -46,6 +46,7 @@ def _serve(args) -> int:
 
 def _serve_production(args) -> int:
     """gunicorn on cds_hooks/ops/gunicorn_conf.py, in this process (settings from the environment)."""
+    from cds_hooks.auth.caller_jwt import check_settings
     from cds_hooks.packs.loader import load_rule_packs
 
     try:
@@ -53,8 +54,9 @@ def _serve_production(args) -> int:
     except ValueError as exc:  # pydantic's ValidationError: say what is wrong before gunicorn starts
         print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
-    # The rule packs are checked here, once, so that a bad pack is one line and a non-zero exit
-    # instead of a traceback from every gunicorn worker.
+    # The settings and rule packs are checked here, once, so that a problem is one line and exit 2
+    # instead of gunicorn's own report of a failed application load.
+    check_settings(config)
     load_rule_packs(config.cql_root, config.rule_packs or None)
     from gunicorn.app.wsgiapp import WSGIApplication
 
