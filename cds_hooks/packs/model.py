@@ -248,7 +248,7 @@ def reference_problems(doc: dict, library_parameters: set[str] | None = None,
         for status, text in c.get("nextSteps", {}).items():
             check_text(["criteria", i, "nextSteps", status], text, fillable)
     for key, text in doc["cards"]["wording"].items():
-        check_text(["cards", "wording", key], text, WORDING_PLACEHOLDERS[key])
+        check_text(["cards", "wording", key], text, WORDING_PLACEHOLDERS.get(key, set()))
     codes = doc.get("codes", {})
     for i, s in enumerate(doc.get("suggestions", [])):
         if s["when"]["criterion"] not in known:

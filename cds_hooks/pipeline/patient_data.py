@@ -29,7 +29,7 @@ log = logging.getLogger("cds_hooks.data")
 _SUBJECT_FIELDS = ("subject", "patient", "beneficiary")
 
 
-@dataclass(frozen=True)
+@dataclass
 class FetchSettings:
     """How the service reads the EHR's FHIR server: Config's `fhir_*` settings (defined there, once)."""
 
