@@ -87,13 +87,25 @@ def test_all_required_met_is_info_without_suggestions_for_met_criteria(client):
     assert "suggestions" not in card
 
 
-def test_an_urgent_order_is_info_with_a_note(client):
+def test_an_order_marked_stat_without_a_red_flag_stays_a_warning(client):
     req = request_fixture("seed")
     orders(req)[0]["priority"] = "stat"
     card = call(client, req)["cards"][0]
-    assert card["indicator"] == "info"
-    assert card["summary"].startswith("Urgent ")
-    assert "Urgent or emergent order" in card["detail"]
+    assert card["indicator"] == "warning"
+    assert card["summary"].startswith("Urgent ") and "likely to fail review" in card["summary"]
+    assert "marked stat, but no confirmed, current red flag is documented" in card["detail"]
+
+
+def test_an_urgent_order_gets_no_delaying_suggestion_or_next_step(client):
+    req = request_fixture("seed")
+    orders(req)[0]["priority"] = "urgent"
+    card = call(client, req)["cards"][0]
+    labels = [s["label"] for s in card.get("suggestions", [])]
+    assert not any(label.startswith(("Refer to physical therapy", "Refer for facet evaluation")) for label in labels)
+    assert any(label.startswith("Order flexion-extension radiographs") for label in labels)
+    assert "Consider a trial of a neuropathic agent" not in card["detail"]
+    assert "Consider lumbar facet injections" not in card["detail"]
+    assert card["extension"]["org.example.fusion-cds.verdict"]["suggestions"] == ["order-flexion-extension-radiographs"]
 
 
 def test_the_360_case_is_one_card_level_by_level(client):

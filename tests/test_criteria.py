@@ -147,6 +147,7 @@ def test_imaging_older_than_the_window_is_listed_outside_it(client):
 def test_an_order_without_a_level_makes_level_criteria_not_documented(client):
     req = seed()
     orders(req)[0].pop("bodySite")
+    orders(req)[0]["code"]["text"] = "Anterior lumbar interbody fusion (ALIF)"
     card = card_of(client, req)
     for cid in ("imaging-severity", "instability"):
         r = result(card, cid)

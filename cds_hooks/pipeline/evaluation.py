@@ -15,7 +15,7 @@ from cds_hooks.engine.retrieves import retrieve_filter
 from cds_hooks.errors import PrefetchIncomplete
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.packs.loader import RulePack
-from cds_hooks.pipeline.cards import CardContext, build_card
+from cds_hooks.pipeline.cards import CardContext, build_card, unreadable_record_card
 from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
 from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
@@ -83,6 +83,10 @@ class Evaluator:
         t1 = time.perf_counter()
         data = gather(request, self.pack.prefetch, self.fetch_settings, started=started)
         timings["data"] = time.perf_counter() - t1
+        unknown = data.patient_unknown
+        if unknown:
+            # No such patient: no criterion is checked, one card says the record could not be read.
+            return Outcome({"cards": [unreadable_record_card(self.pack, unknown)]}, data=data, timings=timings)
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
             raise PrefetchIncomplete(
@@ -114,6 +118,7 @@ class Evaluator:
                 user_id=request.user_id,
                 resources=index,
                 failed_sources=data.failed_types,
+                failed_reasons=data.failed_reasons,
                 policy_url=self.policy_url(base_url, choice.profile.name, choice.profile.policy_url),
                 codes=self.codes,
             )
