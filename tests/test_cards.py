@@ -122,3 +122,23 @@ def test_two_unrelated_fusion_orders_get_two_cards(client):
     body = call(client, req)
     assert len(body["cards"]) == 2
     assert {c["summary"].split(" ")[0] for c in body["cards"]} == {"L5-S1", "L4-L5"}
+
+
+def test_a_fusion_order_coded_only_in_snomed_ct_gets_a_card_at_the_level_its_text_names(client):
+    req = request_fixture("seed")
+    order = orders(req)[0]
+    order.pop("bodySite")
+    order["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "55705006", "display": "Spinal fusion"}],
+                     "text": "Anterior lumbar interbody fusion L5-S1"}
+    (card,) = call(client, req)["cards"]
+    assert card["summary"].startswith("L5-S1 spinal fusion (55705006): 3 of 4 required criteria unmet")
+    assert "(SNOMED CT 55705006) at L5-S1" in card["detail"]
+
+
+def test_a_co_surgeons_order_for_the_same_operation_gives_one_card(client):
+    req = request_fixture("seed")
+    co = dict(orders(req)[0], id="seed-order-co-surgeon", requester={"reference": "Practitioner/co-surgeon"})
+    req["context"]["draftOrders"]["entry"].append({"resource": co})
+    (card,) = call(client, req)["cards"]
+    assert card["summary"].startswith("L5-S1 ALIF (22558): 3 of 4 required criteria unmet")
+    assert "ServiceRequest/seed-order-co-surgeon" not in card["summary"] and card["detail"].count("ALIF (CPT 22558)") == 2

@@ -261,8 +261,9 @@ def _required(ctx: CardContext, grouped: dict[str, list[CriterionResult]]) -> li
 
 
 def _unread(ctx: CardContext, required: list[str]) -> list[str]:
-    """Failed resource types that a required criterion reads, or that choose the policy (Coverage)."""
-    relevant = {"Coverage"}
+    """Failed resource types that a required criterion reads, that say whose record it is (Patient) or
+    that choose the policy (Coverage)."""
+    relevant = {"Patient", "Coverage"}
     for cid in required:
         relevant.update(ctx.pack.criterion(cid).get("sources", []))
     return [t for t in ctx.failed_sources if t in relevant]
@@ -288,8 +289,12 @@ def judge(ctx: CardContext, results: list[CriterionResult]) -> Verdict:
 
 
 def _code_list(case: SurgicalCase, joiner: str) -> str:
-    """Codes in order, each once, with how many orders carry it: "22633, 22634x2" or "22633+22634x2"."""
-    counts = Counter(c for c in case.codes if c != "text")
+    """Codes in order, each once, with how many levels it is ordered at: "22633, 22634x2" or "22633+22634x2".
+
+    The same code at the same levels twice (a co-surgeon's order) is one procedure.
+    """
+    counts = Counter(code for code, _ in dict.fromkeys((o.code, tuple(o.levels)) for o in case.orders)
+                     if code != "text")
     return joiner.join(f"{code}x{n}" if n > 1 else code for code, n in counts.items())
 
 
