@@ -34,9 +34,10 @@ def test_the_card_never_reports_imaging_it_could_not_read_as_missing(client):
     (card,) = call(client, meets_all(imagingStudies=down, diagnosticReports=down))["cards"]
     severity = result(card, "imaging-severity", "L4-L5")
     assert severity["status"] == "unavailable"
-    assert severity["reason"].startswith("Could not be checked: DiagnosticReport, ImagingStudy could not be read")
+    assert severity["reason"].startswith("DiagnosticReport, ImagingStudy could not be read")
     assert "HTTP 503" in severity["reason"]
     assert "No lumbar MRI" not in card["detail"] and "No lumbar MRI" not in severity["reason"]
+    assert card["detail"].count("nothing is concluded from records that were not seen") == 2  # "why" and the level
 
 
 def test_the_card_lists_each_source_that_could_not_be_read_with_its_reason(client):

@@ -427,7 +427,8 @@ def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) 
         for cid in unmet:
             worst = next((r for r in grouped[cid] if r.status in UNMET), grouped[cid][0])
             reasons.append(worst.reason)
-        header.append("**Why it may not survive review:** " + " ".join(f"{r.rstrip('.')}." for r in reasons if r))
+        header.append("**Why it may not survive review:** "
+                      + " ".join(f"{r.rstrip('.')}." for r in dict.fromkeys(reasons) if r))
     if verdict.name == "urgent":
         header.append(f"**{ctx.pack.cards['urgentNote']}**")
     elif ctx.case.urgent:
