@@ -23,7 +23,17 @@ from dataclasses import dataclass, field
 from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.errors import FhirServerNotAllowed
 from cds_hooks.hooks.hook_request import HookRequest
-from cds_hooks.hooks.prefetch import FAILED, FETCHED, NO_DATA, SourceResult, TemplateError, read_prefetch, render, resource_type_of
+from cds_hooks.hooks.prefetch import (
+    FAILED,
+    FETCHED,
+    NO_DATA,
+    SourceResult,
+    TemplateError,
+    read_prefetch,
+    render,
+    resource_type_of,
+    resources_of,
+)
 from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
 
 log = logging.getLogger("cds_hooks.data")
@@ -89,7 +99,9 @@ class PatientData:
                 if s.not_found:
                     return "not-found"
                 continue
-            patients = [r for r in s.resources if r.get("resourceType") == "Patient"]
+            # Lenient about shape, as prefetch is: a read answered with a Bundle still holds the Patient.
+            found = [x for r in s.resources for x in (resources_of(r) if r.get("resourceType") == "Bundle" else [r])]
+            patients = [r for r in found if r.get("resourceType") == "Patient"]
             if not patients:
                 return "no-data"
             if not any(r.get("id") in (None, self.patient_id) for r in patients):
