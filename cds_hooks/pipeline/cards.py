@@ -222,7 +222,8 @@ def _overall(items: list[CriterionResult]) -> str:
 def summarize(ctx: CardContext, results: list[CriterionResult]) -> tuple[str, str, list[str]]:
     """(indicator, summary, ids of unmet required criteria)."""
     grouped = _grouped(results)
-    required = [cid for cid in grouped if cid in ctx.choice.profile.required]
+    # The library marks what the case's pathway requires (pipeline/criteria.py).
+    required = [cid for cid in grouped if any(r.required for r in grouped[cid])]
     unmet = [cid for cid in required if _overall(grouped[cid]) in UNMET]
     unchecked = [cid for cid in unmet if _overall(grouped[cid]) == "unavailable"]
     codes = ", ".join(dict.fromkeys(c for c in ctx.case.codes if c != "text"))
@@ -239,7 +240,9 @@ def summarize(ctx: CardContext, results: list[CriterionResult]) -> tuple[str, st
             summary += " — likely to fail review"
     if len(summary) >= 140:
         summary = summary[:138].rstrip() + "…"
-    indicator = "info" if (not unmet or ctx.case.urgent) else "warning"
+    # An order's priority never turns a warning into info: only the library's urgent pathway (a confirmed,
+    # current red flag) changes what is required.
+    indicator = "info" if not unmet else "warning"
     return indicator, summary, unmet
 
 
