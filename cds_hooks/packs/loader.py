@@ -30,6 +30,10 @@ class Profile:
     policy_url: str | None
     parameters: dict
     required: tuple[str, ...]
+    # Per pathway id: {"required": [criterion ids], "excluded": bool} (docs/criteria.md, "Pathways").
+    pathways: dict = field(default_factory=dict)
+    # Per parameter or pathway id: where the threshold comes from (policy, section, date, note).
+    sources: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +54,14 @@ class RulePack:
     override_reasons: list[dict]
     elm: list[dict] = field(default_factory=list)
     valuesets: list[dict] = field(default_factory=list)
+    pathways: list[dict] = field(default_factory=list)
+
+    def pathway_rules(self, profile: Profile) -> list[dict]:
+        """The profile's pathway table as the library's `PathwayRules` parameter."""
+        return [{"id": p["id"], "label": p["label"],
+                 "required": list(profile.pathways.get(p["id"], {}).get("required", profile.required)),
+                 "excluded": bool(profile.pathways.get(p["id"], {}).get("excluded", False))}
+                for p in self.pathways]
 
     @property
     def service_id(self) -> str:
@@ -95,6 +107,8 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
                 policy_url=p.get("policyUrl"),
                 parameters=dict(p["parameters"]),
                 required=tuple(p["required"]),
+                pathways={k: dict(v) for k, v in (p.get("pathways") or {}).items()},
+                sources={k: dict(v) for k, v in (p.get("sources") or {}).items()},
             )
             for name, p in spec["profiles"].items()
         }
@@ -113,6 +127,7 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
             suggestions=spec.get("suggestions", []),
             links=spec.get("links", []),
             override_reasons=spec.get("overrideReasons", []),
+            pathways=spec.get("pathways", []),
         )
     except KeyError as exc:
         raise RulePackError(f"{folder / 'pack.json'}: missing {exc}") from exc
@@ -123,6 +138,13 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
         unknown = set(p.required) - known
         if unknown:
             raise RulePackError(f"{folder}: profile {p.name} requires unknown criteria {sorted(unknown)}")
+        pathway_ids = {w["id"] for w in pack.pathways}
+        for pid, rule in p.pathways.items():
+            if pid not in pathway_ids:
+                raise RulePackError(f"{folder}: profile {p.name} names unknown pathway {pid!r}")
+            unknown = set(rule.get("required", [])) - known
+            if unknown:
+                raise RulePackError(f"{folder}: profile {p.name}, pathway {pid} requires unknown criteria {sorted(unknown)}")
     elm_dir = folder / "elm"
     pack.elm = [_read_json(p) for p in sorted(elm_dir.glob("*.json"))] + list(common_elm or [])
     lib_ids = {e["library"]["identifier"]["id"] for e in pack.elm}
