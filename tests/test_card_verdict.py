@@ -5,11 +5,9 @@ verdict within 140 characters, only a pathway of a confirmed red flag (never an 
 makes an unmet case `info`, an urgent case gets no delaying measures, an excluded indication says so
 first, and a criterion whose source could not be read is never reported as missing.
 """
-from types import SimpleNamespace
-
 from cds_hooks.packs.loader import load_rule_packs
 from cds_hooks.pipeline.cards import CardContext, build_card
-from cds_hooks.pipeline.criteria import CriterionResult
+from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult
 from cds_hooks.pipeline.orders import OrderDetector, group_cases
 from cds_hooks.pipeline.profiles import ProfileChoice
 from conftest import REPO
@@ -87,7 +85,7 @@ def test_an_order_priority_alone_never_makes_an_unmet_case_info():
 
 def test_the_urgent_pathway_is_info_and_offers_no_delaying_measure():
     case = case_of(order("22630", "L4-L5"))
-    urgent = SimpleNamespace(id="urgent", label="Urgent: confirmed red flag", required=["indication", "red-flags"],
+    urgent = PathwayResult(id="urgent", label="Urgent: confirmed red flag", required=["indication", "red-flags"],
                              reason="Confirmed cauda equina syndrome, 2026-12-09", evidence=[], excluded=False)
     results = results_for(case, conservative_care="waived", facet_evaluation="not-documented",
                           neuropathic_medication="not-documented", injection_trial="not-documented")
@@ -103,7 +101,7 @@ def test_the_urgent_pathway_is_info_and_offers_no_delaying_measure():
 
 def test_the_pathway_names_the_required_criteria():
     case = case_of(order("22630", "L4-L5"))
-    pseudarthrosis = SimpleNamespace(id="pseudarthrosis", label="Pseudarthrosis", required=["indication"],
+    pseudarthrosis = PathwayResult(id="pseudarthrosis", label="Pseudarthrosis", required=["indication"],
                                      reason="Nonunion confirmed on CT", evidence=[], excluded=False)
     card = card_for(case, results_for(case, instability="not-met"), pathway=pseudarthrosis)
     assert card["indicator"] == "info" and card["summary"].endswith("all 1 required criteria met")
@@ -112,7 +110,7 @@ def test_the_pathway_names_the_required_criteria():
 
 def test_an_excluded_indication_is_a_warning_that_says_so_first():
     case = case_of(order("22630", "L4-L5"))
-    ddd = SimpleNamespace(id="disc-degeneration-only", label="Disc degeneration alone", required=["indication"],
+    ddd = PathwayResult(id="disc-degeneration-only", label="Disc degeneration alone", required=["indication"],
                           reason="Only disc degeneration is recorded", evidence=[], excluded=True)
     card = card_for(case, results_for(case), pathway=ddd)
     assert card["indicator"] == "warning"

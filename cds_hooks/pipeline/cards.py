@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from cds_hooks.packs.loader import RulePack
-from cds_hooks.pipeline.criteria import CriterionResult
+from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult
 from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.pipeline.profiles import ProfileChoice
 from cds_hooks.spine.levels import interspace_coding, levels_span
@@ -56,9 +56,8 @@ class CardContext:
     codes: dict[str, dict]
     # Why each failed resource type could not be read ("ImagingStudy" -> "FHIR server answered HTTP 503").
     failed_reasons: dict[str, str] = field(default_factory=dict)
-    # The library's pathway for the case (docs/criteria.md, "Pathways"): an object with `id`, `label`,
-    # `required`, `reason`, `evidence` and `excluded`; None when the library names none.
-    pathway: object | None = None
+    # The library's pathway for the case (docs/criteria.md, "Pathways"); None when it names none.
+    pathway: PathwayResult | None = None
 
 
 def fill_text(text: str, values: dict) -> str:
@@ -255,8 +254,7 @@ class Verdict:
 
 def _required(ctx: CardContext, grouped: dict[str, list[CriterionResult]]) -> list[str]:
     """The criteria this case must meet: the pathway's when the library names them, else the profile's."""
-    named = getattr(ctx.pathway, "required", None)
-    ids = list(named) if named else list(ctx.choice.profile.required)
+    ids = ctx.pathway.required if ctx.pathway else ctx.choice.profile.required
     return [cid for cid in grouped if cid in ids]
 
 
@@ -275,9 +273,9 @@ def judge(ctx: CardContext, results: list[CriterionResult]) -> Verdict:
     unmet = [cid for cid in required if _overall(grouped[cid]) in UNMET]
     unchecked = [cid for cid in unmet if _overall(grouped[cid]) == "unavailable"]
     unread = _unread(ctx, required)
-    if getattr(ctx.pathway, "id", None) == URGENT_PATHWAY:
+    if ctx.pathway and ctx.pathway.id == URGENT_PATHWAY:
         name = "urgent"
-    elif getattr(ctx.pathway, "excluded", False) is True:
+    elif ctx.pathway and ctx.pathway.excluded:
         name = "excluded-indication"
     elif unread or unchecked:
         name = "incomplete"
@@ -395,9 +393,8 @@ def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], v
     return lines
 
 
-def _pathway_values(pathway) -> dict:
-    return {"label": getattr(pathway, "label", None) or getattr(pathway, "id", ""),
-            "reason": (getattr(pathway, "reason", None) or "").rstrip(".")}
+def _pathway_values(pathway: PathwayResult) -> dict:
+    return {"label": pathway.label or pathway.id, "reason": pathway.reason.rstrip(".")}
 
 
 def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) -> str:
@@ -566,7 +563,7 @@ def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
         EXTENSION_KEY: [r.as_extension() for r in results],
         VERDICT_KEY: {
             "verdict": verdict.name,
-            "pathway": getattr(ctx.pathway, "id", None),
+            "pathway": ctx.pathway.id if ctx.pathway else None,
             "required": verdict.required,
             "unreadSources": verdict.unread,
             "suggestions": [sid for sid, _ in suggestions],
