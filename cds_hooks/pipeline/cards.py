@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from cds_hooks.packs.loader import RulePack
-from cds_hooks.pipeline.criteria import CriterionResult
+from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult
 from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.pipeline.profiles import ProfileChoice
 from cds_hooks.spine.levels import interspace_coding
@@ -40,6 +40,18 @@ class CardContext:
     failed_sources: list[str]
     policy_url: str | None
     codes: dict[str, dict]
+    pathway: PathwayResult | None = None
+
+    @property
+    def withheld(self) -> set[str]:
+        """Criteria whose next steps and suggested orders the case's pathway withholds (pack data):
+        an urgent case is never offered delaying measures (injection or drug trials, facet blocks, PT)."""
+        if self.pathway is None:
+            return set()
+        for p in self.pack.pathways:
+            if p["id"] == self.pathway.id:
+                return set(p.get("withholds") or [])
+        return set()
 
 
 def fill_text(text: str, values: dict) -> str:
@@ -279,7 +291,7 @@ def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], v
             lines.append(f"{indent}- Evidence: {describe(ref, ctx.resources)}")
         for ref in r.outside_window:
             lines.append(f"{indent}- Outside the window: {describe(ref, ctx.resources)}")
-        step = spec.get("nextSteps", {}).get(r.status)
+        step = spec.get("nextSteps", {}).get(r.status) if cid not in ctx.withheld else None
         if step and (level_specific or r is items[0]):
             lines.append(f"{indent}- Next: {fill_text(step, {**values, 'level': r.level or _levels_text(ctx.case.levels)})}")
     return lines
@@ -310,12 +322,13 @@ def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) 
     if ctx.case.urgent:
         header.append(f"**{ctx.pack.cards['urgentNote']}**")
     lines: list[str] = ["\n\n".join(header)]
+    required = {r.id for r in results if r.required}  # what the case's pathway requires
     sections = (
-        ("Required criteria", [c["id"] for c in ctx.pack.criteria if c["id"] in profile.required]),
+        ("Required criteria", [c["id"] for c in ctx.pack.criteria if c["id"] in required]),
         ("Advisory", [c["id"] for c in ctx.pack.criteria
-                      if c["id"] not in profile.required and not c.get("informational")]),
+                      if c["id"] not in required and not c.get("informational")]),
         ("Informational", [c["id"] for c in ctx.pack.criteria
-                           if c["id"] not in profile.required and c.get("informational")]),
+                           if c["id"] not in required and c.get("informational")]),
     )
     for heading, ids in sections:
         ids = [i for i in ids if i in grouped]
@@ -378,7 +391,7 @@ def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[dict]
     for spec in ctx.pack.suggestions:
         when = spec["when"]
         hits = [r for r in results if r.id == when["criterion"] and r.status in when["status"]]
-        if not hits:
+        if not hits or when["criterion"] in ctx.withheld:
             continue
         levels = [r.level for r in hits if r.level] or list(ctx.case.levels)
         vals = {**values, "levels": _levels_text(levels)}

@@ -118,6 +118,7 @@ class Evaluator:
                 failed_sources=data.failed_types,
                 policy_url=self.policy_url(base_url, choice.profile.name, choice.profile.policy_url),
                 codes=self.codes,
+                pathway=evaluated.pathway,
             )
             card = build_card(ctx, results)
             cards_time += time.perf_counter() - t3
