@@ -543,8 +543,43 @@ def test_a_confirmed_current_red_flag_selects_the_urgent_pathway(app, client):
     assert card["indicator"] == "info" and result(card, "conservative-care")["status"] == "waived"
 
 
+def test_an_urgent_case_is_never_offered_delaying_measures(client):
+    card = card_of(client, plus(seed(), condition("seed-x-ces", "G83.4", recorded="2026-12-10")))
+    assert result(card, "facet-evaluation")["status"] == "not-documented"
+    labels = [s["label"] for s in card.get("suggestions", [])]
+    assert not any("facet" in l.lower() or "physical therapy" in l.lower() for l in labels)
+    assert "Consider lumbar facet injections" not in card["detail"]
+    assert "Consider a trial of a neuropathic agent" not in card["detail"]
+
+
 def evaluate_pathway(app, req):
     from cds_hooks.hooks.hook_request import parse_hook_request
 
     evaluator = app.extensions["cds_hooks"].get("lumbar-fusion")
     return evaluator.evaluate(parse_hook_request(req, "order-sign")).cases[0].pathway
+
+
+def pt_visit(eid, day, service_type):
+    return {"resourceType": "Encounter", "id": eid, "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "serviceType": {"coding": [service_type]},
+            "subject": {"reference": "Patient/seed-patient"},
+            "period": {"start": f"{day}T09:00:00Z", "end": f"{day}T09:45:00Z"},
+            "reasonReference": [{"reference": "Condition/seed-stenosis-l5s1"}]}
+
+
+def test_a_site_local_pt_visit_type_counts_by_service_type(engine, tmp_path):
+    from datetime import date, timedelta
+
+    from cds_hooks.config import Config
+    from cds_hooks.web.app import create_app
+
+    local = {"system": "http://hospital.example.org/visit-types", "code": "PT-FU"}
+    visits = [pt_visit(f"seed-x-visit-{i}", (date(2026, 5, 4) + timedelta(weeks=i)).isoformat(), local) for i in range(7)]
+    req = plus(seed_without_pt(), *visits)
+    plain = create_app(Config.development(var_dir=tmp_path / "a"), engine=engine).test_client()
+    assert result(card_of(plain, req), "conservative-care")["status"] == "not-documented"
+    site = create_app(Config.development(var_dir=tmp_path / "b", local_valueset_codes={
+        "pt-encounter-type": ["http://hospital.example.org/visit-types|PT-FU"]}), engine=engine).test_client()
+    r = result(card_of(site, req), "conservative-care")
+    assert r["status"] == "met" and "Encounter/seed-x-visit-0" in r["evidence"]

@@ -12,7 +12,7 @@ required criterion met or waived is `likely-to-pass`; any not met, not documente
 could not be read makes it `incomplete`; the library's pathway may make it `urgent` (a confirmed,
 current red flag) or `excluded-indication`. Only `likely-to-pass` and `urgent` are `info`: an order's
 priority alone never changes the indicator, and a card about an urgent order never suggests delaying
-measures (criteria and suggestions the pack marks `delaying`). The summary always keeps its verdict
+measures (what the urgent pathway `withholds` in the pack). The summary always keeps its verdict
 within the 140 characters: levels, codes and the procedure's label are shortened or left out first.
 """
 from __future__ import annotations
@@ -58,6 +58,16 @@ class CardContext:
     failed_reasons: dict[str, str] = field(default_factory=dict)
     # The library's pathway for the case (docs/criteria.md, "Pathways"); None when it names none.
     pathway: PathwayResult | None = None
+
+    @property
+    def withheld(self) -> set[str]:
+        """Criteria whose next steps and suggested orders are withheld: what the case's pathway withholds
+        (pack data `pathways[].withholds`). An order marked urgent, asap or stat withholds what the urgent
+        pathway does even without a red flag: a card about an urgent order never suggests delaying measures."""
+        ids = {self.pathway.id} if self.pathway else set()
+        if self.case.urgent:
+            ids.add(URGENT_PATHWAY)
+        return {cid for p in self.pack.pathways if p["id"] in ids for cid in p.get("withholds") or []}
 
 
 def fill_text(text: str, values: dict) -> str:
@@ -348,11 +358,6 @@ def shown_reason(ctx: CardContext, result: CriterionResult) -> str:
     return result.reason
 
 
-def _delaying_held_back(ctx: CardContext, verdict: Verdict) -> bool:
-    """An urgent case (a confirmed red flag, or an order marked urgent) gets no delaying measures."""
-    return verdict.name == "urgent" or ctx.case.urgent
-
-
 # Evidence reads best from the study to the finding to the treatment.
 _EVIDENCE_ORDER = ["ImagingStudy", "DiagnosticReport", "Observation", "Condition", "Procedure", "Encounter",
                    "MedicationRequest", "MedicationStatement"]
@@ -364,8 +369,7 @@ def _evidence_key(reference: str, resources: dict[str, dict]):
     return rank, _date(resources.get(reference) or {}) or "", reference
 
 
-def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], values: dict,
-                     hold_back: bool = False) -> list[str]:
+def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], values: dict) -> list[str]:
     spec = ctx.pack.criterion(cid)
     labels = dict(ctx.pack.cards["statusLabels"])
     icons = dict(ctx.pack.cards.get("statusIcons", {}))
@@ -387,7 +391,7 @@ def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], v
             lines.append(f"{indent}- Evidence: {describe(ref, ctx.resources)}")
         for ref in r.outside_window:
             lines.append(f"{indent}- Outside the window: {describe(ref, ctx.resources)}")
-        step = None if hold_back and spec.get("delaying") else spec.get("nextSteps", {}).get(r.status)
+        step = spec.get("nextSteps", {}).get(r.status) if cid not in ctx.withheld else None
         if step and (level_specific or r is items[0]):
             lines.append(f"{indent}- Next: {fill_text(step, {**values, 'level': r.level or _levels_text(ctx.case.levels)})}")
     return lines
@@ -400,7 +404,6 @@ def _pathway_values(pathway: PathwayResult) -> dict:
 def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) -> str:
     profile = ctx.choice.profile
     unmet = verdict.unmet
-    hold_back = _delaying_held_back(ctx, verdict)
     values = {k: plain_number(v) for k, v in profile.parameters.items()}
     grouped = _grouped(results)
     # Header paragraphs are separated by blank lines: CommonMark joins adjacent lines into one paragraph.
@@ -449,7 +452,7 @@ def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) 
         lines.append("")
         lines.append(f"### {heading}")
         for cid in ids:
-            lines.extend(_criterion_lines(ctx, cid, grouped[cid], values, hold_back))
+            lines.extend(_criterion_lines(ctx, cid, grouped[cid], values))
     if ctx.failed_sources:
         wording = ctx.pack.cards.get("couldNotRead", {})
         lines.append("")
@@ -499,17 +502,15 @@ def _valid_fhir(resource: dict) -> bool:
         return False
 
 
-def _suggestions(ctx: CardContext, results: list[CriterionResult], hold_back: bool = False) -> list[tuple[str, dict]]:
+def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[tuple[str, dict]]:
     """(pack suggestion id, CDS Hooks suggestion) for each suggestion whose criterion status calls for it."""
     values = {k: plain_number(v) for k, v in ctx.choice.profile.parameters.items()}
     values["patientId"] = ctx.patient_id
     out = []
     for spec in ctx.pack.suggestions:
-        if hold_back and spec.get("delaying"):
-            continue
         when = spec["when"]
         hits = [r for r in results if r.id == when["criterion"] and r.status in when["status"]]
-        if not hits:
+        if not hits or when["criterion"] in ctx.withheld:
             continue
         levels = [r.level for r in hits if r.level] or list(ctx.case.levels)
         vals = {**values, "levels": _levels_text(levels)}
@@ -534,7 +535,6 @@ def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
     # What the card shows about a criterion never rests on records that could not be read.
     results = [replace(r, reason=shown_reason(ctx, r)) for r in results]
     verdict = judge(ctx, results)
-    hold_back = _delaying_held_back(ctx, verdict)
     profile = ctx.choice.profile
     source = {"label": profile.label, "topic": dict(ctx.pack.cards["topic"])}
     if ctx.policy_url:
@@ -546,7 +546,7 @@ def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
         "detail": _detail(ctx, results, verdict),
         "source": source,
     }
-    suggestions = _suggestions(ctx, results, hold_back)
+    suggestions = _suggestions(ctx, results)
     if suggestions:
         card["suggestions"] = [s for _, s in suggestions]
         card["selectionBehavior"] = "any"
