@@ -547,7 +547,7 @@ def test_an_urgent_case_is_never_offered_delaying_measures(client):
     card = card_of(client, plus(seed(), condition("seed-x-ces", "G83.4", recorded="2026-12-10")))
     assert result(card, "facet-evaluation")["status"] == "not-documented"
     labels = [s["label"] for s in card.get("suggestions", [])]
-    assert not any("facet" in l.lower() or "physical therapy" in l.lower() for l in labels)
+    assert not any("facet" in l.lower() or "physical therapy" in l.lower() or "flexion" in l.lower() for l in labels)
     assert "Consider lumbar facet injections" not in card["detail"]
     assert "Consider a trial of a neuropathic agent" not in card["detail"]
 
