@@ -158,6 +158,9 @@ class Config(BaseSettings):
     # Site maps.
     local_order_codes: dict[str, str] = Field(
         default_factory=dict, description='Local order codes -> rule pack order code, {"system|code": "22558"}')
+    local_valueset_codes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Site codes added to rule pack value sets (value set id or url -> ["system|code"]), e.g. local PT visit types')
     payer_profiles: dict[str, str] = Field(
         default_factory=dict, description="Payer identifier or name -> policy profile name")
     order_codes: dict[str, dict] = Field(

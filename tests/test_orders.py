@@ -96,3 +96,51 @@ def test_urgent_and_stat_orders_are_marked_urgent():
 
 def test_cancelled_orders_are_not_being_signed():
     assert detect(sr("22558", status="revoked")) == []
+
+
+SNOMED = "http://snomed.info/sct"
+
+
+def snomed_order(text, **extra):
+    return {"resourceType": "ServiceRequest", "id": "sct", "status": "draft", "intent": "order",
+            "code": {"coding": [{"system": SNOMED, "code": "55705006", "display": "Spinal fusion"}], "text": text},
+            **extra}
+
+
+def test_a_snomed_spinal_fusion_order_whose_text_names_the_procedure_is_detected_at_its_text_level():
+    (found,) = detect(snomed_order("Lumbar interbody fusion L4-L5 (TLIF)"))
+    assert found.matched_by == "concept" and found.code == "55705006" and found.levels == ["L4-L5"]
+    assert found.code_text == "SNOMED CT 55705006"
+
+
+def test_a_snomed_spinal_fusion_order_of_another_region_is_not_this_procedure():
+    assert detect(snomed_order("Spinal fusion C5-C6")) == []
+    assert detect(snomed_order("Spinal fusion")) == []
+
+
+def test_snomed_vertebrae_in_body_site_give_the_interspace():
+    sites = [{"coding": [{"system": SNOMED, "code": "11994002", "display": "L4 vertebra"}]},
+             {"coding": [{"system": SNOMED, "code": "49668003", "display": "L5 vertebra"}]}]
+    (found,) = detect(sr("22630", level=None, bodySite=sites))
+    assert found.levels == ["L4-L5"]
+
+
+def test_body_site_wins_over_the_order_text():
+    order = sr("22630", level="L5-S1")
+    order["code"]["text"] = "L4-L5 TLIF"
+    assert detect(order)[0].levels == ["L5-S1"]
+
+
+def test_a_co_surgeons_order_for_the_same_operation_joins_the_surgeons_case():
+    surgeon = sr("22630", level="L4-L5", id="surgeon", occurrenceDateTime="2026-12-14")
+    co_surgeon = sr("22630", level="L4-L5", id="co-surgeon", occurrenceDateTime="2026-12-14",
+                    requester={"reference": "Practitioner/co"})
+    (case,) = group_cases(detect(surgeon, co_surgeon))
+    assert case.references == ["ServiceRequest/surgeon", "ServiceRequest/co-surgeon"]
+
+
+def test_the_same_code_at_another_level_or_date_is_another_operation():
+    a = sr("22630", level="L4-L5", id="a", occurrenceDateTime="2026-12-14")
+    b = sr("22630", level="L5-S1", id="b", occurrenceDateTime="2026-12-14")
+    c = sr("22630", level="L4-L5", id="c", occurrenceDateTime="2027-02-01")
+    assert len(group_cases(detect(a, b, c))) == 3

@@ -62,8 +62,10 @@ def test_seed_verdict_stands_without_its_coded_stenosis_conditions(client):
     assert text["indicator"] == coded["indicator"] == "warning"
     before, after = result(coded, "imaging-severity", "L5-S1"), result(text, "imaging-severity", "L5-S1")
     assert after["status"] == before["status"] == "not-met"
-    assert after["reason"] == before["reason"] == "Highest stenosis grade at L5-S1 is mild (needs moderate or worse)"
-    assert derived_refs(after) and not derived_refs(before)
+    # Condition.severity is never an imaging grade: both verdicts come from the report text.
+    assert after["reason"] == "Highest stenosis grade at L5-S1 is mild (needs moderate or worse)"
+    assert before["reason"].startswith(after["reason"] + "; not counted: problem-list severity")
+    assert derived_refs(after) and derived_refs(before)
     for criterion, level in (("conservative-care", None), ("instability", "L5-S1")):
         assert result(text, criterion, level)["status"] == result(coded, criterion, level)["status"]
     assert result(text, "indication")["status"] == "not-met"
@@ -90,7 +92,16 @@ def test_a_text_grade_decides_where_nothing_is_coded(client):
 
 
 def test_coded_data_wins_and_the_card_shows_the_conflict(client):
-    req = with_report_text(seed(), "Severe central canal stenosis at L5-S1.")
+    coded = {"resourceType": "Observation", "id": "seed-x-grade", "status": "final",
+             "code": {"coding": [{"system": "http://fusion-cds.example.org/fhir/CodeSystem/spine-finding",
+                                  "code": "spinal-stenosis-grade"}]},
+             "subject": {"reference": "Patient/seed-patient"}, "effectiveDateTime": "2026-09-02",
+             "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "255604002"}]},
+             "bodySite": {"coding": [{"system": "http://fusion-cds.example.org/fhir/CodeSystem/spinal-interspace",
+                                      "code": "L5-S1"}]},
+             "derivedFrom": [{"reference": "ImagingStudy/seed-mri-2026"}]}
+    req = with_report_text(seed_without_coded_stenosis(), "Severe central canal stenosis at L5-S1.")
+    req = plus(req, coded)
     r = result(card_of(client, req), "imaging-severity", "L5-S1")
     assert r["status"] == "not-met"
     assert r["reason"] == ("Highest stenosis grade at L5-S1 is mild (needs moderate or worse); "

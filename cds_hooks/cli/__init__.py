@@ -1,12 +1,13 @@
 """The `cds-hooks` command: `serve`, `evaluate`; `db`, `report`, `audit` (cli/audit.py); `site` (cli/site.py);
-`doctor` (ops/doctor.py); the sandbox tools (sandbox/cli.py)."""
+`corpus eval` (cli/corpus.py); `doctor` (ops/doctor.py); the sandbox tools (sandbox/cli.py)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from cds_hooks.cli import audit, site
+from cds_hooks.cli import audit, corpus, site
+from cds_hooks.cli.offline import offline_app
 from cds_hooks.config import Config
 from cds_hooks.errors import CdsError
 from cds_hooks.ops import doctor, logs
@@ -70,7 +71,6 @@ def _serve_production(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from cds_hooks.web.app import create_app
     from cds_hooks.web.extensions import registry_of
 
     try:
@@ -81,8 +81,7 @@ def _evaluate(args) -> int:
         return 2
     if args.fhir_server and isinstance(body, dict):
         body["fhirServer"] = args.fhir_server
-    # An offline look at what the service would answer: not a call to record in the audit trail.
-    app = create_app(Config.development(audit_enabled=False), serving=False)
+    app = offline_app()
     registry = registry_of(app)
     try:
         service_id = args.service
@@ -138,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.set_defaults(func=_evaluate)
     audit.register(sub)
     site.register(sub)
+    corpus.register(sub)
     doctor.register(sub)
 
     report_text = sub.add_parser("report-text", help="evaluate or benchmark the report-text extractor (docs/report-text.md)")

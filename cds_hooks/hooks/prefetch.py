@@ -40,6 +40,8 @@ class SourceResult:
     status: str  # PREFETCH | FETCHED | FAILED | NO_DATA
     resources: list[dict] = field(default_factory=list)
     reason: str | None = None
+    # The client or the server said the resource does not exist (OperationOutcome not-found, HTTP 404/410).
+    not_found: bool = False
 
     @property
     def ok(self) -> bool:
@@ -106,6 +108,12 @@ def _outcome_text(outcome: dict) -> str:
     return "the client reported an error"
 
 
+def _says_not_found(outcome: dict) -> bool:
+    """An OperationOutcome whose issue code is `not-found` or `deleted` (FHIR R4 IssueType)."""
+    issues = outcome.get("issue") if isinstance(outcome.get("issue"), list) else []
+    return any(isinstance(i, dict) and i.get("code") in ("not-found", "deleted") for i in issues)
+
+
 def read_prefetch(prefetch: dict | None, templates: dict[str, str]) -> tuple[dict[str, SourceResult], list[str]]:
     """Split the client's prefetch into results per key, and the keys the service must fetch.
 
@@ -123,7 +131,8 @@ def read_prefetch(prefetch: dict | None, templates: dict[str, str]) -> tuple[dic
         if value is None:
             results[key] = SourceResult(key, rtype, NO_DATA)
         elif isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
-            results[key] = SourceResult(key, rtype, FAILED, reason=_outcome_text(value))
+            results[key] = SourceResult(key, rtype, FAILED, reason=_outcome_text(value),
+                                        not_found=_says_not_found(value))
         elif isinstance(value, dict) and isinstance(value.get("resourceType"), str):
             results[key] = SourceResult(key, rtype, PREFETCH, resources_of(value))
         else:

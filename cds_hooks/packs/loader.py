@@ -47,6 +47,14 @@ class RulePack:
     override_reasons: list[dict]
     elm: list[dict] = field(default_factory=list)
     valuesets: list[dict] = field(default_factory=list)
+    pathways: list[dict] = field(default_factory=list)
+
+    def pathway_rules(self, profile: Profile) -> list[dict]:
+        """The profile's pathway table as the library's `PathwayRules` parameter."""
+        return [{"id": p["id"], "label": p["label"],
+                 "required": list(profile.pathways.get(p["id"], {}).get("required", profile.required)),
+                 "excluded": bool(profile.pathways.get(p["id"], {}).get("excluded", False))}
+                for p in self.pathways]
 
     @property
     def service_id(self) -> str:
@@ -137,9 +145,30 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
         suggestions=spec.get("suggestions", []),
         links=spec.get("links", []),
         override_reasons=spec.get("overrideReasons", []),
+        pathways=spec.get("pathways", []),
         elm=elm,
         valuesets=valuesets,
     )
+
+
+def add_local_codes(pack: RulePack, additions: dict[str, list[str]]) -> None:
+    """Add a site's own codes to the pack's value sets (FHIR R4 ValueSet.compose.include, one per system).
+
+    `additions` maps a value set id or url to `system|code` strings: the way a site makes its local
+    visit types or order codes count where the standard codes do. The engine and the retrieve filter
+    both read the value sets, so the codes count everywhere the value set is used.
+    """
+    for vs in pack.valuesets:
+        codes = list(additions.get(vs.get("id"), [])) + list(additions.get(vs.get("url"), []))
+        by_system: dict[str, list[str]] = {}
+        for item in codes:
+            system, sep, code = item.rpartition("|")
+            if not sep or not system or not code:
+                raise RulePackError(f"local value set code {item!r} for {vs.get('id')}: expected system|code")
+            by_system.setdefault(system, []).append(code)
+        for system, values in by_system.items():
+            vs.setdefault("compose", {}).setdefault("include", []).append(
+                {"system": system, "concept": [{"code": c} for c in values]})
 
 
 def load_rule_packs(cql_root: str | Path, names: list[str] | None = None) -> dict[str, RulePack]:

@@ -98,6 +98,10 @@ class Profile(_Part):
     policy_url: str | None = Field(None, alias="policyUrl")
     parameters: dict[str, Union[bool, float, int, str]]
     required: tuple[str, ...]
+    # Per pathway id: {"required": [criterion ids], "excluded": bool} (docs/criteria.md, "Pathways").
+    pathways: dict[str, dict] = Field(default_factory=dict)
+    # Per parameter or pathway id: where the threshold comes from (policy, section, date, note).
+    sources: dict[str, dict] = Field(default_factory=dict)
 
 
 class Criterion(_Part):
@@ -231,6 +235,14 @@ def reference_problems(doc: dict, library_parameters: set[str] | None = None,
             elif next(c for c in doc["criteria"] if c["id"] == cid).get("informational"):
                 problems.append(f"{_path(['profiles', name, 'required', j])}: {cid!r} is informational and "
                                 "cannot be required")
+        pathway_ids = {w["id"] for w in doc.get("pathways", [])}
+        for pid, rule in (profile.get("pathways") or {}).items():
+            if pid not in pathway_ids:
+                problems.append(f"{_path(['profiles', name, 'pathways', pid])}: {pid!r} is not a declared pathway")
+            for j, cid in enumerate(rule.get("required", [])):
+                if cid not in known:
+                    problems.append(f"{_path(['profiles', name, 'pathways', pid, 'required', j])}: {cid!r} is not "
+                                    "a declared criterion")
         if library_parameters is not None:
             for param in profile["parameters"]:
                 if param not in library_parameters:

@@ -5,6 +5,15 @@ CDS Hooks 2.0, "CDS Service Response" / "Card Attributes": `uuid`, `summary` (< 
 url, topic), `suggestions` (with `uuid` and `actions`), `selectionBehavior` (required when
 suggestions are present), `overrideReasons` (Coding with display) and `links` (label, url, type).
 All wording comes from the rule pack; this module only assembles it.
+
+The verdict (`extension["org.example.fusion-cds.verdict"]`) follows from the library's results: every
+required criterion met or waived is `likely-to-pass`; any not met, not documented or not checkable is
+`likely-to-fail`; a source the required criteria read (or the Coverage that picks the policy) that
+could not be read makes it `incomplete`; the library's pathway may make it `urgent` (a confirmed,
+current red flag) or `excluded-indication`. Only `likely-to-pass` and `urgent` are `info`: an order's
+priority alone never changes the indicator, and a card about an urgent order never suggests delaying
+measures (what the urgent pathway `withholds` in the pack). The summary always keeps its verdict
+within the 140 characters: levels, codes and the procedure's label are shortened or left out first.
 """
 from __future__ import annotations
 
@@ -12,17 +21,22 @@ import copy
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field, replace
 
 from cds_hooks.packs.loader import RulePack
-from cds_hooks.pipeline.criteria import CriterionResult
+from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult
 from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.pipeline.profiles import ProfileChoice
-from cds_hooks.spine.levels import interspace_coding
+from cds_hooks.spine.levels import interspace_coding, levels_span
 
 log = logging.getLogger("cds_hooks.cards")
 
 EXTENSION_KEY = "org.example.fusion-cds.criteria"
+VERDICT_KEY = "org.example.fusion-cds.verdict"
+SUMMARY_LIMIT = 140  # CDS Hooks 2.0 Card.summary: "<140 characters"
+INFO_VERDICTS = ("likely-to-pass", "urgent")
+URGENT_PATHWAY = "urgent"  # the pathway of a confirmed, current red flag (docs/criteria.md, "Pathways")
 UNMET = ("not-met", "not-documented", "unavailable")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z][A-Za-z0-9]*)\}")
 
@@ -40,6 +54,20 @@ class CardContext:
     failed_sources: list[str]
     policy_url: str | None
     codes: dict[str, dict]
+    # Why each failed resource type could not be read ("ImagingStudy" -> "FHIR server answered HTTP 503").
+    failed_reasons: dict[str, str] = field(default_factory=dict)
+    # The library's pathway for the case (docs/criteria.md, "Pathways"); None when it names none.
+    pathway: PathwayResult | None = None
+
+    @property
+    def withheld(self) -> set[str]:
+        """Criteria whose next steps and suggested orders are withheld: what the case's pathway withholds
+        (pack data `pathways[].withholds`). An order marked urgent, asap or stat withholds what the urgent
+        pathway does even without a red flag: a card about an urgent order never suggests delaying measures."""
+        ids = {self.pathway.id} if self.pathway else set()
+        if self.case.urgent:
+            ids.add(URGENT_PATHWAY)
+        return {cid for p in self.pack.pathways if p["id"] in ids for cid in p.get("withholds") or []}
 
 
 def fill_text(text: str, values: dict) -> str:
@@ -219,29 +247,115 @@ def _overall(items: list[CriterionResult]) -> str:
     return _worst(items)
 
 
-def summarize(ctx: CardContext, results: list[CriterionResult]) -> tuple[str, str, list[str]]:
-    """(indicator, summary, ids of unmet required criteria)."""
+@dataclass
+class Verdict:
+    """What the card concludes for one case, before any wording."""
+
+    name: str  # likely-to-pass | likely-to-fail | incomplete | urgent | excluded-indication
+    required: list[str]
+    unmet: list[str]
+    unchecked: list[str]
+    unread: list[str]  # failed resource types that matter to this verdict
+
+    @property
+    def indicator(self) -> str:
+        return "info" if self.name in INFO_VERDICTS else "warning"
+
+
+def _required(ctx: CardContext, grouped: dict[str, list[CriterionResult]]) -> list[str]:
+    """The criteria this case must meet: the pathway's when the library names them, else the profile's."""
+    ids = ctx.pathway.required if ctx.pathway else ctx.choice.profile.required
+    return [cid for cid in grouped if cid in ids]
+
+
+def _unread(ctx: CardContext, required: list[str]) -> list[str]:
+    """Failed resource types that a required criterion reads, that say whose record it is (Patient) or
+    that choose the policy (Coverage)."""
+    relevant = {"Patient", "Coverage"}
+    for cid in required:
+        relevant.update(ctx.pack.criterion(cid).get("sources", []))
+    return [t for t in ctx.failed_sources if t in relevant]
+
+
+def judge(ctx: CardContext, results: list[CriterionResult]) -> Verdict:
     grouped = _grouped(results)
-    required = [cid for cid in grouped if cid in ctx.choice.profile.required]
+    required = _required(ctx, grouped)
     unmet = [cid for cid in required if _overall(grouped[cid]) in UNMET]
     unchecked = [cid for cid in unmet if _overall(grouped[cid]) == "unavailable"]
-    codes = ", ".join(dict.fromkeys(c for c in ctx.case.codes if c != "text"))
-    say = ctx.pack.wording.say
-    what = f"{_levels_text(ctx, ctx.case.levels)} {ctx.case.label}" + (f" ({codes})" if codes else "")
-    what = (say("urgentPrefix") if ctx.case.urgent else "") + what
-    if not unmet:
-        summary = say("summaryAllMet", case=what, required=len(required))
+    unread = _unread(ctx, required)
+    if ctx.pathway and ctx.pathway.id == URGENT_PATHWAY:
+        name = "urgent"
+    elif ctx.pathway and ctx.pathway.excluded:
+        name = "excluded-indication"
+    elif unread or unchecked:
+        name = "incomplete"
+    elif unmet:
+        name = "likely-to-fail"
     else:
-        counted = len(unmet) - len(unchecked)
-        summary = say("summaryUnmet", case=what, unmet=counted, required=len(required))
-        if unchecked:
-            summary += say("summaryUncheckable", unchecked=len(unchecked))
-        if not ctx.case.urgent:
-            summary += say("summaryLikelyToFail")
-    if len(summary) >= 140:
-        summary = summary[:138].rstrip() + "…"
-    indicator = "info" if (not unmet or ctx.case.urgent) else "warning"
-    return indicator, summary, unmet
+        name = "likely-to-pass"
+    return Verdict(name, required, unmet, unchecked, unread)
+
+
+def _code_list(case: SurgicalCase, joiner: str) -> str:
+    """Codes in order, each once, with how many levels it is ordered at: "22633, 22634x2" or "22633+22634x2".
+
+    The same code at the same levels twice (a co-surgeon's order) is one procedure.
+    """
+    counts = Counter(code for code, _ in dict.fromkeys((o.code, tuple(o.levels)) for o in case.orders)
+                     if code != "text")
+    return joiner.join(f"{code}x{n}" if n > 1 else code for code, n in counts.items())
+
+
+def _fits(text: str) -> bool:
+    return len(text) < SUMMARY_LIMIT
+
+
+def summary_of(ctx: CardContext, verdict: Verdict) -> str:
+    """The card's summary; the verdict always fits, whatever must give way first (codes, levels, label)."""
+    values = {"required": len(verdict.required), "unmet": len(verdict.unmet) - len(verdict.unchecked),
+              "unchecked": len(verdict.unchecked)}
+    key = verdict.name
+    if key == "incomplete" and not values["unmet"]:
+        key = "incomplete-unchecked" if values["unchecked"] else "incomplete-met"
+    phrases = [fill_text(ctx.pack.cards["verdicts"][key], values),
+               fill_text(ctx.pack.cards["verdictsShort"][key], values)]
+    prefix = "Urgent " if ctx.case.urgent else ""
+    levels = ", ".join(ctx.case.levels) if ctx.case.levels else "level not stated"
+    span = levels_span(ctx.case.levels) or "level not stated"
+    label = ctx.case.label
+    codes, short_codes = _code_list(ctx.case, ", "), _code_list(ctx.case, "+")
+    whats = [f"{levels} {label}" + (f" ({codes})" if codes else ""),
+             f"{span} {label}" + (f" ({short_codes})" if short_codes else ""),
+             f"{span} {label}",
+             f"{span}" + (f" ({short_codes})" if short_codes else ""),
+             span]
+    for phrase in phrases:
+        for what in whats:
+            for lead in (prefix, ""):
+                candidate = f"{lead}{what}: {phrase}"
+                if _fits(candidate):
+                    return candidate
+    room = SUMMARY_LIMIT - 1 - len(f": {phrases[1]}")
+    return f"{span[:max(room - 1, 0)]}…: {phrases[1]}"
+
+
+def _why_unread(ctx: CardContext, types: list[str]) -> str:
+    reasons = list(dict.fromkeys(ctx.failed_reasons.get(t) or "no answer" for t in types))
+    return "; ".join(reasons)
+
+
+def shown_reason(ctx: CardContext, result: CriterionResult) -> str:
+    """The reason the card gives: never a finding about records that could not be read."""
+    sources = ctx.pack.criterion(result.id).get("sources", [])
+    unread = [t for t in ctx.failed_sources if t in sources]
+    wording = ctx.pack.cards.get("couldNotRead", {})
+    if result.status == "unavailable":
+        unread = unread or list(ctx.failed_sources)
+        if unread and "criterion" in wording:
+            return fill_text(wording["criterion"], {"types": ", ".join(unread), "why": _why_unread(ctx, unread)})
+    if result.status == "not-documented" and unread and "notDocumented" in wording:
+        return fill_text(wording["notDocumented"], {"types": ", ".join(unread), "why": _why_unread(ctx, unread)})
+    return result.reason
 
 
 # Evidence reads best from the study to the finding to the treatment.
@@ -278,15 +392,20 @@ def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], v
             lines.append(f"{indent}- {say('evidence', evidence=describe(ref, ctx.resources))}")
         for ref in r.outside_window:
             lines.append(f"{indent}- {say('outsideWindow', evidence=describe(ref, ctx.resources))}")
-        step = spec.get("nextSteps", {}).get(r.status)
+        step = spec.get("nextSteps", {}).get(r.status) if cid not in ctx.withheld else None
         if step and (level_specific or r is items[0]):
             step = fill_text(step, {**values, "level": r.level or _levels_text(ctx, ctx.case.levels)})
             lines.append(f"{indent}- {say('next', step=step)}")
     return lines
 
 
-def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) -> str:
+def _pathway_values(pathway: PathwayResult) -> dict:
+    return {"label": pathway.label or pathway.id, "reason": pathway.reason.rstrip(".")}
+
+
+def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) -> str:
     profile = ctx.choice.profile
+    unmet = verdict.unmet
     values = {k: plain_number(v) for k, v in profile.parameters.items()}
     grouped = _grouped(results)
     # Header paragraphs are separated by blank lines: CommonMark joins adjacent lines into one paragraph.
@@ -294,10 +413,14 @@ def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) 
     header: list[str] = []
     orders = "; ".join(
         say("orderItemAtLevels" if o.levels else "orderItem", label=o.label,
-            code="CPT " + o.code if o.code.isdigit() else o.code, levels=", ".join(o.levels))
+            code=o.code_text, levels=", ".join(o.levels))
         for o in ctx.case.orders
     )
+    if verdict.name == "excluded-indication":
+        header.append(f"**{fill_text(ctx.pack.cards['excludedNote'], _pathway_values(ctx.pathway))}**")
     header.append(say("orderLine", orders=orders, referenceDate=ctx.case.reference_date))
+    if ctx.pathway is not None:
+        header.append(fill_text(ctx.pack.cards["pathwayLine"], _pathway_values(ctx.pathway)))
     # Only a pack whose procedure has levels words this (cards.wording.levelMissing); others leave it out.
     if not ctx.case.levels and ctx.pack.wording.wording.get("levelMissing"):
         header.append(say("levelMissing"))
@@ -306,16 +429,22 @@ def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) 
         for cid in unmet:
             worst = next((r for r in grouped[cid] if r.status in UNMET), grouped[cid][0])
             reasons.append(worst.reason)
-        header.append(say("whyUnmet", reasons=" ".join(f"{r.rstrip('.')}." for r in reasons if r)))
-    if ctx.case.urgent:
+        header.append(say("whyUnmet", reasons=" ".join(f"{r.rstrip('.')}." for r in dict.fromkeys(reasons) if r)))
+    if verdict.name == "urgent":
         header.append(f"**{ctx.pack.cards['urgentNote']}**")
+    elif ctx.case.urgent:
+        priority = next((o.priority for o in ctx.case.orders if o.priority), "urgent")
+        header.append(f"**{fill_text(ctx.pack.cards['priorityNote'], {'priority': priority})}**")
+    if verdict.name == "incomplete" and "summary" in ctx.pack.cards.get("couldNotRead", {}):
+        header.append(f"**{ctx.pack.cards['couldNotRead']['summary']}**")
     lines: list[str] = ["\n\n".join(header)]
+    required = set(verdict.required)
     sections = (
-        (say("requiredHeading"), [c["id"] for c in ctx.pack.criteria if c["id"] in profile.required]),
+        (say("requiredHeading"), [c["id"] for c in ctx.pack.criteria if c["id"] in required]),
         (say("advisoryHeading"), [c["id"] for c in ctx.pack.criteria
-                      if c["id"] not in profile.required and not c.get("informational")]),
+                      if c["id"] not in required and not c.get("informational")]),
         (say("informationalHeading"), [c["id"] for c in ctx.pack.criteria
-                           if c["id"] not in profile.required and c.get("informational")]),
+                           if c["id"] not in required and c.get("informational")]),
     )
     for heading, ids in sections:
         ids = [i for i in ids if i in grouped]
@@ -326,8 +455,12 @@ def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) 
         for cid in ids:
             lines.extend(_criterion_lines(ctx, cid, grouped[cid], values))
     if ctx.failed_sources:
+        wording = ctx.pack.cards.get("couldNotRead", {})
         lines.append("")
-        lines.append(say("sourcesFailed", sources=", ".join(ctx.failed_sources)))
+        lines.append(f"**{wording.get('heading', 'Could not be checked')}:**")
+        for t in ctx.failed_sources:
+            lines.append("- " + fill_text(wording.get("source", "{types}: {why}"),
+                                          {"types": t, "why": _why_unread(ctx, [t])}))
     lines.append("")
     payer = say("profilePayer", payer=ctx.choice.payer_name) if ctx.choice.payer_name else ""
     lines.append(say("profileLine", label=profile.label, version=profile.version, payer=payer))
@@ -370,14 +503,15 @@ def _valid_fhir(resource: dict) -> bool:
         return False
 
 
-def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[dict]:
+def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[tuple[str, dict]]:
+    """(pack suggestion id, CDS Hooks suggestion) for each suggestion whose criterion status calls for it."""
     values = {k: plain_number(v) for k, v in ctx.choice.profile.parameters.items()}
     values["patientId"] = ctx.patient_id
     out = []
     for spec in ctx.pack.suggestions:
         when = spec["when"]
         hits = [r for r in results if r.id == when["criterion"] and r.status in when["status"]]
-        if not hits:
+        if not hits or when["criterion"] in ctx.withheld:
             continue
         levels = [r.level for r in hits if r.level] or list(ctx.case.levels)
         vals = {**values, "levels": _levels_text(ctx, levels)}
@@ -390,30 +524,32 @@ def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[dict]
             resource.pop("bodySite")
         if not _valid_fhir(resource):
             continue
-        out.append({
+        out.append((spec.get("id", ""), {
             "label": fill_text(spec["label"], vals),
             "uuid": str(uuid.uuid4()),
             "actions": [{"type": "create", "description": fill_text(spec["description"], vals), "resource": resource}],
-        })
+        }))
     return out
 
 
 def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
-    indicator, summary, unmet = summarize(ctx, results)
+    # What the card shows about a criterion never rests on records that could not be read.
+    results = [replace(r, reason=shown_reason(ctx, r)) for r in results]
+    verdict = judge(ctx, results)
     profile = ctx.choice.profile
     source = {"label": profile.label, "topic": dict(ctx.pack.cards["topic"])}
     if ctx.policy_url:
         source["url"] = ctx.policy_url
     card = {
         "uuid": str(uuid.uuid4()),
-        "summary": summary,
-        "indicator": indicator,
-        "detail": _detail(ctx, results, unmet),
+        "summary": summary_of(ctx, verdict),
+        "indicator": verdict.indicator,
+        "detail": _detail(ctx, results, verdict),
         "source": source,
     }
     suggestions = _suggestions(ctx, results)
     if suggestions:
-        card["suggestions"] = suggestions
+        card["suggestions"] = [s for _, s in suggestions]
         card["selectionBehavior"] = "any"
     if ctx.pack.override_reasons:
         card["overrideReasons"] = [dict(r) for r in ctx.pack.override_reasons]
@@ -427,5 +563,31 @@ def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
         card["links"] = links
     card["extension"] = {
         EXTENSION_KEY: [r.as_extension() for r in results],
+        VERDICT_KEY: {
+            "verdict": verdict.name,
+            "pathway": ctx.pathway.id if ctx.pathway else None,
+            "required": verdict.required,
+            "unreadSources": verdict.unread,
+            "suggestions": [sid for sid, _ in suggestions],
+        },
     }
     return card
+
+
+def unreadable_record_card(pack: RulePack, why: str) -> dict:
+    """The one card for a patient whose record does not exist: no criterion is checked or reported.
+
+    `why` is a key of the pack's `cards.recordUnreadable.why` (no-data, not-found, other-patient).
+    """
+    wording = pack.cards["recordUnreadable"]
+    reason = wording.get("why", {}).get(why, why)
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": wording["summary"],
+        "indicator": "info",
+        "detail": fill_text(wording["detail"], {"why": reason, "procedure": pack.procedure_name})
+        + "\n\n" + pack.cards["disclaimer"],
+        "source": {"label": pack.cards["topic"]["display"], "topic": dict(pack.cards["topic"])},
+        "extension": {VERDICT_KEY: {"verdict": "record-unreadable", "pathway": None, "required": [],
+                                    "unreadSources": ["Patient"], "suggestions": []}},
+    }

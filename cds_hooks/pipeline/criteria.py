@@ -44,13 +44,51 @@ class CriterionResult:
         return out
 
 
-def parameters_for(case: SurgicalCase, profile: Profile, data: PatientData) -> dict:
-    return {
+@dataclass
+class PathwayResult:
+    """The payer pathway the library chose for the case (docs/criteria.md, "Pathways")."""
+
+    id: str
+    label: str
+    required: list[str]
+    reason: str
+    evidence: list[str] = field(default_factory=list)
+    excluded: bool = False
+
+    def as_extension(self) -> dict:
+        return {"id": self.id, "label": self.label, "required": list(self.required), "reason": self.reason,
+                "evidence": list(self.evidence), "excluded": self.excluded}
+
+
+@dataclass
+class CaseEvaluation:
+    results: list[CriterionResult]
+    pathway: PathwayResult | None
+
+
+def parameters_for(case: SurgicalCase, profile: Profile, data: PatientData, pack: RulePack | None = None) -> dict:
+    params = {
         **profile.parameters,
         "ReferenceDate": case.reference_date,
         "OperativeLevels": list(case.levels),
         "FailedSources": data.failed_types,
     }
+    if pack is not None and pack.pathways:
+        params["PathwayRules"] = pack.pathway_rules(profile)
+    return params
+
+
+def _pathway(raw, known: set[str]) -> PathwayResult | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not isinstance(raw.get("required"), list):
+        raise CriteriaError(f"malformed pathway result: {raw!r:.200}")
+    required = _strings(raw["required"])
+    if set(required) - known:
+        raise CriteriaError(f"pathway {raw['id']} requires unknown criteria {sorted(set(required) - known)}")
+    return PathwayResult(id=raw["id"], label=str(raw.get("label") or raw["id"]), required=required,
+                         reason=str(raw.get("reason") or ""), evidence=sorted(set(_strings(raw.get("evidence")))),
+                         excluded=raw.get("excluded") is True)
 
 
 def _strings(value) -> list[str]:
@@ -61,24 +99,35 @@ def _strings(value) -> list[str]:
 
 def evaluate_case(engine: CqlEngine, pack: RulePack, case: SurgicalCase, profile: Profile,
                   data: PatientData, resources: list[dict] | EncodedResources | None = None) -> list[CriterionResult]:
-    """Evaluate the pack's library for one case; results ordered as the pack lists its criteria.
+    """Evaluate the pack's library for one case; results ordered as the pack lists its criteria."""
+    return evaluate_case_with_pathway(engine, pack, case, profile, data, resources).results
+
+
+def evaluate_case_with_pathway(engine: CqlEngine, pack: RulePack, case: SurgicalCase, profile: Profile,
+                               data: PatientData, resources: list[dict] | EncodedResources | None = None) -> CaseEvaluation:
+    """The criterion results and the pathway of one case, from one engine call.
 
     `resources` is what the engine gets (default: all of `data`); the evaluator passes only what the
     library's retrieves can use, encoded once for every case of the call (cds_hooks/engine/retrieves.py).
+    A criterion is required when the pathway the library chose requires it (the profile's `required`
+    when the library names no pathway).
     """
     expression = pack.library.get("resultsExpression", "Criteria")
+    pathway_expression = pack.library.get("pathwayExpression") if pack.pathways else None
     out = engine.evaluate(
         pack.library["id"],
         pack.library.get("version"),
         data.resources if resources is None else resources,
         data.patient_id,
-        parameters_for(case, profile, data),
-        expressions=[expression],
+        parameters_for(case, profile, data, pack),
+        expressions=[expression] + ([pathway_expression] if pathway_expression else []),
     )
     raw = out.get(expression)
     if not isinstance(raw, list):
         raise CriteriaError(f"{expression} did not return a list")
     order = {c["id"]: i for i, c in enumerate(pack.criteria)}
+    pathway = _pathway(out.get(pathway_expression), set(order)) if pathway_expression else None
+    required = set(pathway.required) if pathway else set(profile.required)
     results: list[CriterionResult] = []
     for item in raw:
         if not isinstance(item, dict) or item.get("id") not in order or item.get("status") not in STATUSES:
@@ -91,7 +140,7 @@ def evaluate_case(engine: CqlEngine, pack: RulePack, case: SurgicalCase, profile
                 reason=str(item.get("reason") or ""),
                 evidence=sorted(set(_strings(item.get("evidence")))),
                 outside_window=sorted(set(_strings(item.get("outsideWindow")))),
-                required=item["id"] in profile.required,
+                required=item["id"] in required,
             )
         )
     missing = set(order) - {r.id for r in results}
@@ -99,4 +148,4 @@ def evaluate_case(engine: CqlEngine, pack: RulePack, case: SurgicalCase, profile
         raise CriteriaError(f"the library returned no result for {sorted(missing)}")
     levels = {lvl: i for i, lvl in enumerate(case.levels)}
     results.sort(key=lambda r: (order[r.id], levels.get(r.level or "", -1)))
-    return results
+    return CaseEvaluation(results, pathway)

@@ -18,9 +18,9 @@ from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.packs.loader import RulePack
 from cds_hooks.hooks.crd_config import read_configuration
 from cds_hooks.packs.dtr import load_dtr
-from cds_hooks.pipeline.cards import CardContext, build_card
+from cds_hooks.pipeline.cards import CardContext, build_card, unreadable_record_card
 from cds_hooks.pipeline.coverage_info import CoverageLedger, system_actions, verdict
-from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
+from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult, evaluate_case_with_pathway
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
 from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
 from cds_hooks.pipeline.profiles import ProfileChoice, select_profile
@@ -35,6 +35,7 @@ class CaseOutcome:
     choice: ProfileChoice
     results: list[CriterionResult]
     card: dict
+    pathway: PathwayResult | None = None
 
 
 @dataclass
@@ -85,6 +86,10 @@ class Evaluator:
         data = gather(request, self.prefetch, self.fetch_settings, started=started,
                       optional=self.dtr.prefetch.keys() if self.dtr else ())
         timings["data"] = time.perf_counter() - t1
+        unknown = data.patient_unknown
+        if unknown:
+            # No such patient: no criterion is checked, one card says the record could not be read.
+            return Outcome({"cards": [unreadable_record_card(self.pack, unknown)]}, data=data, timings=timings)
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
             raise PrefetchIncomplete(
@@ -106,7 +111,8 @@ class Evaluator:
         for case in cases:
             choice = select_profile(self.pack, coverages, case, self.config.payer_profiles)
             t2 = time.perf_counter()
-            results = evaluate_case(self.engine, self.pack, case, choice.profile, data, engine_input)
+            evaluated = evaluate_case_with_pathway(self.engine, self.pack, case, choice.profile, data, engine_input)
+            results = evaluated.results
             t3 = time.perf_counter()
             ctx = CardContext(
                 pack=self.pack,
@@ -116,13 +122,15 @@ class Evaluator:
                 user_id=request.user_id,
                 resources=index,
                 failed_sources=data.failed_types,
+                failed_reasons=data.failed_reasons,
                 policy_url=self.policy_url(base_url, choice.profile.name, choice.profile.policy_url),
                 codes=self.codes,
+                pathway=evaluated.pathway,
             )
             card = build_card(ctx, results)
             cards_time += time.perf_counter() - t3
             engine_time += t3 - t2
-            outcomes.append(CaseOutcome(case, choice, results, card))
+            outcomes.append(CaseOutcome(case, choice, results, card, evaluated.pathway))
         timings["engine"] = engine_time
         timings["cards"] = cards_time
         response = {

@@ -1,10 +1,15 @@
 """Which draft orders are spinal fusions, at which levels, grouped into surgical cases.
 
 Detection order for each ServiceRequest in `draftOrders` (CDS Hooks order-sign, context.draftOrders):
-the rule pack's primary and add-on codes; the site's map of local order codes; code prefixes
-(ICD-10-PCS); a text match on the order's code text or display, as the last resort. Orders sharing
-`ServiceRequest.requisition` form one surgical case; otherwise each primary order is a case of its
-own, with the add-on orders that attach to it.
+the rule pack's primary and add-on codes; its concepts from other code systems (`orders.concepts`,
+e.g. SNOMED CT; a concept broader than the procedure counts only when the order's text also names
+it); the site's map of local order codes; code prefixes (ICD-10-PCS); a text match on the order's
+code text or display, as the last resort.
+
+An order's levels come from its `bodySite` (FHIR R4 ServiceRequest.bodySite), else from the levels
+its code text names. Orders sharing `ServiceRequest.requisition` form one surgical case; otherwise
+each primary order is a case of its own, with the add-on orders that attach to it. Two cases for the
+same operation (the same codes, levels and date: a co-surgeon's order) are one case.
 """
 from __future__ import annotations
 
@@ -12,10 +17,17 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from cds_hooks.spine.levels import INTERSPACES, interspaces_of_concept
+from cds_hooks.spine.levels import INTERSPACES, explicit_interspaces_in, interspaces_of_sites
 
 # Orders in these states are not being signed.
 _IGNORED_STATUS = {"entered-in-error", "revoked", "completed"}
+
+# How the card names a code of each system ("CPT 22558"); a system not listed shows its code alone.
+CODE_SYSTEM_NAMES = {
+    "http://www.ama-assn.org/go/cpt": "CPT",
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://www.cms.gov/Medicare/Coding/ICD10": "ICD-10-PCS",
+}
 
 
 @dataclass
@@ -26,12 +38,19 @@ class FusionOrder:
     label: str
     role: str  # "primary" | "add-on"
     attaches_to: tuple[str, ...]
-    matched_by: str  # "code" | "local-code" | "code-prefix" | "text"
+    matched_by: str  # "code" | "concept" | "local-code" | "code-prefix" | "text"
     levels: list[str]
     requisition: str | None
     priority: str | None
     reference_date: str | None
     display: str | None
+    system: str | None = None
+
+    @property
+    def code_text(self) -> str:
+        """The code as a person reads it: "CPT 22558", "SNOMED CT 55705006"."""
+        name = CODE_SYSTEM_NAMES.get(self.system or "")
+        return f"{name} {self.code}" if name else self.code
 
 
 @dataclass
@@ -119,6 +138,8 @@ class OrderDetector:
             for entry in orders_spec.get(key, []):
                 self._by_code[(entry["system"], entry["code"])] = {**entry, "role": role}
         self._primary_codes = {code: spec for (_, code), spec in self._by_code.items()}
+        # Concepts of other code systems: {"system", "code", "label", "needsText"}.
+        self._concepts = {(c["system"], c["code"]): c for c in orders_spec.get("concepts", [])}
         self._prefixes = orders_spec.get("codePrefixes", [])
         self._patterns = [re.compile(p, re.IGNORECASE) for p in orders_spec.get("textPatterns", [])]
         # "system|code" -> a pack code (e.g. a site's local order code for an ALIF -> CPT "22558")
@@ -131,6 +152,15 @@ class OrderDetector:
             spec = self._by_code.get((c.get("system"), c["code"]))
             if spec:
                 return spec, "code", c.get("display")
+        texts = _texts(concept)
+        named = any(p.search(t) for p in self._patterns for t in texts)
+        for c in codings:
+            found = self._concepts.get((c.get("system"), c["code"]))
+            # A concept broader than the procedure ("spinal fusion", any region) needs the text to say which.
+            if found and (named or not found.get("needsText")):
+                spec = {"system": c.get("system"), "code": c["code"], "label": found.get("label", self.procedure_name),
+                        "role": "primary", "attachesTo": []}
+                return spec, "concept", c.get("display")
         for c in codings:
             mapped = self._local.get(f"{c.get('system') or ''}|{c['code']}")
             if mapped and mapped in self._primary_codes:
@@ -138,13 +168,15 @@ class OrderDetector:
         for c in codings:
             for p in self._prefixes:
                 if c.get("system") == p["system"] and c["code"].upper().startswith(p["prefix"]):
-                    spec = {"code": c["code"], "label": p["label"], "role": "primary", "attachesTo": []}
+                    spec = {"system": p["system"], "code": c["code"], "label": p["label"], "role": "primary",
+                            "attachesTo": []}
                     return spec, "code-prefix", c.get("display")
-        for text in _texts(concept):
+        for text in texts:
             if any(p.search(text) for p in self._patterns):
                 spec = {"code": "text", "label": self.procedure_name, "role": "primary", "attachesTo": []}
                 return spec, "text", text
         return None, None, None
+
 
     def detect(self, resources: list[dict]) -> list[FusionOrder]:
         found: list[FusionOrder] = []
@@ -155,10 +187,10 @@ class OrderDetector:
             spec, how, display = self._classify(order)
             if spec is None:
                 continue
-            sites = order.get("bodySite") if isinstance(order.get("bodySite"), list) else []
-            levels: list[str] = []
-            for site in sites:
-                levels.extend(interspaces_of_concept(site))
+            levels = interspaces_of_sites(order.get("bodySite"))
+            if not levels:
+                # No level in bodySite: the level the order's own text names.
+                levels = [lvl for text in _texts(order.get("code")) for lvl in explicit_interspaces_in(text)]
             oid = order.get("id")
             found.append(
                 FusionOrder(
@@ -174,6 +206,7 @@ class OrderDetector:
                     priority=order.get("priority") if isinstance(order.get("priority"), str) else None,
                     reference_date=reference_date_of(order),
                     display=display,
+                    system=spec.get("system"),
                 )
             )
         return found
@@ -205,18 +238,26 @@ def group_cases(orders: list[FusionOrder], now: datetime | None = None) -> list[
             else:
                 groups.append([o])
     today = (now or datetime.now(timezone.utc)).date().isoformat()
-    cases = []
+    cases: list[SurgicalCase] = []
+    same_operation: dict[tuple, SurgicalCase] = {}
     for group in groups:
         levels = {lvl for o in group for lvl in o.levels}
         primaries = [o for o in group if o.role == "primary"] or group
         ref = next((o.reference_date for o in primaries if o.reference_date), None)
         ref = ref or next((o.reference_date for o in group if o.reference_date), None) or today
-        cases.append(
-            SurgicalCase(
-                orders=group,
-                levels=[s for s in INTERSPACES if s in levels],
-                reference_date=ref,
-                urgent=any(o.priority in ("urgent", "stat", "asap") for o in group),
-            )
+        case = SurgicalCase(
+            orders=group,
+            levels=[s for s in INTERSPACES if s in levels],
+            reference_date=ref,
+            urgent=any(o.priority in ("urgent", "stat", "asap") for o in group),
         )
+        key = (tuple(sorted({(o.system, o.code) for o in group}, key=str)), tuple(case.levels), ref)
+        twin = same_operation.get(key)
+        if twin is not None:
+            # The same operation ordered twice (surgeon and co-surgeon): one case, one card.
+            twin.orders.extend(group)
+            twin.urgent = twin.urgent or case.urgent
+            continue
+        same_operation[key] = case
+        cases.append(case)
     return cases

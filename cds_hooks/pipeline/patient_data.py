@@ -3,6 +3,9 @@
 CDS Hooks 2.0, "Providing FHIR Resources to a CDS Service": prefetch when the client sent it,
 otherwise the service queries `fhirServer` with `fhirAuthorization`. A key that fails makes the
 criteria depending on its resource type `unavailable`; when every key fails the call answers 412.
+A Patient read that comes back `null` (CDS Hooks 2.0, "Prefetch Data": no data), not found
+(OperationOutcome `not-found`, HTTP 404 or 410) or with another patient means the patient is
+unknown: the record cannot be read at all (`PatientData.patient_unknown`).
 
 The service fetches only from a `fhirServer` on its allowlist (outbound.FhirServerPolicy); a call
 that would need to fetch from any other server is refused with 403 before anything is sent. A call
@@ -21,7 +24,17 @@ from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.config import Config
 from cds_hooks.errors import FhirServerNotAllowed
 from cds_hooks.hooks.hook_request import HookRequest
-from cds_hooks.hooks.prefetch import FAILED, FETCHED, NO_DATA, SourceResult, TemplateError, read_prefetch, render, resource_type_of
+from cds_hooks.hooks.prefetch import (
+    FAILED,
+    FETCHED,
+    NO_DATA,
+    SourceResult,
+    TemplateError,
+    read_prefetch,
+    render,
+    resource_type_of,
+    resources_of,
+)
 from cds_hooks.pipeline.fhir_client import FhirClient, FhirError
 
 log = logging.getLogger("cds_hooks.data")
@@ -78,8 +91,40 @@ class PatientData:
         return sorted({s.resource_type for s in self.sources.values() if s.status == FAILED})
 
     @property
+    def failed_reasons(self) -> dict[str, str]:
+        """Why each failed resource type could not be read (the first reason given for it)."""
+        out: dict[str, str] = {}
+        for s in self.failed_sources:
+            out.setdefault(s.resource_type, s.reason or "no answer")
+        return out
+
+    @property
     def failed_sources(self) -> list[SourceResult]:
         return [s for s in self.sources.values() if s.status == FAILED]
+
+    @property
+    def patient_unknown(self) -> str | None:
+        """Why the patient's own record does not exist here, or None when it does (or is not asked for).
+
+        `no-data`: the Patient read came back null or empty; `not-found`: the client or the server
+        said there is no such patient; `other-patient`: the Patient returned is someone else.
+        A Patient read that failed for another reason (timeout, 503, forbidden) is a failed source.
+        """
+        for s in self.sources.values():
+            if s.resource_type != "Patient":
+                continue
+            if s.status == FAILED:
+                if s.not_found:
+                    return "not-found"
+                continue
+            # Lenient about shape, as prefetch is: a read answered with a Bundle still holds the Patient.
+            found = [x for r in s.resources for x in (resources_of(r) if r.get("resourceType") == "Bundle" else [r])]
+            patients = [r for r in found if r.get("resourceType") == "Patient"]
+            if not patients:
+                return "no-data"
+            if not any(r.get("id") in (None, self.patient_id) for r in patients):
+                return "other-patient"
+        return None
 
     @property
     def nothing_obtained(self) -> bool:
@@ -120,7 +165,7 @@ def _fetch_one(client: FhirClient, key: str, query: str, rtype: str) -> SourceRe
         resources = client.get(query)
     except FhirError as exc:
         log.warning("fetch of %s failed: %s", key, exc.kind)
-        return SourceResult(key, rtype, FAILED, reason=str(exc))
+        return SourceResult(key, rtype, FAILED, reason=str(exc), not_found=exc.status in (404, 410))
     except Exception as exc:  # noqa: BLE001 - one broken source must not fail the call
         log.error("fetch of %s failed: %s", key, type(exc).__name__)
         return SourceResult(key, rtype, FAILED, reason="the FHIR response could not be processed")

@@ -24,6 +24,16 @@ SNOMED_DISCS = {
     "715056000": "L5-S1",
 }
 
+# SNOMED CT vertebra structures (DICOM CID 7603), T12 to L5: two of them name the interspaces between.
+SNOMED_VERTEBRAE = {
+    "23215003": "T12",
+    "66794005": "L1",
+    "14293000": "L2",
+    "36470004": "L3",
+    "11994002": "L4",
+    "49668003": "L5",
+}
+
 # "L4-5", "L4/L5", "L5S1", "L4–S1", "L4 - L5", "L4 to S1"
 _RANGE = re.compile(
     r"\b([TLS])\s*(\d{1,2})\s*(?:-|/|–|—|\bto\b|\bthrough\b|\s)?\s*([TLS])?\s*(\d{1,2})\b",
@@ -83,9 +93,48 @@ def interspaces_of_concept(concept: dict | None) -> list[str]:
     return [s for s in INTERSPACES if s in found]
 
 
+def interspaces_of_sites(concepts) -> list[str]:
+    """Interspaces named by a list of bodySite concepts (ServiceRequest.bodySite, Procedure.bodySite).
+
+    Each concept counts on its own (`interspaces_of_concept`); besides, SNOMED CT vertebra structures
+    across the list name the interspaces between the highest and the lowest vertebra ("L4 vertebra"
+    and "L5 vertebra" are L4-L5), as a text range does. One vertebra alone names no interspace.
+    """
+    if not isinstance(concepts, list):
+        return []
+    found: list[str] = []
+    vertebrae: set[str] = set()
+    for concept in concepts:
+        found.extend(interspaces_of_concept(concept))
+        codings = concept.get("coding") if isinstance(concept, dict) and isinstance(concept.get("coding"), list) else []
+        vertebrae.update(SNOMED_VERTEBRAE[c["code"]] for c in codings
+                         if isinstance(c, dict) and c.get("system") == SNOMED and c.get("code") in SNOMED_VERTEBRAE)
+    if len(vertebrae) >= 2:
+        ranks = sorted(_VERTEBRAE.index(v) for v in vertebrae)
+        found.extend(INTERSPACES[ranks[0]:ranks[-1]])
+    return [s for s in INTERSPACES if s in found]
+
+
 def interspace_coding(interspace: str) -> dict:
     """A CodeableConcept for one interspace, as the service writes it into resources it creates."""
     return {
         "coding": [{"system": INTERSPACE_SYSTEM, "code": interspace, "display": f"{interspace} interspace"}],
         "text": interspace,
     }
+
+
+def explicit_interspaces_in(text: str | None) -> list[str]:
+    """Interspaces a text names by its vertebrae ("L4-L5", "L4 to S1"); a region word names none.
+
+    For text that is not a body site, such as an order's description: "lumbosacral fusion" says
+    where, not which level.
+    """
+    return interspaces_in(_LUMBOSACRAL.sub(" ", text)) if text else []
+
+
+def levels_span(interspaces: list[str]) -> str:
+    """The shortest way to write a set of interspaces: "L3-S1" for L3-L4, L4-L5, L5-S1; a list otherwise."""
+    ranks = sorted(INTERSPACES.index(s) for s in set(interspaces) if s in INTERSPACES)
+    if len(ranks) > 1 and ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"{_VERTEBRAE[ranks[0]]}-{_VERTEBRAE[ranks[-1] + 1]}"
+    return ", ".join(INTERSPACES[r] for r in ranks)

@@ -10,7 +10,7 @@ from cds_hooks.auth.caller_jwt import check_settings
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine, _find_node_modules
 from cds_hooks.ops import logs
-from cds_hooks.packs.loader import load_rule_packs
+from cds_hooks.packs.loader import add_local_codes, load_rule_packs
 from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
 from cds_hooks.web import (authentication, cors, discovery, dtr, feedback, fhir_types, openapi, operations, policies,
                            request_limits, service)
@@ -34,6 +34,9 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None, se
     app.json.ensure_ascii = False
 
     packs = load_rule_packs(config.cql_root, config.rule_packs or None)
+    if config.local_valueset_codes:
+        for pack in packs.values():
+            add_local_codes(pack, config.local_valueset_codes)
     if engine is None:
         engine = CqlEngine(node_executable=config.node_executable, workers=config.engine_workers,
                            timeout=config.engine_timeout, max_heap_mb=config.engine_heap_mb,
