@@ -16,6 +16,7 @@ from cds_hooks.errors import PrefetchIncomplete
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.packs.loader import RulePack
 from cds_hooks.pipeline.cards import CardContext, build_card
+from cds_hooks.pipeline.case_record import case_record
 from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
 from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
@@ -31,6 +32,7 @@ class CaseOutcome:
     choice: ProfileChoice
     results: list[CriterionResult]
     card: dict
+    record: dict = field(default_factory=dict)  # the whole evaluation, for the case view (case_record.py)
 
 
 @dataclass
@@ -118,9 +120,10 @@ class Evaluator:
                 codes=self.codes,
             )
             card = build_card(ctx, results)
+            record = case_record(ctx, results)
             cards_time += time.perf_counter() - t3
             engine_time += t3 - t2
-            outcomes.append(CaseOutcome(case, choice, results, card))
+            outcomes.append(CaseOutcome(case, choice, results, card, record))
         timings["engine"] = engine_time
         timings["cards"] = cards_time
         response = {
