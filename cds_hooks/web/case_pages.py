@@ -54,7 +54,7 @@ def render_case_view(document: dict, card_uuid: str, brief_url: str | None = Non
     card, ev = case_of(document, card_uuid)
     groups = [(heading, [c for c in ev["criteria"] if c["kind"] == kind]) for heading, kind in KIND_ORDER]
     return _env.get_template("case_view.html").render(
-        ev=ev, card=card, groups=[g for g in groups if g[1]], brief_url=brief_url,
+        ev=ev, card=card, groups=[g for g in groups if g[1]], brief_url=brief_url, pathway=_pathway(ev),
         evaluated_at=_evaluated_at(document))
 
 

@@ -9,6 +9,7 @@ before the page is sent. An expired, altered or foreign link is refused with 403
 """
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
@@ -19,6 +20,8 @@ from cds_hooks.config import Config
 from cds_hooks.web.case_pages import CaseNotFound, render_brief, render_case_view
 from cds_hooks.web.http_errors import describe
 from cds_hooks.web.recording import recorder_of
+
+log = logging.getLogger("cds_hooks.errors")
 
 bp = Blueprint("case_view", __name__)
 
@@ -99,7 +102,7 @@ def _refused(exc: Exception):
     """A person opened the link: the answer is a page, with the status and sentence of web/http_errors.py."""
     failure = describe(exc)
     if failure.code == "internal-error":
-        current_app.logger.error("case view failed: %s", type(exc).__name__)
+        log.error("case view failed: %s", type(exc).__name__)  # the class only: the message may hold patient data
     html = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{failure.status}</title></head>"
             f"<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto'>"
             f"<h1>The case view cannot be shown</h1><p>{escape(failure.message)}</p></body></html>")
