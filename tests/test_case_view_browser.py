@@ -8,8 +8,6 @@ Chromium starts with no network features and an empty profile; the pages load no
 """
 import base64
 import re
-import shutil
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,13 +19,11 @@ from cds_hooks.web.app import create_app
 from cds_hooks.web.case_view import LINK_LABEL
 from conftest import REPO, request_fixture
 from support.audit_db import audit_settings
+from support.browser import chromium
 from support.live import LiveServer
 
 pytestmark = [pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 IMAGES = REPO / "docs" / "images"
 CASES = ["seed", "meets-all", "no-imaging", "red-flag"]  # red-flag: an urgent order
 
@@ -44,17 +40,8 @@ def service(engine, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run ./scripts/setup --test"
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1100, "height": 900}, device_scale_factor=1)
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), width=1100) as context:
         yield context
-        context.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""The `cds-hooks` command: `serve`, `evaluate`, `brief`; `db`, `report`, `audit` (cli/audit.py); `site` (cli/site.py);
+"""The `cds-hooks` command: `serve`, `evaluate`; `brief` (cli/brief.py); `db`, `report`, `audit` (cli/audit.py); `site` (cli/site.py);
 `doctor` (ops/doctor.py); the sandbox tools (sandbox/cli.py)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from cds_hooks.cli import audit, site
+from cds_hooks.cli import audit, brief, site
 from cds_hooks.config import Config
 from cds_hooks.ops import doctor, logs
 from cds_hooks.ops.logs import QuietRequestHandler
@@ -44,85 +44,32 @@ def _serve_production(args) -> int:
     return 0  # gunicorn exits the process itself
 
 
-def _request_body(args) -> dict | None:
+def _evaluate(args) -> int:
+    from cds_hooks.web.app import create_app
+    from cds_hooks.web.extensions import registry_of
+
     try:
         with open(args.request, encoding="utf-8") as f:
             body = json.load(f)
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.request}: {exc}", file=sys.stderr)
-        return None
+        return 2
     if args.fhir_server and isinstance(body, dict):
         body["fhirServer"] = args.fhir_server
-    return body
-
-
-def _service_for(registry, body, service_id: str | None) -> str:
-    if service_id:
-        return service_id
-    hook = body.get("hook") if isinstance(body, dict) else None
-    matches = [p.service_id for p in registry.packs() if p.hook == hook] or [p.service_id for p in registry.packs()]
-    return matches[0]
-
-
-def _evaluate(args) -> int:
-    from cds_hooks.web.app import create_app
-    from cds_hooks.web.extensions import registry_of
-
-    body = _request_body(args)
-    if body is None:
-        return 2
     # An offline look at what the service would answer: not a call to record in the audit trail.
     app = create_app(Config.development(audit_enabled=False))
     registry = registry_of(app)
     try:
-        service_id = _service_for(registry, body, args.service)
+        service_id = args.service
+        if not service_id:
+            hook = body.get("hook") if isinstance(body, dict) else None
+            matches = [p.service_id for p in registry.packs() if p.hook == hook] or [p.service_id for p in registry.packs()]
+            service_id = matches[0]
         response = app.test_client().post(f"/cds-services/{service_id}", json=body)
         print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
         return 0 if response.status_code == 200 else 1
     finally:
         registry.engine.close()
-
-
-def _brief(args) -> int:
-    """The peer-to-peer brief for a request file, offline: evaluated as `evaluate` does, rendered from
-    the same content the audit trail would keep (audit/call_record.py), nothing recorded."""
-    from cds_hooks.audit.call_record import CallRecord, sealed_content
-    from cds_hooks.errors import CdsError
-    from cds_hooks.hooks.hook_request import parse_hook_request
-    from cds_hooks.web.app import create_app
-    from cds_hooks.web.case_pages import render_brief
-    from cds_hooks.web.extensions import registry_of
-
-    body = _request_body(args)
-    if body is None:
-        return 2
-    app = create_app(Config.development(audit_enabled=False))
-    registry = registry_of(app)
-    try:
-        service_id = _service_for(registry, body, args.service)
-        evaluator = registry.get(service_id)
-        if evaluator is None:
-            print(f"no service {service_id!r}", file=sys.stderr)
-            return 2
-        try:
-            request = parse_hook_request(body, evaluator.pack.hook)
-            outcome = evaluator.evaluate(request)
-        except CdsError as exc:
-            print(f"cannot evaluate {args.request}: {exc.message}", file=sys.stderr)
-            return 1
-        if not outcome.cases:
-            print(f"{args.request}: no order the service checks, so no brief", file=sys.stderr)
-            return 1
-        html = render_brief(sealed_content(CallRecord(service_id, request=request, outcome=outcome)))
-    finally:
-        registry.engine.close()
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(html)
-        print(f"brief for {len(outcome.cases)} case(s) written to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(html)
-    return 0
 
 
 def _report_text(args) -> int:
@@ -164,13 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
     evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
     evaluate.set_defaults(func=_evaluate)
-
-    brief = sub.add_parser("brief", help="write the printable peer-to-peer brief (HTML) for a request file, offline")
-    brief.add_argument("request", help="CDS Hooks request JSON file")
-    brief.add_argument("--output", "-o", help="write the HTML to this file instead of standard output")
-    brief.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
-    brief.add_argument("--service", help="service id (default: the one answering the request's hook)")
-    brief.set_defaults(func=_brief)
+    brief.register(sub)
     audit.register(sub)
     site.register(sub)
     doctor.register(sub)

@@ -39,10 +39,11 @@ def review_data(pack: RulePack) -> dict:
     return _review_file(Path(pack.folder) / REVIEW_FILE)
 
 
-def _kind(pack: RulePack, profile_required: tuple[str, ...], cid: str) -> str:
-    if cid in profile_required:
+def _kind(pack: RulePack, r: CriterionResult) -> str:
+    """Required as the result says (the profile's, or its pathway's, required criteria), else the pack's kind."""
+    if r.required:
         return "required"
-    return "informational" if pack.criterion(cid).get("informational") else "advisory"
+    return "informational" if pack.criterion(r.id).get("informational") else "advisory"
 
 
 def _thresholds(template: str, values: dict) -> dict:
@@ -68,7 +69,7 @@ def _criterion(ctx: CardContext, r: CriterionResult, values: dict) -> dict:
     item = {
         "id": r.id,
         "title": fill_text(spec["title"], values),
-        "kind": _kind(ctx.pack, ctx.choice.profile.required, r.id),
+        "kind": _kind(ctx.pack, r),
         "status": r.status,
         "statusLabel": labels.get(r.status, r.status),
         "level": r.level,
@@ -85,7 +86,7 @@ def _criterion(ctx: CardContext, r: CriterionResult, values: dict) -> dict:
     return item
 
 
-def _needed(document: dict, required: tuple[str, ...]) -> bool:
+def _needed(document: dict, required: set[str]) -> bool:
     needed = document.get("needed", "always")
     if needed == "always":
         return True
@@ -94,6 +95,7 @@ def _needed(document: dict, required: tuple[str, ...]) -> bool:
 
 def _documents(ctx: CardContext, results: list[CriterionResult], review: dict, values: dict) -> list[dict]:
     """Each document of the packet: present with the resources that are it, or missing."""
+    required = {r.id for r in results if r.required}
     out = []
     for doc in review.get("documents", []):
         source = doc.get("from", {})
@@ -108,7 +110,7 @@ def _documents(ctx: CardContext, results: list[CriterionResult], review: dict, v
         out.append({
             "id": doc["id"],
             "title": fill_text(doc["title"], values),
-            "needed": _needed(doc, ctx.choice.profile.required),
+            "needed": _needed(doc, required),
             "status": "present" if refs else "missing",
             "resources": _evidence(refs, ctx.resources) if not source.get("order") else
             [{"reference": ref, "text": o.display or o.label} for ref, o in zip(refs, ctx.case.orders)],
