@@ -8,6 +8,7 @@ import base64
 import copy
 import re
 import time
+from datetime import datetime, timedelta, timezone
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
@@ -238,3 +239,10 @@ def test_shadow_mode_sends_no_card_and_so_no_link(engine, tmp_path):
     settings = audit_settings(f"sqlite:///{tmp_path / 'audit.db'}", tmp_path)
     shadow = create_app(Config.development(shadow_mode=True, case_view_key=KEY, **settings), engine=engine)
     assert call(shadow.test_client(), copy.deepcopy(request_fixture("seed"))) == {"cards": []}
+
+
+def test_a_case_purged_from_the_audit_trail_is_gone_from_its_link_too(client, app):
+    link = case_link(call(client, request_fixture("seed"))["cards"][0])
+    recorder_of(app).store.purge(datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=1), "test")
+    response = client.get(link)
+    assert response.status_code == 404 and "no longer in the audit trail" in text_of(response)
