@@ -136,6 +136,27 @@ def test_the_prior_auth_checklist_marks_each_document_present_with_its_resource_
     assert "Missing" in films
 
 
+def document_row(html: str, document: str) -> str:
+    return re.search(rf'data-document="{document}">(.*?)</tr>', html, re.S).group(1)
+
+
+def test_an_imaging_report_from_before_the_window_is_not_a_present_document(client):
+    card = call(client, request_fixture("no-imaging"))["cards"][0]
+    imaging = document_row(client.get(case_link(card)).get_data(as_text=True), "advanced-imaging")
+    assert "Present" not in imaging
+    assert "Outside the window" in imaging and "DiagnosticReport/noimg-mri-2024-report" in imaging
+
+
+def test_a_document_whose_data_the_ehr_did_not_return_is_not_read_rather_than_missing(client):
+    request = request_fixture("seed")
+    for key in ("diagnosticReports", "imagingStudies"):
+        request["prefetch"][key] = {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": "forbidden", "diagnostics": "not permitted"}]}
+    card = call(client, request)["cards"][0]
+    films = document_row(client.get(case_link(card)).get_data(as_text=True), "instability-imaging")
+    assert "Not read" in films and "Missing" not in films
+
+
 def test_every_opening_is_written_to_the_access_log_for_the_user_the_card_was_shown_to(client, app):
     card = call(client, request_fixture("seed"))["cards"][0]
     link = case_link(card)

@@ -93,28 +93,41 @@ def _needed(document: dict, required: set[str]) -> bool:
     return isinstance(needed, dict) and needed.get("whenRequired") in required
 
 
+def _of_types(refs: list[str], types: set[str]) -> list[str]:
+    return sorted({ref for ref in refs if ref.split("/", 1)[0] in types})
+
+
 def _documents(ctx: CardContext, results: list[CriterionResult], review: dict, values: dict) -> list[dict]:
-    """Each document of the packet: present with the resources that are it, or missing."""
+    """Each document of the packet: `present` with the resources that are it; `outside-window` when the
+    record holds one only from before the policy's window (it does not count); `not-read` when the EHR
+    did not return that kind of data; else `missing`."""
     required = {r.id for r in results if r.required}
     out = []
     for doc in review.get("documents", []):
         source = doc.get("from", {})
         types = set(source.get("resourceTypes", []))
+        old: list[str] = []
         if source.get("order"):
             refs = list(ctx.case.references) if ctx.case.codes and ctx.case.levels else []
-        elif source.get("criterion"):
-            refs = sorted({ref for r in results if r.id == source["criterion"]
-                           for ref in r.evidence + r.outside_window if ref.split("/", 1)[0] in types})
+            described = [{"reference": ref, "text": o.display or o.label} for ref, o in zip(refs, ctx.case.orders)]
         else:
-            refs = sorted(ref for ref, res in ctx.resources.items() if res.get("resourceType") in types)
-        out.append({
-            "id": doc["id"],
-            "title": fill_text(doc["title"], values),
-            "needed": _needed(doc, required),
-            "status": "present" if refs else "missing",
-            "resources": _evidence(refs, ctx.resources) if not source.get("order") else
-            [{"reference": ref, "text": o.display or o.label} for ref, o in zip(refs, ctx.case.orders)],
-        })
+            if source.get("criterion"):
+                hits = [r for r in results if r.id == source["criterion"]]
+                refs = _of_types([ref for r in hits for ref in r.evidence], types)
+                old = _of_types([ref for r in hits for ref in r.outside_window], types)
+            else:
+                refs = sorted(ref for ref, res in ctx.resources.items() if res.get("resourceType") in types)
+            described = _evidence(refs or old, ctx.resources)
+        if refs:
+            status = "present"
+        elif old:
+            status = "outside-window"
+        elif types & set(ctx.failed_sources):
+            status = "not-read"
+        else:
+            status = "missing"
+        out.append({"id": doc["id"], "title": fill_text(doc["title"], values), "needed": _needed(doc, required),
+                    "status": status, "resources": described if status in ("present", "outside-window") else []})
     return out
 
 
