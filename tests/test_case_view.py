@@ -267,3 +267,16 @@ def test_a_case_purged_from_the_audit_trail_is_gone_from_its_link_too(client, ap
     recorder_of(app).store.purge(datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=1), "test")
     response = client.get(link)
     assert response.status_code == 404 and "no longer in the audit trail" in text_of(response)
+
+
+def test_a_criterion_that_could_not_be_checked_never_reads_as_nothing_in_the_record(client):
+    request = request_fixture("seed")
+    for key in ("diagnosticReports", "imagingStudies", "observations", "conditions"):
+        request["prefetch"][key] = {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": "forbidden", "diagnostics": "not permitted"}]}
+    card = call(client, request)["cards"][0]
+    html = client.get(case_link(card)).get_data(as_text=True)
+    unavailable = re.findall(r'data-status="unavailable"[^>]*>(.*?)</article>', html, re.S)
+    assert unavailable, "the seed without its imaging data has criteria that could not be checked"
+    assert all("Nothing in the record" not in article for article in unavailable)
+    assert any("Not checked: the EHR did not return" in article for article in unavailable)
