@@ -54,3 +54,41 @@ def test_a_request_the_service_cannot_use_is_reported(tmp_path):
 def test_an_unreadable_file_is_reported():
     out = run("brief", "/no/such/file.json")
     assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+# ------------------------------------------------------------------ from the audit trail
+
+def audit_run(audit_app, tmp_path, *args):
+    import os
+
+    from support.audit_db import audit_env
+
+    env = {**os.environ, **audit_env(audit_app.config["AUDIT_DATABASE_URL"], tmp_path)}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+
+
+def test_the_brief_of_a_card_comes_from_its_audit_record_and_the_read_is_logged(audit_app, audit_client,
+                                                                                audit_store, tmp_path):
+    from conftest import request_fixture
+    from support.hooks import call
+
+    card = call(audit_client, request_fixture("seed"))["cards"][0]
+    out = audit_run(audit_app, tmp_path, "brief", "--card", card["uuid"], "--actor", "office",
+                    "--purpose", "peer-to-peer call")
+    assert out.returncode == 0, out.stderr
+    assert "ALIF (22558) at L5-S1" in text(out.stdout) and "from the evaluation of" in text(out.stdout)
+    assert re.findall(r'<li data-criterion="([a-z-]+)"', out.stdout) == ["imaging-severity", "conservative-care",
+                                                                         "instability"]
+    entry = audit_store.access_entries(1)[0]
+    assert entry["command"] == "brief" and entry["actor"].startswith("office for ")
+    assert card["uuid"] in entry["detail"] and "peer-to-peer call" in entry["detail"]
+
+
+def test_the_brief_of_an_unknown_card_exits_1(audit_app, audit_store, tmp_path):
+    out = audit_run(audit_app, tmp_path, "brief", "--card", "no-such-card")
+    assert out.returncode == 1 and "no card" in out.stderr and out.stdout == ""
+
+
+def test_brief_without_a_request_or_a_card_says_what_it_needs():
+    out = run("brief")
+    assert out.returncode == 2 and "--card" in out.stderr
