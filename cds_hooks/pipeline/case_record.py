@@ -46,13 +46,15 @@ def _kind(pack: RulePack, r: CriterionResult) -> str:
     return "informational" if pack.criterion(r.id).get("informational") else "advisory"
 
 
-def _thresholds(template: str, values: dict) -> dict:
-    """The profile parameters a criterion's title names ({MinPTWeeks} -> 6)."""
-    out = {}
+def _thresholds(template: str, values: dict, sources: dict) -> list[dict]:
+    """The profile parameters a criterion's title names ({MinPTWeeks} -> 6), each with where the
+    policy states it (the profile's `sources`: policy, section, date, note) when the pack says."""
+    out = []
     for part in template.split(_PLACEHOLDER_START)[1:]:
         name = part.split("}", 1)[0]
-        if name in values:
-            out[name] = values[name]
+        if name in values and name not in [t["name"] for t in out]:
+            source = sources.get(name) if isinstance(sources.get(name), dict) else None
+            out.append({"name": name, "value": values[name], "source": source})
     return out
 
 
@@ -74,10 +76,9 @@ def _criterion(ctx: CardContext, r: CriterionResult, values: dict) -> dict:
         "statusLabel": labels.get(r.status, r.status),
         "level": r.level,
         "reason": r.reason,
-        "thresholds": _thresholds(spec["title"], values),
+        "thresholds": _thresholds(spec["title"], values, getattr(ctx.choice.profile, "sources", None) or {}),
         "evidence": _evidence(r.evidence, ctx.resources),
         "outsideWindow": _evidence(r.outside_window, ctx.resources),
-        "policy": spec.get("policy"),  # the policy's own words, where the pack quotes them
         "next": None,
     }
     if step:
