@@ -211,6 +211,13 @@ class Config(BaseSettings):
     audit_retention_days: int = Field(2190, ge=1, description="Days audit rows are kept; `cds-hooks audit purge` "
                                                                "deletes older ones")
 
+    # Case view links (docs/security.md, "Case view links"): a card's signed link to its whole evaluation.
+    case_view_key: SecretStr | None = Field(
+        None, description="Base64 key (at least 32 bytes) signing case-view links (HMAC-SHA-256); a random "
+                          "key per process when empty (links then open only on the process that issued them)")
+    case_view_ttl_seconds: float = Field(
+        1800.0, ge=60, le=86400, description="Seconds a card's case-view link opens the case view and the brief")
+
     # Production server (`cds-hooks serve --production`: gunicorn, cds_hooks/ops/gunicorn_conf.py).
     server_bind: str = Field("127.0.0.1:8080", description="Address the production server listens on (host:port)")
     server_workers: int = Field(2, ge=1, description="Production server worker processes (each with its own engine pool)")

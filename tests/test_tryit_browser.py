@@ -11,9 +11,7 @@ other origin.
 """
 import json
 import re
-import shutil
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,13 +19,11 @@ import requests
 from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from conftest import REPO
+from support.browser import chromium
 from support.live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.fhir_server]
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = REPO / "docs" / "images" / "seed-card.png"
 
 
@@ -41,17 +37,8 @@ def service(engine, fhir_server):
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run ./scripts/setup --test"
-    profile = tmp_path_factory.mktemp("chromium-profile")  # a new, empty --user-data-dir
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), width=1280) as context:
         yield context
-        context.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture()

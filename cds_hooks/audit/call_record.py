@@ -163,6 +163,7 @@ def _case(case: CaseOutcome, versions: dict[str, str]) -> dict:
         "payerMatched": case.choice.matched,
         "coverage": case.choice.coverage,
         "criteria": criteria,
+        "evaluation": case.record,  # what the case view and the brief show (pipeline/case_record.py)
     }
 
 

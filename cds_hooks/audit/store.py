@@ -198,6 +198,21 @@ class AuditStore:
         with self.reading() as conn:
             return [self._document(conn, cid) for cid in ids]
 
+    def case_document(self, call_id: str, card_uuid: str, command: str, via: str,
+                      purpose: str | None = None) -> dict | None:
+        """The document of call `call_id` if card `card_uuid` is one of its cards, else None. The read is
+        logged first, as `via` on behalf of the user the card was shown to (the call's userId)."""
+        with self.reading() as conn:
+            row = conn.execute(select(audit_call.c.user_ref)
+                               .join(audit_card, audit_card.c.call_id == audit_call.c.id)
+                               .where(audit_call.c.id == call_id, audit_card.c.uuid == card_uuid)).first()
+        if row is None:
+            return None
+        self.log_access(f"{via} for {row.user_ref or 'an unnamed user'}", command,
+                        _detail(f"call {call_id} card {card_uuid}", purpose), 1)
+        with self.reading() as conn:
+            return self._document(conn, call_id)
+
     def _period(self, query, since: datetime | None, until: datetime | None, service: str | None):
         if since is not None:
             query = query.where(audit_call.c.received_at >= since)

@@ -1,12 +1,12 @@
-"""The `cds-hooks` command: `serve`, `evaluate`; `db`, `report`, `audit` (cli/audit.py); `site` (cli/site.py);
-`corpus eval` (cli/corpus.py); `doctor` (ops/doctor.py); the sandbox tools (sandbox/cli.py)."""
+"""The `cds-hooks` command: `serve`, `evaluate`; `brief` (cli/brief.py); `db`, `report`, `audit` (cli/audit.py);
+`site` (cli/site.py); `corpus eval` (cli/corpus.py); `doctor` (ops/doctor.py); the sandbox tools (sandbox/cli.py)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from cds_hooks.cli import audit, corpus, site
+from cds_hooks.cli import audit, brief, corpus, site
 from cds_hooks.cli.offline import offline_app
 from cds_hooks.config import Config
 from cds_hooks.errors import CdsError
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
     evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
     evaluate.set_defaults(func=_evaluate)
+    brief.register(sub)
     audit.register(sub)
     site.register(sub)
     corpus.register(sub)

@@ -19,6 +19,7 @@ from cds_hooks.packs.loader import RulePack
 from cds_hooks.hooks.crd_config import read_configuration
 from cds_hooks.packs.dtr import load_dtr
 from cds_hooks.pipeline.cards import CardContext, build_card, unreadable_record_card
+from cds_hooks.pipeline.case_record import case_record
 from cds_hooks.pipeline.coverage_info import CoverageLedger, system_actions, verdict
 from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult, evaluate_case_with_pathway
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
@@ -36,6 +37,7 @@ class CaseOutcome:
     results: list[CriterionResult]
     card: dict
     pathway: PathwayResult | None = None
+    record: dict = field(default_factory=dict)  # the whole evaluation, for the case view (case_record.py)
 
 
 @dataclass
@@ -128,9 +130,10 @@ class Evaluator:
                 pathway=evaluated.pathway,
             )
             card = build_card(ctx, results)
+            record = case_record(ctx, results)
             cards_time += time.perf_counter() - t3
             engine_time += t3 - t2
-            outcomes.append(CaseOutcome(case, choice, results, card, evaluated.pathway))
+            outcomes.append(CaseOutcome(case, choice, results, card, pathway=evaluated.pathway, record=record))
         timings["engine"] = engine_time
         timings["cards"] = cards_time
         response = {

@@ -12,8 +12,8 @@ from cds_hooks.engine.bridge import CqlEngine, _find_node_modules
 from cds_hooks.ops import logs
 from cds_hooks.packs.loader import add_local_codes, load_rule_packs
 from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
-from cds_hooks.web import (authentication, cors, discovery, dtr, feedback, fhir_types, openapi, operations, policies,
-                           request_limits, service)
+from cds_hooks.web import (authentication, case_view, cors, discovery, dtr, feedback, fhir_types, openapi, operations,
+                           policies, request_limits, service)
 from cds_hooks.web.http_errors import register_error_handlers
 from cds_hooks.web.recording import EXTENSION as RECORDER, audit_parts
 
@@ -69,6 +69,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None, se
     app.register_blueprint(dtr.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(openapi.bp)
+    case_view.init_app(app, config)
     if config.tryit_enabled:
         # The EHR side (cds_hooks.sandbox) is imported only here: a service without the try-it page
         # never loads the client, its JWT signer, the fixtures or the draft-order builder.

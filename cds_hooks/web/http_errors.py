@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from cds_hooks.auth.case_links import LinkRefused
 from cds_hooks.errors import (CdsError, FhirServerNotAllowed, InvalidRequest, PrefetchIncomplete, RequestTooLarge,
                               RulePackMalfunction, ServiceUnavailable, UnknownService, UnsupportedMediaType)
 
@@ -24,6 +25,7 @@ log = logging.getLogger("cds_hooks.errors")
 STATUS: dict[type[CdsError], int] = {
     InvalidRequest: 400,
     FhirServerNotAllowed: 403,
+    LinkRefused: 403,  # a case-view link expired, altered or signed for another card
     UnknownService: 404,
     PrefetchIncomplete: 412,  # CDS Hooks 2.0: the service could not obtain the data it needs
     RequestTooLarge: 413,

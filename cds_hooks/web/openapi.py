@@ -32,6 +32,21 @@ _SECURED = [{"cdsClientJwt": []}]
 _SERVICE_ID = {"name": "service_id", "in": "path", "required": True, "schema": {"type": "string"},
                "description": "The `id` of a service listed by discovery"}
 
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_CASE_LINK = [
+    {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "The call"},
+    {"name": "card_uuid", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Its card"},
+    {"name": "e", "in": "query", "required": True, "schema": {"type": "string"},
+     "description": "Expiry of the link (Unix seconds)"},
+    {"name": "s", "in": "query", "required": True, "schema": {"type": "string"},
+     "description": "HMAC-SHA-256 of the call, the card and the expiry"},
+]
+_CASE_PAGE = {
+    "200": {"description": "The page", "content": _HTML},
+    "403": {"description": "The link is incomplete, altered, signed for another card or expired", "content": _HTML},
+    "404": {"description": "The case is no longer in the audit trail", "content": _HTML},
+}
+
 # (Flask rule, method) -> OpenAPI operation.
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("/cds-services", "GET"): {
@@ -159,6 +174,18 @@ OPERATIONS: dict[tuple[str, str], dict] = {
             "200": {"description": "The policy page", "content": {"text/html": {"schema": {"type": "string"}}}},
             "404": _error("No such service or profile"),
         },
+    },
+    ("/cases/<call_id>/<card_uuid>", "GET"): {
+        "operationId": "caseView",
+        "summary": "The whole evaluation behind one card, from the audit trail (the card's signed link)",
+        "parameters": _CASE_LINK,
+        "responses": _CASE_PAGE,
+    },
+    ("/cases/<call_id>/<card_uuid>/brief", "GET"): {
+        "operationId": "peerToPeerBrief",
+        "summary": "The printable peer-to-peer brief for one card (same signed link as the case view)",
+        "parameters": _CASE_LINK,
+        "responses": _CASE_PAGE,
     },
     ("/openapi.json", "GET"): {
         "operationId": "openapi",

@@ -19,6 +19,7 @@ from cds_hooks.errors import RulePackMalfunction, ServiceUnavailable, UnknownSer
 from cds_hooks.hooks.hook_request import HookRequest, parse_hook_request
 from cds_hooks.ops.logs import pseudonym
 from cds_hooks.pipeline.criteria import CriteriaError
+from cds_hooks.web.case_view import attach_links
 from cds_hooks.web.extensions import registry_of
 from cds_hooks.web.fhir_types import EXTENSION as FHIR_TYPES, check_hook_resources
 from cds_hooks.web.recording import recorded
@@ -62,6 +63,8 @@ def call_service(service_id: str, call: CallRecord):
                                  code="engine-unavailable") from exc
     except CriteriaError as exc:
         raise RulePackMalfunction("the rule pack returned malformed results") from exc
+    if decision.mode == LIVE:
+        attach_links(outcome.response, call.id, public_base_url())  # part of what is recorded and sent
     call.outcome = outcome  # recorded (committed) by @recorded before the response leaves
     data = outcome.data
     log.info("hook answered", extra={"fields": {
