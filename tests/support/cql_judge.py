@@ -68,9 +68,12 @@ class Report:
 class Judge:
     """Holds both engines loaded with the same library."""
 
-    def __init__(self, elm, includes, valuesets, workers: int = 2, timeout: float = 60.0):
+    def __init__(self, elm, includes, valuesets, workers: int = 2, timeout: float = 60.0,
+                 expressions: list[str] | None = None):
+        """`expressions`: only these defines (all of the library's when None)."""
         from cds_hooks.engine.bridge import CqlEngine  # narrow import point: the engine bridge
 
+        self.expressions = expressions
         self.elm = elm
         self.compiled = CompiledLibrary.load(elm, valuesets, includes)
         self.reference = CqlEngine(workers=workers, accelerate=False, timeout=timeout)
@@ -85,7 +88,8 @@ class Judge:
         from cds_hooks.engine.bridge import EngineError
         try:
             return self.reference.evaluate(self.lib_id, self.lib_version, case.resources, case.patient_id,
-                                           case.parameters, execution_datetime="2024-06-01T12:00:00.000Z")
+                                           case.parameters, self.expressions,
+                                           execution_datetime="2024-06-01T12:00:00.000Z")
         except EngineError as exc:
             if exc.kind in ("timeout", "crashed", "unavailable"):
                 raise
@@ -106,7 +110,7 @@ class Judge:
 
         def one(case):
             ref = self.run_reference(case)
-            names = list(ref) if isinstance(ref, dict) else None
+            names = list(ref) if isinstance(ref, dict) else self.expressions
             got = self.run_compiled(case, names)
             with lock:
                 report.cases += 1

@@ -1,10 +1,9 @@
-"""CompiledEngine: the engine bridge's interface (cds_hooks/engine.py CqlEngine) over compiled libraries,
-so the service can switch engines by a setting (CDS_CQL_ENGINE=compiled|reference).
+"""CompiledEngine: the engine bridge's interface (cds_hooks/engine/bridge.py CqlEngine) over compiled
+libraries, so the service switches engines by one setting (`cql_engine`, CDS_CQL_ENGINE=compiled|reference).
 
-Not wired into the service yet. Where it plugs in: wherever the app builds its CqlEngine (the pipeline's
-Evaluator takes `engine` and calls `engine.encode_resources(...)` then, through criteria.evaluate_case,
-`engine.evaluate(library_id, version, resources, patient_id, parameters, expressions=[...])`).
-`engine_for(setting)` below returns either engine.
+The application factory, the production server's warm-up and `cds-hooks doctor` build their engine with
+`engine_from_config(config)`; the reference engine (cql-execution in Node workers) stays the judge
+(tests/support/cql_judge.py) and the fallback a setting away.
 """
 from __future__ import annotations
 
@@ -97,8 +96,8 @@ class CompiledEngine:
 
 
 def engine_for(setting: str | None = None, **reference_kwargs):
-    """CDS_CQL_ENGINE=compiled (default) or reference."""
-    choice = (setting or os.environ.get("CDS_CQL_ENGINE") or "compiled").strip().lower()
+    """The engine named by `setting` ("compiled" or "reference"); `reference_kwargs` go to CqlEngine."""
+    choice = (setting or "compiled").strip().lower()
     if choice == "compiled":
         return CompiledEngine()
     if choice == "reference":
@@ -107,4 +106,12 @@ def engine_for(setting: str | None = None, **reference_kwargs):
     raise ValueError(f"CDS_CQL_ENGINE must be 'compiled' or 'reference', not {choice!r}")
 
 
-__all__ = ["CompiledEngine", "engine_for", "UnsupportedElm"]
+def engine_from_config(config, workers: int | None = None):
+    """The engine `config.cql_engine` names, with the service's engine settings (`workers` overrides
+    `engine_workers`, the number of Node processes of the reference engine)."""
+    return engine_for(config.cql_engine, node_executable=config.node_executable,
+                      workers=workers or config.engine_workers, timeout=config.engine_timeout,
+                      max_heap_mb=config.engine_heap_mb, cache_dir=config.engine_cache_dir)
+
+
+__all__ = ["CompiledEngine", "engine_for", "engine_from_config", "UnsupportedElm"]

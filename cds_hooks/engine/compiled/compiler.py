@@ -567,12 +567,27 @@ class Compiler:
     def x_As(self, node, unit, scope, pre, depth):
         target = _spec(node.get("asTypeSpecifier")) or ("N", node["asType"])
         op = node["operand"]
-        if node.get("strict"):
-            self.fail(node, "strict As")
+        strict = bool(node.get("strict"))
         # choice element cast: pick the element the reference engine picks (model-info order)
         if op.get("type") == "Property" and self._is_choice(op, unit, scope) and target[0] == "N":
-            return self._choice_as(op, target[1], unit, scope, pre, depth)
+            cast = self._choice_as(op, target[1], unit, scope, pre, depth)
+            if not strict:
+                return cast
+            raw = cast.replace("_choice_as(", "_choice_any(", 1)
+            return f"_strict_as({raw}, {cast}, {self._type_name(target)!r})"
         inner = self.expr(op, unit, scope, pre, depth)
+        if strict:
+            v = self.tmp("cast")
+            pre.append(f"def {v}_f({v}):")
+            pre.append(f"    return {self._as_nonstrict(node, target, op, v, unit, scope)}")
+            return f"(lambda {v}: _strict_as({v}, {v}_f({v}), {self._type_name(target)!r}))({inner})"
+        return self._as_nonstrict(node, target, op, inner, unit, scope)
+
+    @staticmethod
+    def _type_name(target):
+        return _short(target[1]) if target[0] == "N" else str(target)
+
+    def _as_nonstrict(self, node, target, op, inner, unit, scope):
         st = self.static_type(op, unit, scope)
         if st == target or op.get("type") == "Null":
             return inner
@@ -583,7 +598,7 @@ class Compiler:
         if target[0] == "N" and st and st[0] == "N" and st[1].startswith(FHIR) and target[1].startswith(FHIR):
             if _short(st[1]) in fhir_subtypes(_short(target[1])):
                 return inner
-        self.fail(node, f"As {target} on {st}")
+        self.fail(node, f"{'strict ' if node.get('strict') else ''}As {target} on {st}")
 
     def _choice_as(self, pnode, target, unit, scope, pre, depth):
         path = pnode["path"]
@@ -641,7 +656,17 @@ class Compiler:
                 self.fail(node, k)
         lo = self.expr(node.get("low"), unit, scope, pre, depth)
         hi = self.expr(node.get("high"), unit, scope, pre, depth)
-        return f"_Interval({lo}, {hi}, {node.get('lowClosed', True)!r}, {node.get('highClosed', True)!r})"
+        # The point type of an interval with two null bounds comes from a cast of either bound
+        # (elm/interval.js Interval: defaultPointType), and decides its closed bounds.
+        default = None
+        for bound in (node.get("low"), node.get("high")):
+            if isinstance(bound, dict) and bound.get("type") == "As":
+                spec = bound.get("asTypeSpecifier") or {"type": "NamedTypeSpecifier", "name": bound.get("asType")}
+                if spec.get("type") == "NamedTypeSpecifier":
+                    default = _short(spec["name"]) if spec["name"].startswith(SYS) else spec["name"]
+                    break
+        extra = f", {default!r}" if default else ""
+        return f"_Interval({lo}, {hi}, {node.get('lowClosed', True)!r}, {node.get('highClosed', True)!r}{extra})"
 
     # -- logic / nulls / conditionals
     def x_And(self, node, unit, scope, pre, depth):
@@ -656,6 +681,9 @@ class Compiler:
         return f"_not3({self.arg1(node, unit, scope, pre, depth)})"
 
     def x_IsNull(self, node, unit, scope, pre, depth):
+        op = node.get("operand")
+        if isinstance(op, dict) and op.get("type") == "Literal":
+            return "False"  # a literal is never null (and `5 is None` would be a SyntaxWarning)
         return f"({self.arg1(node, unit, scope, pre, depth)} is None)"
 
     def x_IsTrue(self, node, unit, scope, pre, depth):
@@ -868,6 +896,158 @@ class Compiler:
     def x_Today(self, node, unit, scope, pre, depth):
         return "ctx.now.get_date()"
 
+    # -- conversions (cql-execution elm/type.js)
+    def x_ConvertQuantity(self, node, unit, scope, pre, depth):
+        target = node["operand"][1]
+        if target.get("type") == "Literal" and rt._fix_unit(target.get("value")) not in rt._UNITS:
+            self.fail(node, f"ConvertQuantity to unit {target.get('value')!r} (not in the compiled evaluator's UCUM table)")
+        a, b = self.args(node, unit, scope, pre, depth)
+        return f"_convert_quantity({a}, {b})"
+
+    def x_ToQuantity(self, node, unit, scope, pre, depth):
+        return f"_to_quantity({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_ToInteger(self, node, unit, scope, pre, depth):
+        return f"_to_integer({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_ToDate(self, node, unit, scope, pre, depth):
+        return f"_to_date({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_ToDateTime(self, node, unit, scope, pre, depth):
+        return f"_to_datetime({self.arg1(node, unit, scope, pre, depth)}, ctx.now)"
+
+    def x_DateTime(self, node, unit, scope, pre, depth):
+        fields = ("year", "month", "day", "hour", "minute", "second", "millisecond", "timezoneOffset")
+        args = [f"{'tz' if f == 'timezoneOffset' else f}={self.expr(node[f], unit, scope, pre, depth)}"
+                for f in fields if node.get(f) is not None]
+        return f"_datetime_new(ctx.now{''.join(', ' + a for a in args)})"
+
+    def x_Date(self, node, unit, scope, pre, depth):
+        args = [f"{f}={self.expr(node[f], unit, scope, pre, depth)}" for f in ("year", "month", "day") if node.get(f) is not None]
+        return f"_date_new({', '.join(args)})"
+
+    def x_DateTimeComponentFrom(self, node, unit, scope, pre, depth):
+        return f"_component_from({self.arg1(node, unit, scope, pre, depth)}, {node['precision'].lower()!r})"
+
+    # -- date/time and interval relations (elm/overloaded.js, datatypes/interval.js)
+    def _relation(self, fn, node, unit, scope, pre, depth, swap=False, points_only=False):
+        if points_only:
+            for o in node["operand"]:
+                t = self.static_type(o, unit, scope)
+                if t is not None and t[0] in ("I", "L"):
+                    self.fail(node, f"{node['type']} of intervals or lists")
+        a, b = self.args(node, unit, scope, pre, depth)
+        if swap:
+            a, b = b, a
+        p = node.get("precision")
+        return f"{fn}({a}, {b}{', ' + repr(p.lower()) if p else ''})"
+
+    def x_SameAs(self, node, *a):
+        return self._relation("_same_as", node, *a, points_only=True)
+
+    def x_SameOrBefore(self, node, *a):
+        return self._relation("_same_or_before", node, *a, points_only=True)
+
+    def x_SameOrAfter(self, node, *a):
+        return self._relation("_same_or_after", node, *a, points_only=True)
+
+    def x_Before(self, node, *a):
+        return self._relation("_before", node, *a)
+
+    def x_After(self, node, *a):
+        return self._relation("_after", node, *a)
+
+    def x_Overlaps(self, node, *a):
+        return self._relation("_overlaps", node, *a)
+
+    def x_OverlapsBefore(self, node, *a):
+        return self._relation("_overlaps_before", node, *a)
+
+    def x_OverlapsAfter(self, node, *a):
+        return self._relation("_overlaps_after", node, *a)
+
+    def x_Meets(self, node, *a):
+        return self._relation("_meets", node, *a)
+
+    def x_MeetsBefore(self, node, *a):
+        return self._relation("_meets_before", node, *a)
+
+    def x_MeetsAfter(self, node, *a):
+        return self._relation("_meets_after", node, *a)
+
+    def x_Includes(self, node, *a):
+        return self._relation("_includes", node, *a)
+
+    def x_IncludedIn(self, node, *a):
+        return self._relation("_includes", node, *a, swap=True)
+
+    def x_ProperIncludes(self, node, *a):
+        return self._relation("_proper_includes", node, *a)
+
+    def x_ProperIncludedIn(self, node, *a):
+        return self._relation("_proper_includes", node, *a, swap=True)
+
+    def x_Width(self, node, unit, scope, pre, depth):
+        return f"_width({self.arg1(node, unit, scope, pre, depth)})"
+
+    # -- lists
+    def _list_set_op(self, fn, node, unit, scope, pre, depth):
+        t = self.static_type(node["operand"][0], unit, scope)
+        if t is None or t[0] != "L":
+            self.fail(node, f"{node['type']} of intervals")
+        a, b = self.args(node, unit, scope, pre, depth)
+        return f"{fn}({a}, {b})"
+
+    def x_Except(self, node, *a):
+        return self._list_set_op("_except", node, *a)
+
+    def x_Intersect(self, node, *a):
+        return self._list_set_op("_intersect", node, *a)
+
+    def x_IndexOf(self, node, unit, scope, pre, depth):
+        return (f"_index_of({self.expr(node['source'], unit, scope, pre, depth)}, "
+                f"{self.expr(node['element'], unit, scope, pre, depth)})")
+
+    def x_Indexer(self, node, unit, scope, pre, depth):
+        a, b = self.args(node, unit, scope, pre, depth)
+        return f"_indexer({a}, {b})"
+
+    def x_Length(self, node, unit, scope, pre, depth):
+        op = node["operand"]
+        v = self.expr(op, unit, scope, pre, depth)
+        # A null operand: 0 when it is a cast to a list, null when a cast to anything else, and an error
+        # otherwise (overloaded.js Length reads the operand's asTypeSpecifier).
+        spec = op.get("asTypeSpecifier") if op.get("type") == "As" else None
+        if spec is not None:
+            null = "0" if spec.get("type") == "ListTypeSpecifier" else "None"
+        else:
+            null = "_raise('Length of null')"
+        t = self.tmp("len")
+        return f"(lambda {t}: _js_length({t}) if {t} is not None else {null})({v})"
+
+    # -- strings
+    def x_Split(self, node, unit, scope, pre, depth):
+        return (f"_split({self.expr(node['stringToSplit'], unit, scope, pre, depth)}, "
+                f"{self.expr(node.get('separator'), unit, scope, pre, depth)})")
+
+    def x_Substring(self, node, unit, scope, pre, depth):
+        s = self.expr(node["stringToSub"], unit, scope, pre, depth)
+        i = self.expr(node["startIndex"], unit, scope, pre, depth)
+        n = self.expr(node["length"], unit, scope, pre, depth) if node.get("length") is not None else "None"
+        return f"_substring({s}, {i}, {n})"
+
+    def x_PositionOf(self, node, unit, scope, pre, depth):
+        return (f"_position_of({self.expr(node['pattern'], unit, scope, pre, depth)}, "
+                f"{self.expr(node['string'], unit, scope, pre, depth)})")
+
+    def x_Message(self, node, unit, scope, pre, depth):
+        # The reference returns the source whatever the severity (no message listener is installed);
+        # the code, severity and message are evaluated only when the condition holds.
+        src = self.expr(node.get("source"), unit, scope, pre, depth)
+        cond = self.expr(node.get("condition"), unit, scope, pre, depth)
+        rest = ", ".join(self.expr(node.get(k), unit, scope, pre, depth) for k in ("code", "severity", "message"))
+        return f"_message({src}, {cond}, lambda: ({rest},))"
+
     # -- queries
     def x_Query(self, node, unit, scope, pre, depth):
         fname = self.tmp("q")
@@ -977,10 +1157,13 @@ class Compiler:
                 elif bt == "ByColumn":
                     keys.append(("col", by["path"], direction))
                 elif bt == "ByExpression":
-                    self.fail(by, "sort ByExpression")
+                    keys.append(("expr", self._sort_key(by, node, unit, scope, body, depth), direction))
                 else:
                     self.fail(by)
-            kc = self.const(tuple(keys), "sort")
+            if any(k[0] == "expr" for k in keys):
+                kc = "(" + "".join(f"({k!r}, {p if k == 'expr' else repr(p)}, {d!r}), " for k, p, d in keys) + ")"
+            else:
+                kc = self.const(tuple(keys), "sort")
             body.append(f"_res = _sort(_res, {kc})")
         if agg is not None:
             body.append("return _res")
@@ -989,6 +1172,36 @@ class Compiler:
         pre.append(f"def {fname}():")
         pre.extend("    " + line for line in body)
         return f"{fname}()"
+
+    def _sort_key(self, by, query, unit, scope, body, depth):
+        """A ByExpression as a key function of one sorted value: its identifiers are that value's
+        elements (query.js ByExpression runs the expression in a context made of the value)."""
+        elem = type_spec(query)
+        elem = elem[1] if elem and elem[0] == "L" else None
+        fn = self.tmp("sortkey")
+        el = self.tmp("el")
+        kscope = Scope(scope)
+        kscope.names["\0sort"] = (el, elem)
+        expr = self._identifiers_as_properties(by["expression"])
+        kbody: list[str] = []
+        value = self.expr(expr, unit, kscope, kbody, depth + 1)
+        body.append(f"def {fn}({el}):")
+        body.extend("    " + line for line in kbody)
+        body.append(f"    return {value}")
+        return fn
+
+    def _identifiers_as_properties(self, node):
+        if isinstance(node, list):
+            return [self._identifiers_as_properties(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("type") == "IdentifierRef":
+            out = {"type": "Property", "path": node["name"], "scope": "\0sort"}
+            for k in ("resultTypeName", "resultTypeSpecifier"):
+                if k in node:
+                    out[k] = node[k]
+            return out
+        return {k: self._identifiers_as_properties(v) for k, v in node.items()}
 
     def _next(self):
         self.n += 1
