@@ -143,10 +143,23 @@ def fixture_cases() -> list[Case]:
     return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
 
 
-def all_fixture_case_variants() -> list[Case]:
-    """Every fixture with a few parameter variants (several levels, no level, failed sources, policies)."""
+CORPORA = REPO / "fhir_fixtures" / "corpus"
+
+
+def corpus_cases(pack: str = "lumbar-fusion") -> list[Case]:
+    """The engine call of every request of the pack's adversarial corpus (fhir_fixtures/corpus/<pack>/)."""
+    from benchmarks.engine_ab import engine_calls
+    requests = [(p.stem, json.loads(p.read_text(encoding="utf-8")))
+                for p in sorted((CORPORA / pack / "requests").glob("*.json"))]
+    _, calls = engine_calls(pack, requests)
+    return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
+
+
+def all_fixture_case_variants(cases: list[Case] | None = None) -> list[Case]:
+    """Every fixture (or every case of `cases`) with a few parameter variants (several levels, no level,
+    failed sources, policies)."""
     out = []
-    for c in fixture_cases():
+    for c in fixture_cases() if cases is None else cases:
         out.append(c)
         p = dict(c.parameters)
         out.append(Case(c.name + "+levels", c.resources, {**p, "OperativeLevels": ["L3-L4", "L4-L5", "L5-S1"]}, c.patient_id))
@@ -170,6 +183,9 @@ def main(argv=None) -> int:
     try:
         report = judge.compare(all_fixture_case_variants(), threads=args.workers)
         print("fixtures:", report.summary())
+        corpus = judge.compare(all_fixture_case_variants(corpus_cases(args.pack)), threads=args.workers)
+        print("corpus:", corpus.summary())
+        report.disagreements += corpus.disagreements
         if args.generated:
             from tests.support.cql_patients import generate_cases
             g = judge.compare(generate_cases(args.generated, args.seed), threads=args.workers)
