@@ -598,7 +598,24 @@ class Compiler:
         if target[0] == "N" and st and st[0] == "N" and st[1].startswith(FHIR) and target[1].startswith(FHIR):
             if _short(st[1]) in fhir_subtypes(_short(target[1])):
                 return inner
+        if target[0] in ("L", "T", "I", "C") and self._system_only(target):
+            return f"_as_spec({inner}, {self.const(target, 'spec')})"
         self.fail(node, f"{'strict ' if node.get('strict') else ''}As {target} on {st}")
+
+    def _system_only(self, spec) -> bool:
+        """A type made of System types only (its runtime check mirrors the reference exactly)."""
+        if spec is None:
+            return False
+        kind = spec[0]
+        if kind == "N":
+            return spec[1].startswith(SYS)
+        if kind in ("L", "I"):
+            return self._system_only(spec[1])
+        if kind == "T":
+            return all(self._system_only(t) for t in spec[1].values())
+        if kind == "C":
+            return all(self._system_only(t) for t in spec[1])
+        return False
 
     def _choice_as(self, pnode, target, unit, scope, pre, depth):
         path = pnode["path"]
@@ -775,6 +792,25 @@ class Compiler:
 
     def x_Negate(self, node, unit, scope, pre, depth):
         return f"_negate({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Truncate(self, node, unit, scope, pre, depth):
+        return f"_truncate({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Floor(self, node, unit, scope, pre, depth):
+        return f"_floor({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Ceiling(self, node, unit, scope, pre, depth):
+        return f"_ceiling({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Abs(self, node, unit, scope, pre, depth):
+        return f"_abs({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Round(self, node, unit, scope, pre, depth):
+        places = self.expr(node["precision"], unit, scope, pre, depth) if node.get("precision") else "None"
+        return f"_round({self.arg1(node, unit, scope, pre, depth)}, {places})"
+
+    def x_Modulo(self, *a):
+        return self._bin("_modulo")(*a)
 
     def x_ToDecimal(self, node, unit, scope, pre, depth):
         return f"_to_decimal({self.arg1(node, unit, scope, pre, depth)})"

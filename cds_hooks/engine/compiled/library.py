@@ -342,7 +342,8 @@ HELPERS = {
     "_meets_after": rt.meets_after, "_includes": rt.includes, "_proper_includes": rt.proper_includes,
     "_width": rt.width, "_except": rt.list_except, "_intersect": rt.list_intersect, "_index_of": rt.index_of,
     "_indexer": rt.indexer, "_js_length": rt.js_length, "_split": rt.split, "_substring": rt.substring,
-    "_position_of": rt.position_of,
+    "_position_of": rt.position_of, "_truncate": rt.truncate, "_floor": rt.floor_, "_ceiling": rt.ceiling,
+    "_abs": rt.abs_, "_round": rt.round_, "_modulo": rt.modulo, "_as_spec": rt.as_spec,
 }
 
 
@@ -409,6 +410,10 @@ def _convert_param(value, spec, name):
             fail("an interval")
         return rt.Interval(_convert_param(value.get("low"), spec[1], name), _convert_param(value.get("high"), spec[1], name),
                            value.get("lowClosed", True), value.get("highClosed", True))
+    if kind == "T":
+        if not isinstance(value, dict):
+            fail("an object")
+        return rt.Tup({el: _convert_param(value.get(el), t, f"{name}.{el}") for el, t in spec[1].items()})
     if kind != "N":
         raise ParameterError(f"parameter {name}: unsupported parameter type")
     t = spec[1]
@@ -437,6 +442,15 @@ def _convert_param(value, spec, name):
             return rt.Quantity(value["value"], value.get("unit", "1"))
         except CqlError as exc:
             raise ParameterError(f"parameter {name}: {exc}") from None
+    if t == SYS + "Code":
+        if not isinstance(value, dict) or not isinstance(value.get("code"), str):
+            fail('{"code", "system", ...}')
+        return rt.Code(value["code"], value.get("system"), value.get("version"), value.get("display"))
+    if t == SYS + "Concept":
+        if not isinstance(value, dict) or not isinstance(value.get("codes"), list):
+            fail('{"codes": [...], "display"}')
+        return rt.Concept([_convert_param(c, ("N", SYS + "Code"), f"{name}.codes[{i}]") for i, c in enumerate(value["codes"])],
+                          value.get("display"))
     raise ParameterError(f"parameter {name}: unsupported parameter type {t}")
 
 

@@ -683,9 +683,14 @@ class UnitError(CqlError):
     pass
 
 
+_ANNOTATION = re.compile(r"\{[\x20-\x7a\x7c\x7e]*\}")
+
+
 def _fix_unit(u):
     if u is None or u == "":
         return "1"
+    if _ANNOTATION.fullmatch(u):
+        return "1"  # a UCUM annotation alone ({visits}, {score}) is the unity
     return CQL_DATE_UNITS.get(u, u)
 
 
@@ -2467,3 +2472,101 @@ def position_of(pattern, s):
     while i != -1 and i % 2:
         i = u.find(p, i + 1)
     return i // 2 if i != -1 else -1
+
+
+# ------------------------------------------------------------------------------ rounding and sign
+# elm/arithmetic.js: JavaScript Math on numbers. Anything else would be NaN there and carried on as
+# such; here it is an error, so the judge sees it rather than a silently different value.
+
+def _number(v, what):
+    if not is_num(v) or type(v) is bool:
+        raise CqlError(f"{what} of a {type(v).__name__} is not supported by the compiled evaluator")
+    return v
+
+
+def truncate(v):
+    if v is None:
+        return None
+    v = _number(v, "Truncate")
+    return math.floor(v) if v >= 0 else math.ceil(v)
+
+
+def floor_(v):
+    return None if v is None else math.floor(_number(v, "Floor"))
+
+
+def ceiling(v):
+    return None if v is None else math.ceil(_number(v, "Ceiling"))
+
+
+def round_(v, places=None):
+    if v is None:
+        return None
+    scale = 10 ** (places or 0)
+    return math.floor(_number(v, "Round") * scale + 0.5) / scale
+
+
+def abs_(v):
+    if v is None:
+        return None
+    if isinstance(v, Quantity):
+        return Quantity(abs(v.value), v.unit)
+    return abs(_number(v, "Abs"))
+
+
+def modulo(x, y):
+    if x is None or y is None:
+        return None
+    x, y = _number(x, "Modulo"), _number(y, "Modulo")
+    if y == 0:
+        return None  # NaN in JavaScript, null after decimalOrNull
+    r = math.fmod(x, y)  # JavaScript %: the sign of the dividend
+    return r if valid_decimal(r) else None
+
+
+# ------------------------------------------------------------------------------ casts to structured types
+
+_SYSTEM_MATCH = {
+    "Boolean": lambda v: type(v) is bool,
+    "Decimal": lambda v: is_num(v) and type(v) is not bool,
+    "Integer": lambda v: is_num(v) and type(v) is not bool and math.isfinite(v) and math.floor(v) == v,
+    "String": lambda v: type(v) is str,
+    "Concept": lambda v: isinstance(v, Concept),
+    "Code": lambda v: isinstance(v, Code),
+    "DateTime": lambda v: isinstance(v, CDateTime),
+    "Date": lambda v: isinstance(v, CDate),
+    "Quantity": lambda v: isinstance(v, Quantity),
+}
+
+
+def matches_spec(v, spec) -> bool:
+    """runtime/context.js matchesTypeSpecifier for System types, lists, tuples, intervals and choices.
+
+    `spec` is the compiler's type: ('N', name) / ('L', t) / ('T', {name: t}) / ('I', t) / ('C', [t...])."""
+    kind = spec[0]
+    if kind == "N":
+        if v is None:
+            return True
+        name = spec[1]
+        short = name[len(SYSTEM):] if name.startswith(SYSTEM) else None
+        if short in _SYSTEM_MATCH:
+            return bool(_SYSTEM_MATCH[short](v))
+        return not (type(v) is list or isinstance(v, Interval))  # the reference's default: anything else
+    if kind == "L":
+        return type(v) is list and all(matches_spec(x, spec[1]) for x in v)
+    if kind == "T":
+        return (v is not None and isinstance(v, dict)
+                and all(name not in v or matches_spec(v[name], t) for name, t in spec[1].items()))
+    if kind == "I":
+        return (isinstance(v, Interval) and (v.low is None or matches_spec(v.low, spec[1]))
+                and (v.high is None or matches_spec(v.high, spec[1])))
+    if kind == "C":
+        return any(matches_spec(v, c) for c in spec[1])
+    return True
+
+
+def as_spec(v, spec):
+    """`v as T` for a list, tuple, interval or choice type T: v when it matches, else null."""
+    if v is None:
+        return None
+    return v if matches_spec(v, spec) else None
