@@ -80,33 +80,29 @@ def _attr(o, k):
     return getattr(o, k, None)
 
 
-def _choice_as(o, keys, prim):
-    """`o.path as T` for a choice element: the first choice present (model-info order) decides."""
+def _choice_first(o, keys):
+    """The first choice element present (model-info order) and whether it is of the type asked for."""
     if o is None or type(o) is list:
-        return None
+        return None, False
     for key, ok in keys:
         v = o.get(key)
         if v is not None:
-            return v if ok else None
-        if prim or True:
-            e = o.get("_" + key)
-            if e is not None:
-                return rt.ExtOnly(e) if ok else None
-    return None
+            return v, ok
+        e = o.get("_" + key)
+        if e is not None:
+            return rt.ExtOnly(e), ok
+    return None, False
+
+
+def _choice_as(o, keys, prim):
+    """`o.path as T` for a choice element: the first choice present decides."""
+    v, ok = _choice_first(o, keys)
+    return v if ok else None
 
 
 def _choice_any(o, keys, prim):
     """The choice element present, whatever its type (the operand of a strict cast)."""
-    if o is None or type(o) is list:
-        return None
-    for key, _ok in keys:
-        v = o.get(key)
-        if v is not None:
-            return v
-        e = o.get("_" + key)
-        if e is not None:
-            return rt.ExtOnly(e)
-    return None
+    return _choice_first(o, keys)[0]
 
 
 def _strict_as(raw, cast, type_name):
