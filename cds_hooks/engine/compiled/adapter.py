@@ -24,16 +24,16 @@ class CompiledEngine:
         self._closed = False
 
     def load(self, libraries: list[dict], valuesets: list[dict]) -> None:
-        """Compile every library that is not only included by another one; fails at load, naming the construct."""
-        by_id = {l["library"]["identifier"]["id"]: l for l in libraries}
-        included = {i["path"] for l in libraries for i in (l["library"].get("includes") or {}).get("def", [])}
+        """Compile every library that has statements of its own (a library another one includes too: a
+        pack's criteria library is also included by its documentation library), each with the others
+        available to its includes; fails at load, naming the construct."""
         libs = {}
-        for lid, elm in by_id.items():
-            if lid in included and len(by_id) > 1:
+        for elm in libraries:
+            if not (elm["library"].get("statements") or {}).get("def"):
                 continue
-            incs = [by_id[i["path"]] for i in (elm["library"].get("includes") or {}).get("def", []) if i["path"] in by_id]
-            lib = CompiledLibrary.load(elm, valuesets, incs)
-            libs[(lid, elm["library"]["identifier"].get("version"))] = lib
+            ident = elm["library"]["identifier"]
+            others = [lib for lib in libraries if lib is not elm]
+            libs[(ident["id"], ident.get("version"))] = CompiledLibrary.load(elm, valuesets, others)
         self._libs = libs
 
     def start(self) -> None:

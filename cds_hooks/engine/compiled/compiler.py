@@ -327,8 +327,33 @@ class Compiler:
         if node["name"] not in u.params:
             self.fail(node, f"ParameterRef to unknown parameter {node['name']!r}")
         if u is not self.main:
-            self.fail(node, "ParameterRef into an included library")
+            return f"{self.included_param_ref(u, node['name'])}(ctx)"
         return f"ctx.params[{node['name']!r}]"
+
+    def included_param_ref(self, unit: LibraryUnit, name: str) -> str:
+        """A parameter of an included library: the value passed in under its name (the evaluation's
+        parameters reach every library, runtime/context.js), else that library's own default."""
+        key = (unit.key, "\0param", name)
+        if key not in self.def_names:
+            self.n += 1
+            fname = self.def_names[key] = _ident("p", name, self.n)
+            where, self.where = self.where, f"{unit.name} parameter {name}"
+            default = unit.params[name].get("default")
+            body: list[str] = []
+            expr = self.expr(default, unit, Scope(), body, 2) if default is not None else "None"
+            self.where = where
+            self.lines.append(f"def {fname}(ctx):")
+            self.lines.append(f"    if {name!r} in ctx.passed:")
+            self.lines.append(f"        return ctx.params[{name!r}]")
+            self.lines.append(f"    c = ctx.cache")
+            self.lines.append(f"    v = c.get({fname!r}, c)")
+            self.lines.append(f"    if v is not c:")
+            self.lines.append(f"        return v")
+            self.lines.extend("    " + line for line in body)
+            self.lines.append(f"    v = c[{fname!r}] = {expr}")
+            self.lines.append(f"    return v")
+            self.lines.append("")
+        return self.def_names[key]
 
     def x_OperandRef(self, node, unit, scope, pre, depth):
         e = scope.get(node["name"])

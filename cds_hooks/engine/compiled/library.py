@@ -346,11 +346,12 @@ HELPERS = {
 # ------------------------------------------------------------------------------ evaluation context
 
 class Context:
-    __slots__ = ("cache", "params", "by_type", "now", "_codes")
+    __slots__ = ("cache", "params", "passed", "by_type", "now", "_codes")
 
     def __init__(self, by_type, params, now):
         self.cache = {}
         self.params = params
+        self.passed = frozenset(params)  # the parameters given to this evaluation (before any default)
         self.by_type = by_type
         self.now = now
         self._codes = {}
