@@ -5,17 +5,22 @@ Each stage lives in its own module; this one calls them in order and records wha
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
 from cds_hooks.engine.retrieves import retrieve_filter
-from cds_hooks.errors import PrefetchIncomplete
+from cds_hooks.errors import InvalidRequest, PrefetchIncomplete
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.packs.loader import RulePack
+from cds_hooks.hooks.crd_config import read_configuration
+from cds_hooks.packs.dtr import load_dtr
 from cds_hooks.pipeline.cards import CardContext, build_card
+from cds_hooks.pipeline.coverage_info import CoverageLedger, system_actions, verdict
 from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
 from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
@@ -62,6 +67,10 @@ class Evaluator:
             backoff=config.fhir_retry_backoff,
             policy=FhirServerPolicy.from_config(config),
         )
+        # Da Vinci CRD/DTR (pipeline/coverage_info.py, packs/dtr.py): the pack's documentation
+        # questionnaire, and the coverage information already sent per hookInstance and order.
+        self.dtr = load_dtr(pack)
+        self.coverage_ledger = CoverageLedger()
 
     def policy_url(self, base_url: str | None, profile_name: str, explicit: str | None) -> str | None:
         if explicit:
@@ -74,14 +83,18 @@ class Evaluator:
         timings: dict[str, float] = {}
         started = time.monotonic()  # the FHIR deadline counts from the start of the call
         t0 = time.perf_counter()
-        cases = group_cases(self.detector.detect(request.draft_orders))
+        orders = self.detector.detect(request.draft_orders)
+        check_orders_limit(len(orders), self.config)
+        cases = group_cases(orders)
+        check_cases_limit(len(cases), self.config)
         timings["orders"] = time.perf_counter() - t0
         if not cases:
             # Fast path: nothing to check, nothing fetched (CDS Hooks 2.0: an empty cards array).
             return Outcome({"cards": []}, timings=timings)
 
         t1 = time.perf_counter()
-        data = gather(request, self.pack.prefetch, self.fetch_settings, started=started)
+        data = gather(request, self.prefetch, self.fetch_settings, started=started,
+                      optional=self.dtr.prefetch.keys() if self.dtr else ())
         timings["data"] = time.perf_counter() - t1
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
@@ -138,4 +151,56 @@ class Evaluator:
                 }
             },
         }
+        self._crd_step(request, response, outcomes, coverages)
+        check_response_size(response, self.config)
         return Outcome(response, outcomes, data, timings)
+
+    @property
+    def prefetch(self) -> dict[str, str]:
+        """Every prefetch template of the service: the pack's, and the DTR questionnaire responses."""
+        return {**self.pack.prefetch, **(self.dtr.prefetch if self.dtr else {})}
+
+    def _crd_step(self, request: HookRequest, response: dict, outcomes: list[CaseOutcome],
+                  coverages: list[dict]) -> None:
+        """Da Vinci CRD 2.2.1 on top of the cards: the client's configuration (which cards, how many,
+        whether coverage information is sent) and the coverage information on every fusion order."""
+        crd = read_configuration(request.raw)
+        response["cards"] = crd.limit_cards(response["cards"])
+        if crd.set_aside:
+            response["extension"][EVALUATION_EXTENSION_KEY]["configurationSetAside"] = list(crd.set_aside)
+        if not crd.coverage_info:
+            return
+        verdicts = [(o.case, verdict(o.results, o.choice.profile.required)) for o in outcomes]
+        actions = system_actions(verdicts, coverages, request.hook_instance,
+                                 self.dtr.questionnaire_canonical if self.dtr else None,
+                                 self.coverage_ledger, datetime.now(timezone.utc).date())
+        if actions:
+            response["systemActions"] = actions
+
+
+# ------------------------------------------------------------------ work limits of one call
+# One signed call could otherwise ask for hundreds of cases (minutes of engine time, megabytes of
+# cards). Over a limit the call is refused with 400 too-much-work: the orders are counted before
+# anything is fetched or evaluated, so the refusal comes at once.
+
+def _too_much(message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="too-much-work")
+
+
+def check_orders_limit(orders: int, config: Config) -> None:
+    if orders > config.max_orders_per_call:
+        raise _too_much(f"context.draftOrders holds {orders} orders this service checks; one call may hold at most "
+                        f"{config.max_orders_per_call}")
+
+
+def check_cases_limit(cases: int, config: Config) -> None:
+    if cases > config.max_cases_per_call:
+        raise _too_much(f"context.draftOrders describes {cases} surgical cases; one call may ask for at most "
+                        f"{config.max_cases_per_call}")
+
+
+def check_response_size(response: dict, config: Config) -> None:
+    size = len(json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > config.max_response_bytes:
+        raise _too_much(f"the cards for this call would take {size} bytes; the most one answer may take is "
+                        f"{config.max_response_bytes}")
