@@ -57,3 +57,24 @@ def test_generated_patients_agree(judge, data):
     cases = [patient_case(d, n) for n in range(BATCH)]
     report = judge.compare(cases)
     assert not report.disagreements, _fail(report)
+
+
+def test_the_documentation_library_agrees():
+    """The pack's DTR pre-population library (cql/lumbar-fusion/dtr/), which includes the criteria library
+    and passes its parameters on to it, on every fixture and 200 generated patients."""
+    from conftest import REPO
+    from tests.support.cql_judge import Case, fixture_cases
+    from tests.support.cql_patients import generate_cases
+
+    criteria, includes, valuesets = load_pack_files()
+    (dtr_file,) = sorted((REPO / "cql" / "lumbar-fusion" / "dtr" / "elm").glob("*.json"))
+    dtr = json.loads(dtr_file.read_text(encoding="utf-8"))
+    names = {p["name"] for p in dtr["library"]["parameters"]["def"]}
+    cases = [Case(c.name, c.resources, {k: v for k, v in c.parameters.items() if k in names}, c.patient_id)
+             for c in fixture_cases() + generate_cases(200, seed=9)]
+    judge = Judge(dtr, [criteria, *includes], valuesets, workers=2)
+    try:
+        report = judge.compare(cases)
+    finally:
+        judge.close()
+    assert report.defines > 200 * 10 and not report.disagreements, _fail(report)
