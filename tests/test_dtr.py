@@ -3,7 +3,7 @@ criteria's own CQL, and a completed QuestionnaireResponse read back as attested 
 import base64
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
@@ -115,7 +115,7 @@ def attested(app, client, status_code: str, quit_date: str | None) -> dict:
     answer = {"smoking-status": [{"valueCoding": {"system": SNOMED, "code": status_code}}],
               "quit-date": [{"valueDate": quit_date}] if quit_date else []}
     return complete(draft, answer, {"reference": "Practitioner/surgeon-1", "display": "Dr. Ana Ruiz"},
-                    "seed-dtr-1", when=datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc))
+                    "seed-dtr-1", when=datetime(2026, 11, 30, 9, 0))
 
 
 def test_a_completed_questionnaire_turns_nicotine_from_not_documented_to_met_attested(app, client):
