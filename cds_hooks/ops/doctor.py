@@ -225,7 +225,7 @@ def check_engine(config) -> Check:
         return Check("CQL engine", FAIL, f"{config.cql_engine}: {type(exc).__name__}: {_first_line(exc)}")
     try:
         engine.start()
-        runs_on = f"node {config.node_executable or find_node()}" if config.cql_engine == "reference" \
+        runs_on = f"node {find_node(config.node_executable)}" if config.cql_engine == "reference" \
             else "compiled, in process"
         fixture = Path(config.fixtures_root) / SEED_REQUEST
         body = json.loads(fixture.read_text(encoding="utf-8")) if fixture.is_file() else None

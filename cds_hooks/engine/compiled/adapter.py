@@ -95,15 +95,15 @@ class CompiledEngine:
         return [os.getpid()]
 
 
-def engine_for(setting: str | None = None, **reference_kwargs):
-    """The engine named by `setting` ("compiled" or "reference"); `reference_kwargs` go to CqlEngine."""
-    choice = (setting or "compiled").strip().lower()
+def engine_for(setting: str = "compiled", **reference_kwargs):
+    """`setting`: "compiled" or "reference" (the caller's setting; nothing here reads the environment)."""
+    choice = setting.strip().lower()
     if choice == "compiled":
         return CompiledEngine()
     if choice == "reference":
         from cds_hooks.engine.bridge import CqlEngine
         return CqlEngine(**reference_kwargs)
-    raise ValueError(f"CDS_CQL_ENGINE must be 'compiled' or 'reference', not {choice!r}")
+    raise ValueError(f"the CQL engine must be 'compiled' or 'reference', not {choice!r}")
 
 
 def engine_from_config(config, workers: int | None = None):
