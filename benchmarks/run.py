@@ -337,12 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         result["memory_by_server"] = {s.name: _memory_of(s, floor) for s in services}
         # Start-up again, twice more, for a spread (fresh processes, after the machine is warm).
         for _ in range(max(0, min(2, args.repeat - 1))):
-            extras = [(lambda port: floor_server(port, settings), "floor")]
-            extras += [((lambda e: lambda port: service_server(port, engine_settings[e], ENGINE_SERVERS[e]))(e),
-                        ENGINE_SERVERS[e]) for e in args.engines]
-            for make, key in extras:
-                extra = make(free_port()).start(workdir, SERVICE_PATH, probe)
-                result["startup"][key].append(extra.startup)
+            extras = [floor_server(free_port(), settings)]
+            extras += [service_server(free_port(), engine_settings[e], ENGINE_SERVERS[e]) for e in args.engines]
+            for extra in extras:
+                extra.start(workdir, SERVICE_PATH, probe)
+                result["startup"][extra.name].append(extra.startup)
                 extra.stop()
         result["shutdown_seconds"] = {s.name: s.stop() for s in servers}
         servers = []

@@ -344,13 +344,13 @@ class Compiler:
             self.lines.append(f"def {fname}(ctx):")
             self.lines.append(f"    if {name!r} in ctx.passed:")
             self.lines.append(f"        return ctx.params[{name!r}]")
-            self.lines.append(f"    c = ctx.cache")
+            self.lines.append("    c = ctx.cache")
             self.lines.append(f"    v = c.get({fname!r}, c)")
-            self.lines.append(f"    if v is not c:")
-            self.lines.append(f"        return v")
+            self.lines.append("    if v is not c:")
+            self.lines.append("        return v")
             self.lines.extend("    " + line for line in body)
             self.lines.append(f"    v = c[{fname!r}] = {expr}")
-            self.lines.append(f"    return v")
+            self.lines.append("    return v")
             self.lines.append("")
         return self.def_names[key]
 
@@ -1002,51 +1002,6 @@ class Compiler:
         p = node.get("precision")
         return f"{fn}({a}, {b}{', ' + repr(p.lower()) if p else ''})"
 
-    def x_SameAs(self, node, *a):
-        return self._relation("_same_as", node, *a, points_only=True)
-
-    def x_SameOrBefore(self, node, *a):
-        return self._relation("_same_or_before", node, *a, points_only=True)
-
-    def x_SameOrAfter(self, node, *a):
-        return self._relation("_same_or_after", node, *a, points_only=True)
-
-    def x_Before(self, node, *a):
-        return self._relation("_before", node, *a)
-
-    def x_After(self, node, *a):
-        return self._relation("_after", node, *a)
-
-    def x_Overlaps(self, node, *a):
-        return self._relation("_overlaps", node, *a)
-
-    def x_OverlapsBefore(self, node, *a):
-        return self._relation("_overlaps_before", node, *a)
-
-    def x_OverlapsAfter(self, node, *a):
-        return self._relation("_overlaps_after", node, *a)
-
-    def x_Meets(self, node, *a):
-        return self._relation("_meets", node, *a)
-
-    def x_MeetsBefore(self, node, *a):
-        return self._relation("_meets_before", node, *a)
-
-    def x_MeetsAfter(self, node, *a):
-        return self._relation("_meets_after", node, *a)
-
-    def x_Includes(self, node, *a):
-        return self._relation("_includes", node, *a)
-
-    def x_IncludedIn(self, node, *a):
-        return self._relation("_includes", node, *a, swap=True)
-
-    def x_ProperIncludes(self, node, *a):
-        return self._relation("_proper_includes", node, *a)
-
-    def x_ProperIncludedIn(self, node, *a):
-        return self._relation("_proper_includes", node, *a, swap=True)
-
     def x_Width(self, node, unit, scope, pre, depth):
         return f"_width({self.arg1(node, unit, scope, pre, depth)})"
 
@@ -1266,3 +1221,33 @@ class Compiler:
     def _next(self):
         self.n += 1
         return self.n
+
+
+# Date/time and interval relations: ELM node -> (runtime function, operands swapped, points only).
+_RELATIONS = {
+    "SameAs": ("_same_as", False, True),
+    "SameOrBefore": ("_same_or_before", False, True),
+    "SameOrAfter": ("_same_or_after", False, True),
+    "Before": ("_before", False, False),
+    "After": ("_after", False, False),
+    "Overlaps": ("_overlaps", False, False),
+    "OverlapsBefore": ("_overlaps_before", False, False),
+    "OverlapsAfter": ("_overlaps_after", False, False),
+    "Meets": ("_meets", False, False),
+    "MeetsBefore": ("_meets_before", False, False),
+    "MeetsAfter": ("_meets_after", False, False),
+    "Includes": ("_includes", False, False),
+    "IncludedIn": ("_includes", True, False),
+    "ProperIncludes": ("_proper_includes", False, False),
+    "ProperIncludedIn": ("_proper_includes", True, False),
+}
+
+
+def _relation_method(fn, swap, points_only):
+    def method(self, node, unit, scope, pre, depth):
+        return self._relation(fn, node, unit, scope, pre, depth, swap=swap, points_only=points_only)
+    return method
+
+
+for _name, (_fn, _swap, _points) in _RELATIONS.items():
+    setattr(Compiler, f"x_{_name}", _relation_method(_fn, _swap, _points))
