@@ -41,18 +41,21 @@ from .long_history import patient_bundle, requests_for
 REPO = Path(__file__).resolve().parents[1]
 
 
-def engine_calls(pack_id: str = "lumbar-fusion") -> tuple[object, list[tuple[str, dict]]]:
-    """(pack, [(name, call)]): the engine call of the first case of every fixture request."""
+def engine_calls(pack_id: str = "lumbar-fusion", requests: list[tuple[str, dict]] | None = None
+                 ) -> tuple[object, list[tuple[str, dict]]]:
+    """(pack, [(name, call)]): the engine call of the first case of every request in `requests`
+    ((name, body) pairs; by default every fixture request with full prefetch and the long-history patient)."""
     from cds_hooks.spine.derived_findings import derive as derive_findings
     from cds_hooks.pipeline.evaluation import Evaluator
 
     config = Config.development()
     pack = load_rule_packs(config.cql_root)[pack_id]
     evaluator = Evaluator(pack, engine=None, config=config)
-    requests = [(p.name.replace("-prefetch.json", ""), json.loads(p.read_text(encoding="utf-8")))
-                for p in sorted((REPO / "fhir_fixtures" / "requests").glob("*-prefetch.json"))
-                if not p.name.endswith("-no-prefetch.json")]
-    requests.append(("long-history", requests_for(patient_bundle(), "http://127.0.0.1:8090/fhir")[0]))
+    if requests is None:
+        requests = [(p.name.replace("-prefetch.json", ""), json.loads(p.read_text(encoding="utf-8")))
+                    for p in sorted((REPO / "fhir_fixtures" / "requests").glob("*-prefetch.json"))
+                    if not p.name.endswith("-no-prefetch.json")]
+        requests.append(("long-history", requests_for(patient_bundle(), "http://127.0.0.1:8090/fhir")[0]))
     calls = []
     for name, body in requests:
         hook_request = parse_hook_request(body, pack.hook)

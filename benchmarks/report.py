@@ -162,3 +162,85 @@ def targets_table(rows: list[dict], markdown: bool = False) -> str:
             cells[1] += f" ({r['note']})"
         lines.append(("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells))
     return "\n".join(lines)
+
+
+# The compiled engine's targets (docs/performance.md, "Compiled CQL"): the service on the compiled engine,
+# the reference engine's service beside it in the same run.
+ENGINE_SPEEDUP = 10.0
+CPU_RATIO = 10.0
+PREFETCH_RATIO = 8.0
+THROUGHPUT_16 = 150.0
+P95_64 = 0.500
+LONG_HISTORY_RATIO = 3.0
+FAST_PATH_RATIO = 2.0
+RSS_PER_WORKER = 150 * 1024 * 1024
+
+
+def engine_targets(summary: dict) -> list[dict]:
+    """Each target with the compiled service's number, the reference service's, and whether the compiled
+    one meets it. A target whose scenario was not run is left out."""
+    seq, sweep = summary["scenarios"], summary.get("sweep", {})
+    stages = summary.get("stages_by_server") or {}
+    memory = summary.get("memory_by_server") or {}
+    out: list[dict] = []
+
+    def add(name, compiled, reference, limit, unit, met, note=""):
+        out.append({"target": name, "compiled": compiled, "reference": reference, "limit": limit, "unit": unit,
+                    "met": bool(met), "note": note})
+
+    def med(d, *keys):
+        for k in keys:
+            if d is None or k not in d:
+                return None
+            d = d[k]
+        return d.get("median") if isinstance(d, dict) else d
+
+    seed_c, seed_r = stages.get("service", {}).get("seed-prefetch"), stages.get("reference", {}).get("seed-prefetch")
+    if seed_c and seed_r:
+        speedup = seed_r["engine"] / seed_c["engine"]
+        add("engine stage, seed: compiled ≥ 10× faster than the reference", speedup, 1.0, ENGINE_SPEEDUP, "×",
+            speedup >= ENGINE_SPEEDUP, f"engine stage {seed_c['engine'] * MS:.2f} ms vs {seed_r['engine'] * MS:.2f} ms")
+    if "seed-prefetch" in seq:
+        sc = seq["seed-prefetch"]
+        cpu_c, cpu_r = med(sc, "ratio_cpu"), med(sc, "ratio_cpu_reference")
+        add("CPU per seed call (all server processes) ≤ 10× the floor's", cpu_c, cpu_r, CPU_RATIO, "×",
+            cpu_c is not None and cpu_c <= CPU_RATIO)
+        p_c, p_r = med(sc, "ratio_p50"), med(sc, "ratio_p50_reference")
+        add("seed, full prefetch: p50 ≤ 8× floor (durable audit write included)", p_c, p_r, PREFETCH_RATIO, "×",
+            p_c is not None and p_c <= PREFETCH_RATIO)
+    if "16" in sweep:
+        t_c, t_r = med(sweep["16"], "service", "throughput"), med(sweep["16"], "reference", "throughput")
+        add("seed evaluations/s at 16 clients ≥ 150", t_c, t_r, THROUGHPUT_16, "req/s",
+            t_c is not None and t_c >= THROUGHPUT_16)
+    if "64" in sweep:
+        q_c, q_r = med(sweep["64"], "service", "p95"), med(sweep["64"], "reference", "p95")
+        add("p95 at 64 clients < 500 ms", None if q_c is None else q_c * MS, None if q_r is None else q_r * MS,
+            P95_64 * MS, "ms", q_c is not None and q_c < P95_64)
+    if "long-history" in seq:
+        sc = seq["long-history"]
+        l_c, l_r = med(sc, "ratio_p50"), med(sc, "ratio_p50_reference")
+        add("long history: p50 ≤ 3× its floor", l_c, l_r, LONG_HISTORY_RATIO, "×", l_c is not None and l_c <= LONG_HISTORY_RATIO)
+    if "fast-path" in seq:
+        sc = seq["fast-path"]
+        f_c, f_r = med(sc, "ratio_p50"), med(sc, "ratio_p50_reference")
+        add("fast path: p50 ≤ 2× floor", f_c, f_r, FAST_PATH_RATIO, "×", f_c is not None and f_c <= FAST_PATH_RATIO)
+    if memory.get("service"):
+        r_c = memory["service"]["largest_worker_with_engine_peak"] / 2**20
+        r_r = memory["reference"]["largest_worker_with_engine_peak"] / 2**20 if memory.get("reference") else None
+        add("RSS per worker, everything included ≤ 150 MB", r_c, r_r, RSS_PER_WORKER / 2**20, "MB",
+            r_c <= RSS_PER_WORKER / 2**20, "peak RSS of a gunicorn worker plus its engine processes")
+    return out
+
+
+def engine_targets_table(rows: list[dict], markdown: bool = False) -> str:
+    def num(v):
+        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+    lines = ["| target | compiled | reference | limit | met (compiled) |", "|---|---|---|---|---|"] if markdown else []
+    for r in rows:
+        cells = [r["target"], f"{num(r['compiled'])} {r['unit']}", f"{num(r['reference'])} {r['unit']}",
+                 f"{num(r['limit'])} {r['unit']}", "yes" if r["met"] else "no"]
+        if r["note"]:
+            cells[0] += f" ({r['note']})"
+        lines.append(("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells))
+    return "\n".join(lines)

@@ -13,6 +13,10 @@ Scenarios (each measured on the service and on the floor with the same body, in 
 - long-history-no-prefetch: the same patient fetched from the FHIR server;
 - concurrency: the seed case with full prefetch at 1, 4, 16 and 64 clients, for a fixed time.
 
+The service runs once per CQL engine (`--engines`, default both): "service" is the compiled engine (the
+default, CDS_CQL_ENGINE=compiled), "reference" the reference engine (cql-execution in Node workers), each
+with the same settings, measured side by side with the floor in every repeat.
+
 Latency runs use one client and `--requests` requests after a warm-up; every run reads the server's
 CPU time (master, workers and engine processes) before and after. Writes benchmarks/results/<time>.json
 (and latest.json), prints the table and the targets.
@@ -39,6 +43,8 @@ from .servers import REPO, Server, floor_server, free_port, service_server
 FIXTURES = REPO / "fhir_fixtures"
 RESULTS = REPO / "benchmarks" / "results"
 SERVICE_PATH = "/cds-services/lumbar-fusion"
+# The service's server name for each CQL engine it runs with (CDS_CQL_ENGINE).
+ENGINE_SERVERS = {"compiled": "service", "reference": "reference"}
 SEQUENTIAL = ["fast-path", "seed-prefetch", "seed-no-prefetch", "long-history", "long-history-no-prefetch"]
 NEEDS_FHIR = {"seed-no-prefetch", "long-history-no-prefetch"}
 TITLES = {
@@ -231,6 +237,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (CDS_SERVER_WORKERS)")
     p.add_argument("--threads", type=int, default=4, help="gthread threads per worker (CDS_SERVER_THREADS)")
     p.add_argument("--engine-workers", type=int, default=1, help="CQL engine processes per worker (CDS_ENGINE_WORKERS)")
+    p.add_argument("--engines", default="compiled,reference",
+                   help="CQL engines to run the service with, side by side (compiled = 'service', reference = 'reference')")
     p.add_argument("--setting", action="append", default=[], metavar="CDS_NAME=value",
                    help="more service settings (e.g. for a trusted test issuer)")
     p.add_argument("--header", action="append", default=[], metavar="'Name: value'",
@@ -249,6 +257,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.sweep_clients = [int(x) for x in args.sweep_clients.split(",") if x.strip()]
+    args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if not args.engines or set(args.engines) - set(ENGINE_SERVERS):
+        p.error("--engines takes compiled and/or reference")
     return args
 
 
@@ -287,20 +298,28 @@ def main(argv: list[str] | None = None) -> int:
         bodies = _bodies(workdir, fhir.base_url if fhir else None)
         probe = bodies["seed-prefetch"].read_bytes()
 
-        log("starting the floor and the service (production server configuration)")
+        log(f"starting the floor and the service with the {' and the '.join(args.engines)} CQL engine "
+            "(production server configuration)")
+        engine_settings = {e: {**settings, "CDS_CQL_ENGINE": e} for e in args.engines}
         floor = floor_server(free_port(), settings).start(workdir, SERVICE_PATH, probe)
-        service = service_server(free_port(), settings).start(workdir, SERVICE_PATH, probe)
-        servers = [floor, service]
-        result["startup"] = {"floor": [floor.startup], "service": [service.startup]}
+        services = [service_server(free_port(), engine_settings[e], ENGINE_SERVERS[e]).start(workdir, SERVICE_PATH, probe)
+                    for e in args.engines]
+        service = services[0]
+        servers = [floor, *services]
+        result["engines"] = {ENGINE_SERVERS[e]: e for e in args.engines}
+        result["startup"] = {s.name: [s.startup] for s in servers}
 
         checks = {name: _check(service, bodies[name], args.header) for name in SEQUENTIAL
                   if name in args.scenarios or name == "seed-prefetch"}
         result["checks"] = checks
+        # Both engines must give the same answer before their speeds are compared.
+        result["checks_agree"] = all(
+            _check(other, bodies[name], args.header) == checks[name] for other in services[1:] for name in checks)
 
-        runs: dict = {name: {"service": [], "floor": []} for name in SEQUENTIAL if name in args.scenarios}
+        runs: dict = {name: {s.name: [] for s in servers} for name in SEQUENTIAL if name in args.scenarios}
         sweep: dict = {}
         for rep in range(args.repeat):
-            order = [floor, service] if rep % 2 == 0 else [service, floor]
+            order = servers if rep % 2 == 0 else servers[::-1]
             for name in runs:
                 for server in order:
                     log(f"repeat {rep + 1}/{args.repeat}: {name} on the {server.name}")
@@ -308,27 +327,21 @@ def main(argv: list[str] | None = None) -> int:
                                                          600.0, args.warmup, args.header))
             if "concurrency" in args.scenarios:
                 for clients in args.sweep_clients:
-                    level = sweep.setdefault(str(clients), {"service": [], "floor": []})
+                    level = sweep.setdefault(str(clients), {s.name: [] for s in servers})
                     for server in order:
                         log(f"repeat {rep + 1}/{args.repeat}: {clients} clients on the {server.name}")
                         level[server.name].append(_load(server, SERVICE_PATH, bodies["seed-prefetch"], clients,
                                                         10 ** 9, args.sweep_duration, 3, args.header))
 
-        service_workers = service.workers()
-        floor_workers = floor.workers()
-        result["memory"] = {
-            "service_workers": service_workers,
-            "service_master": service.master_memory(),
-            "floor_workers": floor_workers,
-            "largest_process_peak": max([w["peak_rss"] for w in service_workers]
-                                        + [x for w in service_workers for x in w["engine_peak_rss"]]),
-            "largest_worker_with_engine_peak": max(w["peak_rss_with_engine"] for w in service_workers),
-        }
+        result["memory"] = _memory_of(service, floor)
+        result["memory_by_server"] = {s.name: _memory_of(s, floor) for s in services}
         # Start-up again, twice more, for a spread (fresh processes, after the machine is warm).
         for _ in range(max(0, min(2, args.repeat - 1))):
-            for make, key in ((floor_server, "floor"), (service_server, "service")):
-                extra = make(free_port(), settings).start(workdir, SERVICE_PATH, probe)
-                result["startup"][key].append(extra.startup)
+            extras = [floor_server(free_port(), settings)]
+            extras += [service_server(free_port(), engine_settings[e], ENGINE_SERVERS[e]) for e in args.engines]
+            for extra in extras:
+                extra.start(workdir, SERVICE_PATH, probe)
+                result["startup"][extra.name].append(extra.startup)
                 extra.stop()
         result["shutdown_seconds"] = {s.name: s.stop() for s in servers}
         servers = []
@@ -343,12 +356,16 @@ def main(argv: list[str] | None = None) -> int:
         from .stages import StageProbe
 
         stage_settings = {k: v for k, v in settings.items() if k != "CDS_ENGINE_WORKERS"}
-        probe_app = StageProbe({**stage_settings, "CDS_ENGINE_WORKERS": "1"})
-        try:
-            result["stages"] = {name: probe_app.measure("lumbar-fusion", bodies[name].read_bytes(), args.stage_calls)
-                                for name in runs}
-        finally:
-            probe_app.close()
+        result["stages_by_server"] = {}
+        for e in args.engines:
+            probe_app = StageProbe({**stage_settings, "CDS_ENGINE_WORKERS": "1", "CDS_CQL_ENGINE": e})
+            try:
+                result["stages_by_server"][ENGINE_SERVERS[e]] = {
+                    name: probe_app.measure("lumbar-fusion", bodies[name].read_bytes(), args.stage_calls)
+                    for name in runs}
+            finally:
+                probe_app.close()
+        result["stages"] = result["stages_by_server"][ENGINE_SERVERS[args.engines[0]]]
     finally:
         for s in servers:
             s.stop()
@@ -360,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = _summarize(result)
     result["summary"] = summary
     result["targets"] = report.targets(summary)
+    result["engine_targets"] = report.engine_targets(summary)
     result["machine"]["load_average_at_end"] = os.getloadavg()
     result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -372,6 +390,17 @@ def main(argv: list[str] | None = None) -> int:
     print(render(result, markdown=args.markdown))
     print(f"\nJSON: {out}")
     return 0
+
+
+def _memory_of(service: Server, floor: Server) -> dict:
+    workers = service.workers()
+    return {
+        "service_workers": workers,
+        "service_master": service.master_memory(),
+        "floor_workers": floor.workers(),
+        "largest_process_peak": max([w["peak_rss"] for w in workers] + [x for w in workers for x in w["engine_peak_rss"]]),
+        "largest_worker_with_engine_peak": max(w["peak_rss_with_engine"] for w in workers),
+    }
 
 
 def _json_default(o):
@@ -391,27 +420,28 @@ def _nan_to_none(value):
 def _summarize(result: dict) -> dict:
     scenarios = {}
     for name, by_server in result["runs"].items():
-        scenarios[name] = {
-            "title": TITLES[name],
-            "service": report.combine(by_server["service"]),
-            "floor": report.combine(by_server["floor"]),
-            "ratio_p50": report.ratios(by_server["service"], by_server["floor"], "p50"),
-            "ratio_p99": report.ratios(by_server["service"], by_server["floor"], "p99"),
-        }
+        scenarios[name] = {"title": TITLES[name], "floor": report.combine(by_server["floor"])}
+        for server in (s for s in by_server if s != "floor"):
+            suffix = "" if server == "service" else f"_{server}"
+            scenarios[name][server] = report.combine(by_server[server])
+            scenarios[name]["ratio_p50" + suffix] = report.ratios(by_server[server], by_server["floor"], "p50")
+            scenarios[name]["ratio_p99" + suffix] = report.ratios(by_server[server], by_server["floor"], "p99")
+            scenarios[name]["ratio_cpu" + suffix] = report.ratios(by_server[server], by_server["floor"], "cpu_per_request")
     sweep = {}
     for level, by_server in result["sweep_runs"].items():
-        sweep[level] = {
-            "service": report.combine(by_server["service"]),
-            "floor": report.combine(by_server["floor"]),
-            "ratio_p50": report.ratios(by_server["service"], by_server["floor"], "p50"),
-            "ratio_throughput": report.ratios(by_server["service"], by_server["floor"], "throughput"),
-        }
+        sweep[level] = {"floor": report.combine(by_server["floor"])}
+        for server in (s for s in by_server if s != "floor"):
+            suffix = "" if server == "service" else f"_{server}"
+            sweep[level][server] = report.combine(by_server[server])
+            sweep[level]["ratio_p50" + suffix] = report.ratios(by_server[server], by_server["floor"], "p50")
+            sweep[level]["ratio_throughput" + suffix] = report.ratios(by_server[server], by_server["floor"], "throughput")
     startup = {k: {m: report.median_spread([s[m] for s in v]) for m in ("first_200_discovery", "first_200_call")}
                for k, v in result["startup"].items()}
     return {
         "scenarios": scenarios, "sweep": sweep, "startup": startup,
         "memory": result.get("memory"), "fhir_searches": result.get("fhir_searches"),
-        "stages": result.get("stages"),
+        "stages": result.get("stages"), "engines": result.get("engines", {"service": "compiled"}),
+        "memory_by_server": result.get("memory_by_server"), "stages_by_server": result.get("stages_by_server"),
     }
 
 
@@ -430,21 +460,28 @@ def render(result: dict, markdown: bool = False) -> str:
             "p50 / floor": report.fmt_spread(fix(ratio), scale=1, digits=2) if ratio else "",
         }
 
+    label = {k: f"{k} ({v})" for k, v in s.get("engines", {}).items()}
     for name, sc in s["scenarios"].items():
-        rows.append(row(name, "service", 1, sc["service"], sc["ratio_p50"]))
+        for server in (k for k in sc if k in label):
+            suffix = "" if server == "service" else f"_{server}"
+            rows.append(row(name, label[server], 1, sc[server], sc["ratio_p50" + suffix]))
         rows.append(row(name, "floor", 1, sc["floor"]))
     for level, sw in s["sweep"].items():
-        rows.append(row("concurrency", "service", level, sw["service"], sw["ratio_p50"]))
+        for server in (k for k in sw if k in label):
+            suffix = "" if server == "service" else f"_{server}"
+            rows.append(row("concurrency", label[server], level, sw[server], sw["ratio_p50" + suffix]))
         rows.append(row("concurrency", "floor", level, sw["floor"]))
     parts = ["Latency and throughput (median of repeats, (min–max) across repeats):",
              report.table(rows, markdown)]
-    if s.get("stages"):
-        stage_rows = ["", "Per-stage median, ms (in process):"]
+    for server, stages in (s.get("stages_by_server") or {"service": s.get("stages")}).items():
+        if not stages:
+            continue
+        stage_rows = ["", f"Per-stage median, ms (in process), {label.get(server, server)}:"]
         names = ("parse", "orders", "data", "report_text", "engine", "cards", "respond", "total",
                  "engine.prepare", "engine.transport", "engine.parse", "engine.cql")
         if markdown:
             stage_rows += ["| scenario | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for name, st in s["stages"].items():
+        for name, st in stages.items():
             cells = [f"{st[k] * report.MS:.2f}" if k in st else "—" for k in names]
             stage_rows.append(("| " + " | ".join([name] + cells) + " |") if markdown
                               else f"  {name:28s} " + "  ".join(f"{k}={c}" for k, c in zip(names, cells)))
@@ -453,14 +490,17 @@ def render(result: dict, markdown: bool = False) -> str:
     mem = s.get("memory") or {}
     parts += ["", "Start-up (process start -> first 200 on a full-prefetch call), s: "
               + ", ".join(f"{k} {report.fmt_spread(fix(v['first_200_call']), scale=1, digits=2)}" for k, v in st.items())]
-    if mem:
-        parts.append("Peak RSS per service worker, MB: " + ", ".join(
-            f"worker {w['peak_rss'] / 2**20:.0f} + engine {'+'.join(f'{x / 2**20:.0f}' for x in w['engine_peak_rss'])}"
-            f" = {w['peak_rss_with_engine'] / 2**20:.0f}" for w in mem["service_workers"]))
+    for server, m in (s.get("memory_by_server") or ({"service": mem} if mem else {})).items():
+        parts.append(f"Peak RSS per worker, {label.get(server, server)}, MB: " + ", ".join(
+            f"worker {w['peak_rss'] / 2**20:.0f} + engine {'+'.join(f'{x / 2**20:.0f}' for x in w['engine_peak_rss']) or '0'}"
+            f" = {w['peak_rss_with_engine'] / 2**20:.0f}" for w in m["service_workers"]))
     if s.get("fhir_searches"):
         fs = s["fhir_searches"]["seed"]
         parts.append(f"FHIR searches (seed, sequential, p50): slowest {fs['slowest']} {fs['slowest_p50'] * report.MS:.1f} ms,"
                      f" all {len(fs['per_query_p50'])} together {fs['sum_p50'] * report.MS:.1f} ms")
     parts.append(f"Authentication: {result['authentication']}")
     parts += ["", "Targets:", report.targets_table(result["targets"], markdown)]
+    if result.get("engine_targets"):
+        parts += ["", "Compiled engine targets (compiled and reference engine, side by side, this run):",
+                  report.engine_targets_table(result["engine_targets"], markdown)]
     return "\n".join(parts)

@@ -173,9 +173,9 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def service_server(port: int, settings: dict[str, str]) -> Server:
+def service_server(port: int, settings: dict[str, str], name: str = "service") -> Server:
     cli = str(Path(sys.executable).parent / "cds-hooks")
-    return Server("service", [cli, "serve", "--production", "--host", "127.0.0.1", "--port", str(port)],
+    return Server(name, [cli, "serve", "--production", "--host", "127.0.0.1", "--port", str(port)],
                   server_env(settings), port)
 
 

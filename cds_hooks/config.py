@@ -112,6 +112,9 @@ class Config(BaseSettings):
     cql_root: Path = Field(REPO_ROOT / "cql", description="Folder of rule packs")
     rule_packs: list[str] = Field(default_factory=list, description="Rule pack folder names to serve; all when empty")
     # CQL engine.
+    cql_engine: Literal["compiled", "reference"] = Field(
+        "compiled", description="CQL engine: 'compiled' (the packs' ELM compiled to Python at load, run in the "
+                                "service process) or 'reference' (cql-execution in Node.js workers)")
     node_executable: str | None = Field(None, description="Node.js executable; auto-detected when empty")
     engine_workers: int = Field(2, ge=1, description="Node.js engine workers per service process")
     engine_timeout: float = Field(10.0, gt=0, description="Seconds one CQL evaluation may take")

@@ -16,6 +16,7 @@ os.environ["CDS_VAR_DIR"] = tempfile.mkdtemp(prefix="fusion-cds-test-var-")
 from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.engine.compiled import engine_from_config
 from support.jwt_issuer import JwksServer, Signer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,16 @@ def checkout_var_untouched():
 
 @pytest.fixture(scope="session")
 def engine():
+    """The engine the service runs by default (compiled); CDS_CQL_ENGINE=reference runs the suite on
+    cql-execution instead."""
+    eng = engine_from_config(Config(engine_timeout=20.0), workers=2)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def reference_engine():
+    """cql-execution in Node workers, for the tests about those workers."""
     eng = CqlEngine(workers=2, timeout=20.0)
     yield eng
     eng.close()

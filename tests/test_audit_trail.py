@@ -186,3 +186,51 @@ def test_a_call_is_found_by_call_id_card_suggestion_or_hook_instance(audit_clien
     for ident in (call_id, card["uuid"], card["suggestions"][1]["uuid"], seed_request["hookInstance"]):
         assert audit_store.find_calls(ident) == [call_id], ident
     assert audit_store.find_calls("nothing-like-it") == []
+
+
+# ------------------------------------------------------------------ when the commit waits for the disk
+
+def _durability_of_each_write(audit_app, monkeypatch):
+    from cds_hooks.web.recording import recorder_of
+
+    store = recorder_of(audit_app).store
+    seen, real = [], store.record_call
+    monkeypatch.setattr(store, "record_call", lambda rec, durable=True: seen.append(durable) or real(rec, durable))
+    return seen
+
+
+def test_a_call_that_returns_a_card_waits_for_its_audit_commit_to_reach_the_disk(audit_app, audit_client, audit_store,
+                                                                                 seed_request, monkeypatch):
+    seen = _durability_of_each_write(audit_app, monkeypatch)
+    call(audit_client, seed_request)
+    assert seen == [True]
+    assert the_call(audit_store, seed_request["hookInstance"])["card_count"] == 1
+
+
+def test_a_call_that_returns_no_card_is_still_recorded_without_waiting_for_the_disk(audit_app, audit_client,
+                                                                                   audit_store, monkeypatch):
+    from conftest import request_fixture
+
+    seen = _durability_of_each_write(audit_app, monkeypatch)
+    body = request_fixture("non-fusion")
+    assert call(audit_client, body) == {"cards": []}
+    assert seen == [False]
+    row = the_call(audit_store, body["hookInstance"])
+    assert row["status"] == 200 and row["card_count"] == 0
+
+
+def test_a_write_that_does_not_wait_leaves_its_connection_waiting_again(audit_store):
+    from cds_hooks.audit.database import commit_durability, is_sqlite
+
+    if not is_sqlite(audit_store.engine):  # PostgreSQL: SET LOCAL ends with the transaction
+        with commit_durability(audit_store.engine, durable=False) as conn, conn.begin():
+            from cds_hooks.audit.database import relax_transaction
+            relax_transaction(conn)
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        with audit_store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        return
+    with commit_durability(audit_store.engine, durable=False) as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again

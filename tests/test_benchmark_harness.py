@@ -28,7 +28,9 @@ def test_the_harness_measures_the_fast_path_against_the_floor(tmp_path):
     assert summary["scenarios"]["fast-path"]["ratio_p50"]["median"] > 0
     assert summary["startup"]["service"]["first_200_call"]["median"] > 0
     assert summary["stages"]["fast-path"]["parse"] > 0
-    workers = result["memory"]["service_workers"]
+    workers = result["memory_by_server"]["service"]["service_workers"]  # the compiled engine: no Node process
+    assert len(workers) == 2 and all(w["peak_rss"] > 0 and w["engine_peak_rss"] == [] for w in workers)
+    workers = result["memory_by_server"]["reference"]["service_workers"]
     assert len(workers) == 2 and all(w["peak_rss"] > 0 and len(w["engine_peak_rss"]) == 1 for w in workers)
     assert result["checks"]["fast-path"] == {"status": 200, "cards": 0, "criteria": []}
     assert result["checks"]["seed-prefetch"]["cards"] == 1
@@ -36,6 +38,12 @@ def test_the_harness_measures_the_fast_path_against_the_floor(tmp_path):
     assert all(isinstance(t["met"], bool) for t in result["targets"])
     assert result["authentication"] == "disabled"
     assert "fast-path" in run.stdout and "Targets:" in run.stdout
+    assert result["engines"] == {"service": "compiled", "reference": "reference"} and result["checks_agree"]
+    reference = result["runs"]["fast-path"]["reference"][0]
+    assert reference["requests"] == 10 and reference["errors"] == 0
+    assert {t["target"] for t in result["engine_targets"]} >= {"fast path: p50 ≤ 2× floor",
+                                                                 "RSS per worker, everything included ≤ 150 MB"}
+    assert summary["stages_by_server"]["reference"]["fast-path"]["parse"] > 0
 
 
 def test_percentiles_are_nearest_rank():

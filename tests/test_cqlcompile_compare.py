@@ -1,6 +1,7 @@
 """The judge: every define, reference engine (cql-execution as published) vs the compiled evaluator.
 
-Fixtures (every *-prefetch.json request and the long-history patient, each with parameter variants) always;
+Fixtures (every *-prefetch.json request and the long-history patient) and the adversarial corpus
+(fhir_fixtures/corpus/lumbar-fusion/requests), each with parameter variants, always;
 generated patients (hypothesis, batches of 50 through two reference workers) under the `cqlcompare` mark:
 CQLCOMPARE_PATIENTS sets how many (default 2000, about a minute on 2 cores).
 """
@@ -10,7 +11,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.support.cql_judge import Judge, all_fixture_case_variants, load_pack_files
+from tests.support.cql_judge import Judge, all_fixture_case_variants, corpus_cases, load_pack_files
 from tests.support.cql_patients import HypothesisDraw, patient_case
 
 BATCH = 50
@@ -36,6 +37,14 @@ def test_fixtures_agree(judge):
     assert not report.disagreements, _fail(report)
 
 
+def test_the_adversarial_corpus_agrees(judge):
+    cases = corpus_cases()
+    assert len(cases) >= 50  # every request of fhir_fixtures/corpus/lumbar-fusion/ that orders a fusion
+    report = judge.compare(all_fixture_case_variants(cases))
+    assert report.errors_both == 0 and report.defines > 50 * 5 * 30, report.summary()
+    assert not report.disagreements, _fail(report)
+
+
 PATIENTS = int(os.environ.get("CQLCOMPARE_PATIENTS", "2000"))
 
 
@@ -48,3 +57,24 @@ def test_generated_patients_agree(judge, data):
     cases = [patient_case(d, n) for n in range(BATCH)]
     report = judge.compare(cases)
     assert not report.disagreements, _fail(report)
+
+
+def test_the_documentation_library_agrees():
+    """The pack's DTR pre-population library (cql/lumbar-fusion/dtr/), which includes the criteria library
+    and passes its parameters on to it, on every fixture and 200 generated patients."""
+    from conftest import REPO
+    from tests.support.cql_judge import Case, fixture_cases
+    from tests.support.cql_patients import generate_cases
+
+    criteria, includes, valuesets = load_pack_files()
+    (dtr_file,) = sorted((REPO / "cql" / "lumbar-fusion" / "dtr" / "elm").glob("*.json"))
+    dtr = json.loads(dtr_file.read_text(encoding="utf-8"))
+    names = {p["name"] for p in dtr["library"]["parameters"]["def"]}
+    cases = [Case(c.name, c.resources, {k: v for k, v in c.parameters.items() if k in names}, c.patient_id)
+             for c in fixture_cases() + generate_cases(200, seed=9)]
+    judge = Judge(dtr, [criteria, *includes], valuesets, workers=2)
+    try:
+        report = judge.compare(cases)
+    finally:
+        judge.close()
+    assert report.defines > 200 * 10 and not report.disagreements, _fail(report)

@@ -13,8 +13,8 @@ def _lib(statements, params=None):
 
 
 def test_unsupported_construct_fails_at_load_naming_it():
-    elm = _lib([{"name": "X", "context": "Patient", "expression": {"type": "Message", "source": {"type": "Null"}}}])
-    with pytest.raises(UnsupportedElm, match=r"Message in T\.X"):
+    elm = _lib([{"name": "X", "context": "Patient", "expression": {"type": "Collapse", "operand": [{"type": "Null"}]}}])
+    with pytest.raises(UnsupportedElm, match=r"Collapse in T\.X"):
         CompiledLibrary.load(elm)
 
 

@@ -111,3 +111,52 @@ def test_the_record_itself_is_not_changed():
     before = copy.deepcopy(resources)
     derive(resources)
     assert resources == before
+
+
+# ------------------------------------------------------------------ memoised by the report's text
+
+def test_the_same_report_text_is_read_once_and_gives_the_same_observations(monkeypatch):
+    from cds_hooks.spine import derived_findings
+
+    memo = derived_findings._FindingsMemo(8)
+    reads = []
+    real = derived_findings.extract_report
+    monkeypatch.setattr(derived_findings, "_memo", memo)
+    monkeypatch.setattr(derived_findings, "extract_report", lambda parts, dynamic: reads.append(1) or real(parts, dynamic))
+    first, second = derive(seed_resources()), derive(seed_resources())
+    assert first == second and first
+    assert len(reads) == 1 and len(memo) == 1
+
+
+def test_a_changed_report_text_is_read_again(monkeypatch):
+    from cds_hooks.spine import derived_findings
+
+    monkeypatch.setattr(derived_findings, "_memo", derived_findings._FindingsMemo(8))
+    resources = seed_resources()
+    before = derive(resources)
+    changed = copy.deepcopy(resources)
+    report_of(changed)["conclusion"] = "Severe central canal stenosis at L3-L4."
+    after = derive(changed)
+    assert after != before and any(o["bodySite"]["coding"][0]["code"] == "L3-L4" for o in after)
+
+
+def test_the_memo_keeps_only_the_most_recently_used_reports():
+    from cds_hooks.spine.derived_findings import _FindingsMemo
+
+    memo = _FindingsMemo(2)
+    parts = [[("conclusion", f"Mild stenosis at L{n}-L{n + 1}.", "text/plain", "impression")] for n in (1, 2, 3)]
+    memo.findings(parts[0], False)
+    memo.findings(parts[1], False)
+    memo.findings(parts[0], False)  # used again: the oldest is now parts[1]
+    memo.findings(parts[2], False)
+    assert len(memo) == 2
+    assert memo.key(parts[0], False) in memo._entries and memo.key(parts[1], False) not in memo._entries
+
+
+def test_the_memo_key_is_a_hash_and_tells_static_from_dynamic_reading():
+    from cds_hooks.spine.derived_findings import _FindingsMemo
+
+    parts = [("conclusion", "Grade 1 anterolisthesis of L4 on L5.", "text/plain", "impression")]
+    key = _FindingsMemo.key(parts, False)
+    assert len(key) == 32 and b"anterolisthesis" not in key
+    assert key != _FindingsMemo.key(parts, True)

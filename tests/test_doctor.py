@@ -105,11 +105,34 @@ def test_no_secret_is_printed(settings):
 
 # ------------------------------------------------------------------ each check
 
-def test_the_engine_check_evaluates_the_seed_fixture(settings):
-    assert checks(settings, engine=True)["CQL engine"][0] == PASS
+@pytest.mark.parametrize("cql_engine", ["compiled", "reference"])
+def test_the_engine_check_evaluates_the_seed_fixture(settings, cql_engine):
+    settings["cql_engine"] = cql_engine
+    status, detail = checks(settings, engine=True)["CQL engine"]
+    assert status == PASS and "seed fixture -> 1 card(s)" in detail
 
 
-def test_an_engine_that_cannot_start_fails(settings):
+def test_the_engine_check_names_the_engine_it_ran(settings):
+    assert checks(settings, engine=True)["CQL engine"][1].startswith("compiled, in process")
+
+
+def test_a_library_the_compiled_engine_cannot_compile_fails_the_check(settings, tmp_path):
+    import shutil
+
+    packs = tmp_path / "cql"
+    shutil.copytree(REPO / "cql", packs)
+    elm_file = next((packs / "lumbar-fusion" / "elm").glob("*.json"))
+    elm = json.loads(elm_file.read_text(encoding="utf-8"))
+    elm["library"]["statements"]["def"].append(
+        {"name": "Unsupported", "context": "Patient", "expression": {"type": "Unknown Construct"}})
+    elm_file.write_text(json.dumps(elm), encoding="utf-8")
+    settings["cql_root"] = str(packs)
+    status, detail = checks(settings, engine=True)["CQL engine"]
+    assert status == FAIL and "UnsupportedElm" in detail and "Unknown Construct" in detail
+
+
+def test_a_reference_engine_that_cannot_start_fails(settings):
+    settings["cql_engine"] = "reference"
     settings["node_executable"] = "/bin/false"
     status, detail = checks(settings, engine=True)["CQL engine"]
     assert status == FAIL and "EngineError" in detail

@@ -19,7 +19,7 @@ def worker_command_lines(config: Config) -> list[str]:
 
 
 def test_workers_get_the_configured_heap_limit():
-    lines = worker_command_lines(Config.development(engine_workers=1, engine_heap_mb=160))
+    lines = worker_command_lines(Config.development(cql_engine="reference", engine_workers=1, engine_heap_mb=160))
     assert len(lines) == 1 and "--max-old-space-size=160" in lines[0]
 
 
@@ -28,5 +28,5 @@ def test_the_default_limit_is_192_mb():
 
 
 def test_an_empty_limit_leaves_v8_its_own():
-    lines = worker_command_lines(Config.development(engine_workers=1, engine_heap_mb=None))
+    lines = worker_command_lines(Config.development(cql_engine="reference", engine_workers=1, engine_heap_mb=None))
     assert "--max-old-space-size" not in lines[0]

@@ -54,7 +54,7 @@ def test_the_setting_reaches_the_engine(tmp_path):
     from cds_hooks.config import Config
     from cds_hooks.web.extensions import registry_of
 
-    registry = registry_of(create_app(Config.development(engine_workers=1, engine_cache_dir=str(tmp_path))))
+    registry = registry_of(create_app(Config.development(cql_engine="reference", engine_workers=1, engine_cache_dir=str(tmp_path))))
     try:
         registry.engine.start()
     finally:

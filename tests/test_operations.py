@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.engine.compiled import CompiledEngine
 from conftest import REPO
 from support.fhir_server import free_port
 from support.hooks import SERVICE, call
@@ -56,8 +57,9 @@ def test_readyz_is_503_when_the_database_is_unreachable(engine, tmp_path):
     assert r.get_json()["checks"] == {"engine": "ok", "database": "failing"}
 
 
-def test_readyz_is_503_when_the_cql_engine_does_not_answer(tmp_path):
-    closed = CqlEngine(workers=1)
+@pytest.mark.parametrize("engine_class", [CompiledEngine, CqlEngine])
+def test_readyz_is_503_when_the_cql_engine_does_not_answer(tmp_path, engine_class):
+    closed = engine_class()
     closed.close()
     app = create_app(Config.development(var_dir=tmp_path), engine=closed)
     r = app.test_client().get("/readyz")

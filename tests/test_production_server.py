@@ -46,17 +46,17 @@ def production_env(**settings: str) -> dict:
     return {**env, **settings}
 
 
-@pytest.fixture(scope="module")
-def server():
+@pytest.fixture(scope="module", params=["compiled", "reference"])
+def server(request):
     port = free_port()
     env = production_env(CDS_AUTH_DISABLED="true", CDS_SERVER_WORKERS="2", CDS_ENGINE_WORKERS="1",
-                         CDS_SERVER_GRACEFUL_TIMEOUT="10")
+                         CDS_SERVER_GRACEFUL_TIMEOUT="10", CDS_CQL_ENGINE=request.param)
     proc = subprocess.Popen([CLI, "serve", "--production", "--port", str(port)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     assert wait_until_answering(proc, f"{base}/cds-services", timeout=90, interval=0.1), \
         "production server did not start"
-    yield proc, base
+    yield proc, base, request.param
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=10)
@@ -67,20 +67,21 @@ def engine_processes(master: int) -> dict[int, list[int]]:
 
 
 def test_it_runs_the_configured_number_of_workers_each_with_its_engine_started(server):
-    proc, _ = server
+    proc, _, cql_engine = server
+    nodes_per_worker = 1 if cql_engine == "reference" else 0  # the compiled engine runs inside the worker
     deadline = time.monotonic() + 60
     while True:  # a worker accepts connections only once its engine is warm; the other may still be warming
         workers = engine_processes(proc.pid)
-        if len(workers) == 2 and all(len(nodes) == 1 for nodes in workers.values()):
+        if len(workers) == 2 and all(len(nodes) == nodes_per_worker for nodes in workers.values()):
             break
         assert time.monotonic() < deadline, f"workers and engines: {workers}"
         time.sleep(0.2)
     for nodes in workers.values():
-        assert "worker.mjs" in Path(f"/proc/{nodes[0]}/cmdline").read_text()
+        assert all("worker.mjs" in Path(f"/proc/{n}/cmdline").read_text() for n in nodes)
 
 
 def test_it_answers_the_seed_case(server):
-    _, base = server
+    _, base, _ = server
     body = (FIXTURES / "requests" / "seed-prefetch.json").read_bytes()
     r = requests.post(f"{base}/cds-services/lumbar-fusion", data=body,
                       headers={"Content-Type": "application/json"}, timeout=30)
@@ -89,13 +90,13 @@ def test_it_answers_the_seed_case(server):
 
 
 def test_sigterm_stops_it_gracefully_with_its_engines(server):
-    proc, _ = server
+    proc, _, cql_engine = server
     engines = [n for nodes in engine_processes(proc.pid).values() for n in nodes]
-    assert engines
+    assert bool(engines) == (cql_engine == "reference")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out[-2000:]
-    assert "Shutting down" in out
+    assert "Shutting down" in out and out.count("engine warm in") == 2
     deadline = time.monotonic() + 10
     while any(alive(n) for n in engines) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -7,6 +7,7 @@ production a PostgreSQL URL (`postgresql+psycopg://...`, psycopg 3).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -87,6 +88,34 @@ def _sqlite_settings(engine: Engine, busy_timeout: float) -> None:
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextlib.contextmanager
+def commit_durability(engine: Engine, durable: bool):
+    """A connection whose next commits wait for the disk (`durable`) or not.
+
+    SQLite sets this per connection, outside a transaction: `synchronous=NORMAL` in WAL mode writes the
+    commit to the WAL file without an fsync (the next FULL commit or checkpoint flushes it), and the
+    connection goes back to `synchronous=FULL` before it returns to the pool. PostgreSQL sets it per
+    transaction (relax_transaction)."""
+    with engine.connect() as conn:
+        relaxed = not durable and is_sqlite(engine)
+        if relaxed:
+            # On the DB-API connection: through SQLAlchemy the pragma would open a transaction.
+            conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield conn
+        finally:
+            if relaxed:
+                conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
+
+
+def relax_transaction(conn) -> None:
+    """PostgreSQL: this transaction's commit returns before its WAL record is flushed
+    (`synchronous_commit = off`: a crash of the database server may lose the last few hundred
+    milliseconds of such commits, never corrupt anything). Nothing to do on SQLite."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
 def is_sqlite(engine: Engine) -> bool:

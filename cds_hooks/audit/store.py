@@ -59,10 +59,17 @@ class AuditStore:
 
     # ------------------------------------------------------------------ writing
 
-    def record_call(self, rec: CallRecord) -> None:
-        """Write the call and its cards, suggestions and criterion results; committed on return."""
+    def record_call(self, rec: CallRecord, durable: bool = True) -> None:
+        """Write the call and its cards, suggestions and criterion results; committed on return.
+
+        `durable`: the commit is also flushed to disk before it returns. Without it the row is committed
+        (visible, and kept when the service process dies) but the flush is left to the database, so a
+        power loss or an operating-system crash of the database host may still lose it
+        (database.commit_durability)."""
         rows = call_rows(rec, self.sealer)
-        with self.engine.begin() as conn:
+        with database.commit_durability(self.engine, durable) as conn, conn.begin():
+            if not durable:
+                database.relax_transaction(conn)
             for table in _CALL_TABLES:
                 if rows[table.name]:
                     conn.execute(insert(table), rows[table.name])

@@ -1,8 +1,10 @@
 """Warm a freshly started service process before it takes traffic.
 
-Starts every CQL engine worker, loads the rule packs' libraries into it, and runs each pack's results
-expression a few times for a synthetic patient, so that the first real call pays neither the Node
-start-up, nor the library build, nor a cold JIT. The production server calls it in each worker after
+Runs each pack's results expression a few times for a synthetic patient, so that the first real call
+pays no start-up: for the reference engine it starts every Node worker and loads the libraries into it
+(the Node start-up, the library build, a cold JIT); for the compiled engine, whose libraries were
+compiled when the application was built, it runs the generated code once through every define the
+results expression reaches. The production server calls it in each worker after
 the fork (cds_hooks/ops/gunicorn_conf.py).
 """
 from __future__ import annotations
@@ -11,13 +13,14 @@ import logging
 import time
 
 from cds_hooks.engine.bridge import CqlEngine, EngineError
+from cds_hooks.engine.compiled.adapter import CompiledEngine
 
 log = logging.getLogger("cds_hooks.warmup")
 
 WARM_UP_PATIENT = {"resourceType": "Patient", "id": "warm-up"}
 
 
-def warm_up(engine: CqlEngine, packs, rounds: int = 3) -> float:
+def warm_up(engine: CqlEngine | CompiledEngine, packs, rounds: int = 3) -> float:
     """Start and exercise `engine` with the results expression of each rule pack in `packs`; returns
     the seconds it took.
 

@@ -204,7 +204,8 @@ SEED_REQUEST = Path("requests") / "seed-prefetch.json"
 
 
 def check_engine(config) -> Check:
-    from cds_hooks.engine.bridge import CqlEngine, find_node
+    from cds_hooks.engine.bridge import find_node
+    from cds_hooks.engine.compiled.adapter import engine_from_config
     from cds_hooks.pipeline.evaluation import Evaluator
     from cds_hooks.hooks.hook_request import parse_hook_request
     from cds_hooks.pipeline.registry import engine_payload
@@ -217,12 +218,15 @@ def check_engine(config) -> Check:
     if not packs:
         return Check("CQL engine", FAIL, f"no rule pack in {config.cql_root}")
     started = time.perf_counter()
-    engine = CqlEngine(node_executable=config.node_executable, workers=1, timeout=config.engine_timeout,
-                       max_heap_mb=config.engine_heap_mb)
     try:
-        engine.load(*engine_payload(packs))
+        engine = engine_from_config(config, workers=1)
+        engine.load(*engine_payload(packs))  # the compiled engine compiles here: unsupported ELM fails
+    except Exception as exc:  # noqa: BLE001 - UnsupportedElm, a bad library: the service would not start
+        return Check("CQL engine", FAIL, f"{config.cql_engine}: {type(exc).__name__}: {_first_line(exc)}")
+    try:
         engine.start()
-        node = find_node(config.node_executable)
+        runs_on = f"node {find_node(config.node_executable)}" if config.cql_engine == "reference" \
+            else "compiled, in process"
         fixture = Path(config.fixtures_root) / SEED_REQUEST
         body = json.loads(fixture.read_text(encoding="utf-8")) if fixture.is_file() else None
         results = []
@@ -242,7 +246,7 @@ def check_engine(config) -> Check:
         return Check("CQL engine", FAIL, f"{type(exc).__name__}: {_first_line(exc)}")
     finally:
         engine.close()
-    return Check("CQL engine", PASS, f"node {node}; " + "; ".join(results)
+    return Check("CQL engine", PASS, f"{runs_on}; " + "; ".join(results)
                  + f" ({time.perf_counter() - started:.1f} s with start-up)")
 
 

@@ -16,6 +16,8 @@ import binascii
 import hashlib
 import logging
 import re
+import threading
+from collections import OrderedDict
 
 from cds_hooks.spine.levels import interspace_coding
 from cds_hooks.spine.report_text import Finding, extract_report
@@ -51,6 +53,54 @@ _RADIOGRAPH_CPT = re.compile(r"^721[0-2]\d$")
 _CROSS_SECTIONAL_CPT = {"72148", "72149", "72158", "72131", "72132", "72133", "72265"}
 _DYNAMIC_CODES = {"72114", "72120", "24971-4", "37132-8"}
 _IMAGING_CATEGORY = {"RAD", "IMG", "LP29684-5", "18748-4", "imaging"}
+
+# Findings of the most recently read report texts, by a hash of the text: the same report comes back
+# call after call (every order signed for a patient, every retry), and reading it is most of the
+# report-text stage. Findings are immutable, so a remembered list is as good as a fresh one.
+MEMO_REPORTS = 512
+
+
+class _FindingsMemo:
+    """A bounded LRU of report findings keyed by the SHA-256 of the report's parts (not the text)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(parts: list[tuple[str, str, str | None, str]], dynamic: bool) -> bytes:
+        digest = hashlib.sha256(b"dynamic" if dynamic else b"static")
+        for part in parts:
+            for value in part:
+                encoded = (value or "").encode("utf-8", "surrogatepass")
+                digest.update(len(encoded).to_bytes(8, "big") + encoded)  # length-prefixed: no ambiguity
+        return digest.digest()
+
+    def findings(self, parts: list[tuple[str, str, str | None, str]], dynamic: bool) -> list[Finding]:
+        key = self.key(parts, dynamic)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return list(hit)
+        found = tuple(extract_report(parts, dynamic=dynamic))
+        with self._lock:
+            self._entries[key] = found
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return list(found)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_memo = _FindingsMemo(MEMO_REPORTS)
 
 
 def _codings(concept) -> list[dict]:
@@ -288,7 +338,7 @@ def derive(resources: list[dict]) -> list[dict]:
             if not parts:
                 continue
             codes = {c.get("code") for c in _codings(report.get("code"))}
-            findings = extract_report(parts, dynamic=bool(codes & _DYNAMIC_CODES))
+            findings = _memo.findings(parts, dynamic=bool(codes & _DYNAMIC_CODES))
             if modality(report, studies) == "radiograph":
                 # Radiographs do not grade canal stenosis; "narrowing" there is of the disc space.
                 findings = [f for f in findings if f.kind != "stenosis"]

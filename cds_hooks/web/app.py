@@ -9,6 +9,7 @@ from cds_hooks.audit.go_live import EXTENSION as GO_LIVE, GoLive, SiteSwitch
 from cds_hooks.auth.caller_jwt import check_settings
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine, _find_node_modules
+from cds_hooks.engine.compiled.adapter import CompiledEngine, engine_from_config
 from cds_hooks.ops import logs
 from cds_hooks.packs.loader import add_local_codes, load_rule_packs
 from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
@@ -20,8 +21,10 @@ from cds_hooks.web.recording import EXTENSION as RECORDER, audit_parts
 log = logging.getLogger("cds_hooks")
 
 
-def create_app(config: Config | None = None, engine: CqlEngine | None = None, serving: bool = True) -> Flask:
-    """Build the service: load the rule packs, start the CQL engine, register the routes.
+def create_app(config: Config | None = None, engine: CqlEngine | CompiledEngine | None = None,
+               serving: bool = True) -> Flask:
+    """Build the service: load the rule packs, build the CQL engine `config.cql_engine` names (the
+    compiled engine compiles every library here, so unsupported ELM stops the start), register the routes.
 
     An `engine` may be passed in to share one between applications (tests, benchmarks). `serving`
     is False for offline tools that answer no caller (`cds-hooks evaluate`): they skip the warning
@@ -38,9 +41,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None, se
         for pack in packs.values():
             add_local_codes(pack, config.local_valueset_codes)
     if engine is None:
-        engine = CqlEngine(node_executable=config.node_executable, workers=config.engine_workers,
-                           timeout=config.engine_timeout, max_heap_mb=config.engine_heap_mb,
-                           cache_dir=config.engine_cache_dir)
+        engine = engine_from_config(config)
     libraries, valuesets = engine_payload(packs)
     engine.load(libraries, valuesets)
     recorder, replay_store = audit_parts(config)

@@ -34,12 +34,17 @@ class Recorder:
         self.metrics = metrics
 
     def finish(self, call: CallRecord, service_label: str, must_persist: bool) -> None:
-        """Write the call's audit row (when auditing) and observe its metrics."""
+        """Write the call's audit row (when auditing) and observe its metrics.
+
+        The row is committed before the response either way; only a response that gives advice (a card
+        or a system action) also waits for the commit to reach the disk. A call that answered nothing
+        (no fusion order, shadow mode, an error) has nothing a user saw to defend, so its commit is not
+        flushed before the answer (docs/operations.md, "Durability")."""
         call.finish()
         if self.store is not None:
             t0 = time.perf_counter()
             try:
-                self.store.record_call(call)
+                self.store.record_call(call, durable=must_persist and gives_advice(call))
             except Exception as exc:  # noqa: BLE001 - whatever the database says, the caller gets 503
                 self.metrics.audit_failures.labels("call").inc()
                 log.error("audit write failed: %s (%s)", type(exc).__name__,
@@ -63,6 +68,12 @@ class Recorder:
             call.outcome.response.get("cards", []) if ok else [],
             [r for case in call.cases for r in case.results] if ok else [],
         )
+
+
+def gives_advice(call: CallRecord) -> bool:
+    """Whether the caller received a card or a system action (CDS Hooks 2.0, "CDS Service Response")."""
+    response = call.response_sent()
+    return bool(response.get("cards") or response.get("systemActions"))
 
 
 def audit_parts(config: Config) -> tuple[Recorder, DatabaseReplayStore | None]:

@@ -68,9 +68,12 @@ class Report:
 class Judge:
     """Holds both engines loaded with the same library."""
 
-    def __init__(self, elm, includes, valuesets, workers: int = 2, timeout: float = 60.0):
+    def __init__(self, elm, includes, valuesets, workers: int = 2, timeout: float = 60.0,
+                 expressions: list[str] | None = None):
+        """`expressions`: only these defines (all of the library's when None)."""
         from cds_hooks.engine.bridge import CqlEngine  # narrow import point: the engine bridge
 
+        self.expressions = expressions
         self.elm = elm
         self.compiled = CompiledLibrary.load(elm, valuesets, includes)
         self.reference = CqlEngine(workers=workers, accelerate=False, timeout=timeout)
@@ -85,7 +88,8 @@ class Judge:
         from cds_hooks.engine.bridge import EngineError
         try:
             return self.reference.evaluate(self.lib_id, self.lib_version, case.resources, case.patient_id,
-                                           case.parameters, execution_datetime="2024-06-01T12:00:00.000Z")
+                                           case.parameters, self.expressions,
+                                           execution_datetime="2024-06-01T12:00:00.000Z")
         except EngineError as exc:
             if exc.kind in ("timeout", "crashed", "unavailable"):
                 raise
@@ -106,7 +110,7 @@ class Judge:
 
         def one(case):
             ref = self.run_reference(case)
-            names = list(ref) if isinstance(ref, dict) else None
+            names = list(ref) if isinstance(ref, dict) else self.expressions
             got = self.run_compiled(case, names)
             with lock:
                 report.cases += 1
@@ -139,10 +143,23 @@ def fixture_cases() -> list[Case]:
     return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
 
 
-def all_fixture_case_variants() -> list[Case]:
-    """Every fixture with a few parameter variants (several levels, no level, failed sources, policies)."""
+CORPORA = REPO / "fhir_fixtures" / "corpus"
+
+
+def corpus_cases(pack: str = "lumbar-fusion") -> list[Case]:
+    """The engine call of every request of the pack's adversarial corpus (fhir_fixtures/corpus/<pack>/)."""
+    from benchmarks.engine_ab import engine_calls
+    requests = [(p.stem, json.loads(p.read_text(encoding="utf-8")))
+                for p in sorted((CORPORA / pack / "requests").glob("*.json"))]
+    _, calls = engine_calls(pack, requests)
+    return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
+
+
+def all_fixture_case_variants(cases: list[Case] | None = None) -> list[Case]:
+    """Every fixture (or every case of `cases`) with a few parameter variants (several levels, no level,
+    failed sources, policies)."""
     out = []
-    for c in fixture_cases():
+    for c in fixture_cases() if cases is None else cases:
         out.append(c)
         p = dict(c.parameters)
         out.append(Case(c.name + "+levels", c.resources, {**p, "OperativeLevels": ["L3-L4", "L4-L5", "L5-S1"]}, c.patient_id))
@@ -166,6 +183,9 @@ def main(argv=None) -> int:
     try:
         report = judge.compare(all_fixture_case_variants(), threads=args.workers)
         print("fixtures:", report.summary())
+        corpus = judge.compare(all_fixture_case_variants(corpus_cases(args.pack)), threads=args.workers)
+        print("corpus:", corpus.summary())
+        report.disagreements += corpus.disagreements
         if args.generated:
             from tests.support.cql_patients import generate_cases
             g = judge.compare(generate_cases(args.generated, args.seed), threads=args.workers)

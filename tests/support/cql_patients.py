@@ -25,7 +25,17 @@ def _vs_codes():
     return out
 
 
-VS = _vs_codes()
+class _Codes(dict):
+    """Value set codes by file name; a value set the pack does not have gives no codes."""
+
+    def __missing__(self, key):
+        return []
+
+
+VS = _Codes(_vs_codes())
+# The parameters the pack's library declares: a generated case sets only those.
+PARAMETERS = {p["name"] for elm in sorted((VS_DIR.parent / "elm").glob("*.json"))
+              for p in (json.loads(elm.read_text())["library"].get("parameters") or {}).get("def", [])}
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -166,8 +176,13 @@ def condition(d: Draw, i: int, y: int):
 
 
 def observation(d: Draw, i: int, y: int):
-    kinds = ["stenosis", "translation", "angulation", "slip", "slipgrade", "cobb", "sva", "smoking", "cotinine", "other"]
+    kinds = ["stenosis", "translation", "angulation", "slip", "slipgrade", "cobb", "sva", "smoking", "cotinine", "other",
+             "ptvisits", "positional"]
     k = d.choice(kinds)
+    if k == "ptvisits":
+        return pt_visits(d, i, y)
+    if k == "positional":
+        return positional_slip(d, i, y)
     code = {"stenosis": (SF, "spinal-stenosis-grade"), "translation": (SF, "segmental-translation"),
             "angulation": (SF, "segmental-angulation"), "slip": (SF, "spondylolisthesis"),
             "slipgrade": (SF, "spondylolisthesis-grade"), "cobb": (SCT, "285285000"), "sva": (SF, "sagittal-vertical-axis"),
@@ -176,6 +191,9 @@ def observation(d: Draw, i: int, y: int):
          "code": {"coding": [{"system": code[0], "code": code[1]}]}}
     if d.bool(0.3):
         r["method"] = {"coding": [{"system": SF, "code": "report-text-extraction"}]}
+    if d.bool(0.3):
+        r["derivedFrom"] = [{"reference": d.choice(["ImagingStudy/is1", "DiagnosticReport/dr2", "Observation/o3",
+                                                    "https://ehr.example.org/fhir/ImagingStudy/9", ""])}]
     site = _level_site(d)
     if site:
         r["bodySite"] = site[0]
@@ -221,8 +239,71 @@ def observation(d: Draw, i: int, y: int):
     return r
 
 
+def pt_visits(d: Draw, i: int, y: int):
+    """A PT discharge summary: visits attended over one episode (spine-finding#pt-visits-attended)."""
+    r = {"resourceType": "Observation", "id": f"o{i}", "status": d.choice(["final", "amended", "preliminary", "entered-in-error"]),
+         "code": {"coding": [{"system": SF, "code": "pt-visits-attended"}]}}
+    if d.bool(0.9):
+        q = {"value": d.choice([0, 1, 6, 8, 12, 12.7, 24, -2, 3.5])}
+        unit = d.choice(["visits", "{visits}", "1", None, "wk"])
+        if unit is not None:
+            q["unit"] = unit
+            if d.bool(0.5):
+                q["system"], q["code"] = "http://unitsofmeasure.org", unit
+        r["valueQuantity"] = q
+    e = d.choice(["period", "period", "start-only", "end-only", "dt", "none"])
+    if e == "period":
+        r["effectivePeriod"] = {"start": _date(d, y), "end": _date(d, y)}
+    elif e == "start-only":
+        r["effectivePeriod"] = {"start": _date(d, y)}
+    elif e == "end-only":
+        r["effectivePeriod"] = {"end": _date(d, y)}
+    elif e == "dt":
+        r["effectiveDateTime"] = _date(d, y)
+    site = _level_site(d)
+    if site and d.bool(0.5):
+        r["bodySite"] = site[0]
+    return r
+
+
+def positional_slip(d: Draw, i: int, y: int):
+    """A slip measured in flexion or extension (body position extension, slip distance as value or component)."""
+    r = {"resourceType": "Observation", "id": f"o{i}", "status": d.choice(["final", "final", "preliminary"]),
+         "code": {"coding": [{"system": SF, "code": "spondylolisthesis"}]},
+         "effectiveDateTime": d.choice([_date(d, y), "2024-05-01", "2024-05-01T10:00:00Z"])}
+    site = _level_site(d)
+    if site:
+        r["bodySite"] = site[0]
+    if d.bool(0.85):
+        r["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/observation-bodyPosition",
+                           "valueCodeableConcept": _cc(d, [(SCT, "10904000"), (SCT, "40199007")],
+                                                       ["Flexion", "extension view", "FLEXION", "standing", None])}]
+    q = {"value": d.choice([0, 2, 3.5, 4, 6.5, 9]), "unit": d.choice(["mm", "cm", "deg", "", "weird"])}
+    if q["unit"] in ("mm", "cm", "deg"):
+        q["system"], q["code"] = "http://unitsofmeasure.org", q["unit"]
+    if d.bool(0.7):
+        r["valueQuantity"] = q
+    else:
+        r["component"] = [{"code": {"coding": [{"system": SF, "code": d.choice(["slip-distance", "slip-angle"])}]},
+                           "valueQuantity": q}]
+    if d.bool(0.2):
+        r["method"] = {"coding": [{"system": SF, "code": "report-text-extraction"}]}
+    return r
+
+
+def _reasons(d: Draw, r: dict) -> None:
+    """reasonCode / reasonReference: a lumbar diagnosis, a lumbar site, something else, or a Condition."""
+    if d.bool(0.4):
+        codes = VS["fusion-pathway-diagnoses"] + VS["supporting-diagnoses"] + VS["discogenic-diagnoses"]
+        r["reasonCode"] = [_cc(d, codes, ["low back pain", None], [(ICD, "M25.561"), (SCT, DISCS[0])]) or {"text": "LBP"}]
+    if d.bool(0.3):
+        r["reasonReference"] = [{"reference": d.choice(["Condition/c0", "Condition/c1", "Condition/c2", "Observation/o1",
+                                                        "Condition/unknown"])}]
+
+
 def procedure(d: Draw, i: int, y: int):
-    codes = VS["pt-treatment"] + VS["pt-evaluation"] + VS["epidural-steroid-injection"] + VS["facet-evaluation"] + VS["flexion-extension-radiographs"]
+    codes = (VS["pt-treatment"] + VS["pt-evaluation"] + VS["epidural-steroid-injection"] + VS["facet-evaluation"]
+             + VS["flexion-extension-radiographs"] + VS["prior-fusion"] + VS["chiropractic-treatment"])
     r = {"resourceType": "Procedure", "id": f"p{i}", "status": d.choice(["completed", "completed", "stopped", "in-progress", "entered-in-error"]),
          "code": _cc(d, codes, ["Physical therapy", None])}
     if r["code"] is None:
@@ -242,6 +323,9 @@ def procedure(d: Draw, i: int, y: int):
                                  {"text": "good progress"}])
     if d.bool(0.1):
         r["statusReason"] = {"text": "intolerance of exercises"}
+    if d.bool(0.3):
+        r["bodySite"] = _level_site(d) or [{"text": "knee"}]
+    _reasons(d, r)
     return r
 
 
@@ -251,6 +335,7 @@ def encounter(d: Draw, i: int, y: int):
         r["type"] = [_cc(d, VS["pt-encounter-type"], ["PT visit"], [(CPT, "99214")]) or {"text": "visit"}]
     if d.bool(0.9):
         r["period"] = {"start": _date(d, y)} if d.bool(0.8) else {"end": _date(d, y)}
+    _reasons(d, r)
     return r
 
 
@@ -278,6 +363,14 @@ def diagnostic_report(d: Draw, i: int, y: int):
         r["effectivePeriod"] = {"start": _date(d, y)}
     elif e == "issued":
         r["issued"] = _date(d, y, "datetime")
+    if d.bool(0.5):
+        r["conclusion"] = d.choice(["Solid fusion at L4-L5.", "Nonunion at L5-S1 with hardware loosening.",
+                                    "No evidence of pseudarthrosis.", "Findings suggest pseudo-arthrosis.",
+                                    "Failed fusion L4-5", "without nonunion", "Moderate stenosis at L4-L5.", ""])
+    if d.bool(0.3):
+        r["result"] = [{"reference": f"Observation/o{d.int(0, 20)}"}] + ([{"display": "no reference"}] if d.bool(0.2) else [])
+    if d.bool(0.3):
+        r["imagingStudy"] = [{"reference": f"ImagingStudy/is{d.int(0, 20)}"}]
     return r
 
 
@@ -322,7 +415,14 @@ def patient_case(d: Draw, n: int) -> Case:
         params.update({"SpondylolisthesisInstability": d.choice(["any", "grade2+"]), "AdmitDiscogenic": d.bool(),
                        "MinPTSessions": d.choice([1, 6, 12]), "ConservativeWindowMonths": d.choice([1, 6, 12, 24]),
                        "ImagingWindowMonths": d.choice([6, 12, 36]), "TranslationMM": d.choice([3.0, 4.0, 4.5]),
-                       "CotinineMaxNgPerML": d.choice([10.0, 3.0]), "NicotineFreeWeeks": d.choice([4, 6])})
+                       "CotinineMaxNgPerML": d.choice([10.0, 3.0]), "NicotineFreeWeeks": d.choice([4, 6]),
+                       "RedFlagWindowDays": d.choice([30, 90, 365]), "PTEpisodeGapDays": d.choice([14, 30, 60]),
+                       "MinCareMonths": d.choice([3, 6]), "CountOtherModalities": d.bool(),
+                       "PathwayRules": d.choice([[], [{"id": "stenosis-instability", "label": "Stenosis with instability",
+                                                       "required": ["imaging", "conservative-care"], "excluded": False}],
+                                                 [{"id": "discogenic", "label": "Discogenic pain", "required": [],
+                                                   "excluded": True}]])})
+    params = {k: v for k, v in params.items() if k in PARAMETERS}
     return Case(pid, res, params, pid)
 
 

@@ -5,4 +5,4 @@ CompiledEngine (the engine bridge's interface). Unsupported ELM raises Unsupport
 """
 from cds_hooks.engine.compiled.library import CompiledLibrary, CqlError, ParameterError  # noqa: F401
 from cds_hooks.engine.compiled.compiler import UnsupportedElm  # noqa: F401
-from cds_hooks.engine.compiled.adapter import CompiledEngine, engine_for  # noqa: F401
+from cds_hooks.engine.compiled.adapter import CompiledEngine, engine_for, engine_from_config  # noqa: F401

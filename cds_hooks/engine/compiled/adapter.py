@@ -1,10 +1,9 @@
-"""CompiledEngine: the engine bridge's interface (cds_hooks/engine.py CqlEngine) over compiled libraries,
-so the service can switch engines by a setting (`engine_for("compiled" | "reference")`).
+"""CompiledEngine: the engine bridge's interface (cds_hooks/engine/bridge.py CqlEngine) over compiled
+libraries, so the service switches engines by one setting (`cql_engine`, CDS_CQL_ENGINE=compiled|reference).
 
-Not wired into the service yet. Where it plugs in: wherever the app builds its CqlEngine (the pipeline's
-Evaluator takes `engine` and calls `engine.encode_resources(...)` then, through criteria.evaluate_case,
-`engine.evaluate(library_id, version, resources, patient_id, parameters, expressions=[...])`).
-`engine_for(setting)` below returns either engine.
+The application factory, the production server's warm-up and `cds-hooks doctor` build their engine with
+`engine_from_config(config)`; the reference engine (cql-execution in Node workers) stays the judge
+(tests/support/cql_judge.py) and the fallback a setting away.
 """
 from __future__ import annotations
 
@@ -25,16 +24,16 @@ class CompiledEngine:
         self._closed = False
 
     def load(self, libraries: list[dict], valuesets: list[dict]) -> None:
-        """Compile every library that is not only included by another one; fails at load, naming the construct."""
-        by_id = {l["library"]["identifier"]["id"]: l for l in libraries}
-        included = {i["path"] for l in libraries for i in (l["library"].get("includes") or {}).get("def", [])}
+        """Compile every library that has statements of its own (a library another one includes too: a
+        pack's criteria library is also included by its documentation library), each with the others
+        available to its includes; fails at load, naming the construct."""
         libs = {}
-        for lid, elm in by_id.items():
-            if lid in included and len(by_id) > 1:
+        for elm in libraries:
+            if not (elm["library"].get("statements") or {}).get("def"):
                 continue
-            incs = [by_id[i["path"]] for i in (elm["library"].get("includes") or {}).get("def", []) if i["path"] in by_id]
-            lib = CompiledLibrary.load(elm, valuesets, incs)
-            libs[(lid, elm["library"]["identifier"].get("version"))] = lib
+            ident = elm["library"]["identifier"]
+            others = [lib for lib in libraries if lib is not elm]
+            libs[(ident["id"], ident.get("version"))] = CompiledLibrary.load(elm, valuesets, others)
         self._libs = libs
 
     def start(self) -> None:
@@ -107,4 +106,12 @@ def engine_for(setting: str = "compiled", **reference_kwargs):
     raise ValueError(f"the CQL engine must be 'compiled' or 'reference', not {choice!r}")
 
 
-__all__ = ["CompiledEngine", "engine_for", "UnsupportedElm"]
+def engine_from_config(config, workers: int | None = None):
+    """The engine `config.cql_engine` names, with the service's engine settings (`workers` overrides
+    `engine_workers`, the number of Node processes of the reference engine)."""
+    return engine_for(config.cql_engine, node_executable=config.node_executable,
+                      workers=workers or config.engine_workers, timeout=config.engine_timeout,
+                      max_heap_mb=config.engine_heap_mb, cache_dir=config.engine_cache_dir)
+
+
+__all__ = ["CompiledEngine", "engine_for", "engine_from_config", "UnsupportedElm"]

@@ -326,8 +326,33 @@ class Compiler:
         if node["name"] not in u.params:
             self.fail(node, f"ParameterRef to unknown parameter {node['name']!r}")
         if u is not self.main:
-            self.fail(node, "ParameterRef into an included library")
+            return f"{self.included_param_ref(u, node['name'])}(ctx)"
         return f"ctx.params[{node['name']!r}]"
+
+    def included_param_ref(self, unit: LibraryUnit, name: str) -> str:
+        """A parameter of an included library: the value passed in under its name (the evaluation's
+        parameters reach every library, runtime/context.js), else that library's own default."""
+        key = (unit.key, "\0param", name)
+        if key not in self.def_names:
+            self.n += 1
+            fname = self.def_names[key] = _ident("p", name, self.n)
+            where, self.where = self.where, f"{unit.name} parameter {name}"
+            default = unit.params[name].get("default")
+            body: list[str] = []
+            expr = self.expr(default, unit, Scope(), body, 2) if default is not None else "None"
+            self.where = where
+            self.lines.append(f"def {fname}(ctx):")
+            self.lines.append(f"    if {name!r} in ctx.passed:")
+            self.lines.append(f"        return ctx.params[{name!r}]")
+            self.lines.append("    c = ctx.cache")
+            self.lines.append(f"    v = c.get({fname!r}, c)")
+            self.lines.append("    if v is not c:")
+            self.lines.append("        return v")
+            self.lines.extend("    " + line for line in body)
+            self.lines.append(f"    v = c[{fname!r}] = {expr}")
+            self.lines.append("    return v")
+            self.lines.append("")
+        return self.def_names[key]
 
     def x_OperandRef(self, node, unit, scope, pre, depth):
         e = scope.get(node["name"])
@@ -566,12 +591,27 @@ class Compiler:
     def x_As(self, node, unit, scope, pre, depth):
         target = _spec(node.get("asTypeSpecifier")) or ("N", node["asType"])
         op = node["operand"]
-        if node.get("strict"):
-            self.fail(node, "strict As")
+        strict = bool(node.get("strict"))
         # choice element cast: pick the element the reference engine picks (model-info order)
         if op.get("type") == "Property" and self._is_choice(op, unit, scope) and target[0] == "N":
-            return self._choice_as(op, target[1], unit, scope, pre, depth)
+            cast = self._choice_as(op, target[1], unit, scope, pre, depth)
+            if not strict:
+                return cast
+            raw = cast.replace("_choice_as(", "_choice_any(", 1)
+            return f"_strict_as({raw}, {cast}, {self._type_name(target)!r})"
         inner = self.expr(op, unit, scope, pre, depth)
+        if strict:
+            v = self.tmp("cast")
+            pre.append(f"def {v}_f({v}):")
+            pre.append(f"    return {self._as_nonstrict(node, target, op, v, unit, scope)}")
+            return f"(lambda {v}: _strict_as({v}, {v}_f({v}), {self._type_name(target)!r}))({inner})"
+        return self._as_nonstrict(node, target, op, inner, unit, scope)
+
+    @staticmethod
+    def _type_name(target):
+        return _short(target[1]) if target[0] == "N" else str(target)
+
+    def _as_nonstrict(self, node, target, op, inner, unit, scope):
         st = self.static_type(op, unit, scope)
         if st == target or op.get("type") == "Null":
             return inner
@@ -582,7 +622,24 @@ class Compiler:
         if target[0] == "N" and st and st[0] == "N" and st[1].startswith(FHIR) and target[1].startswith(FHIR):
             if _short(st[1]) in fhir_subtypes(_short(target[1])):
                 return inner
-        self.fail(node, f"As {target} on {st}")
+        if target[0] in ("L", "T", "I", "C") and self._system_only(target):
+            return f"_as_spec({inner}, {self.const(target, 'spec')})"
+        self.fail(node, f"{'strict ' if node.get('strict') else ''}As {target} on {st}")
+
+    def _system_only(self, spec) -> bool:
+        """A type made of System types only (its runtime check mirrors the reference exactly)."""
+        if spec is None:
+            return False
+        kind = spec[0]
+        if kind == "N":
+            return spec[1].startswith(SYS)
+        if kind in ("L", "I"):
+            return self._system_only(spec[1])
+        if kind == "T":
+            return all(self._system_only(t) for t in spec[1].values())
+        if kind == "C":
+            return all(self._system_only(t) for t in spec[1])
+        return False
 
     def _choice_as(self, pnode, target, unit, scope, pre, depth):
         path = pnode["path"]
@@ -640,7 +697,17 @@ class Compiler:
                 self.fail(node, k)
         lo = self.expr(node.get("low"), unit, scope, pre, depth)
         hi = self.expr(node.get("high"), unit, scope, pre, depth)
-        return f"_Interval({lo}, {hi}, {node.get('lowClosed', True)!r}, {node.get('highClosed', True)!r})"
+        # The point type of an interval with two null bounds comes from a cast of either bound
+        # (elm/interval.js Interval: defaultPointType), and decides its closed bounds.
+        default = None
+        for bound in (node.get("low"), node.get("high")):
+            if isinstance(bound, dict) and bound.get("type") == "As":
+                spec = bound.get("asTypeSpecifier") or {"type": "NamedTypeSpecifier", "name": bound.get("asType")}
+                if spec.get("type") == "NamedTypeSpecifier":
+                    default = _short(spec["name"]) if spec["name"].startswith(SYS) else spec["name"]
+                    break
+        extra = f", {default!r}" if default else ""
+        return f"_Interval({lo}, {hi}, {node.get('lowClosed', True)!r}, {node.get('highClosed', True)!r}{extra})"
 
     # -- logic / nulls / conditionals
     def x_And(self, node, unit, scope, pre, depth):
@@ -655,6 +722,9 @@ class Compiler:
         return f"_not3({self.arg1(node, unit, scope, pre, depth)})"
 
     def x_IsNull(self, node, unit, scope, pre, depth):
+        op = node.get("operand")
+        if isinstance(op, dict) and op.get("type") == "Literal":
+            return "False"  # a literal is never null (and `5 is None` would be a SyntaxWarning)
         return f"({self.arg1(node, unit, scope, pre, depth)} is None)"
 
     def x_IsTrue(self, node, unit, scope, pre, depth):
@@ -746,6 +816,25 @@ class Compiler:
 
     def x_Negate(self, node, unit, scope, pre, depth):
         return f"_negate({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Truncate(self, node, unit, scope, pre, depth):
+        return f"_truncate({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Floor(self, node, unit, scope, pre, depth):
+        return f"_floor({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Ceiling(self, node, unit, scope, pre, depth):
+        return f"_ceiling({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Abs(self, node, unit, scope, pre, depth):
+        return f"_abs({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_Round(self, node, unit, scope, pre, depth):
+        places = self.expr(node["precision"], unit, scope, pre, depth) if node.get("precision") else "None"
+        return f"_round({self.arg1(node, unit, scope, pre, depth)}, {places})"
+
+    def x_Modulo(self, *a):
+        return self._bin("_modulo")(*a)
 
     def x_ToDecimal(self, node, unit, scope, pre, depth):
         return f"_to_decimal({self.arg1(node, unit, scope, pre, depth)})"
@@ -867,6 +956,113 @@ class Compiler:
     def x_Today(self, node, unit, scope, pre, depth):
         return "ctx.now.get_date()"
 
+    # -- conversions (cql-execution elm/type.js)
+    def x_ConvertQuantity(self, node, unit, scope, pre, depth):
+        target = node["operand"][1]
+        if target.get("type") == "Literal" and rt._fix_unit(target.get("value")) not in rt._UNITS:
+            self.fail(node, f"ConvertQuantity to unit {target.get('value')!r} (not in the compiled evaluator's UCUM table)")
+        a, b = self.args(node, unit, scope, pre, depth)
+        return f"_convert_quantity({a}, {b})"
+
+    def x_ToQuantity(self, node, unit, scope, pre, depth):
+        return f"_to_quantity({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_ToInteger(self, node, unit, scope, pre, depth):
+        return f"_to_integer({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_ToDate(self, node, unit, scope, pre, depth):
+        return f"_to_date({self.arg1(node, unit, scope, pre, depth)})"
+
+    def x_ToDateTime(self, node, unit, scope, pre, depth):
+        return f"_to_datetime({self.arg1(node, unit, scope, pre, depth)}, ctx.now)"
+
+    def x_DateTime(self, node, unit, scope, pre, depth):
+        fields = ("year", "month", "day", "hour", "minute", "second", "millisecond", "timezoneOffset")
+        args = [f"{'tz' if f == 'timezoneOffset' else f}={self.expr(node[f], unit, scope, pre, depth)}"
+                for f in fields if node.get(f) is not None]
+        return f"_datetime_new(ctx.now{''.join(', ' + a for a in args)})"
+
+    def x_Date(self, node, unit, scope, pre, depth):
+        args = [f"{f}={self.expr(node[f], unit, scope, pre, depth)}" for f in ("year", "month", "day") if node.get(f) is not None]
+        return f"_date_new({', '.join(args)})"
+
+    def x_DateTimeComponentFrom(self, node, unit, scope, pre, depth):
+        return f"_component_from({self.arg1(node, unit, scope, pre, depth)}, {node['precision'].lower()!r})"
+
+    # -- date/time and interval relations (elm/overloaded.js, datatypes/interval.js)
+    def _relation(self, fn, node, unit, scope, pre, depth, swap=False, points_only=False):
+        if points_only:
+            for o in node["operand"]:
+                t = self.static_type(o, unit, scope)
+                if t is not None and t[0] in ("I", "L"):
+                    self.fail(node, f"{node['type']} of intervals or lists")
+        a, b = self.args(node, unit, scope, pre, depth)
+        if swap:
+            a, b = b, a
+        p = node.get("precision")
+        return f"{fn}({a}, {b}{', ' + repr(p.lower()) if p else ''})"
+
+    def x_Width(self, node, unit, scope, pre, depth):
+        return f"_width({self.arg1(node, unit, scope, pre, depth)})"
+
+    # -- lists
+    def _list_set_op(self, fn, node, unit, scope, pre, depth):
+        t = self.static_type(node["operand"][0], unit, scope)
+        if t is None or t[0] != "L":
+            self.fail(node, f"{node['type']} of intervals")
+        a, b = self.args(node, unit, scope, pre, depth)
+        return f"{fn}({a}, {b})"
+
+    def x_Except(self, node, *a):
+        return self._list_set_op("_except", node, *a)
+
+    def x_Intersect(self, node, *a):
+        return self._list_set_op("_intersect", node, *a)
+
+    def x_IndexOf(self, node, unit, scope, pre, depth):
+        return (f"_index_of({self.expr(node['source'], unit, scope, pre, depth)}, "
+                f"{self.expr(node['element'], unit, scope, pre, depth)})")
+
+    def x_Indexer(self, node, unit, scope, pre, depth):
+        a, b = self.args(node, unit, scope, pre, depth)
+        return f"_indexer({a}, {b})"
+
+    def x_Length(self, node, unit, scope, pre, depth):
+        op = node["operand"]
+        v = self.expr(op, unit, scope, pre, depth)
+        # A null operand: 0 when it is a cast to a list, null when a cast to anything else, and an error
+        # otherwise (overloaded.js Length reads the operand's asTypeSpecifier).
+        spec = op.get("asTypeSpecifier") if op.get("type") == "As" else None
+        if spec is not None:
+            null = "0" if spec.get("type") == "ListTypeSpecifier" else "None"
+        else:
+            null = "_raise('Length of null')"
+        t = self.tmp("len")
+        return f"(lambda {t}: _js_length({t}) if {t} is not None else {null})({v})"
+
+    # -- strings
+    def x_Split(self, node, unit, scope, pre, depth):
+        return (f"_split({self.expr(node['stringToSplit'], unit, scope, pre, depth)}, "
+                f"{self.expr(node.get('separator'), unit, scope, pre, depth)})")
+
+    def x_Substring(self, node, unit, scope, pre, depth):
+        s = self.expr(node["stringToSub"], unit, scope, pre, depth)
+        i = self.expr(node["startIndex"], unit, scope, pre, depth)
+        n = self.expr(node["length"], unit, scope, pre, depth) if node.get("length") is not None else "None"
+        return f"_substring({s}, {i}, {n})"
+
+    def x_PositionOf(self, node, unit, scope, pre, depth):
+        return (f"_position_of({self.expr(node['pattern'], unit, scope, pre, depth)}, "
+                f"{self.expr(node['string'], unit, scope, pre, depth)})")
+
+    def x_Message(self, node, unit, scope, pre, depth):
+        # The reference returns the source whatever the severity (no message listener is installed);
+        # the code, severity and message are evaluated only when the condition holds.
+        src = self.expr(node.get("source"), unit, scope, pre, depth)
+        cond = self.expr(node.get("condition"), unit, scope, pre, depth)
+        rest = ", ".join(self.expr(node.get(k), unit, scope, pre, depth) for k in ("code", "severity", "message"))
+        return f"_message({src}, {cond}, lambda: ({rest},))"
+
     # -- queries
     def x_Query(self, node, unit, scope, pre, depth):
         fname = self.tmp("q")
@@ -976,10 +1172,13 @@ class Compiler:
                 elif bt == "ByColumn":
                     keys.append(("col", by["path"], direction))
                 elif bt == "ByExpression":
-                    self.fail(by, "sort ByExpression")
+                    keys.append(("expr", self._sort_key(by, node, unit, scope, body, depth), direction))
                 else:
                     self.fail(by)
-            kc = self.const(tuple(keys), "sort")
+            if any(k[0] == "expr" for k in keys):
+                kc = "(" + "".join(f"({k!r}, {p if k == 'expr' else repr(p)}, {d!r}), " for k, p, d in keys) + ")"
+            else:
+                kc = self.const(tuple(keys), "sort")
             body.append(f"_res = _sort(_res, {kc})")
         if agg is not None:
             body.append("return _res")
@@ -989,6 +1188,66 @@ class Compiler:
         pre.extend("    " + line for line in body)
         return f"{fname}()"
 
+    def _sort_key(self, by, query, unit, scope, body, depth):
+        """A ByExpression as a key function of one sorted value: its identifiers are that value's
+        elements (query.js ByExpression runs the expression in a context made of the value)."""
+        elem = type_spec(query)
+        elem = elem[1] if elem and elem[0] == "L" else None
+        fn = self.tmp("sortkey")
+        el = self.tmp("el")
+        kscope = Scope(scope)
+        kscope.names["\0sort"] = (el, elem)
+        expr = self._identifiers_as_properties(by["expression"])
+        kbody: list[str] = []
+        value = self.expr(expr, unit, kscope, kbody, depth + 1)
+        body.append(f"def {fn}({el}):")
+        body.extend("    " + line for line in kbody)
+        body.append(f"    return {value}")
+        return fn
+
+    def _identifiers_as_properties(self, node):
+        if isinstance(node, list):
+            return [self._identifiers_as_properties(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("type") == "IdentifierRef":
+            out = {"type": "Property", "path": node["name"], "scope": "\0sort"}
+            for k in ("resultTypeName", "resultTypeSpecifier"):
+                if k in node:
+                    out[k] = node[k]
+            return out
+        return {k: self._identifiers_as_properties(v) for k, v in node.items()}
+
     def _next(self):
         self.n += 1
         return self.n
+
+
+# Date/time and interval relations: ELM node -> (runtime function, operands swapped, points only).
+_RELATIONS = {
+    "SameAs": ("_same_as", False, True),
+    "SameOrBefore": ("_same_or_before", False, True),
+    "SameOrAfter": ("_same_or_after", False, True),
+    "Before": ("_before", False, False),
+    "After": ("_after", False, False),
+    "Overlaps": ("_overlaps", False, False),
+    "OverlapsBefore": ("_overlaps_before", False, False),
+    "OverlapsAfter": ("_overlaps_after", False, False),
+    "Meets": ("_meets", False, False),
+    "MeetsBefore": ("_meets_before", False, False),
+    "MeetsAfter": ("_meets_after", False, False),
+    "Includes": ("_includes", False, False),
+    "IncludedIn": ("_includes", True, False),
+    "ProperIncludes": ("_proper_includes", False, False),
+    "ProperIncludedIn": ("_proper_includes", True, False),
+}
+
+
+def _relation_method(fn, swap, points_only):
+    def method(self, node, unit, scope, pre, depth):
+        return self._relation(fn, node, unit, scope, pre, depth, swap=swap, points_only=points_only)
+    return method
+
+
+for _name, (_fn, _swap, _points) in _RELATIONS.items():
+    setattr(Compiler, f"x_{_name}", _relation_method(_fn, _swap, _points))

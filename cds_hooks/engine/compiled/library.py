@@ -9,6 +9,7 @@ serialised exactly as the reference engine's worker serialises it (engine_js/wor
 from __future__ import annotations
 
 import functools
+import math
 import re
 
 from cds_hooks.engine.compiled import runtime as rt
@@ -79,19 +80,48 @@ def _attr(o, k):
     return getattr(o, k, None)
 
 
-def _choice_as(o, keys, prim):
-    """`o.path as T` for a choice element: the first choice present (model-info order) decides."""
+def _choice_first(o, keys):
+    """The first choice element present (model-info order) and whether it is of the type asked for."""
     if o is None or type(o) is list:
-        return None
+        return None, False
     for key, ok in keys:
         v = o.get(key)
         if v is not None:
-            return v if ok else None
-        if prim or True:
-            e = o.get("_" + key)
-            if e is not None:
-                return rt.ExtOnly(e) if ok else None
-    return None
+            return v, ok
+        e = o.get("_" + key)
+        if e is not None:
+            return rt.ExtOnly(e), ok
+    return None, False
+
+
+def _choice_as(o, keys, prim):
+    """`o.path as T` for a choice element: the first choice present decides."""
+    v, ok = _choice_first(o, keys)
+    return v if ok else None
+
+
+def _choice_any(o, keys, prim):
+    """The choice element present, whatever its type (the operand of a strict cast)."""
+    return _choice_first(o, keys)[0]
+
+
+def _strict_as(raw, cast, type_name):
+    """`cast x as T` (strict As): null for null, the value when it is a T, an error otherwise."""
+    if raw is None:
+        return None
+    if cast is None:
+        raise CqlError(f"Cannot cast the value as {type_name}")
+    return cast
+
+
+def _message(source, condition, details):
+    if _truthy(condition):
+        details()
+    return source
+
+
+def _raise(message):
+    raise CqlError(message)
 
 
 def _in_vs_cc(cc, vs):
@@ -187,9 +217,30 @@ def _js_lt(a, b):
         return a < b
     if isinstance(a, (rt.CDate, rt.CDateTime)) and isinstance(b, (rt.CDate, rt.CDateTime)):
         return str(a) < str(b)
+    if a is None or b is None:
+        return _js_number(a) < _js_number(b)  # null is 0, anything else its Number() (NaN is never less)
     if type(a) is bool or type(b) is bool:
         return float(a) < float(b) if rt.is_num(a) or rt.is_num(b) or (type(a) is bool and type(b) is bool) else False
     return rt.js_to_string(a) < rt.js_to_string(b)
+
+
+def _js_number(v):
+    """JavaScript Number(v) for the primitives a sort key can be (NaN for what is not a number)."""
+    if v is None or v is False:
+        return 0
+    if v is True:
+        return 1
+    if rt.is_num(v):
+        return v
+    if type(v) is str:
+        text = v.strip()
+        if not text:
+            return 0
+        try:
+            return float(text) if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text) else math.nan
+        except ValueError:
+            return math.nan
+    return math.nan
 
 
 def _sort_cmp(keys, a, b):
@@ -200,12 +251,14 @@ def _sort_cmp(keys, a, b):
             av, bv = a, b
             if _js_identical(av, bv):
                 order = 0
+            elif av is None:
+                raise CqlError("Cannot read properties of null (reading 'isQuantity')")  # query.js ByDirection
             elif type(av) is rt.Quantity and type(bv) is rt.Quantity:
                 order = lo if av.before(bv) else hi
             else:
                 order = lo if _js_lt(av, bv) else hi
         else:
-            av, bv = _prop_any(a, path), _prop_any(b, path)
+            av, bv = (path(a), path(b)) if kind == "expr" else (_prop_any(a, path), _prop_any(b, path))
             if _js_identical(av, bv) or (av is None and bv is None):
                 order = 0
             elif av is None or bv is None:
@@ -275,17 +328,30 @@ HELPERS = {
     "_singleton_from": rt.singleton_from, "_count": rt.count, "_agg_sum": rt.agg_sum, "_agg_max": rt.agg_max,
     "_agg_min": rt.agg_min, "_expand": rt.expand_intervals, "_interval_start": rt.interval_start,
     "_interval_end": rt.interval_end, "_date_from": rt.date_from, "_duration_between": rt.duration_between,
+    "_choice_any": _choice_any, "_strict_as": _strict_as, "_message": _message, "_raise": _raise,
+    "_convert_quantity": rt.convert_quantity, "_to_quantity": rt.to_quantity, "_to_integer": rt.to_integer,
+    "_to_date": rt.to_date, "_to_datetime": rt.to_datetime, "_datetime_new": rt.datetime_new,
+    "_date_new": rt.date_new, "_component_from": rt.component_from, "_same_as": rt.same_as,
+    "_same_or_before": rt.same_or_before, "_same_or_after": rt.same_or_after, "_before": rt.before,
+    "_after": rt.after, "_overlaps": rt.overlaps, "_overlaps_before": rt.overlaps_before,
+    "_overlaps_after": rt.overlaps_after, "_meets": rt.meets, "_meets_before": rt.meets_before,
+    "_meets_after": rt.meets_after, "_includes": rt.includes, "_proper_includes": rt.proper_includes,
+    "_width": rt.width, "_except": rt.list_except, "_intersect": rt.list_intersect, "_index_of": rt.index_of,
+    "_indexer": rt.indexer, "_js_length": rt.js_length, "_split": rt.split, "_substring": rt.substring,
+    "_position_of": rt.position_of, "_truncate": rt.truncate, "_floor": rt.floor_, "_ceiling": rt.ceiling,
+    "_abs": rt.abs_, "_round": rt.round_, "_modulo": rt.modulo, "_as_spec": rt.as_spec,
 }
 
 
 # ------------------------------------------------------------------------------ evaluation context
 
 class Context:
-    __slots__ = ("cache", "params", "by_type", "now", "_codes")
+    __slots__ = ("cache", "params", "passed", "by_type", "now", "_codes")
 
     def __init__(self, by_type, params, now):
         self.cache = {}
         self.params = params
+        self.passed = frozenset(params)  # the parameters given to this evaluation (before any default)
         self.by_type = by_type
         self.now = now
         self._codes = {}
@@ -341,6 +407,10 @@ def _convert_param(value, spec, name):
             fail("an interval")
         return rt.Interval(_convert_param(value.get("low"), spec[1], name), _convert_param(value.get("high"), spec[1], name),
                            value.get("lowClosed", True), value.get("highClosed", True))
+    if kind == "T":
+        if not isinstance(value, dict):
+            fail("an object")
+        return rt.Tup({el: _convert_param(value.get(el), t, f"{name}.{el}") for el, t in spec[1].items()})
     if kind != "N":
         raise ParameterError(f"parameter {name}: unsupported parameter type")
     t = spec[1]
@@ -369,6 +439,15 @@ def _convert_param(value, spec, name):
             return rt.Quantity(value["value"], value.get("unit", "1"))
         except CqlError as exc:
             raise ParameterError(f"parameter {name}: {exc}") from None
+    if t == SYS + "Code":
+        if not isinstance(value, dict) or not isinstance(value.get("code"), str):
+            fail('{"code", "system", ...}')
+        return rt.Code(value["code"], value.get("system"), value.get("version"), value.get("display"))
+    if t == SYS + "Concept":
+        if not isinstance(value, dict) or not isinstance(value.get("codes"), list):
+            fail('{"codes": [...], "display"}')
+        return rt.Concept([_convert_param(c, ("N", SYS + "Code"), f"{name}.codes[{i}]") for i, c in enumerate(value["codes"])],
+                          value.get("display"))
     raise ParameterError(f"parameter {name}: unsupported parameter type {t}")
 
 
