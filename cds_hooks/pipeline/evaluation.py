@@ -17,10 +17,13 @@ from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.packs.loader import RulePack
 from cds_hooks.pipeline.cards import CardContext, build_card
 from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
+from cds_hooks.pipeline.note_sources import fetch_note_attachments
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
 from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
 from cds_hooks.pipeline.profiles import ProfileChoice, select_profile
 from cds_hooks.spine.derived_findings import derive as derive_findings
+from cds_hooks.spine.note_findings import derive as derive_note_findings
+from cds_hooks.spine.note_findings import readable_notes
 
 EVALUATION_EXTENSION_KEY = "org.example.fusion-cds.evaluation"
 
@@ -92,6 +95,13 @@ class Evaluator:
             t_text = time.perf_counter()
             data.add_derived(derive_findings(data.resources))
             timings["report_text"] = time.perf_counter() - t_text
+
+        if self.config.note_text:
+            t_notes = time.perf_counter()
+            notes = readable_notes(data.resources)
+            fetched = fetch_note_attachments(request, notes, self.fetch_settings, started) if notes else {}
+            data.add_derived(derive_note_findings(notes, fetched))
+            timings["note_text"] = time.perf_counter() - t_notes
 
         coverages = data.of_type("Coverage")
         index = data.index()
