@@ -126,3 +126,31 @@ def test_html_is_read_as_text_with_the_standard_parser():
 def test_an_html_note_gives_the_same_facts_as_its_text():
     html_facts = facts("<p>Smoking status: Never</p><p>Attended 12 PT visits for low back pain.</p>", content_type="text/html")
     assert {(f.type, f.assertion) for f in html_facts} == {("nicotine", "present"), ("pt-attendance", "present")}
+
+
+def test_wanting_or_being_told_to_quit_is_not_having_quit():
+    assert only("Smokes 1 ppd, not ready to quit.", "nicotine").get("status") == "current"
+    assert only("Advised to quit smoking.", "nicotine").get("status") == "current"
+
+
+def test_smoke_free_since_a_date_is_former_with_that_quit_date():
+    f = only("Patient has been smoke-free since 2022.", "nicotine")
+    assert (f.get("status"), f.get("quit_date"), f.assertion) == ("former", "2022", "present")
+
+
+def test_a_declined_drug_is_negated():
+    assert only("Patient declined gabapentin.", "medication-trial").assertion == "negated"
+
+
+def test_pt_not_yet_started_is_negated_and_pt_ordered_is_planned():
+    assert only("Pt has not started PT yet.", "pt-attendance").assertion == "negated"
+    assert only("PT was ordered but insurance denied it.", "pt-attendance").assertion == "planned"
+
+
+def test_ruled_out_later_in_the_clause_negates_the_red_flag():
+    assert only("Fracture of L1 ruled out on CT.", "red-flag").assertion == "negated"
+
+
+def test_a_time_ago_is_an_onset_not_a_trial_length():
+    f = only("Gabapentin 300 mg tid was started 2 months ago and is helping.", "medication-trial")
+    assert (f.get("start"), f.get("weeks")) == ("2026-04", None)

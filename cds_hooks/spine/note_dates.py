@@ -184,6 +184,8 @@ _LENGTH = re.compile(
 def find_length(text: str) -> tuple[float, str, int, int] | None:
     """The first stated length of time: (amount, 'month'|'week'|'day'|'year', start, end)."""
     for m in _LENGTH.finditer(text):
+        if re.match(r"\s+ago\b", text[m.end():]):
+            continue  # "2 months ago" is a point in time, not a length
         raw = m.group("n").lower()
         n = 1.5 if raw.startswith("a year and") else number(raw)
         if n is None:

@@ -420,11 +420,14 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
     # Negation: "No PT", "has not had any PT", "PT visits ...: 0", "never went", "not interested in PT".
     zero = re.search(r"\bvisits?\b[^:]*:\s*0\b", c, re.I)
     negated = (zero is not None or re.search(r"\bnever\s+went\b|\bnot\s+interested\b|\bhas\s+not\s+had\b|\bhas\s+not\s+been\b|"
-                                             r"\bdid\s+not\s+(?:go|attend)\b|\bdenies\b", sent.text if re.search(r"\bnever\s+went\b", sent.text) else c, re.I)
+                                             r"\bdid\s+not\s+(?:go|attend)\b|\bdenies\b|\bnot\s+(?:yet\s+)?start(?:ed)?\b|\byet\s+to\s+start\b|\bhasn't\s+started\b|"
+                                             r"\bdeclined\b|\brefused\b|\bdenied\b", sent.text if re.search(r"\bnever\s+went\b", sent.text) else c, re.I)
                or re.search(r"\bno\s+(?:PT|physical\s+therapy|therapy)\b", c, re.I))
     hedged = _HEDGE_BEFORE.search(before) or re.search(r"\bmay\s+have\s+had\b|\bthinks\b|\bcannot\s+recall\b", c, re.I)
     blank = count is not None and count.groupdict().get("a") and count.group("a").startswith("_")
-    planned = blank or (count is None and (_PLANNED.search(before) or re.search(r"\breferral\b|\brecommended\b|\bhoping\b", c, re.I)))
+    planned = blank or (count is None and (_PLANNED.search(before) or re.search(
+        r"\breferral\b|\brecommended\b|\bhoping\b|\bordered\b|\breferred\b|\bprescribed\b|\bscheduled\b|\bwill\s+(?:begin|start)\b|"
+        r"\binterested\s+in\b|\bwould\s+like\b|\bwants\s+to\b|\bpending\b|\bauthoriz\w+\s+request", c, re.I)))
     if family:
         assertion = "family"
     elif zero or negated:
@@ -613,7 +616,7 @@ _PRODUCTS = [(name, re.compile(p, re.I)) for name, p in (
     ("cigar", r"\bcigars?\b"),
     ("vaping", r"\bvap(?:e|es|ed|ing)\b|\be-?cig(?:arette)?s?\b(?:\s+use)?|\bpods\b"),
     ("smokeless", r"\bchew(?:s|ing)?\s+tobacco\b|\bchews\b|\bdip\b|\bsnuff\b|\bsmokeless(?:\s+(?:tobacco|products))?\b|\bpouches\b|\bZyn\b"),
-    ("cigarettes", r"\bsmok(?:e|er|es|ed|ing)\b|\bex-?smoker\b|\bcigarettes?\b|\bcigs?\b|\b\d+(?:\.\d+)?\s*ppd\b"),
+    ("cigarettes", r"\bnon-?smoker\b|\bsmok(?:e|er|es|ed|ing)\b|\bex-?smoker\b|\bcigarettes?\b|\bcigs?\b|\b\d+(?:\.\d+)?\s*ppd\b"),
     ("any", r"\btobacco\b|\bnicotine\b"),
 )]
 _NICOTINE_SKIP = re.compile(
@@ -623,7 +626,7 @@ _CANNABIS = re.compile(r"\b(?:marijuana|cannabis|THC|CBD)\b", re.I)
 
 
 _NEVER = re.compile(r"\bnever\b(?!\s+went)", re.I)
-_FORMER = re.compile(r"\b(?:quit|quitting|stopped|ex-?smoker|former|until\s+\d{4}|none\s+since|none\s+x|no\s+cigarettes\s+x|"
+_FORMER = re.compile(r"(?<!to\s)(?<!to\squit\s)\b(?:(?<!\bto\s)quit|quitting|stopped|has\s+not\s+(?:used|smoked|vaped)\b[^.;]*\bsince|(?:smoke|tobacco|nicotine)-?\s?free|ex-?smoker|former|until\s+\d{4}|none\s+since|none\s+x|no\s+cigarettes\s+x|"
                      r"denies\s+any\s+nicotine\s+since|not\s+touched\s+an?\s+\w+\s+since)\b", re.I)
 _USE = re.compile(r"\b(?:quit|former|never|smokes|vapes|vape|chews|uses|using|continues|current|was\s+smoking|restarted)\b", re.I)
 
@@ -701,7 +704,9 @@ def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]
     quit_date = None
     if _family(text, sent, note.lines, note.family_lines, a0, clause):
         assertion = "family"
-    elif status == "current" and (re.search(r"\bdenies\b", before, re.I) or re.search(r"\bdoes\s+not\b|\bno\s+nicotine\b|:\s*no\s*(?:$|[.,;|])", c, re.I)
+    elif status == "current" and (re.search(r"\bdenies\b|\bhas\s+not\s+used\b|\bnot\s+using\b", before, re.I)
+                                  or re.search(r"\bnon-?smoker\b", m.group(0), re.I)
+                                  or re.search(r"\bdoes\s+not\b|\bno\s+nicotine\b|:\s*no\s*(?:$|[.,;|])", c, re.I)
                                   or (re.search(r"\bor\b|,", before) and re.search(r"\bdenies\b", sent.text[:a0 - sent.start], re.I))):
         assertion = "negated"
     elif re.search(r"\bmight\b|\bI\s+understand\b|\bmay\b|\bsays\s+(?:he|she)\s+stopped\b", c, re.I):
@@ -739,10 +744,11 @@ def _quit_date(note: _Note, c: str, sent: Sentence, si: int) -> str | None:
         return months_before(note.date, float(m.group(1)))
     m = re.search(r"\b(?:quit|stopped|quitting|until|since)\b(.*)", c, re.I)
     if m is None:
-        nxt = note.sents[si + 1] if si + 1 < len(note.sents) else None
-        if nxt is not None and re.match(r"\s*quit\s+date\s*:", nxt.text, re.I):
-            hits = note.dates(nxt.text)
-            return hits[0].value if hits else None
+        for n in (si + 1, si - 1):  # a "Quit date:" field next to the status field
+            other = note.sents[n] if 0 <= n < len(note.sents) else None
+            if other is not None and re.match(r"\s*quit\s+date\s*:", other.text, re.I):
+                hits = note.dates(other.text)
+                return hits[0].value if hits else None
         return None
     tail = m.group(1)
     hits = note.dates(tail)
@@ -799,12 +805,12 @@ _DRUG_INFO = re.compile(r"\bis\s+an?\s+\w+\s+(?:often\s+)?used\b|\bside\s+effect
 _OTHER_INDICATION = re.compile(r"\bfor\s+(?:depression|anxiety|fibromyalgia|migraines?|seizures|hypertension)\b.*\bnot\s+for\s+pain\b|"
                                r"\bnot\s+for\s+pain\b", re.I)
 _OUTCOMES = [
-    ("side-effects", re.compile(r"\bd/t\s+\w+|\bstopped\s+(?:d/t|due\s+to)\b|\bGI\s+upset\b|\bdid\s+not\s+tolerate\b|\bnot\s+tolerated\b|"
+    ("side-effects", re.compile(r"\b(?:not\s+able|unable)\s+to\s+tolerate\b|\bintoleran\w+|\bd/t\s+\w+|\bstopped\s+(?:d/t|due\s+to)\b|\bGI\s+upset\b|\bdid\s+not\s+tolerate\b|\bnot\s+tolerated\b|"
                                 r"\bfelt\s+drunk\b|\bside\s+effects?\b|\bnausea\b|\bdizz\w+|\bswelling\b|\bfatigue\b", re.I)),
     ("no-relief", re.compile(r"\bfailed\b|\bno\s+(?:improvement|benefit|relief|change)\b|\bwithout\s+(?:benefit|improvement|relief)\b|"
                              r"\bineffective\b|\bnot\s+pain\b|\bno\s+help\b", re.I)),
     ("partial-relief", re.compile(r"\bpartial\b|\b~?\d+%\s+relief\b|\bmild\s+benefit\b|\bhelps\s+some\b|\bsome\s+relief\b|\bminimal\b", re.I)),
-    ("relief", re.compile(r"\bhelped\b|\bgood\s+relief\b|\beffective\b", re.I)),
+    ("relief", re.compile(r"\bhelped\b|\bis\s+helping\b|\bgood\s+relief\b|\beffective\b", re.I)),
     ("ongoing", re.compile(r"\btaking\b|\bstarted\s+today\b|\bnow\s+on\b|\bcurrent\s+meds\b|\bprn\b|\bstarted\b.*\bby\b|\bstarted\s+\w+\s+\d", re.I)),
 ]
 _SIDE_EFFECT = re.compile(r"\b(nausea|dizziness|GI\s+upset|fatigue|leg\s+swelling|sedation|drowsiness|'felt\s+drunk'|felt\s+drunk)\b", re.I)
@@ -830,8 +836,8 @@ def _medication_facts(note: _Note) -> list[NoteFact]:
             if _family(text, sent, note.lines, note.family_lines, m.start(), clause) or re.search(
                     rf"\b(?:sister|brother|mother|father|husband|wife|daughter|son)\s+takes\s+it\b", own, re.I):
                 assertion = "family"
-            elif re.search(r"\bnever\s+started\b|\bnot\s+tried\b|\bNOT\s+taking\b|\bnot\s+taking\b", own, re.I) or re.search(
-                    r"\bdenies\b|\bno\s+$", prefix, re.I):
+            elif re.search(r"\bnever\s+started\b|\bnot\s+tried\b|\bNOT\s+taking\b|\bnot\s+taking\b|\bdeclined\b|\brefused\b", own, re.I) or re.search(
+                    r"\bdenies\b|\bno\s+$|\bdeclined\b|\bdeclines\b|\brefused\b|\brefuses\b|\bnever\s+(?:took|taken|tried)\b", prefix, re.I):
                 assertion = "negated"
             elif re.search(r"\bwas\s+discussed\b|\bwill\s+consider\b", own, re.I) or re.search(
                     r"\b(?:talked\s+about|discussed|consider(?:ing)?(?:\s+trial\s+of)?|plan:\s*start|start|recommend(?:ed)?|asks\s+about|"
@@ -1026,6 +1032,7 @@ def _red_flag_facts(note: _Note) -> list[NoteFact]:
                         assertion = "hedged"
                     elif (_negated_before(before) or re.match(r"\s*(?::\s*(?:N|no|none|neg)\b|was\s+ruled\s+out|ruled\s+out|intact|"
                                                                r"\s*(?:was\s+)?negative)", after, re.I)
+                          or re.search(r"\b(?:was|were|has\s+been|have\s+been)?\s*(?:ruled\s+out|excluded)\b", after, re.I)
                           or re.search(r"\b(?:GU|GI|neuro)\s*:\s*neg\s+for\s+$", before, re.I)):
                         assertion = "negated"
                     elif re.search(r"\bdenies\b", sent.text[:a0 - sent.start], re.I) and re.search(r",|\bor\b", before) and not re.search(r"\+", before):
