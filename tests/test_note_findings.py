@@ -84,3 +84,12 @@ def test_an_attachment_by_url_is_read_only_from_what_was_fetched():
     assert derive([doc], today=TODAY) == []
     (obs,) = derive([doc], {("n2", 0): ("Vapes daily.", "text/plain")}, today=TODAY)
     assert obs["derivedFrom"] == [{"reference": "DocumentReference/n2"}]
+
+
+def test_reading_stops_at_the_character_budget_newest_note_first(monkeypatch):
+    from cds_hooks.spine import note_findings
+
+    monkeypatch.setattr(note_findings, "MAX_CHARS_PER_CALL", 20)
+    old = note("Vapes daily.", id_="old", date="2026-01-01")
+    new = note("Chews tobacco daily.", id_="new", date="2026-06-01")
+    assert [o["derivedFrom"][0]["reference"] for o in derive([old, new], today=TODAY)] == ["DocumentReference/new"]

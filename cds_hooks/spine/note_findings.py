@@ -4,8 +4,8 @@ Which notes (FHIR R4 DocumentReference, 4.0.1): `status` current, `docStatus` ab
 (preliminary gives preliminary Observations, which count for nothing), a clinical note by category
 (US Core `clinical-note`) or by type (the US Core clinical note types: discharge summary, consult,
 history and physical, progress and procedure notes, or a type whose name says note, letter, summary
-or therapy), dated within NOTE_LOOKBACK_DAYS of the call. At most MAX_NOTES notes are read, the
-newest first. Which text: each `content.attachment` that is text/plain or text/html (HTML through
+or therapy), dated within NOTE_LOOKBACK_DAYS of the call. At most MAX_NOTES notes and
+MAX_CHARS_PER_CALL characters are read, the newest first. Which text: each `content.attachment` that is text/plain or text/html (HTML through
 the standard library's `html.parser`), inline as base64 `data`, or by `url`, fetched by the
 pipeline from the same FHIR server (pipeline/note_sources.py) and handed in as `fetched`.
 
@@ -46,6 +46,8 @@ NOTE_LOOKBACK_DAYS = 3 * 365
 MAX_NOTES = 50
 # Attachments larger than this are not read (a clinical note is a few kB of text).
 MAX_ATTACHMENT_BYTES = 1_000_000
+# Characters of note text read per call, newest notes first: bounds the reading time of one call.
+MAX_CHARS_PER_CALL = 100_000
 
 CODES = {
     "pt-attendance": ("pt-attendance", "Physical therapy attended", "therapy"),
@@ -302,10 +304,16 @@ def derive(resources: list[dict], fetched: dict[tuple[str, int], tuple[str, str]
     """Derived Observations for every readable clinical note in `resources`."""
     out: list[dict] = []
     taken = {r.get("id") for r in resources if isinstance(r, dict) and r.get("resourceType") == "Observation"}
+    budget = MAX_CHARS_PER_CALL
     for doc in readable_notes(resources, today):
         written = note_date(doc)
         try:
             for source, text, content_type in note_parts(doc, fetched):
+                if budget <= 0:
+                    log.warning("note text over %d characters in one call; older notes not read", MAX_CHARS_PER_CALL)
+                    return out
+                text = text[:budget]
+                budget -= len(text)
                 for f in extract_note(text, written, content_type):
                     obs = to_observation(f, doc, source, written)
                     if obs["id"] not in taken:

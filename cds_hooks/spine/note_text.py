@@ -26,6 +26,8 @@ TYPES = ("pt-attendance", "conservative-care", "nicotine", "medication-trial", "
 ASSERTIONS = ("present", "negated", "hedged", "historical", "family", "planned")
 # Longest text read per note; longer text is cut (a progress note is a few kB).
 MAX_CHARS = 200_000
+# How far after a PT sentence its outcome (discharge reason, status) is looked for.
+FOLLOWING_CHARS = 400
 
 # Neuropathic agents: the drugs whose trial a pack may ask for by class (gabapentinoids, SNRIs, TCAs).
 NEUROPATHIC = {"gabapentin", "pregabalin", "duloxetine", "venlafaxine", "milnacipran", "amitriptyline",
@@ -195,21 +197,16 @@ _INSTRUCTION = re.compile(r"\b(?:return\s+precautions|call\s+911|go\s+to\s+the\s
 def _family(text: str, sentence: Sentence, lines: list[str], family_lines: set[int], term_start: int, clause: Clause) -> bool:
     if sentence.line in family_lines:
         return True
-    line_start = term_start - (term_start - sentence.start) - len(lines[sentence.line][:0])
-    before_line = lines[sentence.line]
-    del line_start
-    inline = _FAMILY_INLINE.search(before_line)
-    if inline and sentence.start - _line_offset(lines, sentence.line) + (term_start - sentence.start) > inline.start():
+    # "FHx: father - prostate cancer; mother - ..." : an inline family-history label before the term.
+    line_start = text.rfind("\n", 0, term_start) + 1
+    inline = _FAMILY_INLINE.search(text, line_start, term_start)
+    if inline:
         return True
     before = text[clause.start:term_start]
     rel = list(_RELATIVE.finditer(before))
     if not rel:
         return False
     return not _SELF.search(before[rel[-1].end():])
-
-
-def _line_offset(lines: list[str], n: int) -> int:
-    return sum(len(x) + 1 for x in lines[:n])
 
 
 def _negated_before(before: str) -> bool:
@@ -509,16 +506,18 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
     status = None
     if assertion == "present":
         status = _pt_status(sent.text, attended, planned_n)
+        # The course's outcome may follow in the next lines of the same note (a discharge reason).
+        following = note.text[sent.end:sent.end + FOLLOWING_CHARS]
         if status is None or status == "ongoing":
-            rest = _pt_status(note.text[sent.end:], attended, planned_n) if therapy_note or count is not None else None
-            if rest and rest != "ongoing" and not _PT_WORD.search(note.text[sent.end:]):
+            rest = _pt_status(following, attended, planned_n) if therapy_note or count is not None else None
+            if rest and rest != "ongoing" and not _PT_WORD.search(following):
                 status = rest
-            elif rest and rest != "ongoing" and re.search(r"\b(?:discharg|d/c|case\s+closed|non-?attendance|declined)", note.text[sent.end:], re.I) \
-                    and not re.search(r"\bPT\b.*\bPT\b", note.text[sent.end:]):
+            elif rest and rest != "ongoing" and re.search(r"\b(?:discharg|d/c|case\s+closed|non-?attendance|declined)", following, re.I) \
+                    and not re.search(r"\bPT\b.*\bPT\b", following):
                 status = rest
-        if status == "not-tolerated" or re.search(r"\bdeclined\s+further\b.*\bpain\b", note.text, re.I):
-            status = "not-tolerated" if re.search(r"\bpain\b", note.text[sent.start:], re.I) and (
-                status == "not-tolerated" or re.search(r"\bdeclined\s+further\b", note.text, re.I)) else status
+        here = note.text[sent.start:sent.end + FOLLOWING_CHARS]
+        if status == "not-tolerated" or re.search(r"\bdeclined\s+further\b.*\bpain\b", here, re.I):
+            status = "not-tolerated" if re.search(r"\bpain\b", here, re.I) else status
     fields = {"sessions_attended": attended if assertion in ("present", "family", "hedged") else None,
               "sessions_planned": planned_n, "start": start, "end": end, "weeks": weeks, "region": region,
               "status": status}
