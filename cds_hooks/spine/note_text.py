@@ -265,6 +265,17 @@ def extract_note(text: str, note_date: dt.date | str, content_type: str | None =
     return sorted(facts, key=lambda f: (f.start, TYPES.index(f.type)))
 
 
+def _first_of_each(facts: list[NoteFact], key) -> list[NoteFact]:
+    """The first fact of each key, in order (one mention counted once)."""
+    seen, out = set(), []
+    for f in facts:
+        k = key(f)
+        if k not in seen:
+            seen.add(k)
+            out.append(f)
+    return out
+
+
 def _fact(note: _Note, type_: str, assertion: str, span_start: int, span_end: int, sentence: Sentence, **fields) -> NoteFact:
     return NoteFact(type_, assertion, span_start, span_end, sentence.start, sentence.end, " ".join(sentence.text.split()), fields)
 
@@ -599,13 +610,7 @@ def _care_facts(note: _Note, pt: list[NoteFact]) -> list[NoteFact]:
                     facts.append(_fact(note, "conservative-care", assertion, a0, a1, sent, modality=modality, region=region,
                                        start=start, end=end))
     # One fact per modality, words and assertion in a sentence.
-    seen, out = set(), []
-    for f in facts:
-        key = (f.sentence_start, f.get("modality"), text[f.start:f.end].lower(), f.assertion)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
+    return _first_of_each(facts, lambda f: (f.sentence_start, f.get("modality"), text[f.start:f.end].lower(), f.assertion))
 
 
 # ------------------------------------------------------------------ nicotine
@@ -685,13 +690,7 @@ def _nicotine_facts(note: _Note) -> list[NoteFact]:
                 statuses = [st for span, st in status_of.items() if product_of.get(span) == product]
                 status = "never" if "never" in statuses else "former" if "former" in statuses else "current"
                 facts += _nicotine_fact(note, si, sent, clause, m, product, status)
-    seen, out = set(), []
-    for f in facts:
-        key = (f.get("product"), f.get("status"), f.assertion)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
+    return _first_of_each(facts, lambda f: (f.get("product"), f.get("status"), f.assertion))
 
 
 def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]:
@@ -907,13 +906,7 @@ def _medication_facts(note: _Note) -> list[NoteFact]:
                             weeks = int(weeks)
             facts.append(_fact(note, "medication-trial", assertion, m.start(), m.end(), sent, drug=drug, start=start, stop=stop,
                                weeks=weeks, dose=dose, outcome=outcome, side_effect=side))
-    seen, out = set(), []
-    for f in facts:
-        key = (f.get("drug"), f.assertion, f.sentence_start)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
+    return _first_of_each(facts, lambda f: (f.get("drug"), f.assertion, f.sentence_start))
 
 
 # ------------------------------------------------------------------ symptom onset and duration
@@ -1047,10 +1040,4 @@ def _red_flag_facts(note: _Note) -> list[NoteFact]:
                     if kind == "bowel-bladder-dysfunction" and word == "urgency" and assertion == "present":
                         continue  # urgency alone is no red flag
                     facts.append(_fact(note, "red-flag", assertion, a0, a1, sent, kind=kind))
-    seen, out = set(), []
-    for f in facts:
-        key = (f.sentence_start, f.get("kind"), f.assertion)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
+    return _first_of_each(facts, lambda f: (f.sentence_start, f.get("kind"), f.assertion))

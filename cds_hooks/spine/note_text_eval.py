@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cds_hooks.spine.note_text import NEUROPATHIC, TYPES, NoteFact, extract_note
+from cds_hooks.spine.report_text_eval import Counts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOLD = REPO_ROOT / "eval" / "note_text" / "gold.jsonl"
@@ -106,22 +107,8 @@ def match(gold: list[dict], pred: list[dict]) -> list[tuple[dict | None, dict | 
     return pairs
 
 
-@dataclass
-class Counts:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    @property
-    def precision(self) -> float | None:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
-
-    @property
-    def recall(self) -> float | None:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
-
-    def as_dict(self) -> dict:
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "precision": self.precision, "recall": self.recall}
+def _counts(c: Counts) -> dict:
+    return {"tp": c.tp, "fp": c.fp, "fn": c.fn, "precision": c.precision, "recall": c.recall}
 
 
 @dataclass
@@ -142,10 +129,10 @@ class Report:
 
     def as_dict(self) -> dict:
         return {"split": self.split, "passages": self.passages,
-                "present": {t: c.as_dict() for t, c in self.present.items()},
-                "anyAssertion": {t: c.as_dict() for t, c in self.any_assertion.items()},
+                "present": {t: _counts(c) for t, c in self.present.items()},
+                "anyAssertion": {t: _counts(c) for t, c in self.any_assertion.items()},
                 "fieldAccuracy": {k: (c.tp / (c.tp + c.fn) if c.tp + c.fn else None) for k, c in self.fields.items()},
-                "metCapable": {**self.met.as_dict(), "target": MET_PRECISION_TARGET, "errors": self.met_errors},
+                "metCapable": {**_counts(self.met), "target": MET_PRECISION_TARGET, "errors": self.met_errors},
                 "nonPresentAsPresent": self.non_present_as_present}
 
 
