@@ -35,7 +35,7 @@ def test_each_fact_becomes_an_observation_derived_from_the_note_with_the_method_
 
 def test_the_assertion_travels_with_every_derived_fact():
     found = derive([note("Denies tobacco. Never smoked cigarettes.")], today=TODAY)
-    assert sorted(component(o, "assertion")["valueCode"] for o in found) == ["negated", "present"]
+    assert sorted(component(o, "assertion")["valueCodeableConcept"]["coding"][0]["code"] for o in found) == ["negated", "present"]
 
 
 def test_the_sentence_and_offsets_are_kept():

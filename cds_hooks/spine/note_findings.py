@@ -240,7 +240,7 @@ def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dic
     if isinstance(doc.get("subject"), dict):
         obs["subject"] = dict(doc["subject"])
     g = f.get
-    components = [_component("assertion", valueCode=f.assertion)]
+    components = [_component("assertion", valueCodeableConcept=_own(f.assertion))]
     effective = None
     if f.type == "pt-attendance":
         if g("sessions_attended") is not None:
