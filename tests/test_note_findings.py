@@ -93,3 +93,10 @@ def test_reading_stops_at_the_character_budget_newest_note_first(monkeypatch):
     old = note("Vapes daily.", id_="old", date="2026-01-01")
     new = note("Chews tobacco daily.", id_="new", date="2026-06-01")
     assert [o["derivedFrom"][0]["reference"] for o in derive([old, new], today=TODAY)] == ["DocumentReference/new"]
+
+
+def test_the_look_back_reaches_back_from_the_given_date():
+    doc = note("Vapes daily.", date="2023-01-10")
+    assert readable_notes([doc], "2025-12-01") == [doc]
+    assert readable_notes([doc], "2026-03-01") == []
+    assert readable_notes([note("Vapes daily.", date="2026-06-15")], "2026-06-01") == []  # written after it

@@ -98,9 +98,11 @@ class Evaluator:
 
         if self.config.note_text:
             t_notes = time.perf_counter()
-            notes = readable_notes(data.resources)
+            # The look-back reaches back from the planned date of the orders, as the criteria's windows do.
+            anchor = max((c.reference_date for c in cases if c.reference_date), default=None)
+            notes = readable_notes(data.resources, anchor)
             fetched = fetch_note_attachments(request, notes, self.fetch_settings, started) if notes else {}
-            data.add_derived(derive_note_findings(notes, fetched))
+            data.add_derived(derive_note_findings(data.resources, fetched, anchor) if notes else [])
             timings["note_text"] = time.perf_counter() - t_notes
 
         coverages = data.of_type("Coverage")

@@ -4,7 +4,7 @@ Which notes (FHIR R4 DocumentReference, 4.0.1): `status` current, `docStatus` ab
 (preliminary gives preliminary Observations, which count for nothing), a clinical note by category
 (US Core `clinical-note`) or by type (the US Core clinical note types: discharge summary, consult,
 history and physical, progress and procedure notes, or a type whose name says note, letter, summary
-or therapy), dated within NOTE_LOOKBACK_DAYS of the call. At most MAX_NOTES notes and
+or therapy), dated within NOTE_LOOKBACK_DAYS before the orders' planned date (the call's date when they have none). At most MAX_NOTES notes and
 MAX_CHARS_PER_CALL characters are read, the newest first. Which text: each `content.attachment` that is text/plain or text/html (HTML through
 the standard library's `html.parser`), inline as base64 `data`, or by `url`, fetched by the
 pipeline from the same FHIR server (pipeline/note_sources.py) and handed in as `fetched`.
@@ -98,8 +98,14 @@ def note_date(doc: dict) -> dt.date | None:
     return None
 
 
-def readable_notes(resources: list[dict], today: dt.date | None = None) -> list[dict]:
-    """The DocumentReferences the service reads, newest first (see the module docstring)."""
+def readable_notes(resources: list[dict], today: dt.date | str | None = None) -> list[dict]:
+    """The DocumentReferences the service reads, newest first (see the module docstring). `today` anchors
+    the look-back: the planned date of the orders (ISO date), else the current date."""
+    if isinstance(today, str):
+        try:
+            today = dt.date.fromisoformat(today[:10])
+        except ValueError:
+            today = None
     today = today or dt.date.today()
     notes = []
     for doc in resources:
@@ -300,7 +306,7 @@ def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dic
 
 
 def derive(resources: list[dict], fetched: dict[tuple[str, int], tuple[str, str]] | None = None,
-           today: dt.date | None = None) -> list[dict]:
+           today: dt.date | str | None = None) -> list[dict]:
     """Derived Observations for every readable clinical note in `resources`."""
     out: list[dict] = []
     taken = {r.get("id") for r in resources if isinstance(r, dict) and r.get("resourceType") == "Observation"}
