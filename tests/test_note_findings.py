@@ -29,6 +29,7 @@ def test_each_fact_becomes_an_observation_derived_from_the_note_with_the_method_
     assert obs["method"]["coding"][0] == {"system": NOTE_FINDING, "code": METHOD_CODE, "display": "Extracted from note text"}
     assert obs["code"]["coding"][0]["code"] == "pt-attendance" and obs["valueInteger"] == 12
     assert obs["effectivePeriod"] == {"start": "2026-01-05", "end": "2026-03-27"}
+    assert component(obs, "span-weeks")["valueInteger"] == 11
     assert obs["bodySite"]["coding"][0]["code"] == "region-lumbar"
     assert obs["subject"] == {"reference": "Patient/p1"} and obs["id"].startswith("derived-note-")
 

@@ -223,6 +223,14 @@ def _period(start: str | None, end: str | None) -> dict:
     return out
 
 
+def _span_weeks(start: str | None, end: str | None) -> int | None:
+    """Whole weeks from the first to the last visit, when both are full dates."""
+    if not start or not end or len(start) != 10 or len(end) != 10:
+        return None
+    days = (dt.date.fromisoformat(end) - dt.date.fromisoformat(start)).days
+    return days // 7 if days >= 0 else None
+
+
 def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dict:
     """One derived Observation for one fact of one note."""
     status = DOC_STATUS[doc.get("docStatus")]
@@ -260,6 +268,9 @@ def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dic
             components.append(_component("weeks", valueQuantity={"value": g("weeks"), "unit": "wk", "system": UCUM, "code": "wk"}))
         if g("status"):
             components.append(_component("course-status", valueCodeableConcept=_own(g("status"))))
+        span = _span_weeks(g("start"), g("end"))
+        if span is not None:
+            components.append(_component("span-weeks", valueInteger=span))
         effective = _period(g("start"), g("end"))
     elif f.type == "conservative-care":
         obs["valueCodeableConcept"] = _own(g("modality"))
