@@ -161,6 +161,10 @@ class Config(BaseSettings):
     public_base_url: str | None = Field(None, description="Public base URL of the service")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="Largest request body accepted, in bytes")
     max_json_depth: int = Field(64, ge=8, le=512, description="Deepest nesting of objects and arrays accepted in a body")
+    # Work one hook call may ask for; over a limit the call answers 400 too-much-work before evaluating.
+    max_orders_per_call: int = Field(20, ge=1, description="Most orders one hook call may carry that the rule pack checks")
+    max_cases_per_call: int = Field(10, ge=1, description="Most surgical cases (cards) one hook call may ask for")
+    max_response_bytes: int = Field(2_000_000, ge=10_000, description="Largest hook response body, in bytes")
     # Logs: patient ids appear only as keyed hashes. Without a key, a random one per process.
     log_pseudonym_key: SecretStr | None = Field(
         None, description="Key for the keyed hash that stands in for patient ids in logs")
@@ -179,7 +183,16 @@ class Config(BaseSettings):
         None, description="SQLAlchemy URL of the audit database, e.g. postgresql+psycopg://user:pw@host/db; "
                           "a SQLite file var_dir/audit.db when empty")
     database_migrate_on_start: bool = Field(True, description="Apply schema migrations when the service starts")
-    database_busy_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a database lock (SQLite)")
+    database_busy_timeout: float = Field(
+        10.0, gt=0, description="Seconds commands and the migration at start wait for a SQLite lock")
+    # The service's own waits on the audit database, bounded so that none outlasts a call's deadline.
+    database_lock_timeout: float = Field(
+        1.0, gt=0, le=30, description="Seconds a call waits for a database lock (PostgreSQL lock_timeout, "
+                                      "SQLite busy timeout) before answering 503 audit-unavailable")
+    database_statement_timeout: float = Field(
+        2.0, gt=0, le=30, description="Seconds one database statement of a call may run (PostgreSQL statement_timeout)")
+    database_connect_timeout: float = Field(
+        2.0, gt=0, le=30, description="Seconds a call waits for a database connection (new or from the pool)")
     audit_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description='Audit encryption keys, {"key id": "base64 of 32 bytes"}; '
                                           "a development key file in var_dir when empty")

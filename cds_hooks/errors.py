@@ -65,6 +65,13 @@ class ServiceUnavailable(CdsError):
     code = "unavailable"
 
 
+class AuditUnavailable(ServiceUnavailable):
+    """The audit database cannot be reached or did not answer in time: a call that needs it (the
+    audit write, feedback, the database-backed JWT replay check) is refused and may be retried."""
+
+    code = "audit-unavailable"
+
+
 class RulePackMalfunction(CdsError):
     """The rule pack's CQL returned results the service cannot read."""
 

@@ -159,6 +159,14 @@ def test_a_next_link_to_another_host_is_not_followed(fault_app, hosts):
     assert other.seen() == []
 
 
+def test_a_next_link_on_the_same_host_outside_the_base_path_is_not_followed(fault_app, hosts):
+    faulty, _ = hosts
+    response, _, token = hook_call(fault_app, faulty.base("next-beside"))
+    assert response.status_code == 200 and criteria(response)["indication"] == "unavailable"
+    assert tokens_seen(faulty, token)
+    assert faulty.requests_for("beside") == []
+
+
 # ---- the allowlist -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

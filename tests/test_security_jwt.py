@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -182,6 +183,8 @@ BAD = {
     "missing-aud": lambda s, a, ev: "Bearer " + s.token(None),
     "missing-kid": lambda s, a, ev: "Bearer " + s.token(a, headers={"kid": None}),
     "wrong-typ": lambda s, a, ev: "Bearer " + s.token(a, headers={"typ": "at+jwt"}),
+    "no-typ": lambda s, a, ev: "Bearer " + jwt.encode(s.claims(a), s.ec, algorithm="ES384",
+                                                      headers={"kid": "ec-1", "typ": None}),
     "rs256-not-configured-for-issuer": lambda s, a, ev: "Bearer " + s.token(a, alg="RS256"),
     "es384-header-on-the-rsa-kid": lambda s, a, ev: "Bearer " + s.token(a, alg="ES384", key=s.ec, kid="rsa-1"),
     "critical-header": lambda s, a, ev: "Bearer " + s.token(a, headers={"crit": ["exp"]}),
@@ -200,7 +203,7 @@ REASON = {
     "jku-off-the-allowlist": "jku", "embedded-jwk-header": "header parameter", "unknown-kid": "kid",
     "signed-by-another-key-under-a-known-kid": "signature", "tampered-payload": "signature",
     "tampered-signature": "signature", "missing-jti": "jti", "missing-exp": "exp", "missing-iat": "iat",
-    "missing-aud": "aud", "missing-kid": "kid", "wrong-typ": "typ", "rs256-not-configured-for-issuer": "algorithm",
+    "missing-aud": "aud", "missing-kid": "kid", "wrong-typ": "typ", "no-typ": "typ", "rs256-not-configured-for-issuer": "algorithm",
     "es384-header-on-the-rsa-kid": "does not fit", "critical-header": "well-formed", "oversized-token": "well-formed",
 }
 

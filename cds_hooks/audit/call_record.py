@@ -8,6 +8,7 @@ versions name it. Access tokens are never kept.
 """
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,8 +27,17 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# Neither a NUL (PostgreSQL text refuses it) nor a lone surrogate (not encodable as UTF-8) may reach a
+# plain column: the row of a refused call must be writable whatever the caller sent.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
 def _short(value, limit: int) -> str | None:
-    return value[:limit] if isinstance(value, str) and value else None
+    return storable(value[:limit]) if isinstance(value, str) and value else None
 
 
 @dataclass
@@ -91,15 +101,15 @@ class CallRecord:
 
     @property
     def hook(self) -> str | None:
-        return self.request.hook if self.request else _short(self.raw_body().get("hook"), 64)
+        return _short(self.request.hook, 64) if self.request else _short(self.raw_body().get("hook"), 64)
 
     @property
     def hook_instance(self) -> str | None:
-        return self.request.hook_instance[:200] if self.request else _short(self.raw_body().get("hookInstance"), 200)
+        return _short(self.request.hook_instance if self.request else self.raw_body().get("hookInstance"), 200)
 
     @property
     def user_ref(self) -> str | None:
-        return self.request.user_id[:200] if self.request else _short(self.context().get("userId"), 200)
+        return _short(self.request.user_id if self.request else self.context().get("userId"), 200)
 
     @property
     def patient_id(self) -> str | None:
@@ -194,7 +204,7 @@ def call_rows(rec: CallRecord, sealer: Sealer) -> dict[str, list[dict]]:
     call = {
         "id": rec.id,
         "received_at": rec.received_at,
-        "service_id": rec.service_id[:100],
+        "service_id": storable(rec.service_id[:100]),
         "hook": rec.hook,
         "hook_instance": rec.hook_instance,
         "user_ref": rec.user_ref,
@@ -210,7 +220,7 @@ def call_rows(rec: CallRecord, sealer: Sealer) -> dict[str, list[dict]]:
         "key_id": key_id,
         "sealed": sealed,
         "mode": rec.mode,
-        "site": rec.site,
+        "site": _short(rec.site, 200),
     }
     cards, suggestions, criteria = [], [], []
     if rec.status == 200:

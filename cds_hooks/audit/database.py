@@ -8,6 +8,7 @@ production a PostgreSQL URL (`postgresql+psycopg://...`, psycopg 3).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import weakref
 from pathlib import Path
@@ -32,16 +33,33 @@ def database_url(config: Config) -> str:
     return f"sqlite:///{Path(config.var_dir).resolve() / 'audit.db'}"
 
 
-def create_db_engine(url: str, busy_timeout: float = 10.0) -> Engine:
-    """An engine for `url`, with SQLite's durability and locking settings applied on every connection."""
+def create_db_engine(url: str, busy_timeout: float = 10.0, *, statement_timeout: float | None = None,
+                     lock_timeout: float | None = None, connect_timeout: float | None = None) -> Engine:
+    """An engine for `url`, with SQLite's durability and locking settings applied on every connection.
+
+    The service's engine bounds every wait, so no call waits on the database past its deadline:
+    `lock_timeout` (PostgreSQL `lock_timeout`; SQLite's busy timeout, instead of `busy_timeout`),
+    `statement_timeout` (PostgreSQL `statement_timeout`), `connect_timeout` (a new PostgreSQL
+    connection, and the wait for a pooled one). Commands and migrations leave them unset.
+    """
     parsed = make_url(url)
+    pool_args = {"pool_timeout": connect_timeout} if connect_timeout is not None else {}
     if parsed.get_backend_name() != "sqlite":
-        engine = create_engine(parsed, pool_pre_ping=True)
+        options = []
+        if statement_timeout is not None:
+            options.append(f"-c statement_timeout={int(statement_timeout * 1000)}")
+        if lock_timeout is not None:
+            options.append(f"-c lock_timeout={int(lock_timeout * 1000)}")
+        connect_args: dict = {"options": " ".join(options)} if options else {}
+        if connect_timeout is not None:
+            connect_args["connect_timeout"] = max(1, math.ceil(connect_timeout))  # libpq: whole seconds
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **pool_args)
     else:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": busy_timeout, "check_same_thread": False})
-        _sqlite_settings(engine, busy_timeout)
+        wait = lock_timeout if lock_timeout is not None else busy_timeout
+        engine = create_engine(parsed, connect_args={"timeout": wait, "check_same_thread": False}, **pool_args)
+        _sqlite_settings(engine, wait)
     # gunicorn --preload: a forked child must not reuse the parent's pooled connections. Weak, so the
     # hook does not keep the engine alive.
     ref = weakref.ref(engine)
@@ -113,13 +131,24 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def open_database(config: Config) -> Engine:
-    """The engine for the configured database, migrated first when `database_migrate_on_start`."""
-    engine = create_db_engine(database_url(config), config.database_busy_timeout)
+def open_database(config: Config, serving: bool = False) -> Engine:
+    """The engine for the configured database, migrated first when `database_migrate_on_start`.
+
+    `serving`: the service's engine, with the lock, statement and connect timeouts of the
+    configuration (the migration at start still waits `database_busy_timeout` for other processes).
+    """
+    url = database_url(config)
     if config.database_migrate_on_start:
-        revision = upgrade(engine)
-        log.info("audit database at schema revision %s (%s)", revision, engine.dialect.name)
-    return engine
+        migrating = create_db_engine(url, config.database_busy_timeout)
+        revision = upgrade(migrating)
+        log.info("audit database at schema revision %s (%s)", revision, migrating.dialect.name)
+        if not serving:
+            return migrating
+        migrating.dispose()
+    if not serving:
+        return create_db_engine(url, config.database_busy_timeout)
+    return create_db_engine(url, config.database_busy_timeout, statement_timeout=config.database_statement_timeout,
+                            lock_timeout=config.database_lock_timeout, connect_timeout=config.database_connect_timeout)
 
 
 def ping(engine: Engine) -> bool:

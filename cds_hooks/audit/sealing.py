@@ -70,7 +70,9 @@ class Sealer:
 
     def seal(self, content, row_id: str) -> tuple[str, bytes]:
         """(key id, sealed bytes) for any JSON-serialisable `content` of row `row_id`."""
-        plain = zlib.compress(json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        # A lone surrogate cannot be UTF-8: written as its JSON escape (\\udXXX) it reads back the same.
+        text = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
+        plain = zlib.compress(text.encode("utf-8", "backslashreplace"))
         nonce = os.urandom(_NONCE)
         return self.current, _VERSION + nonce + self._aead[self.current].encrypt(nonce, plain, row_id.encode())
 

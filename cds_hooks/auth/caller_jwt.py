@@ -14,7 +14,8 @@ Every call to a route under `/cds-services` (discovery, each service, feedback) 
   present) has passed, all within the configured clock skew, and the lifetime is at most the
   configured maximum (the spec: no more than five minutes);
 - its `jti` has not been seen from the same issuer before it expired (the replay store, shared by
-  replicas when it is database-backed).
+  replicas when it is database-backed; when that store cannot answer, the call is refused with
+  `AuditUnavailable`, 503, never let through).
 
 Other claims (`sub`, `client_id`, vendor claims) are accepted and ignored. A rejected call answers
 401 with a short reason; neither the reason nor the logs ever contain the token.
@@ -36,7 +37,7 @@ import requests
 from cds_hooks.auth.outbound import OutboundError, deadline_clock, new_session, read_capped, transport_allowed
 from cds_hooks.auth.replay import ReplayStore
 from cds_hooks.config import ASYMMETRIC_ALGORITHMS, Config, TrustedIssuer
-from cds_hooks.errors import CdsError
+from cds_hooks.errors import AuditUnavailable, CdsError
 
 log = logging.getLogger("cds_hooks.security")
 
@@ -273,7 +274,11 @@ class CallerVerifier:
         if issuer.tenant is not None and claims.get("tenant") != issuer.tenant:
             raise AuthError("tenant", "the token's tenant is not trusted")
         token_id = replay_key(iss, jti)
-        if not self.replay_store.first_use(token_id, float(exp) + self.skew):
+        try:
+            first_use = self.replay_store.first_use(token_id, float(exp) + self.skew)
+        except Exception as exc:  # noqa: BLE001 - a store that cannot answer must not let the call in
+            raise AuditUnavailable("the replay check could not reach the audit database; retry later") from exc
+        if not first_use:
             raise AuthError("replay", "the token has already been used")
         sub = claims.get("sub")
         return Caller(iss=iss, tenant=claims.get("tenant") if isinstance(claims.get("tenant"), str) else None,

@@ -67,6 +67,25 @@ def normalise_base(url: str) -> str:
     return f"{scheme}://{host}:{port}{path}"
 
 
+def _has_dot_segments(path: str) -> bool:
+    segments = path.lower().replace("%2e", ".").split("/")
+    return "." in segments or ".." in segments or "%2f" in path.lower()
+
+
+def under_base(url: str, base_url: str) -> bool:
+    """`url` is on the origin of `base_url` and its path is the base path or below it: where a FHIR
+    server's `next` link may lead with the token (FHIR R4 "Paging": the server chooses the link, the
+    client decides whether to follow it). A link elsewhere on the same host (another tenant's base,
+    an admin path) or with dot segments is not followed."""
+    if origin(url) != origin(base_url):
+        return False
+    path = urlsplit(url).path
+    if _has_dot_segments(path):
+        return False
+    base = urlsplit(base_url).path.rstrip("/")
+    return path.rstrip("/") == base or path.startswith(base + "/")
+
+
 @dataclass(frozen=True)
 class FhirServerPolicy:
     """The allowlist of FHIR base URLs (CDS Hooks 2.0 leaves `fhirServer` to the client; the service
@@ -84,8 +103,7 @@ class FhirServerPolicy:
         parts = urlsplit(base_url)
         if parts.query or parts.fragment or not transport_allowed(base_url, self.allow_http_loopback):
             return False
-        segments = parts.path.lower().replace("%2e", ".").split("/")
-        if "." in segments or ".." in segments or "%2f" in parts.path.lower():
+        if _has_dot_segments(parts.path):
             return False  # dot segments would walk out of an allowlisted base path
         if self.allow_loopback and is_loopback_host(parts.hostname or ""):
             return True

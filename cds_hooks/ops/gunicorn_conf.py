@@ -13,6 +13,10 @@ file; see cds_hooks/config.py). The choices, and why:
 - graceful shutdown: on SIGTERM workers finish the calls in flight within `server_graceful_timeout`,
   then their engine workers are stopped (worker_exit);
 - no control socket: nothing else is listening besides the service port;
+- behind a buffering proxy (deploy/nginx/nginx.conf): gunicorn's threads read requests themselves
+  with no read timeout, so slow clients are the proxy's to hold (docs/operations.md, "Slow clients");
+- header fields up to 32 KB (the proxy's limit too), so an oversized bearer token reaches the service
+  and is refused with its JSON 401 rather than gunicorn's HTML 431;
 - metrics of every worker added up when `PROMETHEUS_MULTIPROC_DIR` is set (the image sets it): the
   folder is emptied when the server starts and a dead worker's live gauges are dropped (child_exit).
 """
@@ -32,6 +36,7 @@ timeout = int(_config.server_timeout)
 graceful_timeout = int(_config.server_graceful_timeout)
 keepalive = int(_config.server_keepalive)
 preload_app = True
+limit_request_field_size = 32768
 control_socket_disable = True
 # The heartbeat file on tmpfs: a worker blocked on a slow disk is not a dead worker.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

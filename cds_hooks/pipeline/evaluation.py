@@ -5,6 +5,7 @@ Each stage lives in its own module; this one calls them in order and records wha
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
 from cds_hooks.engine.retrieves import retrieve_filter
-from cds_hooks.errors import PrefetchIncomplete
+from cds_hooks.errors import InvalidRequest, PrefetchIncomplete
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.packs.loader import RulePack
 from cds_hooks.pipeline.cards import CardContext, build_card
@@ -77,7 +78,10 @@ class Evaluator:
         timings: dict[str, float] = {}
         started = time.monotonic()  # the FHIR deadline counts from the start of the call
         t0 = time.perf_counter()
-        cases = group_cases(self.detector.detect(request.draft_orders))
+        orders = self.detector.detect(request.draft_orders)
+        check_orders_limit(len(orders), self.config)
+        cases = group_cases(orders)
+        check_cases_limit(len(cases), self.config)
         timings["orders"] = time.perf_counter() - t0
         if not cases:
             # Fast path: nothing to check, nothing fetched (CDS Hooks 2.0: an empty cards array).
@@ -150,4 +154,33 @@ class Evaluator:
                 }
             },
         }
+        check_response_size(response, self.config)
         return Outcome(response, outcomes, data, timings)
+
+
+# ------------------------------------------------------------------ work limits of one call
+# One signed call could otherwise ask for hundreds of cases (minutes of engine time, megabytes of
+# cards). Over a limit the call is refused with 400 too-much-work: the orders are counted before
+# anything is fetched or evaluated, so the refusal comes at once.
+
+def _too_much(message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="too-much-work")
+
+
+def check_orders_limit(orders: int, config: Config) -> None:
+    if orders > config.max_orders_per_call:
+        raise _too_much(f"context.draftOrders holds {orders} orders this service checks; one call may hold at most "
+                        f"{config.max_orders_per_call}")
+
+
+def check_cases_limit(cases: int, config: Config) -> None:
+    if cases > config.max_cases_per_call:
+        raise _too_much(f"context.draftOrders describes {cases} surgical cases; one call may ask for at most "
+                        f"{config.max_cases_per_call}")
+
+
+def check_response_size(response: dict, config: Config) -> None:
+    size = len(json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > config.max_response_bytes:
+        raise _too_much(f"the cards for this call would take {size} bytes; the most one answer may take is "
+                        f"{config.max_response_bytes}")

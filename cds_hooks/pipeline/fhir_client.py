@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from cds_hooks.auth.outbound import OutboundError, deadline_clock, new_session, origin, read_capped
+from cds_hooks.auth.outbound import OutboundError, deadline_clock, new_session, origin, read_capped, under_base
 from cds_hooks.errors import CdsError
 from cds_hooks.hooks.prefetch import resources_of
 
@@ -176,8 +176,8 @@ class FhirClient:
             if not isinstance(nxt, str) or not nxt:
                 return resources
             nxt = urljoin(url, nxt)
-            if origin(nxt) != self._origin:
-                raise FhirError("paging", "a next link pointed to another server; not followed")
+            if not under_base(nxt, self.base_url):
+                raise FhirError("paging", "a next link pointed outside the FHIR server's base; not followed")
             url = nxt
         raise FhirError("paging", f"more than {self.max_pages} pages of results")
 

@@ -8,12 +8,12 @@ from flask import Flask
 from cds_hooks.audit.go_live import EXTENSION as GO_LIVE, GoLive, SiteSwitch
 from cds_hooks.auth.caller_jwt import check_settings
 from cds_hooks.config import Config
-from cds_hooks.engine.bridge import CqlEngine
+from cds_hooks.engine.bridge import CqlEngine, _find_node_modules
 from cds_hooks.ops import logs
 from cds_hooks.packs.loader import load_rule_packs
 from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
-from cds_hooks.web import (authentication, cors, discovery, feedback, openapi, operations, policies, request_limits,
-                           service)
+from cds_hooks.web import (authentication, cors, discovery, feedback, fhir_types, openapi, operations, policies,
+                           request_limits, service)
 from cds_hooks.web.http_errors import register_error_handlers
 from cds_hooks.web.recording import EXTENSION as RECORDER, audit_parts
 
@@ -44,6 +44,8 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     # Without an audit database there is no site switch: only `shadow_mode` applies.
     switch = SiteSwitch(recorder.store.engine, config.site_switch_cache_seconds) if recorder.store is not None else None
     app.extensions[GO_LIVE] = GoLive(config, switch)
+    # The element types the engine's FHIR model gives every resource it reads (checked at the edge).
+    app.extensions[fhir_types.EXTENSION] = fhir_types.load(_find_node_modules(None))
 
     if config.auth_disabled:
         log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "

@@ -1,7 +1,8 @@
 """Every route under /cds-services requires a verified caller: the request hook around auth/caller_jwt.py.
 
 A refused call answers 401 with a short reason and `WWW-Authenticate: Bearer error="invalid_token"`;
-neither the reason nor the logs ever contain the token.
+neither the reason nor the logs ever contain the token. When the database-backed replay check cannot
+reach the audit database the call answers 503 `audit-unavailable` with `Retry-After`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from flask import Flask, current_app, g, request
 from cds_hooks.auth.caller_jwt import AuthError, CallerVerifier, JwksCache, check_settings, endpoint_urls
 from cds_hooks.auth.replay import ReplayStore
 from cds_hooks.config import Config
+from cds_hooks.errors import AuditUnavailable
 from cds_hooks.web.http_errors import error_response
 
 log = logging.getLogger("cds_hooks.security")
@@ -43,6 +45,10 @@ def init_app(app: Flask, config: Config, replay_store: ReplayStore, jwks: JwksCa
         try:
             g.caller = verifier.verify(request.headers.get("Authorization"),
                                        endpoint_urls(config, request.path))
+        except AuditUnavailable as exc:
+            # 503 with Retry-After by the error handlers; the log says why, never the token.
+            log.error("caller check failed: audit database unavailable (%s)", type(exc.__cause__).__name__)
+            raise
         except AuthError as exc:
             log.info("caller refused", extra={"fields": {"reason": exc.code}})
             response = error_response(401, "unauthorized", exc.reason)

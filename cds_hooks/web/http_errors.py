@@ -32,6 +32,7 @@ STATUS: dict[type[CdsError], int] = {
     ServiceUnavailable: 503,
 }
 INTERNAL_MESSAGE = "The service failed to process the request."
+RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ def describe(exc: BaseException) -> Failure:
 def error_response(status: int, code: str, message: str):
     response = jsonify({"error": code, "message": message})
     response.status_code = status
+    if status == 503:
+        # RFC 9110 section 10.2.3: when to try again; every 503 here is a part that may come back.
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 

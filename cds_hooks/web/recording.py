@@ -18,7 +18,7 @@ from cds_hooks.audit.replay_db import DatabaseReplayStore
 from cds_hooks.audit.sealing import Sealer
 from cds_hooks.audit.store import AuditStore
 from cds_hooks.config import Config
-from cds_hooks.errors import ServiceUnavailable
+from cds_hooks.errors import AuditUnavailable
 from cds_hooks.ops.metrics import UNKNOWN, Metrics
 from cds_hooks.web.extensions import registry_of
 from cds_hooks.web.http_errors import describe
@@ -42,11 +42,12 @@ class Recorder:
                 self.store.record_call(call)
             except Exception as exc:  # noqa: BLE001 - whatever the database says, the caller gets 503
                 self.metrics.audit_failures.labels("call").inc()
-                log.error("audit write failed: %s", type(exc).__name__)
+                log.error("audit write failed: %s (%s)", type(exc).__name__,
+                          "answered 503 audit-unavailable" if must_persist else f"the caller got {call.status}")
                 if must_persist:
                     self._observe(call, service_label, 503)
-                    raise ServiceUnavailable("The call could not be recorded in the audit trail, so no cards are "
-                                             "returned; retry later.", code="audit-unavailable") from exc
+                    raise AuditUnavailable("The call could not be recorded in the audit trail, so no cards are "
+                                           "returned; retry later.") from exc
             else:
                 self.metrics.observe_audit_write(service_label, time.perf_counter() - t0)
         self._observe(call, service_label, call.status)
@@ -71,7 +72,7 @@ def audit_parts(config: Config) -> tuple[Recorder, DatabaseReplayStore | None]:
     if not config.audit_enabled:
         return Recorder(None, Metrics()), None
     sealer = Sealer.from_config(config)  # before the database: a key problem should not leave a new file
-    engine = open_database(config)
+    engine = open_database(config, serving=True)
     return Recorder(AuditStore(engine, sealer), Metrics()), DatabaseReplayStore(engine)
 
 

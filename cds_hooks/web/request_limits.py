@@ -25,6 +25,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID_CHARS = 256
 MAX_URL_CHARS = 2048
 MAX_TOKEN_CHARS = 16384
+# How much of a refused oversized body is read and dropped before the 413 is sent (see _discard).
+DISCARD_BYTES = 16_000_000
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_$-]{1,64}")
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 def _json_media_type(mimetype: str, charset: str | None) -> bool:
@@ -52,16 +56,120 @@ def depth_of(value) -> int:
     return deepest
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """RFC 8259 section 4: names "SHOULD be unique"; two different values under one name (two
+    patientIds) would leave the choice to the parser, so a body that repeats one is refused."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def _no_constant(name: str):
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259 section 6); Python's parser accepts them.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _field_name(key: str) -> str:
+    """A key as it may appear in an error message: plain field names only, never arbitrary text."""
+    return key if _FIELD_NAME.fullmatch(key) else "a key"
+
+
+def bad_text_at(value) -> str | None:
+    """The path of the first string (value or key) holding a NUL or an unpaired UTF-16 surrogate.
+
+    JSON escapes can spell both (`\\u0000`, a lone `\\ud800`); neither is text that can be stored
+    (PostgreSQL refuses NUL, UTF-8 cannot encode a lone surrogate) or shown, so the body is refused
+    at the edge rather than failing in the audit write or the engine."""
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _BAD_TEXT.search(node):
+                return path or "the body"
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                where = f"{path}.{_field_name(key)}" if path else _field_name(key)
+                if _BAD_TEXT.search(key):
+                    return where
+                stack.append((child, where))
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node))
+    return None
+
+
 def parse_body(data: bytes, max_depth: int):
+    """The body as JSON (RFC 8259): UTF-8 only (section 8.1; Python would otherwise guess UTF-16 or
+    UTF-32 from the first bytes), no NaN or Infinity, no repeated key, no NUL or lone surrogate in
+    any string, and no deeper than `max_depth`."""
     try:
-        body = json.loads(data)
+        # A raw NUL byte is never in UTF-8 JSON text (inside strings it must be escaped), but is in
+        # every UTF-16 or UTF-32 encoding of it.
+        if b"\x00" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not UTF-8 text", code="malformed-json") from None
+    try:
+        body = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except RecursionError:
         raise InvalidRequest(f"the JSON body nests deeper than {max_depth} levels", code="too-deep") from None
+    except _DuplicateKey as exc:
+        raise InvalidRequest(f"the JSON body repeats the key {_field_name(exc.key)} in one object",
+                             code="malformed-json") from None
     except ValueError:
         raise InvalidRequest("the request body is not valid JSON", code="malformed-json") from None
     if depth_of(body) > max_depth:
         raise InvalidRequest(f"the JSON body nests deeper than {max_depth} levels", code="too-deep")
+    where = bad_text_at(body)
+    if where is not None:
+        raise InvalidRequest(f"{where} holds a NUL character or an unpaired surrogate", code="invalid-text")
     return body
+
+
+def _discard(stream, budget: int) -> None:
+    """Read and drop up to `budget` more bytes of a refused body, so the client, still sending, gets
+    to read the 413 rather than a connection reset (RFC 9110 section 15.5.14: the server may close
+    the connection; reading what is in flight first lets the answer arrive)."""
+    while budget > 0:
+        chunk = stream.read(min(65536, budget))
+        if not chunk:
+            return
+        budget -= len(chunk)
+
+
+def _too_large(limit: int, stream) -> RequestTooLarge:
+    _discard(stream, DISCARD_BYTES)
+    return RequestTooLarge(f"the request body is larger than {limit} bytes")
+
+
+def _read_body(limit: int) -> bytes:
+    """At most `limit` bytes of body, whether its length is declared or it arrives chunked."""
+    stream = request.environ["wsgi.input"]
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise _too_large(limit, stream)
+        return request.get_data(cache=True)
+    if not request.environ.get("wsgi.input_terminated"):
+        return b""  # no declared length and no end marker from the server: no body (PEP 3333)
+    # Chunked: the server ends the stream at the last chunk; one byte past the limit is enough to know.
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = stream.read(min(65536, limit + 1 - len(data)))
+        if not chunk:
+            return bytes(data)
+        data.extend(chunk)
+    raise _too_large(limit, stream)
 
 
 def json_body():
@@ -69,13 +177,13 @@ def json_body():
     if "json_body" in g:
         return g.json_body
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestTooLarge(f"the request body is larger than {limit} bytes")
     if not _json_media_type(request.mimetype, request.mimetype_params.get("charset")):
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(limit, request.environ["wsgi.input"])
         raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
     try:
-        data = request.get_data(cache=True)
-    except RequestEntityTooLarge:  # no declared length, but more bytes than allowed
+        data = _read_body(limit)
+    except RequestEntityTooLarge:
         raise RequestTooLarge(f"the request body is larger than {limit} bytes") from None
     g.json_body = parse_body(data, current_app.config["CDS_MAX_JSON_DEPTH"])
     return g.json_body

@@ -1,6 +1,7 @@
 """The service endpoint: `POST /cds-services/{id}` (CDS Hooks 2.0, "Calling a CDS Service").
 
-Answers 200 with `{"cards": [...]}`, 400 for a request the service cannot use, 404 for an unknown
+Answers 200 with `{"cards": [...]}`, 400 for a request the service cannot use (a wrongly typed
+FHIR element it would read, web/fhir_types.py; more work than one call may ask, too-much-work), 404 for an unknown
 service, 412 when no patient data can be obtained ("HTTP Response": the service could not obtain
 the data it needs). Every call, whatever its status, is recorded in the audit trail (web/recording.py).
 In shadow mode, or for a site switched off (audit/go_live.py), the answer is `{"cards": []}`.
@@ -19,6 +20,7 @@ from cds_hooks.hooks.hook_request import HookRequest, parse_hook_request
 from cds_hooks.ops.logs import pseudonym
 from cds_hooks.pipeline.criteria import CriteriaError
 from cds_hooks.web.extensions import registry_of
+from cds_hooks.web.fhir_types import EXTENSION as FHIR_TYPES, check_hook_resources
 from cds_hooks.web.recording import recorded
 from cds_hooks.web.request_limits import check_hook_fields, json_body
 
@@ -46,6 +48,7 @@ def call_service(service_id: str, call: CallRecord):
     body = json_body()
     check_hook_fields(body)
     hook_request = call.request = parse_hook_request(body, evaluator.pack.hook)
+    check_hook_resources(current_app.extensions[FHIR_TYPES], body)  # 400 before the engine could fail on it
     decision = decide_call(hook_request)
     call.mode, call.site = decision.mode, decision.site
     if decision.mode == OFF:  # switched off for this site: no data read, no evaluation

@@ -9,7 +9,8 @@ that name the fault to inject:
 Faults: `ok`, `slow` (answers after 30 s), `drip` (headers, then one byte every 0.2 s), `500`,
 `429-once` / `502-once` / `503-once` / `504-once` (then the data), `429-always` (Retry-After: 30),
 `truncated` (JSON cut in half), `pages-forever` (every page links to another), `redirect` (302 to
-the other host), `next-elsewhere` (a next link to the other host), `huge` (a body over 2 MB),
+the other host), `next-elsewhere` (a next link to the other host), `next-beside` (a next link on
+the same host and port, outside the base path: another tenant's base), `huge` (a body over 2 MB),
 `not-fhir` (JSON that is not a resource), `html`.
 
 Every request is recorded with its headers, so tests can see where a token went.
@@ -113,6 +114,10 @@ class FaultyFhirServer(LoopbackServer):
         if fault == "next-elsewhere":
             resources = self.by_type.get(resource_type, [])[:1]
             nxt = f"{self.other_host}/fhir/{resource_type}?page=2"
+            return Answer(200, FHIR, self._bundle(resources, [{"relation": "next", "url": nxt}]))
+        if fault == "next-beside":
+            resources = self.by_type.get(resource_type, [])[:1]
+            nxt = f"{self.url}/beside/fhir/{resource_type}?page=2"
             return Answer(200, FHIR, self._bundle(resources, [{"relation": "next", "url": nxt}]))
         if fault == "huge":
             pad = "x" * 2_500_000

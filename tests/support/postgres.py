@@ -52,11 +52,19 @@ class PostgresServer:
 
     def start(self) -> "PostgresServer":
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on its existing data (after `start`, or again after `pause`)."""
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
                    "-c max_connections=100 -c shared_buffers=32MB")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "server.log"),
                   "-w", "-t", "60", "start")
-        return self
+
+    def pause(self) -> None:
+        """Stop the server as a crash would (immediate shutdown), keeping its data for `resume`."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def stop(self) -> None:
         try:
