@@ -42,6 +42,11 @@ class TrustedIssuer(BaseModel):
     jku_allowlist: list[str] = Field(default_factory=list, description="`jku` header values accepted, compared exactly")
     algorithms: list[str] = Field(default_factory=lambda: ["ES384", "RS384"], description="Accepted `alg` values")
     tenant: str | None = Field(None, description="When set, the token's `tenant` claim must equal it")
+    max_lifetime: float | None = Field(
+        None, gt=0, le=3600,
+        description="Longest JWT lifetime (exp - iat) accepted from this issuer, in seconds (default: jwt_max_lifetime)")
+    pin_jwks_url: bool = Field(
+        False, description="Verify with jwks_url whatever `jku` a token names (the jku allowlist is then not used)")
 
     @field_validator("algorithms")
     @classmethod
@@ -56,6 +61,8 @@ class TrustedIssuer(BaseModel):
     def _has_a_key_source(self) -> "TrustedIssuer":
         if not self.jwks_url and not self.jku_allowlist:
             raise ValueError(f"trusted issuer {self.iss!r} needs a jwks_url or a jku_allowlist")
+        if self.pin_jwks_url and not self.jwks_url:
+            raise ValueError(f"trusted issuer {self.iss!r}: pin_jwks_url needs a jwks_url")
         return self
 
 

@@ -68,7 +68,8 @@ def test_the_stored_record_names_the_draft_orders_profile_and_evidence(audit_cli
     assert injection["status"] == "met" and injection["evidence"]
     manifest = {m["reference"] for m in document["resources"]}
     assert set(injection["evidence"]) <= manifest
-    assert {s["key"] for s in document["sources"]} == set(seed_request["prefetch"])
+    # every prefetch key, and the completed questionnaires the client did not prefetch (no data)
+    assert {s["key"] for s in document["sources"]} == set(seed_request["prefetch"]) | {"questionnaireResponses"}
 
 
 def test_the_patient_id_is_stored_only_as_a_keyed_pseudonym(audit_client, audit_store, seed_request):

@@ -13,7 +13,8 @@ def test_discovery_lists_the_lumbar_fusion_order_sign_service(client):
     assert service["title"] and service["description"] and service["usageRequirements"]
     assert set(service["prefetch"]) == {
         "patient", "coverage", "conditions", "procedures", "encounters", "imagingStudies",
-        "diagnosticReports", "observations", "medicationRequests", "medicationStatements", "documentReferences"}
+        "diagnosticReports", "observations", "medicationRequests", "medicationStatements",
+        "questionnaireResponses", "documentReferences"}
     assert all("{{context.patientId}}" in t for t in service["prefetch"].values())
 
 

@@ -88,6 +88,18 @@ def test_seed_order_renders_the_warning_card_with_checklist_suggestions_and_link
     assert "\033[" not in text
 
 
+def test_the_orders_coverage_information_is_shown_after_the_cards(service, fhir_server):
+    """CDS Hooks 2.0 `systemActions`; Da Vinci CRD 2.2.1 coverage information on the order."""
+    out = invoke(service, fhir_server, "--order", "seed", "--color", "never")
+    assert out.returncode == 0, out.stderr
+    cards, _, actions = out.stdout.partition("System actions")
+    assert "WARNING" in cards and actions
+    assert "update ServiceRequest/" in actions
+    flat = " ".join(actions.split())  # the terminal wraps long lines
+    assert "covered: covered · prior auth: auth-needed · documentation: clinical (withpa)" in flat
+    assert "questionnaire: http://fusion-cds.example.org/fhir/Questionnaire/lumbar-fusion-documentation" in flat
+
+
 def test_color_marks_the_indicator_in_its_colour(service, fhir_server):
     out = invoke(service, fhir_server, "--order", "seed", "--color", "always")
     assert out.returncode == 0, out.stderr
@@ -101,7 +113,8 @@ def test_prefetch_is_resolved_on_the_fhir_server_and_matches_the_record(service,
     assert request["fhirServer"] == fhir_server.base_url
     assert set(request["prefetch"]) == {"patient", "coverage", "conditions", "procedures", "encounters",
                                         "imagingStudies", "diagnosticReports", "observations",
-                                        "medicationRequests", "medicationStatements", "documentReferences"}
+                                        "medicationRequests", "medicationStatements", "questionnaireResponses",
+                                        "documentReferences"}
     assert request["prefetch"]["patient"]["id"] == "seed-patient"
     assert request["prefetch"]["observations"]["total"] == 0 and "entry" not in request["prefetch"]["observations"]
     fetched = {(r["resourceType"], r["id"]) for r in resources(request)}

@@ -290,3 +290,37 @@ def test_card_markdown_is_rendered_without_ever_creating_markup_from_its_text(pa
     assert result["checked"] == [True]
     assert result["cells"] == ["<b>x</b>", "2"]
     assert "&lt;script&gt;" in result["html"] and "[image: tracker]" in result["html"]
+
+
+def test_the_orders_coverage_information_is_shown_under_the_cards(page, service):
+    """Da Vinci CRD 2.2.1 "Coverage Information" (a systemActions update), as an EHR shows it."""
+    sign(page)
+    page.wait_for_selector("#coverage:not([hidden])")
+    shown = page.locator("#coverage-list").inner_text()
+    assert "ServiceRequest/" in shown and "Coverage/seed-coverage" in shown
+    assert "auth-needed" in shown and "clinical (withpa)" in shown
+    assert "lumbar-fusion-documentation" in shown
+    assert page.locator("#open-questionnaire").is_visible()
+
+
+def test_the_questionnaire_opens_pre_populated_is_answered_and_the_order_signed_again(page, service):
+    """Da Vinci DTR: the package from $questionnaire-package, pre-populated by its CQL from the seed's
+    record; a completed response sent with the next order-sign turns nicotine into met, attested."""
+    sign(page)
+    page.wait_for_selector("#open-questionnaire:not([hidden])")
+    page.click("#open-questionnaire")
+    page.wait_for_selector("#questionnaire-form:not([hidden])")
+    assert any("/dtr/Questionnaire/$questionnaire-package" in u for u in page.requested)
+    assert page.locator("#q-injection-date").input_value() == "2026-08-05"
+    assert page.locator("#q-injection").input_value() == "true"
+    assert page.locator("#q-smoking-status").input_value() == ""
+    page.select_option("#q-smoking-status", "8517006")
+    page.fill("#q-quit-date", "2025-03-01")
+    page.click("#complete-and-resign")
+    page.wait_for_function("document.querySelector('#request-json').textContent.includes('questionnaireResponses')")
+    page.wait_for_selector("#cards .card")
+    sent = json.loads(page.locator("#request-json").text_content())
+    (qr,) = [e["resource"] for e in sent["prefetch"]["questionnaireResponses"]["entry"]]
+    assert qr["status"] == "completed" and qr["author"]["reference"] == "Practitioner/surgeon-1"
+    detail = page.locator("#cards .card .detail").first.inner_text()
+    assert "Former smoker, quit 2025-03-01 (attested by Try-it surgeon" in detail and "not coded" in detail

@@ -7,12 +7,15 @@ Every call to a route under `/cds-services` (discovery, each service, feedback) 
   key (`jwk`, `x5c`, `x5u`) and no `crit`;
 - `iss` is a configured trusted issuer (and `tenant` matches when the issuer names one);
 - the signature verifies with the issuer's key: from its configured JWK Set URL, or from the `jku`
-  header only when that exact URL is on the issuer's `jku` allowlist;
+  header only when that exact URL is on the issuer's `jku` allowlist; an issuer with `pin_jwks_url`
+  is always verified with its configured JWK Set URL, whatever `jku` the token names;
 - `aud` (a string or an array) contains the URL of the endpoint actually called, built from the
   configured public base URL;
 - `exp`, `iat` and `jti` are present; `exp` has not passed, `iat` is not in the future, `nbf` (when
   present) has passed, all within the configured clock skew, and the lifetime is at most the
-  configured maximum (the spec: no more than five minutes);
+  issuer's configured maximum (`max_lifetime`, else `jwt_max_lifetime`, 300 s by default). The spec
+  sets no maximum lifetime: a short one is this service's choice, and an issuer whose tokens live
+  longer is given its own;
 - its `jti` has not been seen from the same issuer before it expired (the replay store, shared by
   replicas when it is database-backed; when that store cannot answer, the call is refused with
   `AuditUnavailable`, 503, never let through).
@@ -100,6 +103,7 @@ class JwksCache:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.downloads = 0  # for tests and metrics
+        self._failures: dict[str, str] = {}  # url -> why its last download gave no JWK Set (no secrets)
 
     def key(self, url: str, kid: str):
         """The verification key for `kid` at `url`, or AuthError."""
@@ -109,7 +113,8 @@ class JwksCache:
         if entry is None or not fresh or kid not in entry.keys:
             entry = self._refresh(url) or entry
         if entry is None:
-            raise AuthError("jwks-unavailable", "the issuer's signing keys could not be obtained")
+            reason = self._failures.get(url) or "could not be obtained"
+            raise AuthError("jwks-unavailable", f"the issuer's signing keys {reason}")
         if self._clock() - entry.fetched_at > STALE_KEYS_SECONDS:
             raise AuthError("jwks-unavailable", "the issuer's signing keys could not be refreshed")
         found = entry.keys.get(kid)
@@ -139,7 +144,9 @@ class JwksCache:
                 keys = self._download(url)
             except (OutboundError, requests.RequestException, ValueError) as exc:
                 log.warning("JWK Set download failed: %s", getattr(exc, "kind", type(exc).__name__))
+                self._failures[url] = _failure_reason(exc)
                 return entry if entry.keys else None
+            self._failures.pop(url, None)
             entry.keys = keys
             entry.fetched_at = self._clock()
             return entry
@@ -176,6 +183,19 @@ class JwksCache:
             except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
                 continue
         return keys
+
+
+def _failure_reason(exc: Exception) -> str:
+    """Why a JWK Set URL gave no keys, in words a client's administrator can act on."""
+    if isinstance(exc, OutboundError):
+        if exc.kind == "http":
+            return f"could not be obtained: the {exc}"  # "the JWK Set answered HTTP 404"
+        if exc.kind == "refused":
+            return "could not be obtained: the JWK Set URL must be https"
+        return "could not be obtained: the JWK Set URL did not answer in time or sent too much"
+    if isinstance(exc, requests.RequestException):
+        return "could not be obtained: the JWK Set URL could not be reached"
+    return "could not be obtained: the JWK Set URL did not return a JWK Set (a JSON object with a keys array)"
 
 
 class CallerVerifier:
@@ -230,7 +250,11 @@ class CallerVerifier:
             raise AuthError("algorithm", "the token's algorithm is not accepted for this issuer")
 
         jku = header.get("jku")
-        if jku is not None:
+        if issuer.pin_jwks_url:
+            # Pinned: the configured JWK Set, whatever jku the token names (some clients send a jku
+            # that is not where their keys are, or one that changes per deployment).
+            url = issuer.jwks_url
+        elif jku is not None:
             if not isinstance(jku, str) or jku not in issuer.jku_allowlist:
                 raise AuthError("jku", "the token's jku is not on the issuer's allowlist")
             url = jku
@@ -269,7 +293,8 @@ class CallerVerifier:
             raise AuthError("missing-claim", "the token's jti must be a non-empty string")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (exp, iat)):
             raise AuthError("invalid", "the token's exp and iat must be numbers")
-        if exp - iat > self.max_lifetime or exp > now + self.max_lifetime + self.skew:
+        max_lifetime = issuer.max_lifetime or self.max_lifetime
+        if exp - iat > max_lifetime or exp > now + max_lifetime + self.skew:
             raise AuthError("lifetime", "the token's lifetime is longer than accepted")
         if issuer.tenant is not None and claims.get("tenant") != issuer.tenant:
             raise AuthError("tenant", "the token's tenant is not trusted")

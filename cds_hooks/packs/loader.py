@@ -124,7 +124,9 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
         if unknown:
             raise RulePackError(f"{folder}: profile {p.name} requires unknown criteria {sorted(unknown)}")
     elm_dir = folder / "elm"
-    pack.elm = [_read_json(p) for p in sorted(elm_dir.glob("*.json"))] + list(common_elm or [])
+    # dtr/elm: the documentation questionnaire's pre-population library (packs/dtr.py), run by the same engine.
+    pack.elm = [_read_json(p) for p in sorted(elm_dir.glob("*.json")) + sorted((folder / "dtr" / "elm").glob("*.json"))] \
+        + list(common_elm or [])
     lib_ids = {e["library"]["identifier"]["id"] for e in pack.elm}
     if pack.library["id"] not in lib_ids:
         raise RulePackError(f"{folder}: ELM for library {pack.library['id']} not found in {elm_dir}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.config import Config
@@ -16,7 +17,10 @@ from cds_hooks.engine.retrieves import retrieve_filter
 from cds_hooks.errors import InvalidRequest, PrefetchIncomplete
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.packs.loader import RulePack
+from cds_hooks.hooks.crd_config import read_configuration
+from cds_hooks.packs.dtr import load_dtr
 from cds_hooks.pipeline.cards import CardContext, build_card
+from cds_hooks.pipeline.coverage_info import CoverageLedger, system_actions, verdict
 from cds_hooks.pipeline.criteria import CriterionResult, evaluate_case
 from cds_hooks.pipeline.note_sources import fetch_note_attachments
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
@@ -66,6 +70,10 @@ class Evaluator:
             backoff=config.fhir_retry_backoff,
             policy=FhirServerPolicy.from_config(config),
         )
+        # Da Vinci CRD/DTR (pipeline/coverage_info.py, packs/dtr.py): the pack's documentation
+        # questionnaire, and the coverage information already sent per hookInstance and order.
+        self.dtr = load_dtr(pack)
+        self.coverage_ledger = CoverageLedger()
 
     def policy_url(self, base_url: str | None, profile_name: str, explicit: str | None) -> str | None:
         if explicit:
@@ -88,7 +96,8 @@ class Evaluator:
             return Outcome({"cards": []}, timings=timings)
 
         t1 = time.perf_counter()
-        data = gather(request, self.pack.prefetch, self.fetch_settings, started=started)
+        data = gather(request, self.prefetch, self.fetch_settings, started=started,
+                      optional=self.dtr.prefetch.keys() if self.dtr else ())
         timings["data"] = time.perf_counter() - t1
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
@@ -154,8 +163,31 @@ class Evaluator:
                 }
             },
         }
+        self._crd_step(request, response, outcomes, coverages)
         check_response_size(response, self.config)
         return Outcome(response, outcomes, data, timings)
+
+    @property
+    def prefetch(self) -> dict[str, str]:
+        """Every prefetch template of the service: the pack's, and the DTR questionnaire responses."""
+        return {**self.pack.prefetch, **(self.dtr.prefetch if self.dtr else {})}
+
+    def _crd_step(self, request: HookRequest, response: dict, outcomes: list[CaseOutcome],
+                  coverages: list[dict]) -> None:
+        """Da Vinci CRD 2.2.1 on top of the cards: the client's configuration (which cards, how many,
+        whether coverage information is sent) and the coverage information on every fusion order."""
+        crd = read_configuration(request.raw)
+        response["cards"] = crd.limit_cards(response["cards"])
+        if crd.set_aside:
+            response["extension"][EVALUATION_EXTENSION_KEY]["configurationSetAside"] = list(crd.set_aside)
+        if not crd.coverage_info:
+            return
+        verdicts = [(o.case, verdict(o.results, o.choice.profile.required)) for o in outcomes]
+        actions = system_actions(verdicts, coverages, request.hook_instance,
+                                 self.dtr.questionnaire_canonical if self.dtr else None,
+                                 self.coverage_ledger, datetime.now(timezone.utc).date())
+        if actions:
+            response["systemActions"] = actions
 
 
 # ------------------------------------------------------------------ work limits of one call

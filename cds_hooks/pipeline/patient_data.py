@@ -49,6 +49,7 @@ class PatientData:
     dropped_foreign: int = 0
     # Resources the service derived (e.g. findings read from report text); also in `resources`.
     derived: list[dict] = field(default_factory=list)
+    optional: frozenset[str] = frozenset()  # keys of supplementary evidence (see gather)
 
     def add_derived(self, items: list[dict]) -> None:
         """Add derived resources to what the criteria see; they are never sent to the EHR."""
@@ -65,7 +66,8 @@ class PatientData:
 
     @property
     def nothing_obtained(self) -> bool:
-        return bool(self.sources) and all(s.status == FAILED for s in self.sources.values())
+        needed = [s for k, s in self.sources.items() if k not in self.optional]
+        return bool(needed) and all(s.status == FAILED for s in needed)
 
     @property
     def origin(self) -> str:
@@ -109,13 +111,21 @@ def _fetch_one(client: FhirClient, key: str, query: str, rtype: str) -> SourceRe
 
 
 def gather(request: HookRequest, templates: dict[str, str], settings: FetchSettings,
-           client: FhirClient | None = None, started: float | None = None) -> PatientData:
+           client: FhirClient | None = None, started: float | None = None, optional=()) -> PatientData:
     """Collect every prefetch key's data: from the request, or fetched in parallel.
 
     `started` (time.monotonic() when the hook call began) anchors the deadline; now by default.
+    `optional` keys hold supplementary evidence (completed questionnaires): one the client did not
+    prefetch is fetched only when the service fetches anyway, and one that cannot be obtained is
+    "no data", never a failed source (the criteria then read the coded record alone).
     """
     deadline = (started if started is not None else time.monotonic()) + settings.deadline
     results, missing = read_prefetch(request.prefetch, templates)
+    optional = set(optional)
+    if all(key in optional for key in missing):
+        for key in missing:
+            results[key] = SourceResult(key, resource_type_of(templates[key]), NO_DATA, reason="not prefetched")
+        missing = []
     context = request.raw.get("context") if isinstance(request.raw.get("context"), dict) else {}
     queries: dict[str, str] = {}
     for key in missing:
@@ -168,6 +178,10 @@ def gather(request: HookRequest, templates: dict[str, str], settings: FetchSetti
             if own_client:
                 client.close()
 
+    for key in optional & set(results):
+        if results[key].status == FAILED:
+            log.warning("optional source %s not obtained", key)
+            results[key] = SourceResult(key, results[key].resource_type, NO_DATA, reason=results[key].reason)
     seen: set[tuple[str, str]] = set()
     resources: list[dict] = []
     dropped = 0
@@ -184,4 +198,4 @@ def gather(request: HookRequest, templates: dict[str, str], settings: FetchSetti
     if dropped:
         log.warning("dropped %d resources that belong to another patient", dropped)
     ordered = {k: results[k] for k in templates}
-    return PatientData(request.patient_id, ordered, resources, dropped)
+    return PatientData(request.patient_id, ordered, resources, dropped, optional=frozenset(optional))

@@ -3,13 +3,16 @@
 CDS Hooks 2.0, "Card Attributes": the indicator (info, warning, critical) sets the colour and is
 also spelled out, so nothing depends on colour alone; the summary leads; the markdown `detail` is
 shown as indented text (headings, bold, lists and checklists kept readable, links spelled out);
-then the suggestions with what each action would do, the links, and the override reasons.
+then the suggestions with what each action would do, the links, and the override reasons. The
+response's `systemActions` follow the cards: for each order, its Da Vinci CRD coverage information.
 """
 from __future__ import annotations
 
 import re
 import shutil
 import textwrap
+
+from cds_hooks.pipeline.coverage_info import EXTENSION_URL as COVERAGE_INFORMATION
 
 RESET = "\033[0m"
 BOLD = "\033[1m"
@@ -122,12 +125,60 @@ def render_card(card: dict, style: Style, width: int) -> list[str]:
     return lines
 
 
+def coverage_information(resource: dict) -> list[dict]:
+    """The CRD coverage-information extensions of a resource, each as {part url: [values]}."""
+    out = []
+    for ext in resource.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == COVERAGE_INFORMATION:
+            parts: dict[str, list] = {}
+            for part in ext.get("extension") or []:
+                value = next((v for k, v in part.items() if k.startswith("value")), None)
+                parts.setdefault(part.get("url"), []).append(value)
+            out.append(parts)
+    return out
+
+
+def _coverage_line(parts: dict) -> str:
+    coverage = (parts.get("coverage") or [{}])[0] or {}
+    bits = [f"{coverage.get('reference') or coverage.get('display') or 'coverage'}",
+            f"covered: {', '.join(parts.get('covered') or ['?'])}"]
+    if parts.get("pa-needed"):
+        bits.append(f"prior auth: {', '.join(parts['pa-needed'])}")
+    if parts.get("doc-needed"):
+        bits.append(f"documentation: {', '.join(parts['doc-needed'])}"
+                    + (f" ({', '.join(parts.get('doc-purpose') or [])})" if parts.get("doc-purpose") else ""))
+    if parts.get("questionnaire"):
+        bits.append(f"questionnaire: {parts['questionnaire'][0]}")
+    reason = (parts.get("reason") or [{}])[0] or {}
+    if reason.get("text"):
+        bits.append(f"reason: {reason['text']}")
+    return " · ".join(bits)
+
+
+def render_system_actions(actions: list, style: Style, width: int) -> list[str]:
+    """CDS Hooks 2.0 `systemActions`: what the EHR applies without asking (here, coverage information)."""
+    lines = [style("System actions", BOLD) + style(" (applied by the EHR without a click)", DIM)]
+    for action in actions:
+        if not isinstance(action, dict):
+            continue
+        resource = action.get("resource") if isinstance(action.get("resource"), dict) else {}
+        target = f"{resource.get('resourceType', 'resource')}/{resource.get('id', '?')}"
+        lines.extend(_wrap(f"{action.get('type', '?')} {target}", "  • ", "    ", width))
+        for parts in coverage_information(resource):
+            lines.extend(_wrap("coverage information: " + _coverage_line(parts), "    ", "      ", width))
+    return lines
+
+
 def render_response(response: dict, colour: bool = False, width: int | None = None) -> str:
-    """Every card of a response, separated by a blank line; a plain sentence when there is none."""
+    """Every card of a response, separated by a blank line, then its system actions; a plain sentence
+    when there is neither."""
     width = width or min(shutil.get_terminal_size((100, 24)).columns, 120)
     style = Style(colour)
     cards = response.get("cards") if isinstance(response, dict) else None
-    if not cards:
+    actions = response.get("systemActions") if isinstance(response, dict) else None
+    if not cards and not actions:
         return "No cards: the service has nothing to say about these orders."
-    blocks = ["\n".join(render_card(c, style, width)) for c in cards if isinstance(c, dict)]
+    blocks = ["\n".join(render_card(c, style, width)) for c in cards or [] if isinstance(c, dict)]
+    if isinstance(actions, list) and actions:
+        blocks.append("\n".join(render_system_actions(actions, style, width)))
     return ("\n\n" + "─" * min(width, 80) + "\n\n").join(blocks)

@@ -3,9 +3,13 @@
 The page (tryit_static/) picks a patient (a bundled fixture, or a patient on the configured FHIR
 server), picks or edits the fusion order, and then behaves as a CDS client would: it sends the
 order-sign request to `POST /cds-services/{id}` (CDS Hooks 2.0, "Calling a CDS Service"), renders
-the cards ("Card Attributes") and sends feedback to `POST /cds-services/{id}/feedback` ("Feedback").
-This blueprint only serves the page and prepares the request body (patients, order choices,
-prefetch); it never evaluates anything itself. The FHIR server it reads is the configured one,
+the cards ("Card Attributes") and the coverage information of its `systemActions` (Da Vinci CRD),
+and sends feedback to `POST /cds-services/{id}/feedback` ("Feedback"). When the coverage information
+asks for documentation, the page fetches the questionnaire package from the service (Da Vinci DTR
+`$questionnaire-package`), has it pre-populated here as an EHR's DTR client would (the package's CQL
+run on the request's record by the same engine), lets the user answer it, and signs again with the
+completed QuestionnaireResponse in the prefetch. This blueprint serves the page, prepares request
+bodies and pre-populates the questionnaire; the criteria are evaluated only by the service. The FHIR server it reads is the configured one,
 never a URL from the browser.
 """
 from __future__ import annotations
@@ -19,7 +23,10 @@ from flask import Blueprint, current_app, jsonify, request, send_from_directory
 from cds_hooks.errors import InvalidRequest
 from cds_hooks.hooks.prefetch import resources_of
 from cds_hooks.pipeline.fhir_client import FhirError
+from cds_hooks.pipeline.orders import group_cases
+from cds_hooks.pipeline.profiles import select_profile
 from cds_hooks.sandbox import draft_orders
+from cds_hooks.sandbox.dtr_client import prepopulate
 from cds_hooks.sandbox.ehr_client import order_sign_request, resolve_prefetch
 from cds_hooks.sandbox.fixtures import FixtureError, fixture_prefetch, load_fixture, load_fixtures
 from cds_hooks.spine.levels import INTERSPACES
@@ -191,3 +198,34 @@ def build_request():
                                       draft_orders=orders, fhir_server=fhir_server,
                                       service_id=evaluator.pack.service_id, prefetch=prefetch)
     return jsonify({"request": hook_request, "prefetchNotes": notes})
+
+
+@bp.post("/api/prepopulate")
+def prepopulate_questionnaire():
+    """Da Vinci DTR "Pre-population": the service's documentation questionnaire filled from the record
+    the page sent with its order-sign request (its prefetch), as an in-progress QuestionnaireResponse."""
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
+        raise _bad("the body must be {service, request}")
+    registry = registry_of(current_app)
+    evaluator = registry.get(str(body.get("service") or ""))
+    if evaluator is None or evaluator.dtr is None:
+        raise _bad("service must name a service with a documentation questionnaire")
+    hook = body["request"]
+    context = hook.get("context") if isinstance(hook.get("context"), dict) else {}
+    patient_id = context.get("patientId")
+    if not isinstance(patient_id, str) or not patient_id:
+        raise _bad("request.context.patientId is required")
+    draft = context.get("draftOrders") if isinstance(context.get("draftOrders"), dict) else {}
+    prefetch = hook.get("prefetch") if isinstance(hook.get("prefetch"), dict) else {}
+    resources = [r for value in prefetch.values() for r in resources_of(value)]
+    cases = group_cases(evaluator.detector.detect([e.get("resource") for e in draft.get("entry") or []
+                                                   if isinstance(e, dict) and isinstance(e.get("resource"), dict)]))
+    if not cases:
+        raise _bad("the request has no fusion order to document")
+    coverages = [r for r in resources if r.get("resourceType") == "Coverage"]
+    profile = select_profile(evaluator.pack, coverages, cases[0], registry.config.payer_profiles).profile
+    values = {"ReferenceDate": cases[0].reference_date, **profile.parameters}
+    parameters = {k: v for k, v in values.items() if k in evaluator.dtr.parameters}
+    response = prepopulate(registry.engine, evaluator.dtr.questionnaire, resources, patient_id, parameters)
+    return jsonify({"questionnaire": evaluator.dtr.questionnaire, "response": response})

@@ -12,7 +12,7 @@ from cds_hooks.engine.bridge import CqlEngine, _find_node_modules
 from cds_hooks.ops import logs
 from cds_hooks.packs.loader import load_rule_packs
 from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
-from cds_hooks.web import (authentication, cors, discovery, feedback, fhir_types, openapi, operations, policies,
+from cds_hooks.web import (authentication, cors, discovery, dtr, feedback, fhir_types, openapi, operations, policies,
                            request_limits, service)
 from cds_hooks.web.http_errors import register_error_handlers
 from cds_hooks.web.recording import EXTENSION as RECORDER, audit_parts
@@ -61,6 +61,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     app.register_blueprint(service.bp)
     app.register_blueprint(policies.bp)
     app.register_blueprint(feedback.bp)
+    app.register_blueprint(dtr.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(openapi.bp)
     if config.tryit_enabled:

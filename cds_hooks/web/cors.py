@@ -2,8 +2,8 @@
 sandbox). CDS Hooks 2.0, "CDS Services": services should support CORS for browser-based clients.
 
 Only configured origins are answered. A preflight (`OPTIONS` with `Access-Control-Request-Method`)
-for an allowed origin and a method the route has answers 204 and allows the `Authorization` and
-`Content-Type` request headers; any other preflight answers 403 without CORS headers. Actual
+for an allowed origin and a method the route has answers 204 and allows the `Authorization`,
+`Content-Type` and `X-Request-Id` request headers; any other preflight answers 403 without CORS headers. Actual
 responses to an allowed origin carry `Access-Control-Allow-Origin` with that origin (never `*` with
 credentials; the JWT travels in a header, so no cookies are involved). Every response on these
 routes carries `Vary: Origin`, so a cache never serves one origin's answer to another.
@@ -16,7 +16,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from cds_hooks.web.authentication import is_protected
 from cds_hooks.web.http_errors import error_response
 
-ALLOWED_REQUEST_HEADERS = ("authorization", "content-type")
+# What CDS clients send from a browser: the JWT, the body type, and a request id to correlate logs.
+ALLOWED_REQUEST_HEADERS = ("authorization", "content-type", "x-request-id")
 EXPOSED_HEADERS = "X-Request-Id"
 PREFLIGHT_MAX_AGE = "600"
 CORS_PATHS = ("/openapi.json",)
@@ -63,7 +64,7 @@ def init_app(app: Flask, config) -> None:
         response = app.response_class(status=204)
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = ", ".join(sorted(methods))
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-Id"
         response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
         response.headers["Vary"] = "Origin"
         return response

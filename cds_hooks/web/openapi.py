@@ -1,7 +1,7 @@
 """The OpenAPI 3 description of the service, served at `GET /openapi.json`.
 
 Each operation is written here by hand (CDS Hooks 2.0 defines the shapes: "Discovery", "Calling a
-CDS Service", "CDS Service Response", "Feedback"). The served document lists the operations whose
+CDS Service", "CDS Service Response", "Feedback"; Da Vinci DTR 2.x "$questionnaire-package"). The served document lists the operations whose
 routes the application has registered; a test fails when a registered route has no operation here.
 """
 from __future__ import annotations
@@ -63,6 +63,25 @@ OPERATIONS: dict[tuple[str, str], dict] = {
             "503": _error("The criteria engine is unavailable"),
         },
     },
+    ("/cds-services/<service_id>/dtr/Questionnaire/$questionnaire-package", "POST"): {
+        "operationId": "questionnairePackage",
+        "summary": "Da Vinci DTR $questionnaire-package: the documentation questionnaire, its CQL Libraries and ValueSets",
+        "security": _SECURED,
+        "parameters": [_SERVICE_ID],
+        "requestBody": {"required": True, "content": {
+            "application/fhir+json": {"schema": {"$ref": "#/components/schemas/FhirResource"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/FhirResource"}},
+        }},
+        "responses": {
+            "200": {"description": "Parameters with one PackageBundle (DTR dtr-qpackage-output-parameters)",
+                    "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/FhirResource"}}}},
+            "400": {"description": "Not a Parameters resource, or no coverage (an OperationOutcome)",
+                    "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/FhirResource"}}}},
+            "404": {"description": "No such service or questionnaire (an OperationOutcome)",
+                    "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/FhirResource"}}}},
+            "413": _BODY_ERRORS["413"], "415": _BODY_ERRORS["415"], **_AUTH_ERRORS,
+        },
+    },
     ("/cds-services/<service_id>/feedback", "POST"): {
         "operationId": "feedback",
         "summary": "Feedback on the cards a service returned (CDS Hooks 2.0, \"Feedback\")",
@@ -120,6 +139,15 @@ OPERATIONS: dict[tuple[str, str], dict] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
         "responses": {"200": {"description": "A CDS Hooks order-sign request",
                               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HookRequest"}}}},
+                      "400": _error("The page's request is not usable")},
+    },
+    ("/try/api/prepopulate", "POST"): {
+        "operationId": "tryItPrepopulate",
+        "summary": "Pre-populate the service's DTR questionnaire from the record of a try-it order-sign request",
+        "tags": ["try-it"],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {"200": {"description": "The Questionnaire and an in-progress QuestionnaireResponse",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
                       "400": _error("The page's request is not usable")},
     },
     ("/policies/<service_id>/<profile_name>", "GET"): {
@@ -193,6 +221,8 @@ SCHEMAS = {
         "cards": {"type": "array", "items": {"$ref": "#/components/schemas/Card"}},
         "systemActions": {"type": "array", "items": {"type": "object"}},
         "extension": {"type": "object"}}},
+    "FhirResource": {"type": "object", "required": ["resourceType"], "properties": {
+        "resourceType": {"type": "string"}}, "additionalProperties": True},
     "Feedback": {"type": "object", "required": ["feedback"], "properties": {
         "feedback": {"type": "array", "items": {"type": "object", "required": ["card", "outcome",
                                                                                   "outcomeTimestamp"],

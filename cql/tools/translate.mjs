@@ -2,7 +2,8 @@
 // Translates CQL to ELM JSON with @cqframework/cql.
 //   node cql/tools/translate.mjs [--check] [DIR ...]
 // DIR defaults to every folder under cql/ holding .cql files. Each DIR/X.cql becomes DIR/elm/X.json.
-// Includes resolve from the same folder, then cql/common/. --check translates in memory and exits 1
+// Includes resolve from the same folder, then its rule pack's folder (for a folder such as
+// cql/<pack>/dtr/), then cql/common/. --check translates in memory and exits 1
 // listing every ELM file that is missing, differs, or has no CQL source any more.
 import fs from "node:fs";
 import path from "node:path";
@@ -122,7 +123,9 @@ function translateDir(dir, modelManager, ucumService) {
   const rel = (p) => path.relative(process.cwd(), p) || ".";
   const sourceFiles = new Map(); // library id -> display path, for error messages
   const findSource = (id) => {
-    for (const d of [dir, COMMON]) {
+    // A folder inside a rule pack (its dtr/ libraries) also includes the pack's own libraries.
+    const pack = fs.existsSync(path.join(path.dirname(dir), "pack.json")) ? [path.dirname(dir)] : [];
+    for (const d of [dir, ...pack, COMMON]) {
       const p = path.join(d, `${id}.cql`);
       if (fs.existsSync(p)) return p;
     }

@@ -139,7 +139,12 @@
       setStatus("The order could not be prepared: " + describeError(prepared), true);
       return;
     }
-    const request = prepared.body.request;
+    await send(serviceId, prepared.body.request);
+  }
+
+  // Sends an order-sign request and shows the answer (also used to sign again after DTR, dtr.js).
+  async function send(serviceId, request) {
+    $("cards").replaceChildren();
     text($("request-json"), JSON.stringify(request, null, 2));
     setStatus("Calling " + serviceId + "…");
     const started = performance.now();
@@ -156,7 +161,9 @@
       ? "HTTP " + answer.status + " in " + ms + " ms: " + cards.length + " card" + (cards.length > 1 ? "s" : "") + "."
       : "HTTP " + answer.status + " in " + ms + " ms: no cards (nothing to say about this order).");
     cards.forEach((card, n) => $("cards").appendChild(renderCard(card, n, serviceId)));
+    if (window.FusionDtr) window.FusionDtr.show(answer.body, serviceId, request);
   }
+  window.FusionTryit = { send: send };
 
   function describeError(exchange) {
     const b = exchange.body;
