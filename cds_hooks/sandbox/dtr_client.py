@@ -87,5 +87,8 @@ def complete(response: dict, answers: dict[str, list[dict]], author: dict, respo
                 item.pop("answer", None)
     out["status"] = "completed"
     out["author"] = author
-    out["authored"] = (when or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    moment = when or datetime.now(timezone.utc)
+    if moment.tzinfo is None:  # FHIR dateTime with a time needs its offset
+        moment = moment.replace(tzinfo=timezone.utc)
+    out["authored"] = moment.isoformat(timespec="seconds")
     return out
