@@ -259,3 +259,8 @@ class Config(BaseSettings):
     def from_env(cls, **overrides) -> "Config":
         """Settings from the environment, the secrets directory and the settings file."""
         return cls(**overrides)
+
+
+def setting_default(name: str) -> Any:
+    """A setting's default, for code that also runs without a Config (one definition: the field's)."""
+    return Config.model_fields[name].get_default(call_default_factory=True)

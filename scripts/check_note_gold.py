@@ -48,7 +48,7 @@ def check(path):
     ids = collections.Counter(r["id"] for _, r in rows)
     for n, r in rows:
         where = f"line {n} ({r.get('id')})"
-        def err(msg):
+        def err(msg, where=where):
             errors.append(f"{where}: {msg}")
         if ids[r["id"]] > 1:
             err("duplicate id")

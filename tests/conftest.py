@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-# Applications built by tests keep their audit database and key files out of the repository.
-os.environ.setdefault("CDS_VAR_DIR", tempfile.mkdtemp(prefix="fusion-cds-test-var-"))
+# Applications built by tests keep their audit database and key files out of the repository (also
+# when the shell sets CDS_VAR_DIR to the user's own folder).
+os.environ["CDS_VAR_DIR"] = tempfile.mkdtemp(prefix="fusion-cds-test-var-")
 
 from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
@@ -33,6 +34,19 @@ def request_fixture(name: str, prefetch: bool = True) -> dict:
 
 def patient_bundle(name: str) -> dict:
     return load_json(FIXTURES / "patients" / f"{name}.json")
+
+
+def _checkout_var_state() -> dict[str, tuple[int, int]]:
+    folder = REPO / "var"
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_var_untouched():
+    """The suite never writes the checkout's var/ (the user's own audit database and key)."""
+    before = _checkout_var_state()
+    yield
+    assert _checkout_var_state() == before, "a test wrote into the checkout's var/"
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,4 @@
 """The compiled CQL evaluator: load-time failures, runtime semantics that mirror cql-execution."""
-import json
 
 import pytest
 

@@ -320,11 +320,10 @@ def test_concurrent_callers_get_their_own_results(probe):
         assert results[n] == [(f"o-{n}-{k}", n * 10 + k, [f"T{n}", f"K{k}"]) for k in range(4)]
 
 
-def test_find_node_honours_cds_node(monkeypatch, tmp_path):
-    monkeypatch.setenv("CDS_NODE", str(tmp_path / "no-such-node"))
+def test_a_configured_node_that_is_not_node_is_refused(tmp_path):
     with pytest.raises(EngineError) as err:
-        find_node()
-    assert err.value.kind == "unavailable" and "CDS_NODE" in str(err.value)
+        find_node(str(tmp_path / "no-such-node"))
+    assert err.value.kind == "unavailable" and "CDS_NODE_EXECUTABLE" in str(err.value)
 
 
 def test_closed_engine_is_unavailable(libraries):

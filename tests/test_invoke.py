@@ -248,3 +248,18 @@ def test_an_unreachable_service_is_reported_without_a_traceback():
     out = cli("invoke", "--service-url", "http://127.0.0.1:9", "--order", "seed", "--timeout", "2")
     assert out.returncode == 1
     assert "cannot reach http://127.0.0.1:9/cds-services" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_refused_call_shows_the_status_with_the_service_s_reason(engine, fhir_server):
+    # Authentication on, and the call carries no JWT: the 401 comes with the service's reason.
+    config = Config.development(auth_disabled=False, public_base_url="http://127.0.0.1",
+                                trusted_issuers=[{"iss": "https://ehr.example.org",
+                                                  "jwks_url": "https://ehr.example.org/jwks.json"}])
+    live = LiveServer(create_app(config, engine=engine)).start()
+    try:
+        out = invoke(live, fhir_server, "--order", "seed")
+    finally:
+        live.stop()
+    assert out.returncode == 1
+    line = next(line for line in out.stderr.splitlines() if "answered HTTP 401" in line)
+    assert line.split("HTTP 401", 1)[1].startswith(": ") and len(line.split("HTTP 401: ", 1)[1]) > 5, line

@@ -210,3 +210,25 @@ def test_the_serve_command_logs_json_without_identifiers(fhir_server):
     json_lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(entry["message"] == "hook answered" for entry in json_lines)
     assert secrets_in(err, identifiers() | {token}) == []
+
+
+def test_the_command_line_s_log_handler_follows_stderr_when_it_is_swapped(monkeypatch):
+    # Tools and test runners swap (and close) sys.stderr; a handler bound to the old one would then
+    # fail on every record with "Logging error ... I/O operation on closed file".
+    from cds_hooks.ops import logs
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        first = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", first)
+        logs.configure("INFO")
+        logging.getLogger("cds_hooks.test").info("one")
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("cds_hooks.test").info("two")
+        assert json.loads(second.getvalue())["message"] == "two"
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -39,6 +39,9 @@ def alive(pid: int) -> bool:
 
 def production_env(**settings: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    # The session's temporary folder (conftest.py), never the checkout's var/: the server writes its
+    # audit database and development key there.
+    env["CDS_VAR_DIR"] = os.environ["CDS_VAR_DIR"]
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     return {**env, **settings}
 
@@ -113,3 +116,42 @@ def test_the_wsgi_module_builds_the_application_from_the_environment():
                          env=production_env(CDS_AUTH_DISABLED="true"))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.replace("'", '"')) == ["lumbar-fusion"]
+
+
+def readme_production_command() -> tuple[dict[str, str], list[str]]:
+    """The settings and command of the README's "Production server" block, as a shell would split them."""
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Production server\s+```sh\n(.*?)```", readme, re.S).group(1)
+    words = shlex.split(block.replace("\\\n", " "))
+    settings = dict(w.split("=", 1) for w in words if re.match(r"^[A-Z_]+=", w))
+    return settings, [w for w in words if not re.match(r"^[A-Z_]+=", w)]
+
+
+def test_the_readme_production_command_starts_as_written():
+    settings, command = readme_production_command()
+    assert command == [".venv/bin/cds-hooks", "serve", "--production"]
+    port = free_port()
+    settings["CDS_SERVER_BIND"] = f"127.0.0.1:{port}"  # the one change: a free loopback port
+    proc = subprocess.Popen([str(REPO / command[0]), *command[1:]], cwd=REPO, env=production_env(**settings),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_until_answering(proc, f"http://127.0.0.1:{port}/readyz", timeout=90), \
+            "the README's production command did not start"
+        # Authentication is on: a hook call without a JWT is refused.
+        body = (FIXTURES / "requests" / "seed-prefetch.json").read_bytes()
+        r = requests.post(f"http://127.0.0.1:{port}/cds-services/lumbar-fusion", data=body,
+                          headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def test_the_production_server_without_its_settings_says_which_and_exits_2():
+    result = subprocess.run([CLI, "serve", "--production"], cwd=REPO, env=production_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "CDS_PUBLIC_BASE_URL" in result.stderr and "Traceback" not in result.stderr

@@ -11,7 +11,8 @@ from sqlalchemy import update
 
 from cds_hooks.audit.schema import audit_call
 from cds_hooks.audit.usage_report import build_report, percentile, render_csv, render_text
-from conftest import request_fixture
+from cds_hooks.packs.loader import load_rule_pack
+from conftest import REPO, request_fixture
 from support.hooks import SERVICE, call, results
 
 FEEDBACK = "/cds-services/lumbar-fusion/feedback"
@@ -161,3 +162,17 @@ def test_an_empty_period_reports_nothing_without_failing(audit_store):
     (list(map(float, range(1, 101))), 95, 95.0), ([], 50, None)])
 def test_percentiles_use_the_nearest_rank(values, p, expected):
     assert percentile(values, p) == expected
+
+
+def test_an_informational_criterion_is_unmet_only_when_it_could_not_be_checked(audit_store, trail):
+    # red-flags "not documented" is the good case (no red flag), not a gap to rank.
+    pack = load_rule_pack(REPO / "cql" / "lumbar-fusion", [])
+    informational = frozenset(c.id for c in pack.model.criteria if c.informational)
+    assert informational == {"red-flags"}
+    report = build_report(audit_store, None, None, None, "test", informational=informational)
+    (t,) = [t for t in report.tables if t.name == "criteria"]
+    got = {row[0]: dict(zip(t.columns, row)) for row in t.rows}
+    assert got["red-flags"]["not-documented"] == len(trail)
+    assert got["red-flags"]["unmet"] == got["red-flags"]["unavailable"] == 0
+    order = [row[0] for row in t.rows]
+    assert all(order.index(c) < order.index("red-flags") for c, v in got.items() if v["unmet"] > 0)

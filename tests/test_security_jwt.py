@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
-from cds_hooks.auth.caller_jwt import CallerVerifier, ConfigError, JwksCache
+from cds_hooks.auth.caller_jwt import AuthError, CallerVerifier, ConfigError, JwksCache
 from cds_hooks.auth.replay import MemoryReplayStore
 from conftest import request_fixture
 from support.conformance import assert_conformant
@@ -317,7 +317,7 @@ def test_a_jwk_set_that_never_answers_costs_at_most_the_jwks_timeout(signer, ten
 
 def test_an_http_jwk_set_url_off_loopback_is_never_fetched(signer):
     cache = JwksCache(allow_http_loopback=True)
-    with pytest.raises(Exception):
+    with pytest.raises(AuthError):
         cache.key("http://keys.example.org/jwks.json", "ec-1")
     assert cache.downloads == 0
 

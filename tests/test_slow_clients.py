@@ -6,8 +6,6 @@ after client_header_timeout, and answer every refusal of its own as JSON.
 """
 from __future__ import annotations
 
-import json
-import socket
 import statistics
 import subprocess
 import time

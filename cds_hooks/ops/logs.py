@@ -28,7 +28,7 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("cds_req
 REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Loggers that print URLs or request lines at their chattier levels.
-_QUIET_LOGGERS = ("urllib3", "requests", "werkzeug")
+_QUIET_LOGGERS = ("urllib3", "requests", "werkzeug", "alembic")  # alembic: a line per plugin on every start
 EXTENSION = "cds_hooks.logs"
 
 
@@ -56,12 +56,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not the one of the moment the
+    handler was made: a test runner or a tool that swaps and closes stderr leaves no handler writing
+    to a closed file ("Logging error ... I/O operation on closed file")."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure(level: str | int = "INFO", stream=None) -> logging.Handler:
-    """Send every log record to `stream` (stderr) as JSON lines; returns the handler."""
+    """Send every log record to `stream` (the current stderr) as JSON lines; returns the handler."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())

@@ -3,7 +3,8 @@
 A rule pack is a folder under `cql/` holding `pack.json` (service definition, prefetch templates,
 order codes, policy profiles, card wording, suggestion templates), the CQL library and its ELM
 (`elm/`), and the value sets (`valuesets/*.json`, FHIR ValueSet resources). The Python code is a
-generic engine over these folders: a second procedure is a second folder.
+generic engine over these folders: a second procedure is a second folder. What a pack may hold, and
+what is checked before it is served: cql/schema/rule-pack.schema.json and packs/model.py.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cds_hooks.errors import CdsError
+from cds_hooks.packs.model import CardWording, Profile, RulePackModel, reference_problems, schema_problems
 
 
 class RulePackError(CdsError):
@@ -20,21 +22,16 @@ class RulePackError(CdsError):
     code = "rule-pack-invalid"
 
 
-@dataclass(frozen=True)
-class Profile:
-    """A payer policy profile: CQL parameters plus which criteria are required."""
-
-    name: str
-    label: str
-    version: str
-    policy_url: str | None
-    parameters: dict
-    required: tuple[str, ...]
-
-
 @dataclass
 class RulePack:
+    """A loaded, checked rule pack: the typed model (`model`) plus the pack's ELM and value sets.
+
+    The dict-valued attributes (`service`, `criteria`, `cards`, ...) are pack.json's sections as
+    written, for code that reads them as data; they were checked with the model.
+    """
+
     folder: Path
+    model: RulePackModel
     service: dict
     prefetch: dict[str, str]
     library: dict
@@ -53,16 +50,24 @@ class RulePack:
 
     @property
     def service_id(self) -> str:
-        return self.service["id"]
+        return self.model.service.id
 
     @property
     def hook(self) -> str:
-        return self.service["hook"]
+        return self.model.service.hook
 
     @property
     def procedure_name(self) -> str:
         """What the pack's orders are called in cards and documents (pack.json `cards.procedureName`)."""
-        return self.cards.get("procedureName") or "procedure"
+        return self.model.cards.procedure_name
+
+    @property
+    def wording(self) -> CardWording:
+        return self.model.cards
+
+    def uses(self, extension: str) -> bool:
+        """Whether the pack opted into a procedure extension (pack.json `extensions`)."""
+        return extension in self.model.extensions
 
     def criterion(self, criterion_id: str) -> dict:
         for c in self.criteria:
@@ -82,56 +87,59 @@ def _read_json(path: Path) -> dict:
         raise RulePackError(f"{path}: {exc}") from exc
 
 
+def _refuse(pack_json: Path, problems: list[str]) -> RulePackError:
+    more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])}{'; ...' if len(problems) > 4 else ''})" \
+        if len(problems) > 1 else ""
+    return RulePackError(f"rule pack {pack_json} is invalid: {problems[0]}{more}")
+
+
 def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> RulePack:
-    """Load one rule pack folder; ELM of shared libraries (FHIRHelpers) is added from `common_elm`."""
+    """Load one rule pack folder and check it (model.py); ELM of shared libraries (FHIRHelpers) comes
+    from `common_elm`. A pack that fails a check raises RulePackError naming the file and JSON path."""
     folder = Path(folder)
-    spec = _read_json(folder / "pack.json")
-    try:
-        profiles = {
-            name: Profile(
-                name=name,
-                label=p["label"],
-                version=p["version"],
-                policy_url=p.get("policyUrl"),
-                parameters=dict(p["parameters"]),
-                required=tuple(p["required"]),
-            )
-            for name, p in spec["profiles"].items()
-        }
-        pack = RulePack(
-            folder=folder,
-            service=spec["service"],
-            prefetch=spec["prefetch"],
-            library=spec["library"],
-            orders=spec["orders"],
-            codes=spec.get("codes", {}),
-            profiles=profiles,
-            default_profile=spec["defaultProfile"],
-            payers=spec.get("payers", {}),
-            criteria=spec["criteria"],
-            cards=spec["cards"],
-            suggestions=spec.get("suggestions", []),
-            links=spec.get("links", []),
-            override_reasons=spec.get("overrideReasons", []),
-        )
-    except KeyError as exc:
-        raise RulePackError(f"{folder / 'pack.json'}: missing {exc}") from exc
-    if pack.default_profile not in pack.profiles:
-        raise RulePackError(f"{folder}: defaultProfile {pack.default_profile!r} is not a profile")
-    known = {c["id"] for c in pack.criteria}
-    for p in pack.profiles.values():
-        unknown = set(p.required) - known
-        if unknown:
-            raise RulePackError(f"{folder}: profile {p.name} requires unknown criteria {sorted(unknown)}")
+    pack_json = folder / "pack.json"
+    spec = _read_json(pack_json)
+    problems = schema_problems(spec)
+    if problems:
+        raise _refuse(pack_json, problems)
     elm_dir = folder / "elm"
+    own_elm = [_read_json(p) for p in sorted(elm_dir.glob("*.json"))]
     # dtr/elm: the documentation questionnaire's pre-population library (packs/dtr.py), run by the same engine.
-    pack.elm = [_read_json(p) for p in sorted(elm_dir.glob("*.json")) + sorted((folder / "dtr" / "elm").glob("*.json"))] \
-        + list(common_elm or [])
-    lib_ids = {e["library"]["identifier"]["id"] for e in pack.elm}
-    if pack.library["id"] not in lib_ids:
-        raise RulePackError(f"{folder}: ELM for library {pack.library['id']} not found in {elm_dir}")
-    pack.valuesets = [_read_json(p) for p in sorted((folder / "valuesets").glob("*.json"))]
-    return pack
+    dtr_elm = [_read_json(p) for p in sorted((folder / "dtr" / "elm").glob("*.json"))]
+    elm = own_elm + dtr_elm + list(common_elm or [])
+    library = next((e["library"] for e in own_elm
+                    if e.get("library", {}).get("identifier", {}).get("id") == spec["library"]["id"]), None)
+    if library is None:
+        raise _refuse(pack_json, [f"$.library.id: no ELM for library {spec['library']['id']} in {elm_dir}"])
+    valuesets = [_read_json(p) for p in sorted((folder / "valuesets").glob("*.json"))]
+    problems = reference_problems(
+        spec,
+        library_parameters={p["name"] for p in library.get("parameters", {}).get("def", [])},
+        library_valuesets={v["id"] for v in library.get("valueSets", {}).get("def", [])},
+        valuesets={v.get("url") for v in valuesets},
+    )
+    if problems:
+        raise _refuse(pack_json, problems)
+    model = RulePackModel.from_document(spec)
+    return RulePack(
+        folder=folder,
+        model=model,
+        service=spec["service"],
+        prefetch=spec["prefetch"],
+        library=spec["library"],
+        orders=spec["orders"],
+        codes=spec.get("codes", {}),
+        profiles=dict(model.profiles),
+        default_profile=model.default_profile,
+        payers=spec.get("payers", {}),
+        criteria=spec["criteria"],
+        cards=spec["cards"],
+        suggestions=spec.get("suggestions", []),
+        links=spec.get("links", []),
+        override_reasons=spec.get("overrideReasons", []),
+        elm=elm,
+        valuesets=valuesets,
+    )
 
 
 def load_rule_packs(cql_root: str | Path, names: list[str] | None = None) -> dict[str, RulePack]:

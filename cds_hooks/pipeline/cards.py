@@ -190,8 +190,8 @@ def describe(reference: str, resources: dict[str, dict]) -> str:
 
 # ---------------------------------------------------------------- card assembly
 
-def _levels_text(levels: list[str]) -> str:
-    return ", ".join(levels) if levels else "level not stated"
+def _levels_text(ctx: CardContext, levels: list[str]) -> str:
+    return ", ".join(levels) if levels else ctx.pack.wording.say("levelsNotStated")
 
 
 def _grouped(results: list[CriterionResult]) -> dict[str, list[CriterionResult]]:
@@ -226,17 +226,18 @@ def summarize(ctx: CardContext, results: list[CriterionResult]) -> tuple[str, st
     unmet = [cid for cid in required if _overall(grouped[cid]) in UNMET]
     unchecked = [cid for cid in unmet if _overall(grouped[cid]) == "unavailable"]
     codes = ", ".join(dict.fromkeys(c for c in ctx.case.codes if c != "text"))
-    what = f"{_levels_text(ctx.case.levels)} {ctx.case.label}" + (f" ({codes})" if codes else "")
-    prefix = "Urgent " if ctx.case.urgent else ""
+    say = ctx.pack.wording.say
+    what = f"{_levels_text(ctx, ctx.case.levels)} {ctx.case.label}" + (f" ({codes})" if codes else "")
+    what = (say("urgentPrefix") if ctx.case.urgent else "") + what
     if not unmet:
-        summary = f"{prefix}{what}: all {len(required)} required criteria met"
+        summary = say("summaryAllMet", case=what, required=len(required))
     else:
         counted = len(unmet) - len(unchecked)
-        summary = f"{prefix}{what}: {counted} of {len(required)} required criteria unmet"
+        summary = say("summaryUnmet", case=what, unmet=counted, required=len(required))
         if unchecked:
-            summary += f", {len(unchecked)} not checkable"
+            summary += say("summaryUncheckable", unchecked=len(unchecked))
         if not ctx.case.urgent:
-            summary += " — likely to fail review"
+            summary += say("summaryLikelyToFail")
     if len(summary) >= 140:
         summary = summary[:138].rstrip() + "…"
     indicator = "info" if (not unmet or ctx.case.urgent) else "warning"
@@ -261,6 +262,7 @@ def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], v
     if spec.get("informational"):
         labels.update(ctx.pack.cards.get("informationalLabels", {}))
         icons.update(ctx.pack.cards.get("informationalIcons", {}))
+    say = ctx.pack.wording.say
     overall = _overall(items)
     title = fill_text(spec["title"], values)
     lines = [f"- {icons.get(overall, '')} **{title}** — {labels.get(overall, overall)}".replace("-  **", "- **")]
@@ -273,12 +275,13 @@ def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], v
         elif r.reason:
             lines.append(f"  - {r.reason}")
         for ref in sorted(r.evidence, key=lambda ref: _evidence_key(ref, ctx.resources)):
-            lines.append(f"{indent}- Evidence: {describe(ref, ctx.resources)}")
+            lines.append(f"{indent}- {say('evidence', evidence=describe(ref, ctx.resources))}")
         for ref in r.outside_window:
-            lines.append(f"{indent}- Outside the window: {describe(ref, ctx.resources)}")
+            lines.append(f"{indent}- {say('outsideWindow', evidence=describe(ref, ctx.resources))}")
         step = spec.get("nextSteps", {}).get(r.status)
         if step and (level_specific or r is items[0]):
-            lines.append(f"{indent}- Next: {fill_text(step, {**values, 'level': r.level or _levels_text(ctx.case.levels)})}")
+            step = fill_text(step, {**values, "level": r.level or _levels_text(ctx, ctx.case.levels)})
+            lines.append(f"{indent}- {say('next', step=step)}")
     return lines
 
 
@@ -287,31 +290,31 @@ def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) 
     values = {k: plain_number(v) for k, v in profile.parameters.items()}
     grouped = _grouped(results)
     # Header paragraphs are separated by blank lines: CommonMark joins adjacent lines into one paragraph.
+    say = ctx.pack.wording.say
     header: list[str] = []
     orders = "; ".join(
-        f"{o.label} ({'CPT ' + o.code if o.code.isdigit() else o.code})" + (f" at {', '.join(o.levels)}" if o.levels else "")
+        say("orderItemAtLevels" if o.levels else "orderItem", label=o.label,
+            code="CPT " + o.code if o.code.isdigit() else o.code, levels=", ".join(o.levels))
         for o in ctx.case.orders
     )
-    header.append(f"**Order:** {orders} · reference date {ctx.case.reference_date}")
-    # Seam: this sentence (and the other English of this module) is the spine pack's wording; it moves
-    # into pack.json's `cards` section with the typed pack model (issue 12), and then shows only for
-    # packs whose procedure has levels.
-    if not ctx.case.levels:
-        header.append("**Operative level missing on the order:** level-specific criteria cannot be checked.")
+    header.append(say("orderLine", orders=orders, referenceDate=ctx.case.reference_date))
+    # Only a pack whose procedure has levels words this (cards.wording.levelMissing); others leave it out.
+    if not ctx.case.levels and ctx.pack.wording.wording.get("levelMissing"):
+        header.append(say("levelMissing"))
     if unmet:
         reasons = []
         for cid in unmet:
             worst = next((r for r in grouped[cid] if r.status in UNMET), grouped[cid][0])
             reasons.append(worst.reason)
-        header.append("**Why it may not survive review:** " + " ".join(f"{r.rstrip('.')}." for r in reasons if r))
+        header.append(say("whyUnmet", reasons=" ".join(f"{r.rstrip('.')}." for r in reasons if r)))
     if ctx.case.urgent:
         header.append(f"**{ctx.pack.cards['urgentNote']}**")
     lines: list[str] = ["\n\n".join(header)]
     sections = (
-        ("Required criteria", [c["id"] for c in ctx.pack.criteria if c["id"] in profile.required]),
-        ("Advisory", [c["id"] for c in ctx.pack.criteria
+        (say("requiredHeading"), [c["id"] for c in ctx.pack.criteria if c["id"] in profile.required]),
+        (say("advisoryHeading"), [c["id"] for c in ctx.pack.criteria
                       if c["id"] not in profile.required and not c.get("informational")]),
-        ("Informational", [c["id"] for c in ctx.pack.criteria
+        (say("informationalHeading"), [c["id"] for c in ctx.pack.criteria
                            if c["id"] not in profile.required and c.get("informational")]),
     )
     for heading, ids in sections:
@@ -324,11 +327,10 @@ def _detail(ctx: CardContext, results: list[CriterionResult], unmet: list[str]) 
             lines.extend(_criterion_lines(ctx, cid, grouped[cid], values))
     if ctx.failed_sources:
         lines.append("")
-        lines.append("**Could not be checked:** the EHR did not return " + ", ".join(ctx.failed_sources)
-                     + " data; criteria that depend on it are marked “could not be checked”.")
+        lines.append(say("sourcesFailed", sources=", ".join(ctx.failed_sources)))
     lines.append("")
-    payer = f" · payer {ctx.choice.payer_name}" if ctx.choice.payer_name else ""
-    lines.append(f"Policy profile: {profile.label}, version {profile.version}{payer}.")
+    payer = say("profilePayer", payer=ctx.choice.payer_name) if ctx.choice.payer_name else ""
+    lines.append(say("profileLine", label=profile.label, version=profile.version, payer=payer))
     lines.append("")
     lines.append(ctx.pack.cards["disclaimer"])
     return "\n".join(lines)
@@ -378,7 +380,7 @@ def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[dict]
         if not hits:
             continue
         levels = [r.level for r in hits if r.level] or list(ctx.case.levels)
-        vals = {**values, "levels": _levels_text(levels)}
+        vals = {**values, "levels": _levels_text(ctx, levels)}
         resource = _materialise(spec["resource"], vals, ctx, levels)
         if "/" in ctx.user_id:
             resource["requester"] = {"reference": ctx.user_id}
@@ -417,7 +419,8 @@ def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
         card["overrideReasons"] = [dict(r) for r in ctx.pack.override_reasons]
     links = []
     if ctx.policy_url:
-        links.append({"label": f"Policy criteria: {profile.label} ({profile.version})", "url": ctx.policy_url,
+        links.append({"label": ctx.pack.wording.say("policyLink", label=profile.label, version=profile.version),
+                      "url": ctx.policy_url,
                       "type": "absolute"})
     links.extend(dict(link) for link in ctx.pack.links)
     if links:

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from cds_hooks.auth.outbound import FhirServerPolicy
 from cds_hooks.config import Config
 from cds_hooks.engine.bridge import CqlEngine
 from cds_hooks.engine.retrieves import retrieve_filter
@@ -59,17 +58,7 @@ class Evaluator:
         self.detector = OrderDetector(pack.orders, config.local_order_codes, pack.procedure_name)
         self.codes = {**pack.codes, **config.order_codes}
         self.retrieves = retrieve_filter(pack.elm, pack.valuesets)
-        self.fetch_settings = FetchSettings(
-            timeout=config.fhir_timeout,
-            deadline=config.fhir_deadline,
-            max_pages=config.fhir_max_pages,
-            max_bytes=config.fhir_max_bytes,
-            max_total_bytes=config.fhir_max_total_bytes,
-            page_size=config.fhir_page_size,
-            retries=config.fhir_retries,
-            backoff=config.fhir_retry_backoff,
-            policy=FhirServerPolicy.from_config(config),
-        )
+        self.fetch_settings = FetchSettings.from_config(config)
         # Da Vinci CRD/DTR (pipeline/coverage_info.py, packs/dtr.py): the pack's documentation
         # questionnaire, and the coverage information already sent per hookInstance and order.
         self.dtr = load_dtr(pack)
@@ -104,12 +93,12 @@ class Evaluator:
             raise PrefetchIncomplete(
                 data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
 
-        if self.config.report_text:
+        if self.config.report_text and self.pack.uses("spine"):  # report text reads spinal levels
             t_text = time.perf_counter()
             data.add_derived(derive_findings(data.resources))
             timings["report_text"] = time.perf_counter() - t_text
 
-        if self.config.note_text:
+        if self.config.note_text and self.pack.uses("spine"):  # the note reader names spinal regions
             t_notes = time.perf_counter()
             # The look-back reaches back from the planned date of the orders, as the criteria's windows do.
             anchor = max((c.reference_date for c in cases if c.reference_date), default=None)

@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 import requests
 
 from cds_hooks.auth.outbound import OutboundError, deadline_clock, new_session, origin, read_capped, under_base
+from cds_hooks.config import setting_default
 from cds_hooks.errors import CdsError
 from cds_hooks.hooks.prefetch import resources_of
 
@@ -60,14 +61,14 @@ class FhirClient:
         base_url: str,
         access_token: str | None = None,
         *,
-        timeout: float = 3.0,
+        timeout: float = setting_default("fhir_timeout"),
         deadline: float | None = None,
-        max_pages: int = 20,
-        max_bytes: int = 20_000_000,
+        max_pages: int = setting_default("fhir_max_pages"),
+        max_bytes: int = setting_default("fhir_max_bytes"),
         max_total_bytes: int | None = None,
         page_size: int | None = None,
-        retries: int = 2,
-        backoff: float = 0.2,
+        retries: int = setting_default("fhir_retries"),
+        backoff: float = setting_default("fhir_retry_backoff"),
         session: requests.Session | None = None,
     ):
         self.base_url = base_url.rstrip("/") + "/"

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from cds_hooks.auth.outbound import FhirServerPolicy
+from cds_hooks.config import Config
 from cds_hooks.errors import FhirServerNotAllowed
 from cds_hooks.hooks.hook_request import HookRequest
 from cds_hooks.hooks.prefetch import FAILED, FETCHED, NO_DATA, SourceResult, TemplateError, read_prefetch, render, resource_type_of
@@ -30,15 +31,31 @@ _SUBJECT_FIELDS = ("subject", "patient", "beneficiary")
 
 @dataclass
 class FetchSettings:
-    timeout: float = 3.0
-    deadline: float = 3.5
-    max_pages: int = 20
-    max_bytes: int = 20_000_000
-    max_total_bytes: int | None = 60_000_000
-    page_size: int | None = 200
-    retries: int = 2
-    backoff: float = 0.2
-    policy: FhirServerPolicy = field(default_factory=FhirServerPolicy)
+    """How the service reads the EHR's FHIR server: Config's `fhir_*` settings (defined there, once)."""
+
+    timeout: float
+    deadline: float
+    max_pages: int
+    max_bytes: int
+    max_total_bytes: int | None
+    page_size: int | None
+    retries: int
+    backoff: float
+    policy: FhirServerPolicy
+
+    @classmethod
+    def from_config(cls, config: Config) -> "FetchSettings":
+        return cls(
+            timeout=config.fhir_timeout,
+            deadline=config.fhir_deadline,
+            max_pages=config.fhir_max_pages,
+            max_bytes=config.fhir_max_bytes,
+            max_total_bytes=config.fhir_max_total_bytes,
+            page_size=config.fhir_page_size,
+            retries=config.fhir_retries,
+            backoff=config.fhir_retry_backoff,
+            policy=FhirServerPolicy.from_config(config),
+        )
 
 
 @dataclass

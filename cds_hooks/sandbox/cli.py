@@ -230,7 +230,7 @@ def _invoke(args) -> int:
         print(json.dumps(exchange.body, indent=2, ensure_ascii=False) if not isinstance(exchange.body, str)
               else exchange.body)
         if not exchange.ok:
-            print(f"cds-hooks: the service answered HTTP {exchange.status}", file=sys.stderr)
+            print(f"cds-hooks: the service answered {exchange.outcome()}", file=sys.stderr)
         return 0 if exchange.ok else 1
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                          and not os.environ.get("NO_COLOR"))

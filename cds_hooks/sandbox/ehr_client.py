@@ -42,6 +42,12 @@ class Exchange:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    def outcome(self) -> str:
+        """"HTTP 401: <the service's reason>" (its `message`, else the start of a text body)."""
+        reason = self.body.get("message") or self.body.get("error") if isinstance(self.body, dict) else self.body
+        reason = " ".join(str(reason or "").split())[:300]
+        return f"HTTP {self.status}" + (f": {reason}" if reason else "")
+
 
 @dataclass
 class PrefetchOutcome:
@@ -90,8 +96,9 @@ class CdsClient:
         exchange = self._call("GET", self.discovery_url)
         body = exchange.body
         if not exchange.ok or not isinstance(body, dict) or not isinstance(body.get("services"), list):
-            raise ClientError(f"discovery at {self.discovery_url} answered HTTP {exchange.status} "
-                              "without a services list")
+            raise ClientError(f"discovery at {self.discovery_url} answered {exchange.outcome()} "
+                              "without a services list" if exchange.ok else
+                              f"discovery at {self.discovery_url} answered {exchange.outcome()}")
         return body
 
     def call(self, service_id: str, request: dict) -> Exchange:

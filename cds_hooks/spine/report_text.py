@@ -721,7 +721,7 @@ def analyse_sentence(sent: Sentence, ctx: Context, section: str, source: str, pt
         if not levels:
             levels = [None]
 
-        def emit(grade: str | None, status: str, comps=comps) -> None:
+        def emit(grade: str | None, status: str, comps=comps, levels=levels) -> None:
             for lvl in levels:
                 for comp, side in comps:
                     out.append(Finding("stenosis", lvl, status, compartment=comp, side=side, grade=grade, **base))

@@ -20,10 +20,12 @@ from cds_hooks.web.recording import EXTENSION as RECORDER, audit_parts
 log = logging.getLogger("cds_hooks")
 
 
-def create_app(config: Config | None = None, engine: CqlEngine | None = None) -> Flask:
+def create_app(config: Config | None = None, engine: CqlEngine | None = None, serving: bool = True) -> Flask:
     """Build the service: load the rule packs, start the CQL engine, register the routes.
 
-    An `engine` may be passed in to share one between applications (tests, benchmarks).
+    An `engine` may be passed in to share one between applications (tests, benchmarks). `serving`
+    is False for offline tools that answer no caller (`cds-hooks evaluate`): they skip the warning
+    that caller authentication is off.
     """
     config = config or Config.from_env()
     check_settings(config)  # before any worker process is started
@@ -47,7 +49,7 @@ def create_app(config: Config | None = None, engine: CqlEngine | None = None) ->
     # The element types the engine's FHIR model gives every resource it reads (checked at the edge).
     app.extensions[fhir_types.EXTENSION] = fhir_types.load(_find_node_modules(None))
 
-    if config.auth_disabled:
+    if config.auth_disabled and serving:
         log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "
                     "Use this only for local development.")
     register_error_handlers(app)

@@ -19,7 +19,7 @@ PREFETCH_TYPES = {
 def resources(request: dict) -> list[dict]:
     """Every resource in a request's prefetch."""
     out = []
-    for key, value in request["prefetch"].items():
+    for value in request["prefetch"].values():
         if value is None:
             continue
         if value.get("resourceType") == "Bundle":

@@ -1,5 +1,5 @@
 """CompiledEngine: the engine bridge's interface (cds_hooks/engine.py CqlEngine) over compiled libraries,
-so the service can switch engines by a setting (CDS_CQL_ENGINE=compiled|reference).
+so the service can switch engines by a setting (`engine_for("compiled" | "reference")`).
 
 Not wired into the service yet. Where it plugs in: wherever the app builds its CqlEngine (the pipeline's
 Evaluator takes `engine` and calls `engine.encode_resources(...)` then, through criteria.evaluate_case,
@@ -96,15 +96,15 @@ class CompiledEngine:
         return [os.getpid()]
 
 
-def engine_for(setting: str | None = None, **reference_kwargs):
-    """CDS_CQL_ENGINE=compiled (default) or reference."""
-    choice = (setting or os.environ.get("CDS_CQL_ENGINE") or "compiled").strip().lower()
+def engine_for(setting: str = "compiled", **reference_kwargs):
+    """`setting`: "compiled" or "reference" (the caller's setting; nothing here reads the environment)."""
+    choice = setting.strip().lower()
     if choice == "compiled":
         return CompiledEngine()
     if choice == "reference":
         from cds_hooks.engine.bridge import CqlEngine
         return CqlEngine(**reference_kwargs)
-    raise ValueError(f"CDS_CQL_ENGINE must be 'compiled' or 'reference', not {choice!r}")
+    raise ValueError(f"the CQL engine must be 'compiled' or 'reference', not {choice!r}")
 
 
 __all__ = ["CompiledEngine", "engine_for", "UnsupportedElm"]

@@ -8,7 +8,6 @@ runtime.py. Everything the compiler does not know fails here, at load, with the 
 from __future__ import annotations
 
 import json
-import keyword
 import re
 from pathlib import Path
 
@@ -201,13 +200,13 @@ class Compiler:
         body: list[str] = []
         expr = self.expr(d["expression"], unit, Scope(), body, 2)
         self.lines.append(f"def {fname}(ctx):")
-        self.lines.append(f"    c = ctx.cache")
+        self.lines.append("    c = ctx.cache")
         self.lines.append(f"    v = c.get({fname!r}, c)")
-        self.lines.append(f"    if v is not c:")
-        self.lines.append(f"        return v")
+        self.lines.append("    if v is not c:")
+        self.lines.append("        return v")
         self.lines.extend("    " + line for line in body)
         self.lines.append(f"    v = c[{fname!r}] = {expr}")
-        self.lines.append(f"    return v")
+        self.lines.append("    return v")
         self.lines.append("")
 
     def func_ref(self, unit: LibraryUnit, node: dict) -> tuple[str, dict, LibraryUnit]:
@@ -883,7 +882,7 @@ class Compiler:
             body.append(f"if {src_vars[0]} is None:")
             body.append("    return None")
             body.append(f"_is_list = type({src_vars[0]}) is list")
-            body.append(f"if not _is_list:")
+            body.append("if not _is_list:")
             body.append(f"    {src_vars[0]} = [{src_vars[0]}]")
         else:
             body.append(f"if {' and '.join(v + ' is None' for v in src_vars)}:")
@@ -923,17 +922,17 @@ class Compiler:
             inner.append(f"{rl} = {rexpr}")
             inner.append(f"if type({rl}) is not list:")
             inner.append(f"    {rl} = [{rl}]")
-            inner.append(f"_hit = False")
+            inner.append("_hit = False")
             inner.append(f"for {rv} in {rl}:")
             inner.append(f"    if _truthy({cond}):")
-            inner.append(f"        _hit = True")
-            inner.append(f"        break")
+            inner.append("        _hit = True")
+            inner.append("        break")
             inner.append(f"if {'not ' if rk == 'With' else ''}_hit:")
-            inner.append(f"    continue")
+            inner.append("    continue")
         if node.get("where"):
             w = self.expr(node["where"], unit, qscope, inner, depth + 1)
             inner.append(f"if not _truthy({w}):")
-            inner.append(f"    continue")
+            inner.append("    continue")
         ret = node.get("return")
         agg = node.get("aggregate")
         if ret:

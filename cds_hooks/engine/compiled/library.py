@@ -394,7 +394,6 @@ class CompiledLibrary:
         lib = elm["library"]
         param_defs = {}
         default_fns = {}
-        pre: list[str] = []
         from cds_hooks.engine.compiled.compiler import Scope
         for p in (lib.get("parameters") or {}).get("def", []):
             spec = _spec(p.get("parameterTypeSpecifier")) or _spec(p.get("resultTypeSpecifier")) or (
