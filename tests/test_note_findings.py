@@ -1,20 +1,40 @@
 """Derived Observations from clinical notes: which notes are read, their FHIR shape and provenance
 (cds_hooks/spine/note_findings.py, docs/note-text.md)."""
+
 import base64
 import datetime as dt
 
-from cds_hooks.spine.note_findings import (METHOD_CODE, NOTE_FINDING, SOURCE_EXTENSION, derive, readable_notes)
+from cds_hooks.spine.note_findings import METHOD_CODE, NOTE_FINDING, SOURCE_EXTENSION, derive, readable_notes
 
 TODAY = dt.date(2026, 6, 20)
 
 
 def note(text, content_type="text/plain", id_="note-1", **extra):
-    doc = {"resourceType": "DocumentReference", "id": id_, "status": "current", "date": "2026-06-15T10:00:00Z",
-           "subject": {"reference": "Patient/p1"},
-           "category": [{"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
-                                     "code": "clinical-note"}]}],
-           "content": [{"attachment": {"contentType": content_type,
-                                       "data": base64.b64encode(text.encode("utf-8")).decode("ascii")}}]}
+    doc = {
+        "resourceType": "DocumentReference",
+        "id": id_,
+        "status": "current",
+        "date": "2026-06-15T10:00:00Z",
+        "subject": {"reference": "Patient/p1"},
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
+                        "code": "clinical-note",
+                    }
+                ]
+            }
+        ],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": content_type,
+                    "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
+                }
+            }
+        ],
+    }
     doc.update(extra)
     return doc
 
@@ -26,7 +46,11 @@ def component(obs, code):
 def test_each_fact_becomes_an_observation_derived_from_the_note_with_the_method_code():
     (obs,) = derive([note("Pt attended 12 PT visits for low back pain, 1/5/26-3/27/26.")], today=TODAY)
     assert obs["derivedFrom"] == [{"reference": "DocumentReference/note-1"}]
-    assert obs["method"]["coding"][0] == {"system": NOTE_FINDING, "code": METHOD_CODE, "display": "Extracted from note text"}
+    assert obs["method"]["coding"][0] == {
+        "system": NOTE_FINDING,
+        "code": METHOD_CODE,
+        "display": "Extracted from note text",
+    }
     assert obs["code"]["coding"][0]["code"] == "pt-attendance" and obs["valueInteger"] == 12
     assert obs["effectivePeriod"] == {"start": "2026-01-05", "end": "2026-03-27"}
     assert component(obs, "span-weeks")["valueInteger"] == 11
@@ -36,7 +60,10 @@ def test_each_fact_becomes_an_observation_derived_from_the_note_with_the_method_
 
 def test_the_assertion_travels_with_every_derived_fact():
     found = derive([note("Denies tobacco. Never smoked cigarettes.")], today=TODAY)
-    assert sorted(component(o, "assertion")["valueCodeableConcept"]["coding"][0]["code"] for o in found) == ["negated", "present"]
+    assert sorted(component(o, "assertion")["valueCodeableConcept"]["coding"][0]["code"] for o in found) == [
+        "negated",
+        "present",
+    ]
 
 
 def test_the_sentence_and_offsets_are_kept():
@@ -44,12 +71,14 @@ def test_the_sentence_and_offsets_are_kept():
     (obs,) = derive([note(text)], today=TODAY)
     parts = {e["url"]: list(e.values())[1] for e in obs["extension"][0]["extension"]}
     assert obs["extension"][0]["url"] == SOURCE_EXTENSION
-    assert text[parts["start"]:parts["end"]] == "smoking" and parts["quote"] == "Quit smoking 3/2024."
+    assert text[parts["start"] : parts["end"]] == "smoking" and parts["quote"] == "Quit smoking 3/2024."
     assert component(obs, "quit-date")["valueDateTime"] == "2024-03"
 
 
 def test_the_same_note_always_gives_the_same_ids():
-    assert [o["id"] for o in derive([note("Vapes daily.")], today=TODAY)] == [o["id"] for o in derive([note("Vapes daily.")], today=TODAY)]
+    assert [o["id"] for o in derive([note("Vapes daily.")], today=TODAY)] == [
+        o["id"] for o in derive([note("Vapes daily.")], today=TODAY)
+    ]
 
 
 def test_an_html_note_is_read():
@@ -63,14 +92,21 @@ def test_a_preliminary_note_gives_preliminary_observations():
 
 
 def test_superseded_entered_in_error_undated_and_old_notes_are_not_read():
-    docs = [note("Vapes daily.", id_="a", status="superseded"), note("Vapes daily.", id_="b", status="entered-in-error"),
-            note("Vapes daily.", id_="c", date=None), note("Vapes daily.", id_="d", date="2020-01-01")]
+    docs = [
+        note("Vapes daily.", id_="a", status="superseded"),
+        note("Vapes daily.", id_="b", status="entered-in-error"),
+        note("Vapes daily.", id_="c", date=None),
+        note("Vapes daily.", id_="d", date="2020-01-01"),
+    ]
     assert readable_notes(docs, TODAY) == [] and derive(docs, today=TODAY) == []
 
 
 def test_a_document_that_is_not_a_clinical_note_is_not_read():
-    consent = note("Vapes daily.", category=[], type={"coding": [{"system": "http://loinc.org", "code": "59284-0",
-                                                                    "display": "Consent Document"}]})
+    consent = note(
+        "Vapes daily.",
+        category=[],
+        type={"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Consent Document"}]},
+    )
     assert derive([consent], today=TODAY) == []
 
 

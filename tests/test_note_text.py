@@ -1,4 +1,5 @@
 """The clinical-note reader, behaviour by behaviour (cds_hooks/spine/note_text.py, docs/note-text.md)."""
+
 from cds_hooks.spine.note_text import extract_note, note_plain_text
 
 NOTE_DATE = "2026-06-15"
@@ -14,20 +15,31 @@ def only(text, type_):
 
 
 def test_pt_attendance_keeps_count_dates_region_and_status():
-    f = only("Attended 16 visits from 11/3/25-2/20/26 for lumbar spinal stenosis. D/C to independent HEP.", "pt-attendance")
-    assert (f.assertion, f.get("sessions_attended"), f.get("start"), f.get("end"), f.get("region"), f.get("status")) == (
-        "present", 16, "2025-11-03", "2026-02-20", "lumbar", "discharged")
+    f = only(
+        "Attended 16 visits from 11/3/25-2/20/26 for lumbar spinal stenosis. D/C to independent HEP.", "pt-attendance"
+    )
+    assert (
+        f.assertion,
+        f.get("sessions_attended"),
+        f.get("start"),
+        f.get("end"),
+        f.get("region"),
+        f.get("status"),
+    ) == ("present", 16, "2025-11-03", "2026-02-20", "lumbar", "discharged")
 
 
 def test_a_fact_keeps_its_words_and_sentence_with_offsets():
     text = "Prior history reviewed. Pt attended 6 visits over 6 weeks for LBP."
     f = only(text, "pt-attendance")
-    assert text[f.start:f.end] == "6 visits"
-    assert text[f.sentence_start:f.sentence_end] == "Pt attended 6 visits over 6 weeks for LBP."
+    assert text[f.start : f.end] == "6 visits"
+    assert text[f.sentence_start : f.sentence_end] == "Pt attended 6 visits over 6 weeks for LBP."
 
 
 def test_pt_for_another_body_region_is_not_lumbar():
-    assert only("Pt discharged from PT for L shoulder adhesive capsulitis after 16 visits.", "pt-attendance").get("region") == "shoulder"
+    assert (
+        only("Pt discharged from PT for L shoulder adhesive capsulitis after 16 visits.", "pt-attendance").get("region")
+        == "shoulder"
+    )
 
 
 def test_a_blank_attendance_field_is_a_plan_not_attendance():
@@ -43,7 +55,10 @@ def test_a_relatives_pt_is_family():
 
 
 def test_quitting_one_product_does_not_make_another_former():
-    found = {(f.get("product"), f.get("status"), f.assertion) for f in facts("Quit smoking 10 years ago but vapes daily.", "nicotine")}
+    found = {
+        (f.get("product"), f.get("status"), f.assertion)
+        for f in facts("Quit smoking 10 years ago but vapes daily.", "nicotine")
+    }
     assert found == {("cigarettes", "former", "present"), ("vaping", "current", "present")}
 
 
@@ -73,7 +88,13 @@ def test_a_relatives_smoking_is_family():
 def test_a_medication_trial_keeps_drug_dose_dates_and_outcome():
     f = only("Tried duloxetine 30mg → 60mg Jan-Apr 2026, stopped d/t nausea, minimal help.", "medication-trial")
     assert (f.get("drug"), f.get("dose"), f.get("start"), f.get("stop"), f.get("outcome"), f.get("side_effect")) == (
-        "duloxetine", "30mg → 60mg", "2026-01", "2026-04", "side-effects", "nausea")
+        "duloxetine",
+        "30mg → 60mg",
+        "2026-01",
+        "2026-04",
+        "side-effects",
+        "nausea",
+    )
 
 
 def test_brand_names_map_to_the_generic_drug():
@@ -93,21 +114,32 @@ def test_a_prescribed_but_never_started_drug_is_negated():
 
 
 def test_rule_out_is_hedged_and_a_new_sign_in_the_same_sentence_is_present():
-    found = {(f.get("kind"), f.assertion) for f in facts("r/o CES - stat MRI ordered given new urinary retention.", "red-flag")}
+    found = {
+        (f.get("kind"), f.assertion)
+        for f in facts("r/o CES - stat MRI ordered given new urinary retention.", "red-flag")
+    }
     assert found == {("cauda-equina", "hedged"), ("bowel-bladder-dysfunction", "present")}
 
 
 def test_a_denial_covers_every_red_flag_in_its_list():
-    found = facts("No red flag symptoms: denies saddle anesthesia, bowel/bladder changes, fevers, or progressive weakness.", "red-flag")
+    found = facts(
+        "No red flag symptoms: denies saddle anesthesia, bowel/bladder changes, fevers, or progressive weakness.",
+        "red-flag",
+    )
     assert {f.assertion for f in found} == {"negated"} and len(found) == 4
 
 
 def test_a_treated_condition_is_historical():
-    assert only("Remote history of breast cancer treated in 2010 with no recurrence.", "red-flag").assertion == "historical"
+    assert (
+        only("Remote history of breast cancer treated in 2010 with no recurrence.", "red-flag").assertion
+        == "historical"
+    )
 
 
 def test_return_precautions_give_no_red_flag():
-    assert facts("Return precautions: go to the ER for new bowel or bladder problems or leg weakness.", "red-flag") == []
+    assert (
+        facts("Return precautions: go to the ER for new bowel or bladder problems or leg weakness.", "red-flag") == []
+    )
 
 
 def test_a_symptom_duration_is_in_months():
@@ -119,12 +151,16 @@ def test_a_symptom_onset_is_a_date():
 
 
 def test_html_is_read_as_text_with_the_standard_parser():
-    text = note_plain_text("<html><body><p>Smoking status: <b>Never</b></p><script>x</script></body></html>", "text/html")
+    text = note_plain_text(
+        "<html><body><p>Smoking status: <b>Never</b></p><script>x</script></body></html>", "text/html"
+    )
     assert text.strip() == "Smoking status: Never"
 
 
 def test_an_html_note_gives_the_same_facts_as_its_text():
-    html_facts = facts("<p>Smoking status: Never</p><p>Attended 12 PT visits for low back pain.</p>", content_type="text/html")
+    html_facts = facts(
+        "<p>Smoking status: Never</p><p>Attended 12 PT visits for low back pain.</p>", content_type="text/html"
+    )
     assert {(f.type, f.assertion) for f in html_facts} == {("nicotine", "present"), ("pt-attendance", "present")}
 
 

@@ -1,5 +1,6 @@
 """The note-text gold evaluation runs as a command, and the facts that can turn a criterion to "met" are
 precise on the dev split (eval/note_text/README.md, docs/note-text.md)."""
+
 import json
 
 from cds_hooks.cli import main

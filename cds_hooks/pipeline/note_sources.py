@@ -13,6 +13,7 @@ CDS Hooks 2.0 ("Passing the Access Token to the CDS Service"): the `fhirAuthoriz
 At most MAX_FETCHES attachments are fetched per call, one after the other; what is not fetched by the
 deadline is not read. Nothing is logged that names the patient, the note or the URL.
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,12 +41,13 @@ def binary_path(base_url: str, url: str) -> str | None:
     resolved = urljoin(base, url)
     if origin(resolved) != origin(base) or not resolved.startswith(base) or "?" in resolved or "#" in resolved:
         return None
-    rest = resolved[len(base):]
+    rest = resolved[len(base) :]
     return rest if _BINARY_READ.match(rest) else None
 
 
-def fetch_note_attachments(request: HookRequest, docs: list[dict], settings: FetchSettings, started: float,
-                           client: FhirClient | None = None) -> dict[tuple[str, int], tuple[str, str]]:
+def fetch_note_attachments(
+    request: HookRequest, docs: list[dict], settings: FetchSettings, started: float, client: FhirClient | None = None
+) -> dict[tuple[str, int], tuple[str, str]]:
     """(DocumentReference id, content index) -> (text, content type) for the URL attachments fetched."""
     wanted = attachment_urls(docs)
     if not wanted:
@@ -57,9 +59,17 @@ def fetch_note_attachments(request: HookRequest, docs: list[dict], settings: Fet
     own_client = client is None
     if client is None:
         token = request.fhir_authorization.access_token if request.fhir_authorization else None
-        client = FhirClient(request.fhir_server, token, timeout=settings.timeout, deadline=deadline,
-                            max_pages=1, max_bytes=min(settings.max_bytes, 2 * MAX_ATTACHMENT_BYTES),
-                            max_total_bytes=settings.max_total_bytes, retries=settings.retries, backoff=settings.backoff)
+        client = FhirClient(
+            request.fhir_server,
+            token,
+            timeout=settings.timeout,
+            deadline=deadline,
+            max_pages=1,
+            max_bytes=min(settings.max_bytes, 2 * MAX_ATTACHMENT_BYTES),
+            max_total_bytes=settings.max_total_bytes,
+            retries=settings.retries,
+            backoff=settings.backoff,
+        )
     out: dict[tuple[str, int], tuple[str, str]] = {}
     skipped = 0
     try:
@@ -81,8 +91,10 @@ def fetch_note_attachments(request: HookRequest, docs: list[dict], settings: Fet
             client.close()
     skipped += max(0, len(wanted) - MAX_FETCHES)
     if skipped:
-        log.warning("%d note attachments not fetched (another server, not a Binary read, over the count or the deadline)",
-                    skipped)
+        log.warning(
+            "%d note attachments not fetched (another server, not a Binary read, over the count or the deadline)",
+            skipped,
+        )
     return out
 
 

@@ -6,18 +6,41 @@ the most recent such month not after the note's month; "N weeks ago" is an exact
 a month, "N years ago" a year; "a few weeks ago", "last week", "years ago" are not certain (None).
 Lengths: months, or weeks, as numbers; months x 4.345 = weeks and weeks x 7 / 30.44 = months.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import re
 from dataclasses import dataclass
 
-MONTHS = {m: i for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)
+}
 _MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-                "fifteen": 15, "sixteen": 16, "eighteen": 18, "twenty": 20, "twenty-four": 24}
+WORD_NUMBERS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "eighteen": 18,
+    "twenty": 20,
+    "twenty-four": 24,
+}
 NUMBER = r"(?:\d+(?:\.\d+)?|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|eighteen|twenty(?:-four)?)"
 
 
@@ -35,7 +58,7 @@ def number(word: str) -> float | None:
 class DateHit:
     start: int
     end: int
-    value: str                 # YYYY, YYYY-MM or YYYY-MM-DD
+    value: str  # YYYY, YYYY-MM or YYYY-MM-DD
     end_value: str | None = None  # the second date of a range
 
 
@@ -75,26 +98,32 @@ def _thanksgiving(year: int) -> dt.date:
     return first + dt.timedelta(days=(3 - first.weekday()) % 7 + 21)
 
 
-_PATTERNS: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.I)) for name, p in (
-    # ranges whose first date borrows the second's year: 7/15-8/26/26, Jan-May 2026, Feb 3 - Mar 10, 2026
-    ("md-mdy", r"(?<![\d/])(\d{1,2})/(\d{1,2})\s*[-–]\s*(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"),
-    ("mon-mon-y", rf"\b({_MONTH})\s*[-–]\s*({_MONTH})\s+(\d{{4}})\b"),
-    ("mond-mond-y", rf"\b({_MONTH})\s+(\d{{1,2}})\s*[-–]\s*({_MONTH})\s+(\d{{1,2}}),?\s+(\d{{4}})\b"),
-    ("mdy", r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])"),
-    ("my", r"(?<![\d/])(\d{1,2})/(\d{4})(?![\d/])"),
-    ("mondy", rf"\b({_MONTH})\s+(\d{{1,2}}),?\s+(\d{{4}})\b"),
-    ("mony", rf"\b({_MONTH})\s+(?:of\s+)?(\d{{4}})\b"),
-    ("season-y", r"\b(?:spring|summer|fall|autumn|winter)\s+(?:of\s+)?((?:19|20)\d{2})\b"),
-    ("y", r"(?<![\d/.])((?:19|20)\d{2})(?![\d/])"),
-    ("ago", rf"(?<!over )(?<!than )(?<!few )\b(?:about\s+|approximately\s+|~\s*)?({NUMBER})\s+(day|week|wk|month|mo|year|yr)s?\s+ago\b"),
-    ("last-year", r"\blast\s+(?:year|fall|autumn|spring|summer|winter)\b"),
-    ("this-year", r"\b(?:this\s+year|the\s+summer|this\s+summer|this\s+spring)\b"),
-    ("today", r"\btoday\b"),
-    ("christmas", r"\bchristmas\b"),
-    ("new-year", r"\bnew\s+year(?:'s)?\b"),
-    ("thanksgiving", r"\bthanksgiving(?:\s+day)?\b"),
-    ("mon", rf"\b(?:in|since|from|of|during|by|last|early|late|mid-?)\s+({_MONTH})(?!\s*\d)\b"),
-)]
+_PATTERNS: list[tuple[str, re.Pattern]] = [
+    (name, re.compile(p, re.I))
+    for name, p in (
+        # ranges whose first date borrows the second's year: 7/15-8/26/26, Jan-May 2026, Feb 3 - Mar 10, 2026
+        ("md-mdy", r"(?<![\d/])(\d{1,2})/(\d{1,2})\s*[-–]\s*(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"),
+        ("mon-mon-y", rf"\b({_MONTH})\s*[-–]\s*({_MONTH})\s+(\d{{4}})\b"),
+        ("mond-mond-y", rf"\b({_MONTH})\s+(\d{{1,2}})\s*[-–]\s*({_MONTH})\s+(\d{{1,2}}),?\s+(\d{{4}})\b"),
+        ("mdy", r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])"),
+        ("my", r"(?<![\d/])(\d{1,2})/(\d{4})(?![\d/])"),
+        ("mondy", rf"\b({_MONTH})\s+(\d{{1,2}}),?\s+(\d{{4}})\b"),
+        ("mony", rf"\b({_MONTH})\s+(?:of\s+)?(\d{{4}})\b"),
+        ("season-y", r"\b(?:spring|summer|fall|autumn|winter)\s+(?:of\s+)?((?:19|20)\d{2})\b"),
+        ("y", r"(?<![\d/.])((?:19|20)\d{2})(?![\d/])"),
+        (
+            "ago",
+            rf"(?<!over )(?<!than )(?<!few )\b(?:about\s+|approximately\s+|~\s*)?({NUMBER})\s+(day|week|wk|month|mo|year|yr)s?\s+ago\b",
+        ),
+        ("last-year", r"\blast\s+(?:year|fall|autumn|spring|summer|winter)\b"),
+        ("this-year", r"\b(?:this\s+year|the\s+summer|this\s+summer|this\s+spring)\b"),
+        ("today", r"\btoday\b"),
+        ("christmas", r"\bchristmas\b"),
+        ("new-year", r"\bnew\s+year(?:'s)?\b"),
+        ("thanksgiving", r"\bthanksgiving(?:\s+day)?\b"),
+        ("mon", rf"\b(?:in|since|from|of|during|by|last|early|late|mid-?)\s+({_MONTH})(?!\s*\d)\b"),
+    )
+]
 
 
 def find_dates(text: str, note_date: dt.date) -> list[DateHit]:
@@ -178,13 +207,15 @@ def months_before(note: dt.date, months: float) -> str:
 
 _LENGTH = re.compile(
     rf"(?P<more>>\s*|over\s+|more\s+than\s+)?(?:about\s+|approximately\s+|~\s*)?(?P<n>{NUMBER}|a\s+year\s+and\s+a\s+half)"
-    r"(?:\s*-\s*|\s+)(?P<unit>days?|weeks?|wks?|wk|months?|mos?|years?|yrs?|y)\b", re.I)
+    r"(?:\s*-\s*|\s+)(?P<unit>days?|weeks?|wks?|wk|months?|mos?|years?|yrs?|y)\b",
+    re.I,
+)
 
 
 def find_length(text: str) -> tuple[float, str, int, int] | None:
     """The first stated length of time: (amount, 'month'|'week'|'day'|'year', start, end)."""
     for m in _LENGTH.finditer(text):
-        if re.match(r"\s+ago\b", text[m.end():]):
+        if re.match(r"\s+ago\b", text[m.end() :]):
             continue  # "2 months ago" is a point in time, not a length
         raw = m.group("n").lower()
         n = 1.5 if raw.startswith("a year and") else number(raw)
@@ -194,8 +225,15 @@ def find_length(text: str) -> tuple[float, str, int, int] | None:
         if raw.startswith("a year and"):
             unit = "month"
             n = 18
-        kind = ("day" if unit.startswith("d") else "week" if unit.startswith("w")
-                else "month" if unit.startswith("mo") else "year")
+        kind = (
+            "day"
+            if unit.startswith("d")
+            else "week"
+            if unit.startswith("w")
+            else "month"
+            if unit.startswith("mo")
+            else "year"
+        )
         return n, kind, m.start(), m.end()
     return None
 

@@ -17,6 +17,7 @@ and the sentence with its offsets in `note` and in the extension `note-text-sour
 
 These Observations live only for one evaluation: nothing here writes to the EHR.
 """
+
 from __future__ import annotations
 
 import base64
@@ -70,7 +71,9 @@ def _codings(concept) -> list[dict]:
 def _concept_text(concept) -> str:
     if not isinstance(concept, dict):
         return ""
-    return " ".join(p for p in [concept.get("text")] + [c.get("display") for c in _codings(concept)] if isinstance(p, str))
+    return " ".join(
+        p for p in [concept.get("text")] + [c.get("display") for c in _codings(concept)] if isinstance(p, str)
+    )
 
 
 def is_clinical_note(doc: dict) -> bool:
@@ -197,8 +200,11 @@ def describe_fact(f: NoteFact) -> str:
     """Short words for a fact, as the card and the note say them."""
     g = f.get
     if f.type == "pt-attendance":
-        bits = [f"{g('sessions_attended')} visits" if g("sessions_attended") is not None else "physical therapy",
-                f"for the {g('region')} region" if g("region") else None, g("status")]
+        bits = [
+            f"{g('sessions_attended')} visits" if g("sessions_attended") is not None else "physical therapy",
+            f"for the {g('region')} region" if g("region") else None,
+            g("status"),
+        ]
         return " ".join(b for b in bits if b)
     if f.type == "conservative-care":
         return str(g("modality"))
@@ -208,8 +214,11 @@ def describe_fact(f: NoteFact) -> str:
     if f.type == "medication-trial":
         return " ".join(str(b) for b in (g("drug"), g("dose"), g("outcome")) if b)
     if f.type == "symptom-duration":
-        when = f"for {g('duration_months')} months" if g("duration_months") is not None else (
-            f"since {g('onset')}" if g("onset") else "")
+        when = (
+            f"for {g('duration_months')} months"
+            if g("duration_months") is not None
+            else (f"since {g('onset')}" if g("onset") else "")
+        )
         return f"{g('symptom')} {when}".strip()
     return str(g("kind"))
 
@@ -239,14 +248,19 @@ def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dic
     obs: dict = {
         "resourceType": "Observation",
         "id": _observation_id(doc_ref, source, f),
-        "extension": [{"url": SOURCE_EXTENSION, "extension": [
-            {"url": "source", "valueString": source},
-            {"url": "start", "valueInteger": f.start},
-            {"url": "end", "valueInteger": f.end},
-            {"url": "sentenceStart", "valueInteger": f.sentence_start},
-            {"url": "sentenceEnd", "valueInteger": f.sentence_end},
-            {"url": "quote", "valueString": f.quote},
-        ]}],
+        "extension": [
+            {
+                "url": SOURCE_EXTENSION,
+                "extension": [
+                    {"url": "source", "valueString": source},
+                    {"url": "start", "valueInteger": f.start},
+                    {"url": "end", "valueInteger": f.end},
+                    {"url": "sentenceStart", "valueInteger": f.sentence_start},
+                    {"url": "sentenceEnd", "valueInteger": f.sentence_end},
+                    {"url": "quote", "valueString": f.quote},
+                ],
+            }
+        ],
         "status": status,
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}],
         "code": _concept(NOTE_FINDING, code, display, f"{display} (from note text)"),
@@ -260,12 +274,18 @@ def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dic
         if g("sessions_attended") is not None:
             obs["valueInteger"] = g("sessions_attended")
         else:
-            obs["dataAbsentReason"] = _concept("http://terminology.hl7.org/CodeSystem/data-absent-reason", "unknown",
-                                               "Unknown", "number of visits not stated")
+            obs["dataAbsentReason"] = _concept(
+                "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                "unknown",
+                "Unknown",
+                "number of visits not stated",
+            )
         if g("sessions_planned") is not None:
             components.append(_component("sessions-planned", valueInteger=g("sessions_planned")))
         if g("weeks") is not None:
-            components.append(_component("weeks", valueQuantity={"value": g("weeks"), "unit": "wk", "system": UCUM, "code": "wk"}))
+            components.append(
+                _component("weeks", valueQuantity={"value": g("weeks"), "unit": "wk", "system": UCUM, "code": "wk"})
+            )
         if g("status"):
             components.append(_component("course-status", valueCodeableConcept=_own(g("status"))))
         span = _span_weeks(g("start"), g("end"))
@@ -290,15 +310,21 @@ def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dic
         if g("outcome"):
             components.append(_component("outcome", valueCodeableConcept=_own(g("outcome"))))
         if g("weeks") is not None:
-            components.append(_component("weeks", valueQuantity={"value": g("weeks"), "unit": "wk", "system": UCUM, "code": "wk"}))
+            components.append(
+                _component("weeks", valueQuantity={"value": g("weeks"), "unit": "wk", "system": UCUM, "code": "wk"})
+            )
         effective = _period(g("start"), g("stop"))
     elif f.type == "symptom-duration":
         obs["valueCodeableConcept"] = _own(g("symptom"))
         if g("onset"):
             components.append(_component("onset", valueDateTime=g("onset")))
         if g("duration_months") is not None:
-            components.append(_component("duration", valueQuantity={"value": g("duration_months"), "unit": "mo",
-                                                                      "system": UCUM, "code": "mo"}))
+            components.append(
+                _component(
+                    "duration",
+                    valueQuantity={"value": g("duration_months"), "unit": "mo", "system": UCUM, "code": "mo"},
+                )
+            )
     else:
         obs["valueCodeableConcept"] = _own(g("kind"))
     region = g("region")
@@ -309,15 +335,19 @@ def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dic
     else:
         obs["effectiveDateTime"] = written.isoformat()
     obs["component"] = components
-    obs["method"] = _concept(NOTE_FINDING, METHOD_CODE, "Extracted from note text",
-                             "Extracted from clinical note text by fusion-cds rules")
+    obs["method"] = _concept(
+        NOTE_FINDING, METHOD_CODE, "Extracted from note text", "Extracted from clinical note text by fusion-cds rules"
+    )
     obs["derivedFrom"] = [{"reference": doc_ref}]
     obs["note"] = [{"text": f"{describe_fact(f)} ({f.assertion}), from the note of {written.isoformat()}: “{f.quote}”"}]
     return obs
 
 
-def derive(resources: list[dict], fetched: dict[tuple[str, int], tuple[str, str]] | None = None,
-           today: dt.date | str | None = None) -> list[dict]:
+def derive(
+    resources: list[dict],
+    fetched: dict[tuple[str, int], tuple[str, str]] | None = None,
+    today: dt.date | str | None = None,
+) -> list[dict]:
     """Derived Observations for every readable clinical note in `resources`."""
     out: list[dict] = []
     taken = {r.get("id") for r in resources if isinstance(r, dict) and r.get("resourceType") == "Observation"}

@@ -13,6 +13,7 @@ Pipeline for one note: text -> lines -> sentences -> clauses (";", "|", a run of
 per type, trigger words found in each clause -> the assertion from cue words around the trigger ->
 the type's fields from the clause, the sentence and, for a therapy note, its header lines.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,8 +31,16 @@ MAX_CHARS = 200_000
 FOLLOWING_CHARS = 400
 
 # Neuropathic agents: the drugs whose trial a pack may ask for by class (gabapentinoids, SNRIs, TCAs).
-NEUROPATHIC = {"gabapentin", "pregabalin", "duloxetine", "venlafaxine", "milnacipran", "amitriptyline",
-               "nortriptyline", "desipramine"}
+NEUROPATHIC = {
+    "gabapentin",
+    "pregabalin",
+    "duloxetine",
+    "venlafaxine",
+    "milnacipran",
+    "amitriptyline",
+    "nortriptyline",
+    "desipramine",
+}
 
 
 @dataclass
@@ -40,28 +49,59 @@ class NoteFact:
 
     type: str
     assertion: str
-    start: int                  # offsets of the words that carry the fact, in the text read
+    start: int  # offsets of the words that carry the fact, in the text read
     end: int
-    sentence_start: int         # offsets of the sentence
+    sentence_start: int  # offsets of the sentence
     sentence_end: int
-    quote: str                  # the sentence, whitespace collapsed
+    quote: str  # the sentence, whitespace collapsed
     fields: dict = field(default_factory=dict)
 
     def get(self, name: str):
         return self.fields.get(name)
 
     def as_dict(self) -> dict:
-        return {"type": self.type, **self.fields, "assertion": self.assertion,
-                "span_start": self.start, "span_end": self.end, "quote": self.quote}
+        return {
+            "type": self.type,
+            **self.fields,
+            "assertion": self.assertion,
+            "span_start": self.start,
+            "span_end": self.end,
+            "quote": self.quote,
+        }
 
 
 # ------------------------------------------------------------------ text
 
+
 class _TextParser(HTMLParser):
     """HTML to text: tags dropped, block tags as line breaks, script/style skipped, entities decoded."""
 
-    BLOCKS = {"p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "pre",
-              "section", "article", "header", "footer", "blockquote", "dd", "dt", "hr", "title"}
+    BLOCKS = {
+        "p",
+        "br",
+        "div",
+        "li",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "ul",
+        "ol",
+        "table",
+        "pre",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "blockquote",
+        "dd",
+        "dt",
+        "hr",
+        "title",
+    }
     CELLS = {"td", "th"}
 
     def __init__(self):
@@ -92,7 +132,9 @@ def note_plain_text(content: str, content_type: str | None = None) -> str:
     """The text to read: HTML (by content type, or markup in untyped text) through html.parser."""
     content = content[:MAX_CHARS]
     kind = (content_type or "").split(";")[0].strip().lower()
-    if kind in ("text/html", "application/xhtml+xml") or (not kind and re.search(r"<(p|div|br|html|li|body)\b", content, re.I)):
+    if kind in ("text/html", "application/xhtml+xml") or (
+        not kind and re.search(r"<(p|div|br|html|li|body)\b", content, re.I)
+    ):
         parser = _TextParser()
         parser.feed(content)
         parser.close()
@@ -103,6 +145,7 @@ def note_plain_text(content: str, content_type: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------ sentences and clauses
+
 
 @dataclass(frozen=True)
 class Clause:
@@ -116,14 +159,16 @@ class Sentence:
     start: int
     end: int
     text: str
-    line: int                   # index of the line it sits on
+    line: int  # index of the line it sits on
     clauses: tuple[Clause, ...]
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9+\-])")
 _ABBREV = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|vs|approx|e\.g|i\.e)\.|\b[A-Z]\.)$")
-_CLAUSE_BREAK = re.compile(r";|\s\|\s|\s{2,}|,?\s+\bbut\b\s+|\s+\bthough\b\s+|,\s+(?=now\b)|(?<=\w)\s+-\s+(?=[a-z])|,\s+(?=which\b)|"
-                           r"\s+and\s+(?=(?:has|have|had|is|was|did|does)\s+not\b)")
+_CLAUSE_BREAK = re.compile(
+    r";|\s\|\s|\s{2,}|,?\s+\bbut\b\s+|\s+\bthough\b\s+|,\s+(?=now\b)|(?<=\w)\s+-\s+(?=[a-z])|,\s+(?=which\b)|"
+    r"\s+and\s+(?=(?:has|have|had|is|was|did|does)\s+not\b)"
+)
 
 
 def sentences(text: str) -> list[Sentence]:
@@ -136,7 +181,7 @@ def sentences(text: str) -> list[Sentence]:
             continue
         cuts = [0]
         for m in _SENTENCE_END.finditer(line):
-            if _ABBREV.search(line[:m.start()]):
+            if _ABBREV.search(line[: m.start()]):
                 continue
             cuts.append(m.end())
         cuts.append(len(line))
@@ -151,7 +196,7 @@ def sentences(text: str) -> list[Sentence]:
             c0 = 0
             for m in _CLAUSE_BREAK.finditer(stext):
                 if m.start() > c0:
-                    clauses.append(Clause(s + c0, s + m.start(), stext[c0:m.start()]))
+                    clauses.append(Clause(s + c0, s + m.start(), stext[c0 : m.start()]))
                 c0 = m.end()
             if c0 < len(stext):
                 clauses.append(Clause(s + c0, e, stext[c0:]))
@@ -170,7 +215,9 @@ def _clause_at(sentence: Sentence, pos: int) -> Clause:
 
 _RELATIVE = re.compile(
     r"\b(?:father|mother|dad|mom|brother|sister|siblings?|son|daughter|son-in-law|daughter-in-law|husband|wife|"
-    r"spouse|partner|parents?|grand(?:father|mother|parent)s?|aunt|uncle|cousin|relatives?|roommate)\b", re.I)
+    r"spouse|partner|parents?|grand(?:father|mother|parent)s?|aunt|uncle|cousin|relatives?|roommate)\b",
+    re.I,
+)
 _SELF = re.compile(r"\b(?:pt|patient|she|he|herself|himself)\b", re.I)
 _FAMILY_SECTION = re.compile(r"^\s*(?:family\s+history|FHx|FH)\s*:?\s*$", re.I)
 _FAMILY_INLINE = re.compile(r"\b(?:FHx|FH|family\s+history)\s*:", re.I)
@@ -179,22 +226,39 @@ _SECTION_HEADER = re.compile(r"^\s*[A-Z][A-Z /&]{3,}:?\s*$")
 _HEDGE_BEFORE = re.compile(
     r"(?:\br/o|\brule\s+out|\bto\s+rule\s+out|\bpossible|\bprobable|\bsuspected|\bconcern(?:ed)?\s+(?:for|about)|"
     r"\bworried\s+about|\blook\s+for|\bevaluate\s+for|\bquestionable|\bmay\s+have(?:\s+had)?|\bmight|\?\s*$|"
-    r"\bcannot\s+exclude|\bdifferential)", re.I)
-_NEG_CLAUSE = re.compile(r"\b(?:denies|denied|negative\s+for|neg\s+for|no\s+red\s+flag\s+\w+|free\s+of|absence\s+of)\b", re.I)
-_NEG_NEAR = re.compile(r"(?:\bno\b|\bnot\b|\bnever\b|\bnor\b|(?:^|[,:;])\s*-\s*|\bhas\s+not\b|\bhasn't\b|\bdid\s+not\b)", re.I)
-_NEG_STOP = re.compile(r"\b(?:but|although|however|has|have|had|is|was|reports?|now|given|so|which|with|since)\b|[.;:]", re.I)
+    r"\bcannot\s+exclude|\bdifferential)",
+    re.I,
+)
+_NEG_CLAUSE = re.compile(
+    r"\b(?:denies|denied|negative\s+for|neg\s+for|no\s+red\s+flag\s+\w+|free\s+of|absence\s+of)\b", re.I
+)
+_NEG_NEAR = re.compile(
+    r"(?:\bno\b|\bnot\b|\bnever\b|\bnor\b|(?:^|[,:;])\s*-\s*|\bhas\s+not\b|\bhasn't\b|\bdid\s+not\b)", re.I
+)
+_NEG_STOP = re.compile(
+    r"\b(?:but|although|however|has|have|had|is|was|reports?|now|given|so|which|with|since)\b|[.;:]", re.I
+)
 _HISTORICAL = re.compile(
     r"\b(?:hx|h/o|history\s+of|remote|treated|healed|cured|in\s+remission|no\s+recurrence|resolved|as\s+a\s+child|"
-    r"unchanged|since\s+childbirth|at\s+that\s+time|previously|prior)\b", re.I)
+    r"unchanged|since\s+childbirth|at\s+that\s+time|previously|prior)\b",
+    re.I,
+)
 _PLANNED = re.compile(
     r"\b(?:plan(?:ned)?|recommend(?:ed|s)?|referr?(?:ed|al)|refer|will|would|consider(?:ing)?|discuss(?:ed)?|talked\s+about|"
     r"to\s+start|start\s+(?=\w)|hoping\s+to|request(?:ed)?|schedule|asked\s+(?:him|her|them)\s+to|advise[ds]?|"
-    r"pending)\b", re.I)
-_INSTRUCTION = re.compile(r"\b(?:return\s+precautions|call\s+911|go\s+to\s+the\s+(?:ER|ED)|educated|education|warning\s+signs|"
-                          r"when\s+to\s+go|handout|if\s+(?:you|symptoms))\b", re.I)
+    r"pending)\b",
+    re.I,
+)
+_INSTRUCTION = re.compile(
+    r"\b(?:return\s+precautions|call\s+911|go\s+to\s+the\s+(?:ER|ED)|educated|education|warning\s+signs|"
+    r"when\s+to\s+go|handout|if\s+(?:you|symptoms))\b",
+    re.I,
+)
 
 
-def _family(text: str, sentence: Sentence, lines: list[str], family_lines: set[int], term_start: int, clause: Clause) -> bool:
+def _family(
+    text: str, sentence: Sentence, lines: list[str], family_lines: set[int], term_start: int, clause: Clause
+) -> bool:
     if sentence.line in family_lines:
         return True
     # "FHx: father - prostate cancer; mother - ..." : an inline family-history label before the term.
@@ -202,11 +266,11 @@ def _family(text: str, sentence: Sentence, lines: list[str], family_lines: set[i
     inline = _FAMILY_INLINE.search(text, line_start, term_start)
     if inline:
         return True
-    before = text[clause.start:term_start]
+    before = text[clause.start : term_start]
     rel = list(_RELATIVE.finditer(before))
     if not rel:
         return False
-    return not _SELF.search(before[rel[-1].end():])
+    return not _SELF.search(before[rel[-1].end() :])
 
 
 def _negated_before(before: str) -> bool:
@@ -214,13 +278,14 @@ def _negated_before(before: str) -> bool:
     if _NEG_CLAUSE.search(before):
         return True
     for m in _NEG_NEAR.finditer(before):
-        gap = before[m.end():]
+        gap = before[m.end() :]
         if len(gap) <= 60 and not _NEG_STOP.search(gap):
             return True
     return False
 
 
 # ------------------------------------------------------------------ the reader
+
 
 @dataclass
 class _Note:
@@ -276,22 +341,32 @@ def _first_of_each(facts: list[NoteFact], key) -> list[NoteFact]:
     return out
 
 
-def _fact(note: _Note, type_: str, assertion: str, span_start: int, span_end: int, sentence: Sentence, **fields) -> NoteFact:
-    return NoteFact(type_, assertion, span_start, span_end, sentence.start, sentence.end, " ".join(sentence.text.split()), fields)
+def _fact(
+    note: _Note, type_: str, assertion: str, span_start: int, span_end: int, sentence: Sentence, **fields
+) -> NoteFact:
+    return NoteFact(
+        type_, assertion, span_start, span_end, sentence.start, sentence.end, " ".join(sentence.text.split()), fields
+    )
 
 
 # ------------------------------------------------------------------ body regions
 
-_REGIONS = [(name, re.compile(p, re.I)) for name, p in (
-    ("lumbar", r"\b(?:lumbar|lumbosacral|low\s+back|LBP|lumbago|sciatica|(?:his|her|the|their|for)\s+back|back\s+pain|"
-               r"L[1-5](?:-[1-5S])?\s+(?:radiculopathy|ESI)|L[1-5]-(?:L?[1-5]|S1)|DDD|M54\.[14]\d?|M54\.5\d?|M48\.06\d?|M51\.[123]6|M51\.[123]7)\b"),
-    ("cervical", r"\b(?:cervical|neck|C[2-7](?:-[3-7T])?\s+radiculopathy|\(C[2-8]\))"),
-    ("thoracic", r"\bthoracic\b"),
-    ("knee", r"\bknee\b"),
-    ("shoulder", r"\bshoulder\b"),
-    ("hip", r"\bhip\b"),
-    ("other", r"\b(?:pelvic\s+floor|deconditioning)\b"),
-)]
+_REGIONS = [
+    (name, re.compile(p, re.I))
+    for name, p in (
+        (
+            "lumbar",
+            r"\b(?:lumbar|lumbosacral|low\s+back|LBP|lumbago|sciatica|(?:his|her|the|their|for)\s+back|back\s+pain|"
+            r"L[1-5](?:-[1-5S])?\s+(?:radiculopathy|ESI)|L[1-5]-(?:L?[1-5]|S1)|DDD|M54\.[14]\d?|M54\.5\d?|M48\.06\d?|M51\.[123]6|M51\.[123]7)\b",
+        ),
+        ("cervical", r"\b(?:cervical|neck|C[2-7](?:-[3-7T])?\s+radiculopathy|\(C[2-8]\))"),
+        ("thoracic", r"\bthoracic\b"),
+        ("knee", r"\bknee\b"),
+        ("shoulder", r"\bshoulder\b"),
+        ("hip", r"\bhip\b"),
+        ("other", r"\b(?:pelvic\s+floor|deconditioning)\b"),
+    )
+]
 
 
 def region_of(text: str) -> str | None:
@@ -311,33 +386,59 @@ _PT_WORD_I = re.compile(r"\b(?:physical\s+therapy|physiotherapy|aquatic\s+therap
 _OTHER_CARE_IN_CLAUSE = re.compile(r"\b(?:acupuncture|chiropract\w*|adjustments|massage|injections?|ESI)\b", re.I)
 _THERAPY_NOTE = re.compile(
     r"^\s*(?:(?:outpatient\s+)?(?:PT|physical\s+therapy|rehab)\b.*\b(?:discharge|re-?eval\w*|progress|summary|note)|"
-    r"visit\s*#|daily\s+treatment\s+note|PT\s+DISCHARGE)", re.I)
+    r"visit\s*#|daily\s+treatment\s+note|PT\s+DISCHARGE)",
+    re.I,
+)
 _DX_FIELD = re.compile(r"\b(?:diagnosis|dx|referring\s+dx|body\s+region)\s*:\s*([^\n]*)", re.I)
 
-_COUNT_PATTERNS = [re.compile(p, re.I) for p in (
-    r"(?P<a>\d+)\s*(?:of|/)\s*(?P<p>\d+)\s+(?:authorized\s+|scheduled\s+|planned\s+|prescribed\s+)?(?:visits|sessions)",
-    r"\battended\s+(?P<a>\d+)\s+of\s+(?P<p>\d+)",
-    r"\bvisits?\s+attended\s*:\s*(?P<a>\d+|_+)\s*/\s*(?P<p>\d+)",
-    r"\bvisit\s+(?P<a>\d+)\s+of\s+(?P<p>\d+)\s+planned",
-    r"\bauth\s*:\s*(?P<a>\d+)\s*/\s*(?P<p>\d+)\s+used",
-    r"(?<!remaining\s)\b(?:total\s+visits|visits\s+to\s+date|#\s*visits|visits)\s*:\s*(?P<a>\d+)",
-    r"\bvisit\s*#\s*:?\s*(?P<a>\d+)",
-    r"\btreatment\s+note\s*#\s*(?P<a>\d+)",
-    r"\binitial\s+evaluation\b[^.]*?\band\s+(?P<f>\d+|one|two|three|four|five|six)\s+follow-up\s+visits",
-    r"(?:~\s*|approximately\s+|about\s+)?(?<!remaining\s)(?P<a>\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fourteen|sixteen)(?:-\d+)?\s+(?:PT\s+|physical\s+therapy\s+|therapy\s+|outpatient\s+)?(?:visits|sessions)\b",
-    r"\bPT\s+x\s*(?P<a>\d+)\s+sessions",
-    r"\battended\s+(?P<all>all)\s+visits",
-    r"\(\s*(?P<a>\d+)\s+visits\s*[,)]",
-)]
+_COUNT_PATTERNS = [
+    re.compile(p, re.I)
+    for p in (
+        r"(?P<a>\d+)\s*(?:of|/)\s*(?P<p>\d+)\s+(?:authorized\s+|scheduled\s+|planned\s+|prescribed\s+)?(?:visits|sessions)",
+        r"\battended\s+(?P<a>\d+)\s+of\s+(?P<p>\d+)",
+        r"\bvisits?\s+attended\s*:\s*(?P<a>\d+|_+)\s*/\s*(?P<p>\d+)",
+        r"\bvisit\s+(?P<a>\d+)\s+of\s+(?P<p>\d+)\s+planned",
+        r"\bauth\s*:\s*(?P<a>\d+)\s*/\s*(?P<p>\d+)\s+used",
+        r"(?<!remaining\s)\b(?:total\s+visits|visits\s+to\s+date|#\s*visits|visits)\s*:\s*(?P<a>\d+)",
+        r"\bvisit\s*#\s*:?\s*(?P<a>\d+)",
+        r"\btreatment\s+note\s*#\s*(?P<a>\d+)",
+        r"\binitial\s+evaluation\b[^.]*?\band\s+(?P<f>\d+|one|two|three|four|five|six)\s+follow-up\s+visits",
+        r"(?:~\s*|approximately\s+|about\s+)?(?<!remaining\s)(?P<a>\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fourteen|sixteen)(?:-\d+)?\s+(?:PT\s+|physical\s+therapy\s+|therapy\s+|outpatient\s+)?(?:visits|sessions)\b",
+        r"\bPT\s+x\s*(?P<a>\d+)\s+sessions",
+        r"\battended\s+(?P<all>all)\s+visits",
+        r"\(\s*(?P<a>\d+)\s+visits\s*[,)]",
+    )
+]
 _STATUS = [
-    ("not-tolerated", re.compile(r"\bnot\s+tolerated\b|\bstopped\s+due\s+to\s+(?:increased\s+)?\w*\s*pain|\bpain\s+too\s+severe\b|"
-                                 r"\bdid\s+not\s+tolerate\b", re.I)),
+    (
+        "not-tolerated",
+        re.compile(
+            r"\bnot\s+tolerated\b|\bstopped\s+due\s+to\s+(?:increased\s+)?\w*\s*pain|\bpain\s+too\s+severe\b|"
+            r"\bdid\s+not\s+tolerate\b",
+            re.I,
+        ),
+    ),
     ("completed", re.compile(r"\bcompleted?\b|\battended\s+all\b|\bfinished\b", re.I)),
-    ("discontinued", re.compile(r"\bno-?show\w*|\bdid\s+not\s+return\b|\bnon-?attendance\b|\bcase\s+closed\b|\btransportation\b|"
-                                r"\bcost\b|\binsurance\b", re.I)),
-    ("discharged", re.compile(r"\bdischarged?\b|\bd/c\b|\bgoals?\s+(?:partially\s+)?met\b|\bplateau\b|\bno\s+improvement\b", re.I)),
-    ("ongoing", re.compile(r"\bto\s+date\b|\bso\s+far\b|\bcurrently\b|\bcontinue\b|\bvisit\s*#|\brestarted\b|\bremaining\b|"
-                           r"\bused\b|\bprogress\s+note\b|\btreatment\s+note\b|\bplanned\)", re.I)),
+    (
+        "discontinued",
+        re.compile(
+            r"\bno-?show\w*|\bdid\s+not\s+return\b|\bnon-?attendance\b|\bcase\s+closed\b|\btransportation\b|"
+            r"\bcost\b|\binsurance\b",
+            re.I,
+        ),
+    ),
+    (
+        "discharged",
+        re.compile(r"\bdischarged?\b|\bd/c\b|\bgoals?\s+(?:partially\s+)?met\b|\bplateau\b|\bno\s+improvement\b", re.I),
+    ),
+    (
+        "ongoing",
+        re.compile(
+            r"\bto\s+date\b|\bso\s+far\b|\bcurrently\b|\bcontinue\b|\bvisit\s*#|\brestarted\b|\bremaining\b|"
+            r"\bused\b|\bprogress\s+note\b|\btreatment\s+note\b|\bplanned\)",
+            re.I,
+        ),
+    ),
 ]
 
 
@@ -357,7 +458,7 @@ def _pt_dates(note: _Note, text: str) -> tuple[str | None, str | None]:
         return first.value, first.end_value
     # "A - B": two dates joined by a dash or "to" / "between A and B"
     for a, b in zip(hits, hits[1:]):
-        between = text[a.end:b.start]
+        between = text[a.end : b.start]
         if re.fullmatch(r"\s*(?:-|–|to|through|and)\s*", between):
             return a.value, b.value
     return first.value, None
@@ -373,7 +474,9 @@ def _pt_facts(note: _Note) -> list[NoteFact]:
     elif therapy_note:
         regions = {r for r in (region_of(line) for line in note.lines) if r}
         doc_region = regions.pop() if len(regions) == 1 else None
-    doc_dates = re.search(r"\b(?:dates\s+of\s+service|cert\s+period|plan\s+of\s+care\s+certified|dates)\s*:?\s*([^\n)]*)", text, re.I)
+    doc_dates = re.search(
+        r"\b(?:dates\s+of\s+service|cert\s+period|plan\s+of\s+care\s+certified|dates)\s*:?\s*([^\n)]*)", text, re.I
+    )
     facts: list[NoteFact] = []
     for sent in note.sents:
         if _THERAPY_NOTE.search(sent.text) and sent.line == 0 and not any(p.search(sent.text) for p in _COUNT_PATTERNS):
@@ -402,8 +505,13 @@ def _pt_facts(note: _Note) -> list[NoteFact]:
             if fact is None:
                 continue
             prev = facts[-1] if facts else None
-            if (therapy_note and prev is not None and count is not None and prev.assertion == fact.assertion == "present"
-                    and prev.get("sessions_attended") == fact.get("sessions_attended")):
+            if (
+                therapy_note
+                and prev is not None
+                and count is not None
+                and prev.assertion == fact.assertion == "present"
+                and prev.get("sessions_attended") == fact.get("sessions_attended")
+            ):
                 # "Visit #: 7" and "Auth: 7/12 used" in one therapy note: one course, the fuller statement kept
                 if fact.get("sessions_planned") is not None and prev.get("sessions_planned") is None:
                     for k, v in prev.fields.items():
@@ -414,7 +522,9 @@ def _pt_facts(note: _Note) -> list[NoteFact]:
             facts.append(fact)
     counted = [f for f in facts if f.assertion == "present" and f.get("sessions_attended") is not None]
     if len(counted) == 1 and counted[0].get("status") is None:
-        counted[0].fields["status"] = _pt_status(text, counted[0].get("sessions_attended"), counted[0].get("sessions_planned"))
+        counted[0].fields["status"] = _pt_status(
+            text, counted[0].get("sessions_attended"), counted[0].get("sessions_planned")
+        )
     return facts
 
 
@@ -423,19 +533,35 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
     word = _PT_WORD.search(c) or _PT_WORD_I.search(c)
     anchor = count or word
     a0, a1 = clause.start + anchor.start(), clause.start + anchor.end()
-    before = text[clause.start:a0]
+    before = text[clause.start : a0]
     family = _family(text, sent, note.lines, note.family_lines, a0, clause)
     # Negation: "No PT", "has not had any PT", "PT visits ...: 0", "never went", "not interested in PT".
     zero = re.search(r"\bvisits?\b[^:]*:\s*0\b", c, re.I)
-    negated = (zero is not None or re.search(r"\bnever\s+went\b|\bnot\s+interested\b|\bhas\s+not\s+had\b|\bhas\s+not\s+been\b|"
-                                             r"\bdid\s+not\s+(?:go|attend)\b|\bdenies\b|\bnot\s+(?:yet\s+)?start(?:ed)?\b|\byet\s+to\s+start\b|\bhasn't\s+started\b|"
-                                             r"\bdeclined\b|\brefused\b|\bdenied\b", sent.text if re.search(r"\bnever\s+went\b", sent.text) else c, re.I)
-               or re.search(r"\bno\s+(?:PT|physical\s+therapy|therapy)\b", c, re.I))
+    negated = (
+        zero is not None
+        or re.search(
+            r"\bnever\s+went\b|\bnot\s+interested\b|\bhas\s+not\s+had\b|\bhas\s+not\s+been\b|"
+            r"\bdid\s+not\s+(?:go|attend)\b|\bdenies\b|\bnot\s+(?:yet\s+)?start(?:ed)?\b|\byet\s+to\s+start\b|\bhasn't\s+started\b|"
+            r"\bdeclined\b|\brefused\b|\bdenied\b",
+            sent.text if re.search(r"\bnever\s+went\b", sent.text) else c,
+            re.I,
+        )
+        or re.search(r"\bno\s+(?:PT|physical\s+therapy|therapy)\b", c, re.I)
+    )
     hedged = _HEDGE_BEFORE.search(before) or re.search(r"\bmay\s+have\s+had\b|\bthinks\b|\bcannot\s+recall\b", c, re.I)
     blank = count is not None and count.groupdict().get("a") and count.group("a").startswith("_")
-    planned = blank or (count is None and (_PLANNED.search(before) or re.search(
-        r"\breferral\b|\brecommended\b|\bhoping\b|\bordered\b|\breferred\b|\bprescribed\b|\bscheduled\b|\bwill\s+(?:begin|start)\b|"
-        r"\binterested\s+in\b|\bwould\s+like\b|\bwants\s+to\b|\bpending\b|\bauthoriz\w+\s+request", c, re.I)))
+    planned = blank or (
+        count is None
+        and (
+            _PLANNED.search(before)
+            or re.search(
+                r"\breferral\b|\brecommended\b|\bhoping\b|\bordered\b|\breferred\b|\bprescribed\b|\bscheduled\b|\bwill\s+(?:begin|start)\b|"
+                r"\binterested\s+in\b|\bwould\s+like\b|\bwants\s+to\b|\bpending\b|\bauthoriz\w+\s+request",
+                c,
+                re.I,
+            )
+        )
+    )
     if family:
         assertion = "family"
     elif zero or negated:
@@ -465,13 +591,24 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
     region = region_of(c) or region_of(sent.text)
     if region is None and (therapy_note or (count is not None and doc_region and _DX_FIELD.search(note.text))):
         region = doc_region
-    if region is None and previous and (re.search(r"\brestart|\bcurrent\s+episode\b|\bagain\b", sent.text, re.I)
-                                        or (assertion == "negated" and re.search(r"\bsince\b", c, re.I))):
+    if (
+        region is None
+        and previous
+        and (
+            re.search(r"\brestart|\bcurrent\s+episode\b|\bagain\b", sent.text, re.I)
+            or (assertion == "negated" and re.search(r"\bsince\b", c, re.I))
+        )
+    ):
         region = previous[-1].get("region")
     if assertion == "present" and count is None:
         # A PT mention without a count that adds nothing new belongs to a course already read.
-        if previous and previous[-1].assertion == "present" and not note.dates(c) and not region_of(c) \
-                and not find_length(c):
+        if (
+            previous
+            and previous[-1].assertion == "present"
+            and not note.dates(c)
+            and not region_of(c)
+            and not find_length(c)
+        ):
             prev = previous[-1]
             if prev.get("status") is None or prev.get("status") == "ongoing":
                 new = _pt_status(c, None, None)
@@ -490,26 +627,49 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
     if assertion == "present" and re.search(r"\bcert\s+period\b", c, re.I):
         end = None
     if end is None and assertion == "present":
-        m = re.search(r"\b(?:last\s+visit|case\s+closed|discharged\s+to\s+HEP|d/c)\s*:?\s*([\d/]+)", sent.text + " " + text[sent.end:sent.end + 200], re.I)
+        m = re.search(
+            r"\b(?:last\s+visit|case\s+closed|discharged\s+to\s+HEP|d/c)\s*:?\s*([\d/]+)",
+            sent.text + " " + text[sent.end : sent.end + 200],
+            re.I,
+        )
         if m:
             hits = note.dates(m.group(1))
             end = hits[0].value if hits else None
-        if start is not None and end is None and re.search(r"\bcompleted\b[^.]*\bin\s+(?:the\s+\w+\s+of\s+)?\d{4}\b", c, re.I):
+        if (
+            start is not None
+            and end is None
+            and re.search(r"\bcompleted\b[^.]*\bin\s+(?:the\s+\w+\s+of\s+)?\d{4}\b", c, re.I)
+        ):
             end = start
-        if end is None and re.search(r"\b(?:in|during)\s+(January|February|March|April|May|June|July|August|September|October|November|December)\b", c) \
-                and start and len(start) == 7 and re.search(r"\bafter\b", c):
+        if (
+            end is None
+            and re.search(
+                r"\b(?:in|during)\s+(January|February|March|April|May|June|July|August|September|October|November|December)\b",
+                c,
+            )
+            and start
+            and len(start) == 7
+            and re.search(r"\bafter\b", c)
+        ):
             end = start
     weeks = None
     cleaned = re.sub(r"\b\d+\s*x\s*/\s*w(?:ee)?k\b", "", c)
-    length = find_length(cleaned[max(0, anchor.start() - 40):])
+    length = find_length(cleaned[max(0, anchor.start() - 40) :])
     if length and length[1] in ("week", "month"):
         weeks = as_weeks(length[0], length[1])
     elif assertion == "present" and therapy_note is False and re.search(r"\bx\s*\d+\s*wks?\b", sent.text):
         m = re.search(r"\bx\s*(\d+)\s*wks?\b", sent.text)
         weeks = float(m.group(1))
     if weeks is None and assertion in ("present", "planned"):
-        m = (re.search(r"\bduration\s+of\s+care\s*:\s*(\d+)\s*weeks", note.text, re.I) or re.search(r"\bx\s*(\d+)\s*wks?\b", sent.text)
-             or (re.search(r"\bplan\s+of\s+care\s*:[^\n.]*\bx\s*(\d+)\s*wks?\b", note.text, re.I) if count is not None and count.groupdict().get("all") else None))
+        m = (
+            re.search(r"\bduration\s+of\s+care\s*:\s*(\d+)\s*weeks", note.text, re.I)
+            or re.search(r"\bx\s*(\d+)\s*wks?\b", sent.text)
+            or (
+                re.search(r"\bplan\s+of\s+care\s*:[^\n.]*\bx\s*(\d+)\s*wks?\b", note.text, re.I)
+                if count is not None and count.groupdict().get("all")
+                else None
+            )
+        )
         if m and (therapy_note or assertion == "planned" or m.re.pattern.startswith(r"\bx") or "plan" in m.re.pattern):
             weeks = float(m.group(1))
     if weeks is not None and weeks == int(weeks):
@@ -518,20 +678,30 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
     if assertion == "present":
         status = _pt_status(sent.text, attended, planned_n)
         # The course's outcome may follow in the next lines of the same note (a discharge reason).
-        following = note.text[sent.end:sent.end + FOLLOWING_CHARS]
+        following = note.text[sent.end : sent.end + FOLLOWING_CHARS]
         if status is None or status == "ongoing":
             rest = _pt_status(following, attended, planned_n) if therapy_note or count is not None else None
             if rest and rest != "ongoing" and not _PT_WORD.search(following):
                 status = rest
-            elif rest and rest != "ongoing" and re.search(r"\b(?:discharg|d/c|case\s+closed|non-?attendance|declined)", following, re.I) \
-                    and not re.search(r"\bPT\b.*\bPT\b", following):
+            elif (
+                rest
+                and rest != "ongoing"
+                and re.search(r"\b(?:discharg|d/c|case\s+closed|non-?attendance|declined)", following, re.I)
+                and not re.search(r"\bPT\b.*\bPT\b", following)
+            ):
                 status = rest
-        here = note.text[sent.start:sent.end + FOLLOWING_CHARS]
+        here = note.text[sent.start : sent.end + FOLLOWING_CHARS]
         if status == "not-tolerated" or re.search(r"\bdeclined\s+further\b.*\bpain\b", here, re.I):
             status = "not-tolerated" if re.search(r"\bpain\b", here, re.I) else status
-    fields = {"sessions_attended": attended if assertion in ("present", "family", "hedged") else None,
-              "sessions_planned": planned_n, "start": start, "end": end, "weeks": weeks, "region": region,
-              "status": status}
+    fields = {
+        "sessions_attended": attended if assertion in ("present", "family", "hedged") else None,
+        "sessions_planned": planned_n,
+        "start": start,
+        "end": end,
+        "weeks": weeks,
+        "region": region,
+        "status": status,
+    }
     if assertion == "negated":
         fields.update(sessions_attended=None, sessions_planned=None, start=None, end=None, weeks=None, status=None)
     s0, s1 = (a0, a1)
@@ -540,18 +710,30 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
 
 # ------------------------------------------------------------------ other conservative care
 
-_CARE = [(name, re.compile(p, re.I)) for name, p in (
-    ("chiropractic", r"\bchiropractic\b|\bchiro\b"),
-    ("home-exercise", r"\bHEP\b|\bhome\s+exercise\s+program\b|\bhome\s+program\b|\bhome\s+stretches\b|\bwater\s+aerobics\b|"
-                      r"\bself-directed\s+exercise\b"),
-    ("activity-modification", r"\blight\s+duty\b|\bmodified\s+duty\b|\boff\s+work\b|\bactivity\s+modification\b|"
-                              r"\bavoid(?:ed|ing)?\s+(?:bending|lifting)\b|(?<!\bbed\s)\brest\b(?!\s+of)"),
-    ("acupuncture", r"\bacupuncture\b"),
-    ("massage", r"\bmassage\b"),
-    ("bracing", r"\bbrac(?:e|ing)\b|\bLSO\b|\bcorset\b"),
-    ("nsaid", r"\bNSAIDs?\b|\banti-?inflammator(?:y|ies)\b"),
-    ("other", r"\bESI\b|\bepidural\s+steroid\s+injections?\b|\binjections?\b|\bTENS\b|\bice/heat\b|\bOTC\s+analgesics\b"),
-)]
+_CARE = [
+    (name, re.compile(p, re.I))
+    for name, p in (
+        ("chiropractic", r"\bchiropractic\b|\bchiro\b"),
+        (
+            "home-exercise",
+            r"\bHEP\b|\bhome\s+exercise\s+program\b|\bhome\s+program\b|\bhome\s+stretches\b|\bwater\s+aerobics\b|"
+            r"\bself-directed\s+exercise\b",
+        ),
+        (
+            "activity-modification",
+            r"\blight\s+duty\b|\bmodified\s+duty\b|\boff\s+work\b|\bactivity\s+modification\b|"
+            r"\bavoid(?:ed|ing)?\s+(?:bending|lifting)\b|(?<!\bbed\s)\brest\b(?!\s+of)",
+        ),
+        ("acupuncture", r"\bacupuncture\b"),
+        ("massage", r"\bmassage\b"),
+        ("bracing", r"\bbrac(?:e|ing)\b|\bLSO\b|\bcorset\b"),
+        ("nsaid", r"\bNSAIDs?\b|\banti-?inflammator(?:y|ies)\b"),
+        (
+            "other",
+            r"\bESI\b|\bepidural\s+steroid\s+injections?\b|\binjections?\b|\bTENS\b|\bice/heat\b|\bOTC\s+analgesics\b",
+        ),
+    )
+]
 
 
 def _care_facts(note: _Note, pt: list[NoteFact]) -> list[NoteFact]:
@@ -566,22 +748,40 @@ def _care_facts(note: _Note, pt: list[NoteFact]) -> list[NoteFact]:
             c = clause.text
             for modality, p in _CARE:
                 for m in p.finditer(c):
-                    if modality == "nsaid" and (named_drug or re.search(r"\boral\s+NSAIDs\s+avoided|\bnot\s+used\s+NSAIDs", c, re.I) is None
-                                                and re.search(r"\bNSAIDs?\s*:\s*(?:ibuprofen|naproxen)", c, re.I)):
+                    if modality == "nsaid" and (
+                        named_drug
+                        or re.search(r"\boral\s+NSAIDs\s+avoided|\bnot\s+used\s+NSAIDs", c, re.I) is None
+                        and re.search(r"\bNSAIDs?\s*:\s*(?:ibuprofen|naproxen)", c, re.I)
+                    ):
                         if not re.search(r"\bavoided\b|\bnot\s+used\b", c, re.I):
                             continue
-                    if modality == "other" and re.search(r"\bESI\b|\bepidural\b", c) and m.group(0).lower().startswith("injection"):
+                    if (
+                        modality == "other"
+                        and re.search(r"\bESI\b|\bepidural\b", c)
+                        and m.group(0).lower().startswith("injection")
+                    ):
                         continue
-                    if modality == "activity-modification" and m.group(0).lower() == "rest" and not re.search(r"\bice|heat|rest,|,\s*rest\b", c, re.I):
+                    if (
+                        modality == "activity-modification"
+                        and m.group(0).lower() == "rest"
+                        and not re.search(r"\bice|heat|rest,|,\s*rest\b", c, re.I)
+                    ):
                         continue
                     a0, a1 = clause.start + m.start(), clause.start + m.end()
-                    before = text[clause.start:a0]
-                    after = text[a1:sent.end] if " | " in sent.text else text[a1:clause.end]
+                    before = text[clause.start : a0]
+                    after = text[a1 : sent.end] if " | " in sent.text else text[a1 : clause.end]
                     if _family(text, sent, note.lines, note.family_lines, a0, clause):
                         assertion = "family"
-                    elif (_negated_before(before) or re.search(r"^\s*(?:\|\s*[^|]*\|\s*)?(?:not\s+tried|:\s*no\b)|^\s*:?\s*No\b|\bavoided\b|"
-                                                               r"\bnot\s+been\s+doing\b|\bnot\s+tried\b", after, re.I)
-                          or re.search(r"\bhas\s+not\s+used\b", before, re.I)):
+                    elif (
+                        _negated_before(before)
+                        or re.search(
+                            r"^\s*(?:\|\s*[^|]*\|\s*)?(?:not\s+tried|:\s*no\b)|^\s*:?\s*No\b|\bavoided\b|"
+                            r"\bnot\s+been\s+doing\b|\bnot\s+tried\b",
+                            after,
+                            re.I,
+                        )
+                        or re.search(r"\bhas\s+not\s+used\b", before, re.I)
+                    ):
                         assertion = "negated"
                     elif re.search(r"\bcontinue\s+(?:the\s+|with\s+)?$", before, re.I):
                         assertion = "present"
@@ -596,43 +796,81 @@ def _care_facts(note: _Note, pt: list[NoteFact]) -> list[NoteFact]:
                         region = "lumbar"
                     if region is None and re.search(r"\bchiropractic\s+care\b", c, re.I):
                         region = region_of(sent.text)
-                    row = sent.text[m.start() + clause.start - sent.start:] if " | " in sent.text else c[m.start():]
+                    row = sent.text[m.start() + clause.start - sent.start :] if " | " in sent.text else c[m.start() :]
                     dates = note.dates(row) if assertion == "present" else []
                     start = end = None
                     if dates:
                         start = dates[0].value
                         end = dates[0].end_value
-                        if len(dates) > 1 and re.search(r"\(|,", c[m.start():]) and not end:
+                        if len(dates) > 1 and re.search(r"\(|,", c[m.start() :]) and not end:
                             end = dates[-1].value if re.search(r"\bx\s*\d|\(", c) else None
-                        if end is None and re.search(r"\b(?:on|in|spring|summer|fall|\|)\s*", c[m.start():dates[0].start + m.start()] + " ", re.I) \
-                                and not re.search(r"\bsince\b", c, re.I) and len(dates) == 1:
+                        if (
+                            end is None
+                            and re.search(
+                                r"\b(?:on|in|spring|summer|fall|\|)\s*",
+                                c[m.start() : dates[0].start + m.start()] + " ",
+                                re.I,
+                            )
+                            and not re.search(r"\bsince\b", c, re.I)
+                            and len(dates) == 1
+                        ):
                             end = start
-                    facts.append(_fact(note, "conservative-care", assertion, a0, a1, sent, modality=modality, region=region,
-                                       start=start, end=end))
+                    facts.append(
+                        _fact(
+                            note,
+                            "conservative-care",
+                            assertion,
+                            a0,
+                            a1,
+                            sent,
+                            modality=modality,
+                            region=region,
+                            start=start,
+                            end=end,
+                        )
+                    )
     # One fact per modality, words and assertion in a sentence.
-    return _first_of_each(facts, lambda f: (f.sentence_start, f.get("modality"), text[f.start:f.end].lower(), f.assertion))
+    return _first_of_each(
+        facts, lambda f: (f.sentence_start, f.get("modality"), text[f.start : f.end].lower(), f.assertion)
+    )
 
 
 # ------------------------------------------------------------------ nicotine
 
-_PRODUCTS = [(name, re.compile(p, re.I)) for name, p in (
-    ("nrt", r"\bnicotine\s+(?:gum|patch(?:es)?|lozenges?)\b"),
-    ("cigar", r"\bcigars?\b"),
-    ("vaping", r"\bvap(?:e|es|ed|ing)\b|\be-?cig(?:arette)?s?\b(?:\s+use)?|\bpods\b"),
-    ("smokeless", r"\bchew(?:s|ing)?\s+tobacco\b|\bchews\b|\bdip\b|\bsnuff\b|\bsmokeless(?:\s+(?:tobacco|products))?\b|\bpouches\b|\bZyn\b"),
-    ("cigarettes", r"\bnon-?smoker\b|\bsmok(?:e|er|es|ed|ing)\b|\bex-?smoker\b|\bcigarettes?\b|\bcigs?\b|\b\d+(?:\.\d+)?\s*ppd\b"),
-    ("any", r"\btobacco\b|\bnicotine\b"),
-)]
+_PRODUCTS = [
+    (name, re.compile(p, re.I))
+    for name, p in (
+        ("nrt", r"\bnicotine\s+(?:gum|patch(?:es)?|lozenges?)\b"),
+        ("cigar", r"\bcigars?\b"),
+        ("vaping", r"\bvap(?:e|es|ed|ing)\b|\be-?cig(?:arette)?s?\b(?:\s+use)?|\bpods\b"),
+        (
+            "smokeless",
+            r"\bchew(?:s|ing)?\s+tobacco\b|\bchews\b|\bdip\b|\bsnuff\b|\bsmokeless(?:\s+(?:tobacco|products))?\b|\bpouches\b|\bZyn\b",
+        ),
+        (
+            "cigarettes",
+            r"\bnon-?smoker\b|\bsmok(?:e|er|es|ed|ing)\b|\bex-?smoker\b|\bcigarettes?\b|\bcigs?\b|\b\d+(?:\.\d+)?\s*ppd\b",
+        ),
+        ("any", r"\btobacco\b|\bnicotine\b"),
+    )
+]
 _NICOTINE_SKIP = re.compile(
     r"\bcessation\b|\bcounsel\w*|\bscreening\b|\bsecondhand\b|\bpassive\s+exposure\b|\bChantix\b|\brisks?\s+of\b|"
-    r"\bcontraindication\b|\bsee\s+social\b|\breplacement\s+options\b|\bcotinine\b", re.I)
+    r"\bcontraindication\b|\bsee\s+social\b|\breplacement\s+options\b|\bcotinine\b",
+    re.I,
+)
 _CANNABIS = re.compile(r"\b(?:marijuana|cannabis|THC|CBD)\b", re.I)
 
 
 _NEVER = re.compile(r"\bnever\b(?!\s+went)", re.I)
-_FORMER = re.compile(r"(?<!to\s)(?<!to\squit\s)\b(?:(?<!\bto\s)quit|quitting|stopped|has\s+not\s+(?:used|smoked|vaped)\b[^.;]*\bsince|(?:smoke|tobacco|nicotine)-?\s?free|ex-?smoker|former|until\s+\d{4}|none\s+since|none\s+x|no\s+cigarettes\s+x|"
-                     r"denies\s+any\s+nicotine\s+since|not\s+touched\s+an?\s+\w+\s+since)\b", re.I)
-_USE = re.compile(r"\b(?:quit|former|never|smokes|vapes|vape|chews|uses|using|continues|current|was\s+smoking|restarted)\b", re.I)
+_FORMER = re.compile(
+    r"(?<!to\s)(?<!to\squit\s)\b(?:(?<!\bto\s)quit|quitting|stopped|has\s+not\s+(?:used|smoked|vaped)\b[^.;]*\bsince|(?:smoke|tobacco|nicotine)-?\s?free|ex-?smoker|former|until\s+\d{4}|none\s+since|none\s+x|no\s+cigarettes\s+x|"
+    r"denies\s+any\s+nicotine\s+since|not\s+touched\s+an?\s+\w+\s+since)\b",
+    re.I,
+)
+_USE = re.compile(
+    r"\b(?:quit|former|never|smokes|vapes|vape|chews|uses|using|continues|current|was\s+smoking|restarted)\b", re.I
+)
 
 
 def _cue_owner(cue: re.Match, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
@@ -670,7 +908,7 @@ def _nicotine_facts(note: _Note) -> list[NoteFact]:
                 found = [x for x in found if x[0] != "any"]
             if named and re.match(r"\s*tobacco\s*:", c, re.I):
                 found = [x for x in found if x[0] != "any"]
-            found = [x for x in found if not (x[0] == "vaping" and _CANNABIS.search(c[:x[1].start()]))]
+            found = [x for x in found if not (x[0] == "vaping" and _CANNABIS.search(c[: x[1].start()]))]
             spans = sorted((m.start(), m.end()) for _, m in found)
             product_of = {(m.start(), m.end()): product for product, m in found}
             status_of: dict[tuple[int, int], str] = {}
@@ -696,16 +934,18 @@ def _nicotine_facts(note: _Note) -> list[NoteFact]:
 def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]:
     text, c = note.text, clause.text
     a0, a1 = clause.start + m.start(), clause.start + m.end()
-    before = text[clause.start:a0]
+    before = text[clause.start : a0]
     if product == "any" and re.search(r"\bnicotine\s+\d+\s*%", c):
         return []
     quit_date = None
     if _family(text, sent, note.lines, note.family_lines, a0, clause):
         assertion = "family"
-    elif status == "current" and (re.search(r"\bdenies\b|\bhas\s+not\s+used\b|\bnot\s+using\b", before, re.I)
-                                  or re.search(r"\bnon-?smoker\b", m.group(0), re.I)
-                                  or re.search(r"\bdoes\s+not\b|\bno\s+nicotine\b|:\s*no\s*(?:$|[.,;|])", c, re.I)
-                                  or (re.search(r"\bor\b|,", before) and re.search(r"\bdenies\b", sent.text[:a0 - sent.start], re.I))):
+    elif status == "current" and (
+        re.search(r"\bdenies\b|\bhas\s+not\s+used\b|\bnot\s+using\b", before, re.I)
+        or re.search(r"\bnon-?smoker\b", m.group(0), re.I)
+        or re.search(r"\bdoes\s+not\b|\bno\s+nicotine\b|:\s*no\s*(?:$|[.,;|])", c, re.I)
+        or (re.search(r"\bor\b|,", before) and re.search(r"\bdenies\b", sent.text[: a0 - sent.start], re.I))
+    ):
         assertion = "negated"
     elif re.search(r"\bmight\b|\bI\s+understand\b|\bmay\b|\bsays\s+(?:he|she)\s+stopped\b", c, re.I):
         assertion = "hedged"
@@ -713,7 +953,7 @@ def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]
         assertion, status = "hedged", "former"
     elif status == "current" and re.search(r"\bat\s+that\s+time\b", c, re.I):
         assertion = "historical"
-    elif status == "former" and re.search(r"\brestarted\b", text[a1:clause.end], re.I):
+    elif status == "former" and re.search(r"\brestarted\b", text[a1 : clause.end], re.I):
         assertion = "historical"
     else:
         assertion = "present"
@@ -727,12 +967,37 @@ def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]
     if product == "nrt":
         am = re.search(r"\d+\s*mg\s*~?\s*\d+\s+pieces/day", c)
         amount = am.group(0) if am else amount
-    out = [_fact(note, "nicotine", assertion, a0, a1, sent, status=status, product=product, quit_date=quit_date, amount=amount)]
-    restart = re.search(r"\brestarted\b", text[a1:clause.end], re.I)
+    out = [
+        _fact(
+            note,
+            "nicotine",
+            assertion,
+            a0,
+            a1,
+            sent,
+            status=status,
+            product=product,
+            quit_date=quit_date,
+            amount=amount,
+        )
+    ]
+    restart = re.search(r"\brestarted\b", text[a1 : clause.end], re.I)
     if status == "former" and restart:
         r0 = a1 + restart.start()
-        out.append(_fact(note, "nicotine", "present", r0, r0 + len("restarted"), sent, status="current", product=product,
-                         quit_date=None, amount=_amount(c)))
+        out.append(
+            _fact(
+                note,
+                "nicotine",
+                "present",
+                r0,
+                r0 + len("restarted"),
+                sent,
+                status="current",
+                product=product,
+                quit_date=None,
+                amount=_amount(c),
+            )
+        )
     return out
 
 
@@ -751,11 +1016,13 @@ def _quit_date(note: _Note, c: str, sent: Sentence, si: int) -> str | None:
     tail = m.group(1)
     hits = note.dates(tail)
     if hits:
-        if re.search(r"\bago\b", tail[:hits[0].end + 4]) and re.search(r"\byears?\s+ago\b", tail):
+        if re.search(r"\bago\b", tail[: hits[0].end + 4]) and re.search(r"\byears?\s+ago\b", tail):
             return hits[0].value[:4]
         return hits[0].value
-    if re.search(r"\bsince\s+(January|February|March|April|May|June|July|August|September|October|November|December)\b", c):
-        hits = note.dates(c[m.start():])
+    if re.search(
+        r"\bsince\s+(January|February|March|April|May|June|July|August|September|October|November|December)\b", c
+    ):
+        hits = note.dates(c[m.start() :])
         return hits[0].value if hits else None
     return None
 
@@ -763,7 +1030,9 @@ def _quit_date(note: _Note, c: str, sent: Sentence, si: int) -> str | None:
 _AMOUNT = re.compile(
     r"(?:about\s+)?(?:half\s+a\s+pack\s+a\s+day|one\s+pack\s+per\s+day|\d+(?:\.\d+)?\s*ppd(?:\s+x\s+\d+\s+yrs)?|\d+/\d+\s*ppd|"
     r"\d+(?:\.\d+)?\s*pack-years|\d+\s+cig/day|packs/day:\s*[\d.]+|a\s+few\s+cigarettes\s+on\s+weekends|"
-    r"about\s+a\s+can\s+every\s+\d+\s+days|1\s+disposable\s+lasts\s+~?\d+\s+wks)", re.I)
+    r"about\s+a\s+can\s+every\s+\d+\s+days|1\s+disposable\s+lasts\s+~?\d+\s+wks)",
+    re.I,
+)
 
 
 def _amount(s: str) -> str | None:
@@ -778,40 +1047,108 @@ def _amount(s: str) -> str | None:
 # ------------------------------------------------------------------ medication trials
 
 DRUGS = {
-    "gabapentin": "gabapentin", "neurontin": "gabapentin", "pregabalin": "pregabalin", "lyrica": "pregabalin",
-    "duloxetine": "duloxetine", "cymbalta": "duloxetine", "venlafaxine": "venlafaxine", "effexor": "venlafaxine",
-    "amitriptyline": "amitriptyline", "elavil": "amitriptyline", "nortriptyline": "nortriptyline", "pamelor": "nortriptyline",
-    "meloxicam": "meloxicam", "mobic": "meloxicam", "ibuprofen": "ibuprofen", "advil": "ibuprofen", "motrin": "ibuprofen",
-    "naproxen": "naproxen", "aleve": "naproxen", "naprosyn": "naproxen", "celecoxib": "celecoxib", "celebrex": "celecoxib",
-    "diclofenac": "diclofenac", "voltaren": "diclofenac", "etodolac": "etodolac", "nabumetone": "nabumetone",
-    "ketorolac": "ketorolac", "acetaminophen": "acetaminophen", "tylenol": "acetaminophen", "paracetamol": "acetaminophen",
-    "cyclobenzaprine": "cyclobenzaprine", "flexeril": "cyclobenzaprine", "methocarbamol": "methocarbamol",
-    "robaxin": "methocarbamol", "tizanidine": "tizanidine", "zanaflex": "tizanidine", "baclofen": "baclofen",
-    "carisoprodol": "carisoprodol", "soma": "carisoprodol", "methylprednisolone": "methylprednisolone",
-    "medrol": "methylprednisolone", "prednisone": "prednisone", "tramadol": "tramadol", "ultram": "tramadol",
-    "oxycodone": "oxycodone", "percocet": "oxycodone-acetaminophen", "hydrocodone": "hydrocodone",
-    "norco": "hydrocodone-acetaminophen", "vicodin": "hydrocodone-acetaminophen", "morphine": "morphine",
-    "hydromorphone": "hydromorphone", "tapentadol": "tapentadol",
+    "gabapentin": "gabapentin",
+    "neurontin": "gabapentin",
+    "pregabalin": "pregabalin",
+    "lyrica": "pregabalin",
+    "duloxetine": "duloxetine",
+    "cymbalta": "duloxetine",
+    "venlafaxine": "venlafaxine",
+    "effexor": "venlafaxine",
+    "amitriptyline": "amitriptyline",
+    "elavil": "amitriptyline",
+    "nortriptyline": "nortriptyline",
+    "pamelor": "nortriptyline",
+    "meloxicam": "meloxicam",
+    "mobic": "meloxicam",
+    "ibuprofen": "ibuprofen",
+    "advil": "ibuprofen",
+    "motrin": "ibuprofen",
+    "naproxen": "naproxen",
+    "aleve": "naproxen",
+    "naprosyn": "naproxen",
+    "celecoxib": "celecoxib",
+    "celebrex": "celecoxib",
+    "diclofenac": "diclofenac",
+    "voltaren": "diclofenac",
+    "etodolac": "etodolac",
+    "nabumetone": "nabumetone",
+    "ketorolac": "ketorolac",
+    "acetaminophen": "acetaminophen",
+    "tylenol": "acetaminophen",
+    "paracetamol": "acetaminophen",
+    "cyclobenzaprine": "cyclobenzaprine",
+    "flexeril": "cyclobenzaprine",
+    "methocarbamol": "methocarbamol",
+    "robaxin": "methocarbamol",
+    "tizanidine": "tizanidine",
+    "zanaflex": "tizanidine",
+    "baclofen": "baclofen",
+    "carisoprodol": "carisoprodol",
+    "soma": "carisoprodol",
+    "methylprednisolone": "methylprednisolone",
+    "medrol": "methylprednisolone",
+    "prednisone": "prednisone",
+    "tramadol": "tramadol",
+    "ultram": "tramadol",
+    "oxycodone": "oxycodone",
+    "percocet": "oxycodone-acetaminophen",
+    "hydrocodone": "hydrocodone",
+    "norco": "hydrocodone-acetaminophen",
+    "vicodin": "hydrocodone-acetaminophen",
+    "morphine": "morphine",
+    "hydromorphone": "hydromorphone",
+    "tapentadol": "tapentadol",
 }
 _DRUG_RE = re.compile(r"\b(" + "|".join(sorted(DRUGS, key=len, reverse=True)) + r")\b", re.I)
 _DOSE = re.compile(
     r"^\s*(?::\s*)?\(?\s*(?P<dose>(?:(?:up\s+to\s+)?\d+(?:\.\d+)?(?:\s*mg)?(?:\s*→\s*\d+\s*mg)?(?:\s+PO)?(?:\s+(?:daily|bid|tid|qid|qhs|q\d+h|"
     r"twice\s+daily|once\s+daily|BID|TID|QID))?(?:\s+(?:qhs|prn|PRN))*(?:\s+titrating\s+to\s+\d+\s*mg\s+(?:tid|bid))?)|"
-    r"gel\s+QID|dosepak\s+x\d)", re.I)
+    r"gel\s+QID|dosepak\s+x\d)",
+    re.I,
+)
 _MED_SKIP_LINE = re.compile(r"\ballerg(?:y|ies|ic)\b", re.I)
 _DRUG_INFO = re.compile(r"\bis\s+an?\s+\w+\s+(?:often\s+)?used\b|\bside\s+effects\s+include\b", re.I)
-_OTHER_INDICATION = re.compile(r"\bfor\s+(?:depression|anxiety|fibromyalgia|migraines?|seizures|hypertension)\b.*\bnot\s+for\s+pain\b|"
-                               r"\bnot\s+for\s+pain\b", re.I)
+_OTHER_INDICATION = re.compile(
+    r"\bfor\s+(?:depression|anxiety|fibromyalgia|migraines?|seizures|hypertension)\b.*\bnot\s+for\s+pain\b|"
+    r"\bnot\s+for\s+pain\b",
+    re.I,
+)
 _OUTCOMES = [
-    ("side-effects", re.compile(r"\b(?:not\s+able|unable)\s+to\s+tolerate\b|\bintoleran\w+|\bd/t\s+\w+|\bstopped\s+(?:d/t|due\s+to)\b|\bGI\s+upset\b|\bdid\s+not\s+tolerate\b|\bnot\s+tolerated\b|"
-                                r"\bfelt\s+drunk\b|\bside\s+effects?\b|\bnausea\b|\bdizz\w+|\bswelling\b|\bfatigue\b", re.I)),
-    ("no-relief", re.compile(r"\bfailed\b|\bno\s+(?:improvement|benefit|relief|change)\b|\bwithout\s+(?:benefit|improvement|relief)\b|"
-                             r"\bineffective\b|\bnot\s+pain\b|\bno\s+help\b", re.I)),
-    ("partial-relief", re.compile(r"\bpartial\b|\b~?\d+%\s+relief\b|\bmild\s+benefit\b|\bhelps\s+some\b|\bsome\s+relief\b|\bminimal\b", re.I)),
+    (
+        "side-effects",
+        re.compile(
+            r"\b(?:not\s+able|unable)\s+to\s+tolerate\b|\bintoleran\w+|\bd/t\s+\w+|\bstopped\s+(?:d/t|due\s+to)\b|\bGI\s+upset\b|\bdid\s+not\s+tolerate\b|\bnot\s+tolerated\b|"
+            r"\bfelt\s+drunk\b|\bside\s+effects?\b|\bnausea\b|\bdizz\w+|\bswelling\b|\bfatigue\b",
+            re.I,
+        ),
+    ),
+    (
+        "no-relief",
+        re.compile(
+            r"\bfailed\b|\bno\s+(?:improvement|benefit|relief|change)\b|\bwithout\s+(?:benefit|improvement|relief)\b|"
+            r"\bineffective\b|\bnot\s+pain\b|\bno\s+help\b",
+            re.I,
+        ),
+    ),
+    (
+        "partial-relief",
+        re.compile(
+            r"\bpartial\b|\b~?\d+%\s+relief\b|\bmild\s+benefit\b|\bhelps\s+some\b|\bsome\s+relief\b|\bminimal\b", re.I
+        ),
+    ),
     ("relief", re.compile(r"\bhelped\b|\bis\s+helping\b|\bgood\s+relief\b|\beffective\b", re.I)),
-    ("ongoing", re.compile(r"\btaking\b|\bstarted\s+today\b|\bnow\s+on\b|\bcurrent\s+meds\b|\bprn\b|\bstarted\b.*\bby\b|\bstarted\s+\w+\s+\d", re.I)),
+    (
+        "ongoing",
+        re.compile(
+            r"\btaking\b|\bstarted\s+today\b|\bnow\s+on\b|\bcurrent\s+meds\b|\bprn\b|\bstarted\b.*\bby\b|\bstarted\s+\w+\s+\d",
+            re.I,
+        ),
+    ),
 ]
-_SIDE_EFFECT = re.compile(r"\b(nausea|dizziness|GI\s+upset|fatigue|leg\s+swelling|sedation|drowsiness|'felt\s+drunk'|felt\s+drunk)\b", re.I)
+_SIDE_EFFECT = re.compile(
+    r"\b(nausea|dizziness|GI\s+upset|fatigue|leg\s+swelling|sedation|drowsiness|'felt\s+drunk'|felt\s+drunk)\b", re.I
+)
 
 
 def _medication_facts(note: _Note) -> list[NoteFact]:
@@ -826,56 +1163,85 @@ def _medication_facts(note: _Note) -> list[NoteFact]:
             drug = DRUGS[m.group(1).lower()]
             clause = _clause_at(sent, m.start())
             nxt = mentions[i + 1].start() if i + 1 < len(mentions) else sent.end
-            own = text[m.end():nxt]              # from the drug to the next drug
-            prefix = text[clause.start:m.start()]
+            own = text[m.end() : nxt]  # from the drug to the next drug
+            prefix = text[clause.start : m.start()]
             # Where a list shares its lead-in ("Failed trials of A and B", "did not tolerate A or B").
             first_in_clause = next((x for x in mentions if clause.start <= x.start() < clause.end), m)
-            lead = text[clause.start:first_in_clause.start()]
+            lead = text[clause.start : first_in_clause.start()]
             if _family(text, sent, note.lines, note.family_lines, m.start(), clause) or re.search(
-                    rf"\b(?:sister|brother|mother|father|husband|wife|daughter|son)\s+takes\s+it\b", own, re.I):
+                r"\b(?:sister|brother|mother|father|husband|wife|daughter|son)\s+takes\s+it\b", own, re.I
+            ):
                 assertion = "family"
-            elif re.search(r"\bnever\s+started\b|\bnot\s+tried\b|\bNOT\s+taking\b|\bnot\s+taking\b|\bdeclined\b|\brefused\b", own, re.I) or re.search(
-                    r"\bdenies\b|\bno\s+$|\bdeclined\b|\bdeclines\b|\brefused\b|\brefuses\b|\bnever\s+(?:took|taken|tried)\b", prefix, re.I):
+            elif re.search(
+                r"\bnever\s+started\b|\bnot\s+tried\b|\bNOT\s+taking\b|\bnot\s+taking\b|\bdeclined\b|\brefused\b",
+                own,
+                re.I,
+            ) or re.search(
+                r"\bdenies\b|\bno\s+$|\bdeclined\b|\bdeclines\b|\brefused\b|\brefuses\b|\bnever\s+(?:took|taken|tried)\b",
+                prefix,
+                re.I,
+            ):
                 assertion = "negated"
-            elif re.search(r"\bwas\s+discussed\b|\bwill\s+consider\b", own, re.I) or re.search(
+            elif (
+                re.search(r"\bwas\s+discussed\b|\bwill\s+consider\b", own, re.I)
+                or re.search(
                     r"\b(?:talked\s+about|discussed|consider(?:ing)?(?:\s+trial\s+of)?|plan:\s*start|start|recommend(?:ed)?|asks\s+about|"
-                    r"would\s+like\s+to\s+try)\b", lead, re.I) and not re.search(r"\bstarted\b", lead, re.I):
+                    r"would\s+like\s+to\s+try)\b",
+                    lead,
+                    re.I,
+                )
+                and not re.search(r"\bstarted\b", lead, re.I)
+            ):
                 assertion = "planned"
-            elif re.search(r"\bplan\s*:", sent.text[:m.start() - sent.start], re.I) and re.search(r"\bstart\b", lead, re.I):
+            elif re.search(r"\bplan\s*:", sent.text[: m.start() - sent.start], re.I) and re.search(
+                r"\bstart\b", lead, re.I
+            ):
                 assertion = "planned"
             else:
                 assertion = "present"
-            if assertion == "planned" and re.search(r"\basks\s+about\b", lead, re.I) and not re.search(r"\btakes\s+it\b", own, re.I):
+            if (
+                assertion == "planned"
+                and re.search(r"\basks\s+about\b", lead, re.I)
+                and not re.search(r"\btakes\s+it\b", own, re.I)
+            ):
                 assertion = "planned"
             # Trial window: the drug's own words up to the next drug (or the clause's end when the next drug is in another).
-            window = text[m.end():min(nxt, _clause_at(sent, m.start()).end if nxt > clause.end else nxt)]
-            dm = _DOSE.match(text[m.end():sent.end]) or _DOSE.match(re.sub(r"^\s*\(", "", text[m.end():sent.end]))
-            dose = dm.group("dose").strip() if dm and dm.group("dose") and re.search(r"mg|[a-z]{2,}", dm.group("dose"), re.I) else None
+            window = text[m.end() : min(nxt, _clause_at(sent, m.start()).end if nxt > clause.end else nxt)]
+            dm = _DOSE.match(text[m.end() : sent.end]) or _DOSE.match(re.sub(r"^\s*\(", "", text[m.end() : sent.end]))
+            dose = (
+                dm.group("dose").strip()
+                if dm and dm.group("dose") and re.search(r"mg|[a-z]{2,}", dm.group("dose"), re.I)
+                else None
+            )
             if dose is None:
                 lm = re.search(r"(PRN)\s*$", prefix)
                 dose = lm.group(1) if lm else None
             if dose is None and re.search(r"dosepak\s+x\d", own):
                 dose = re.search(r"dosepak\s+x\d", own).group(0)
             if dose is None:
-                tm = re.match(r"\s*:\s*([^/]+?)\s*/", text[m.end():sent.end])
+                tm = re.match(r"\s*:\s*([^/]+?)\s*/", text[m.end() : sent.end])
                 dose = tm.group(1) if tm and re.search(r"\d", tm.group(1)) else None
             # The trial's words: up to the next drug, cut where a new statement starts ("..., now on X").
             cut = re.search(r"[,;]\s+now\b", own)
-            scope = own[:cut.start()] if cut else own
+            scope = own[: cut.start()] if cut else own
             del window
             outcome = None
             side = None
-            both = re.search(r"([^;,.]*)\bwith\s+both\b", text[m.end():sent.end])
+            both = re.search(r"([^;,.]*)\bwith\s+both\b", text[m.end() : sent.end])
             for name, p in _OUTCOMES:
                 if p.search(scope) or p.search(lead) or (both and p.search(both.group(1))):
                     outcome = name
                     break
-            if outcome is None and re.search(r"\bminimal\s+help\b", text[m.end():sent.end], re.I):
+            if outcome is None and re.search(r"\bminimal\s+help\b", text[m.end() : sent.end], re.I):
                 outcome = "partial-relief"
-            if outcome is None and re.search(r"\bpt\s+reports\s+no\s+change\b", text[m.end():sent.end], re.I):
+            if outcome is None and re.search(r"\bpt\s+reports\s+no\s+change\b", text[m.end() : sent.end], re.I):
                 outcome = "no-relief"
             if outcome == "side-effects":
-                sm = _SIDE_EFFECT.search(scope) or _SIDE_EFFECT.search(lead) or (both and _SIDE_EFFECT.search(both.group(1)))
+                sm = (
+                    _SIDE_EFFECT.search(scope)
+                    or _SIDE_EFFECT.search(lead)
+                    or (both and _SIDE_EFFECT.search(both.group(1)))
+                )
                 side = sm.group(1).strip("'") if sm else None
             if outcome is None and re.search(r"^\s*(?:current\s+)?meds?\s*:|^\s*PRN\s*:", line, re.I):
                 outcome = "ongoing"
@@ -890,7 +1256,7 @@ def _medication_facts(note: _Note) -> list[NoteFact]:
                 if hits:
                     start, stop = hits[0].value, hits[0].end_value
                     for a, b in zip(hits, hits[1:]):
-                        if re.fullmatch(r"\s*(?:-|–|to)\s*", scope[a.end:b.start]):
+                        if re.fullmatch(r"\s*(?:-|–|to)\s*", scope[a.end : b.start]):
                             start, stop = a.value, b.value
                             break
                 if re.search(r"\btold\s+to\s+stop\b", prefix, re.I) and start:
@@ -899,26 +1265,57 @@ def _medication_facts(note: _Note) -> list[NoteFact]:
                     lh = note.dates(lead)
                     start = lh[0].value if lh else None
                 length = find_length(scope)
-                if length and length[1] in ("week", "month", "wk") and not re.search(r"\bover\s+\d+\s+weeks\b|\bfor\s+\d+\s+weeks\s+of\s+relief", scope[max(0, length[2] - 6):length[3]], re.I):
-                    if not re.search(r"titrating", scope[:length[2]], re.I) and not re.search(r"relief\s+of", scope[:length[2]], re.I):
+                if (
+                    length
+                    and length[1] in ("week", "month", "wk")
+                    and not re.search(
+                        r"\bover\s+\d+\s+weeks\b|\bfor\s+\d+\s+weeks\s+of\s+relief",
+                        scope[max(0, length[2] - 6) : length[3]],
+                        re.I,
+                    )
+                ):
+                    if not re.search(r"titrating", scope[: length[2]], re.I) and not re.search(
+                        r"relief\s+of", scope[: length[2]], re.I
+                    ):
                         weeks = as_weeks(length[0], length[1])
                         if weeks == int(weeks):
                             weeks = int(weeks)
-            facts.append(_fact(note, "medication-trial", assertion, m.start(), m.end(), sent, drug=drug, start=start, stop=stop,
-                               weeks=weeks, dose=dose, outcome=outcome, side_effect=side))
+            facts.append(
+                _fact(
+                    note,
+                    "medication-trial",
+                    assertion,
+                    m.start(),
+                    m.end(),
+                    sent,
+                    drug=drug,
+                    start=start,
+                    stop=stop,
+                    weeks=weeks,
+                    dose=dose,
+                    outcome=outcome,
+                    side_effect=side,
+                )
+            )
     return _first_of_each(facts, lambda f: (f.get("drug"), f.assertion, f.sentence_start))
 
 
 # ------------------------------------------------------------------ symptom onset and duration
 
-_SYMPTOMS = [(name, re.compile(p, re.I)) for name, p in (
-    ("back-and-leg-pain", r"\bback\s+and\s+(?:right\s+|left\s+|R\s+|L\s+)?leg\s+pain\b"),
-    ("leg-pain", r"(?:\b(?:R|L|right|left|bilat\w*)\s+)?\bleg\s+(?:pain|symptoms|sx)\b|\bsciatica\b|\bneurogenic\s+claudication\b|"
-                 r"\bpain\s+in\s+both\s+legs\b|\bpain\s+down\s+the\s+\w+\s+leg\b|\bradiation\b"),
-    ("back-pain", r"\b(?:axial\s+)?LBP\b|\blow\s+back\s+(?:pain|stiffness)\b|\bback\s+pain\b"),
-    ("neck-pain", r"\bneck\s+pain\b"),
-    ("other", r"\barm\s+paresthesias\b|\bsymptoms\s+recurred\b|\bsymptom\s+onset\b"),
-)]
+_SYMPTOMS = [
+    (name, re.compile(p, re.I))
+    for name, p in (
+        ("back-and-leg-pain", r"\bback\s+and\s+(?:right\s+|left\s+|R\s+|L\s+)?leg\s+pain\b"),
+        (
+            "leg-pain",
+            r"(?:\b(?:R|L|right|left|bilat\w*)\s+)?\bleg\s+(?:pain|symptoms|sx)\b|\bsciatica\b|\bneurogenic\s+claudication\b|"
+            r"\bpain\s+in\s+both\s+legs\b|\bpain\s+down\s+the\s+\w+\s+leg\b|\bradiation\b",
+        ),
+        ("back-pain", r"\b(?:axial\s+)?LBP\b|\blow\s+back\s+(?:pain|stiffness)\b|\bback\s+pain\b"),
+        ("neck-pain", r"\bneck\s+pain\b"),
+        ("other", r"\barm\s+paresthesias\b|\bsymptoms\s+recurred\b|\bsymptom\s+onset\b"),
+    )
+]
 
 
 def _symptom_facts(note: _Note) -> list[NoteFact]:
@@ -936,33 +1333,58 @@ def _symptom_facts(note: _Note) -> list[NoteFact]:
                         continue
                     taken.append((m.start(), m.end()))
                     a0, a1 = clause.start + m.start(), clause.start + m.end()
-                    before = text[clause.start:a0]
+                    before = text[clause.start : a0]
                     negated = bool(re.search(r"\bdenies\b|^\s*no\s*$", before, re.I))
                     if symptom == "leg-pain" and m.group(0).lower() == "radiation":
                         if not re.search(r"\bno\s*$", before, re.I):
                             continue
                         negated = True
                     if negated:
-                        facts.append(_fact(note, "symptom-duration", "negated", a0, a1, sent, symptom=symptom, onset=None,
-                                           duration_months=None))
+                        facts.append(
+                            _fact(
+                                note,
+                                "symptom-duration",
+                                "negated",
+                                a0,
+                                a1,
+                                sent,
+                                symptom=symptom,
+                                onset=None,
+                                duration_months=None,
+                            )
+                        )
                         continue
-                    rest = c[m.end():]
+                    rest = c[m.end() :]
                     around = c
                     if re.search(r"\b(?:relief|change|improvement)\s+(?:of|in)\s+(?:his\s+|her\s+)?$", before, re.I):
                         continue
-                    if symptom == "other" and m.group(0).lower() == "symptom onset" and re.search(r"low\s+back.*radiating.*leg", text, re.I | re.S):
+                    if (
+                        symptom == "other"
+                        and m.group(0).lower() == "symptom onset"
+                        and re.search(r"low\s+back.*radiating.*leg", text, re.I | re.S)
+                    ):
                         symptom = "back-and-leg-pain"
                     onset = duration = None
                     length = find_length(re.sub(r"\b\d+/10\b", "", rest))
-                    lm = re.search(r"\b(?:x|for|\(?>|over)\s*(?:about\s+)?", rest[:length[2] + 1] if length else "", re.I) if length else None
-                    ago = re.search(r"\bago\b", rest[length[3]:length[3] + 6]) if length else None
+                    lm = (
+                        re.search(
+                            r"\b(?:x|for|\(?>|over)\s*(?:about\s+)?", rest[: length[2] + 1] if length else "", re.I
+                        )
+                        if length
+                        else None
+                    )
+                    ago = re.search(r"\bago\b", rest[length[3] : length[3] + 6]) if length else None
                     if length and ago is None and (lm or re.match(r"\s*\(?>", rest)):
                         duration = as_months(length[0], length[1])
-                        if re.match(r"\s*\(>", rest) or re.search(r">\s*$", rest[:length[2]]):
+                        if re.match(r"\s*\(>", rest) or re.search(r">\s*$", rest[: length[2]]):
                             duration = as_months(length[0], length[1])
                     else:
                         hits = note.dates(rest)
-                        if hits and (re.search(r"\bsince|\bstarted|\bbegan|\bin\b|\bago\b|\bonset|recurred|noticed", around, re.I)):
+                        if hits and (
+                            re.search(
+                                r"\bsince|\bstarted|\bbegan|\bin\b|\bago\b|\bonset|recurred|noticed", around, re.I
+                            )
+                        ):
                             onset = hits[0].value
                         elif not re.search(r"\bsince\b|\bforever\b|\bchronic\b", around, re.I):
                             continue
@@ -972,35 +1394,66 @@ def _symptom_facts(note: _Note) -> list[NoteFact]:
                         continue
                     if symptom == "other" and m.group(0).lower() == "symptom onset":
                         pass
-                    facts.append(_fact(note, "symptom-duration", "present", a0, a1, sent, symptom=symptom, onset=onset,
-                                       duration_months=duration))
+                    facts.append(
+                        _fact(
+                            note,
+                            "symptom-duration",
+                            "present",
+                            a0,
+                            a1,
+                            sent,
+                            symptom=symptom,
+                            onset=onset,
+                            duration_months=duration,
+                        )
+                    )
     return facts
 
 
 # ------------------------------------------------------------------ red flags
 
-_FLAGS = [(name, re.compile(p, re.I)) for name, p in (
-    ("cauda-equina", r"\bcauda\s+equina(?:\s+syndrome)?\b|\bCES\b"),
-    ("saddle-anaesthesia", r"\bsaddle\s+(?:an(?:a)?esthesia|numbness|paresthesias?)\b|\bperineal\s+numbness\b|\bnumbness\s+\"down\s+there\"|"
-                           r"\bnumbness\s+in\s+the\s+groin\b"),
-    ("bowel-bladder-dysfunction", r"\b(?:bowel(?:/bladder|\s+or\s+bladder|\s+and\s+bladder)?|bladder)\s+(?:incontinence|changes|dysfunction|problems|function)\b|"
-                                  r"\b(?:urinary|fecal|stress)?\s*incontinence\b|\burinary\s+retention\b|\bdifficulty\s+(?:starting\s+urine\s+stream|voiding)\b|"
-                                  r"\burgency\b"),
-    ("progressive-weakness", r"\bprogressive\s+(?:weakness|\w+\s+foot\s+drop|foot\s+drop)\b|\bweakness\s+is\s+(?:clearly\s+)?progressing\b|"
-                             r"\bleg\s+weakness\s+getting\s+worse\b|\bweakness\b"),
-    ("malignancy", r"\b(?:(?:breast|prostate|lung|thyroid|pancreatic|colon|kidney|renal)\s+)?cancer\b|\bmalignancy\b|\bmyeloma\b|\bmetasta\w+|\blymphoma\b"),
-    ("infection", r"\bosteomyelitis\b|\bdiscitis\b|\bepidural\s+abscess\b|\bTB\b|\btuberculosis\b|\bbacteremia\b"),
-    ("fracture", r"\bfracture\w*|\bfx\b"),
-    ("fever-weight-loss", r"\bfevers?\b|\bfebrile\b|\bnight\s+sweats\b|\bweight\s+loss\b|\blost\s+(?:about\s+)?\w+\s+pounds\b|"
-                          r"\bconstitutional\s+symptoms\b"),
-)]
+_FLAGS = [
+    (name, re.compile(p, re.I))
+    for name, p in (
+        ("cauda-equina", r"\bcauda\s+equina(?:\s+syndrome)?\b|\bCES\b"),
+        (
+            "saddle-anaesthesia",
+            r"\bsaddle\s+(?:an(?:a)?esthesia|numbness|paresthesias?)\b|\bperineal\s+numbness\b|\bnumbness\s+\"down\s+there\"|"
+            r"\bnumbness\s+in\s+the\s+groin\b",
+        ),
+        (
+            "bowel-bladder-dysfunction",
+            r"\b(?:bowel(?:/bladder|\s+or\s+bladder|\s+and\s+bladder)?|bladder)\s+(?:incontinence|changes|dysfunction|problems|function)\b|"
+            r"\b(?:urinary|fecal|stress)?\s*incontinence\b|\burinary\s+retention\b|\bdifficulty\s+(?:starting\s+urine\s+stream|voiding)\b|"
+            r"\burgency\b",
+        ),
+        (
+            "progressive-weakness",
+            r"\bprogressive\s+(?:weakness|\w+\s+foot\s+drop|foot\s+drop)\b|\bweakness\s+is\s+(?:clearly\s+)?progressing\b|"
+            r"\bleg\s+weakness\s+getting\s+worse\b|\bweakness\b",
+        ),
+        (
+            "malignancy",
+            r"\b(?:(?:breast|prostate|lung|thyroid|pancreatic|colon|kidney|renal)\s+)?cancer\b|\bmalignancy\b|\bmyeloma\b|\bmetasta\w+|\blymphoma\b",
+        ),
+        ("infection", r"\bosteomyelitis\b|\bdiscitis\b|\bepidural\s+abscess\b|\bTB\b|\btuberculosis\b|\bbacteremia\b"),
+        ("fracture", r"\bfracture\w*|\bfx\b"),
+        (
+            "fever-weight-loss",
+            r"\bfevers?\b|\bfebrile\b|\bnight\s+sweats\b|\bweight\s+loss\b|\blost\s+(?:about\s+)?\w+\s+pounds\b|"
+            r"\bconstitutional\s+symptoms\b",
+        ),
+    )
+]
 
 
 def _red_flag_facts(note: _Note) -> list[NoteFact]:
     text = note.text
     facts: list[NoteFact] = []
     for sent in note.sents:
-        if _INSTRUCTION.search(sent.text) or re.search(r"\bred\s+flags?\s*:\s*none\b|\ball\s+other\s+systems\b", sent.text, re.I):
+        if _INSTRUCTION.search(sent.text) or re.search(
+            r"\bred\s+flags?\s*:\s*none\b|\ball\s+other\s+systems\b", sent.text, re.I
+        ):
             continue
         for clause in sent.clauses:
             c = clause.text
@@ -1011,23 +1464,43 @@ def _red_flag_facts(note: _Note) -> list[NoteFact]:
                         continue
                     taken.append((m.start(), m.end()))
                     a0, a1 = clause.start + m.start(), clause.start + m.end()
-                    before, after = text[clause.start:a0], text[a1:clause.end]
+                    before, after = text[clause.start : a0], text[a1 : clause.end]
                     word = m.group(0).lower()
-                    if kind == "fracture" and re.search(r"\bhip\s+fracture|osteoporosis", c, re.I) and not _family(
-                            text, sent, note.lines, note.family_lines, a0, clause):
+                    if (
+                        kind == "fracture"
+                        and re.search(r"\bhip\s+fracture|osteoporosis", c, re.I)
+                        and not _family(text, sent, note.lines, note.family_lines, a0, clause)
+                    ):
                         continue
-                    if re.search(r"\bintentional\b", before, re.I) and kind == "fever-weight-loss" and not re.search(r"\bunintentional\b", before, re.I):
+                    if (
+                        re.search(r"\bintentional\b", before, re.I)
+                        and kind == "fever-weight-loss"
+                        and not re.search(r"\bunintentional\b", before, re.I)
+                    ):
                         assertion = "negated"
                     elif _family(text, sent, note.lines, note.family_lines, a0, clause):
                         assertion = "family"
                     elif _HEDGE_BEFORE.search(before[-40:]):
                         assertion = "hedged"
-                    elif (_negated_before(before) or re.match(r"\s*(?::\s*(?:N|no|none|neg)\b|was\s+ruled\s+out|ruled\s+out|intact|"
-                                                               r"\s*(?:was\s+)?negative)", after, re.I)
-                          or re.search(r"\b(?:was|were|has\s+been|have\s+been)?\s*(?:ruled\s+out|excluded)\b", after, re.I)
-                          or re.search(r"\b(?:GU|GI|neuro)\s*:\s*neg\s+for\s+$", before, re.I)):
+                    elif (
+                        _negated_before(before)
+                        or re.match(
+                            r"\s*(?::\s*(?:N|no|none|neg)\b|was\s+ruled\s+out|ruled\s+out|intact|"
+                            r"\s*(?:was\s+)?negative)",
+                            after,
+                            re.I,
+                        )
+                        or re.search(
+                            r"\b(?:was|were|has\s+been|have\s+been)?\s*(?:ruled\s+out|excluded)\b", after, re.I
+                        )
+                        or re.search(r"\b(?:GU|GI|neuro)\s*:\s*neg\s+for\s+$", before, re.I)
+                    ):
                         assertion = "negated"
-                    elif re.search(r"\bdenies\b", sent.text[:a0 - sent.start], re.I) and re.search(r",|\bor\b", before) and not re.search(r"\+", before):
+                    elif (
+                        re.search(r"\bdenies\b", sent.text[: a0 - sent.start], re.I)
+                        and re.search(r",|\bor\b", before)
+                        and not re.search(r"\+", before)
+                    ):
                         assertion = "negated"
                     elif _HISTORICAL.search(c) and not re.search(r"\bnew\b|\bnow\b|\bdiagnosed\s+\d", c, re.I):
                         assertion = "historical"
@@ -1035,7 +1508,12 @@ def _red_flag_facts(note: _Note) -> list[NoteFact]:
                         assertion = "present"
                     if kind == "progressive-weakness" and word == "weakness" and assertion == "present":
                         continue  # weakness alone is no sign of progression
-                    if kind == "malignancy" and word.endswith("cancer") and assertion == "present" and re.search(r"\bnever|\bno\b", before, re.I):
+                    if (
+                        kind == "malignancy"
+                        and word.endswith("cancer")
+                        and assertion == "present"
+                        and re.search(r"\bnever|\bno\b", before, re.I)
+                    ):
                         assertion = "negated"
                     if kind == "bowel-bladder-dysfunction" and word == "urgency" and assertion == "present":
                         continue  # urgency alone is no red flag

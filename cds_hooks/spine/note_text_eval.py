@@ -11,6 +11,7 @@ modality; nicotine: product and status; drug; symptom; red-flag kind) and assert
 overlap or the gold span lies in the predicted fact's sentence. A predicted `present` fact with no
 such gold fact is a false positive, also when the gold has the mention with another assertion.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,22 @@ GOLD = REPO_ROOT / "eval" / "note_text" / "gold.jsonl"
 # Checked by tests/test_note_text_gold.py on the dev split and shown by the command.
 MET_PRECISION_TARGET = 0.98
 
-KEYS = {"pt-attendance": ("region",), "conservative-care": ("modality",), "nicotine": ("product", "status"),
-        "medication-trial": ("drug",), "symptom-duration": ("symptom",), "red-flag": ("kind",)}
-FIELDS = {"pt-attendance": ("sessions_attended", "sessions_planned", "start", "end", "weeks", "status"),
-          "conservative-care": ("region", "start", "end"),
-          "nicotine": ("quit_date", "amount"),
-          "medication-trial": ("start", "stop", "weeks", "dose", "outcome", "side_effect"),
-          "symptom-duration": ("onset", "duration_months"),
-          "red-flag": ()}
+KEYS = {
+    "pt-attendance": ("region",),
+    "conservative-care": ("modality",),
+    "nicotine": ("product", "status"),
+    "medication-trial": ("drug",),
+    "symptom-duration": ("symptom",),
+    "red-flag": ("kind",),
+}
+FIELDS = {
+    "pt-attendance": ("sessions_attended", "sessions_planned", "start", "end", "weeks", "status"),
+    "conservative-care": ("region", "start", "end"),
+    "nicotine": ("quit_date", "amount"),
+    "medication-trial": ("start", "stop", "weeks", "dose", "outcome", "side_effect"),
+    "symptom-duration": ("onset", "duration_months"),
+    "red-flag": (),
+}
 DATE_FIELDS = {"start", "end", "stop", "quit_date", "onset"}
 
 
@@ -48,8 +57,16 @@ def run_passage(passage: dict) -> list[dict]:
 
 
 def prediction(f: NoteFact) -> dict:
-    return {"type": f.type, **f.fields, "assertion": f.assertion, "span_start": f.start, "span_end": f.end,
-            "sentence_start": f.sentence_start, "sentence_end": f.sentence_end, "quote": f.quote}
+    return {
+        "type": f.type,
+        **f.fields,
+        "assertion": f.assertion,
+        "span_start": f.start,
+        "span_end": f.end,
+        "sentence_start": f.sentence_start,
+        "sentence_end": f.sentence_end,
+        "quote": f.quote,
+    }
 
 
 def can_turn_met(f: dict) -> bool:
@@ -76,7 +93,7 @@ def _same_value(name: str, gold, pred, relaxed: bool) -> bool:
     if gold is None or pred is None:
         return False
     if name in DATE_FIELDS and relaxed:
-        return str(pred)[:len(str(gold))] == str(gold)
+        return str(pred)[: len(str(gold))] == str(gold)
     if isinstance(gold, (int, float)) and isinstance(pred, (int, float)):
         return abs(float(gold) - float(pred)) < 0.051
     if isinstance(gold, str) and isinstance(pred, str):
@@ -117,7 +134,7 @@ class Report:
     passages: int = 0
     present: dict[str, Counts] = field(default_factory=lambda: {t: Counts() for t in TYPES})
     any_assertion: dict[str, Counts] = field(default_factory=lambda: {t: Counts() for t in TYPES})
-    fields: dict[str, Counts] = field(default_factory=dict)   # "type.field" -> tp (same) / fn (different)
+    fields: dict[str, Counts] = field(default_factory=dict)  # "type.field" -> tp (same) / fn (different)
     met: Counts = field(default_factory=Counts)
     met_errors: list[str] = field(default_factory=list)
     non_present_as_present: list[str] = field(default_factory=list)
@@ -128,20 +145,27 @@ class Report:
         return self.met.precision
 
     def as_dict(self) -> dict:
-        return {"split": self.split, "passages": self.passages,
-                "present": {t: _counts(c) for t, c in self.present.items()},
-                "anyAssertion": {t: _counts(c) for t, c in self.any_assertion.items()},
-                "fieldAccuracy": {k: (c.tp / (c.tp + c.fn) if c.tp + c.fn else None) for k, c in self.fields.items()},
-                "metCapable": {**_counts(self.met), "target": MET_PRECISION_TARGET, "errors": self.met_errors},
-                "nonPresentAsPresent": self.non_present_as_present}
+        return {
+            "split": self.split,
+            "passages": self.passages,
+            "present": {t: _counts(c) for t, c in self.present.items()},
+            "anyAssertion": {t: _counts(c) for t, c in self.any_assertion.items()},
+            "fieldAccuracy": {k: (c.tp / (c.tp + c.fn) if c.tp + c.fn else None) for k, c in self.fields.items()},
+            "metCapable": {**_counts(self.met), "target": MET_PRECISION_TARGET, "errors": self.met_errors},
+            "nonPresentAsPresent": self.non_present_as_present,
+        }
 
 
 def _met_correct(g: dict | None, p: dict) -> bool:
     """A met-capable prediction is right when its gold fact is present and every value it states is the gold's."""
     if g is None or g["assertion"] != "present":
         return False
-    names = {"pt-attendance": ("sessions_attended", "weeks", "start", "end"), "nicotine": ("quit_date",),
-             "medication-trial": ("start", "stop", "weeks"), "red-flag": ()}[p["type"]]
+    names = {
+        "pt-attendance": ("sessions_attended", "weeks", "start", "end"),
+        "nicotine": ("quit_date",),
+        "medication-trial": ("start", "stop", "weeks"),
+        "red-flag": (),
+    }[p["type"]]
     return all(p.get(n) is None or _same_value(n, g.get(n), p.get(n), relaxed=True) for n in names)
 
 
@@ -171,13 +195,22 @@ def evaluate(passages: list[dict], split: str = "all") -> Report:
                 report.any_assertion[t].fp += 1
                 if p["assertion"] == "present":
                     report.present[t].fp += 1
-                report.errors.append(f"{pid} extra {t} {p['assertion']} {_key(p)[1:]} «{passage['text'][p['span_start']:p['span_end']]}»")
+                report.errors.append(
+                    f"{pid} extra {t} {p['assertion']} {_key(p)[1:]} «{passage['text'][p['span_start'] : p['span_end']]}»"
+                )
                 if p["assertion"] == "present":
-                    other = [x for x in gold if _key(x) == _key(p) and x["assertion"] != "present"
-                             and p["sentence_start"] <= x["span_start"] < p["sentence_end"]]
+                    other = [
+                        x
+                        for x in gold
+                        if _key(x) == _key(p)
+                        and x["assertion"] != "present"
+                        and p["sentence_start"] <= x["span_start"] < p["sentence_end"]
+                    ]
                     if other:
-                        report.non_present_as_present.append(f"{pid}: {t} {_key(p)[1:]} read as present, gold "
-                                                             f"{other[0]['assertion']} «{other[0]['span']}»")
+                        report.non_present_as_present.append(
+                            f"{pid}: {t} {_key(p)[1:]} read as present, gold "
+                            f"{other[0]['assertion']} «{other[0]['span']}»"
+                        )
             else:
                 report.any_assertion[t].fn += 1
                 if g["assertion"] == "present":
@@ -188,10 +221,20 @@ def evaluate(passages: list[dict], split: str = "all") -> Report:
                     report.met.tp += 1
                 else:
                     report.met.fp += 1
-                    report.met_errors.append(f"{pid}: {t} {_key(p)[1:]} " + (
-                        f"not in the gold as present" if g is None else
-                        "; ".join(f"{n} gold {g.get(n)!r} got {p.get(n)!r}" for n in p if n in FIELDS.get(t, ())
-                                  and p.get(n) is not None and not _same_value(n, g.get(n), p.get(n), True))))
+                    report.met_errors.append(
+                        f"{pid}: {t} {_key(p)[1:]} "
+                        + (
+                            "not in the gold as present"
+                            if g is None
+                            else "; ".join(
+                                f"{n} gold {g.get(n)!r} got {p.get(n)!r}"
+                                for n in p
+                                if n in FIELDS.get(t, ())
+                                and p.get(n) is not None
+                                and not _same_value(n, g.get(n), p.get(n), True)
+                            )
+                        )
+                    )
             if g is not None and can_turn_met(g) and (p is None or not can_turn_met(p)):
                 report.met.fn += 1
     return report
@@ -202,17 +245,24 @@ def _pct(v: float | None) -> str:
 
 
 def format_report(reports: list[Report], verbose: bool = False) -> str:
-    lines = [f"Note-text extraction against {GOLD.relative_to(REPO_ROOT)}",
-             "passages: " + ", ".join(f"{r.split} {r.passages}" for r in reports), ""]
+    lines = [
+        f"Note-text extraction against {GOLD.relative_to(REPO_ROOT)}",
+        "passages: " + ", ".join(f"{r.split} {r.passages}" for r in reports),
+        "",
+    ]
     head = f"{'present facts':22}" + "".join(f"{r.split + ' P':>11}{r.split + ' R':>11}" for r in reports)
     lines.append(head)
     for t in TYPES:
-        lines.append(f"{t:22}" + "".join(f"{_pct(r.present[t].precision):>11}{_pct(r.present[t].recall):>11}" for r in reports))
+        lines.append(
+            f"{t:22}" + "".join(f"{_pct(r.present[t].precision):>11}{_pct(r.present[t].recall):>11}" for r in reports)
+        )
     lines.append("")
     lines.append(f"{'any assertion':22}" + "".join(f"{r.split + ' P':>11}{r.split + ' R':>11}" for r in reports))
     for t in TYPES:
-        lines.append(f"{t:22}" + "".join(f"{_pct(r.any_assertion[t].precision):>11}{_pct(r.any_assertion[t].recall):>11}"
-                                          for r in reports))
+        lines.append(
+            f"{t:22}"
+            + "".join(f"{_pct(r.any_assertion[t].precision):>11}{_pct(r.any_assertion[t].recall):>11}" for r in reports)
+        )
     lines.append("")
     lines.append(f"{'field accuracy':32}" + "".join(f"{r.split:>11}" for r in reports))
     names = sorted({k for r in reports for k in r.fields})
@@ -224,9 +274,11 @@ def format_report(reports: list[Report], verbose: bool = False) -> str:
         lines.append(row)
     lines.append("")
     for r in reports:
-        lines.append(f"[{r.split}] facts that can turn a criterion to met: precision {_pct(r.met.precision).strip()} "
-                     f"({r.met.tp}/{r.met.tp + r.met.fp}, target >= {MET_PRECISION_TARGET}), recall "
-                     f"{_pct(r.met.recall).strip()}; non-present mentions read as present: {len(r.non_present_as_present)}")
+        lines.append(
+            f"[{r.split}] facts that can turn a criterion to met: precision {_pct(r.met.precision).strip()} "
+            f"({r.met.tp}/{r.met.tp + r.met.fp}, target >= {MET_PRECISION_TARGET}), recall "
+            f"{_pct(r.met.recall).strip()}; non-present mentions read as present: {len(r.non_present_as_present)}"
+        )
         for e in r.met_errors + r.non_present_as_present:
             lines.append(f"  ! {e}")
     if verbose:
@@ -264,9 +316,11 @@ def run_bench(gold_path: Path = GOLD, repeat: int = 20) -> int:
             times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     chars = sum(len(p["text"]) for p in passages) / len(passages)
-    print(f"gold passages: {len(passages)} notes x {repeat}, mean {statistics.mean(times):.3f} ms, "
-          f"median {statistics.median(times):.3f} ms, p95 {times[int(len(times) * 0.95) - 1]:.3f} ms, "
-          f"max {times[-1]:.3f} ms per note (mean {chars:.0f} characters)")
+    print(
+        f"gold passages: {len(passages)} notes x {repeat}, mean {statistics.mean(times):.3f} ms, "
+        f"median {statistics.median(times):.3f} ms, p95 {times[int(len(times) * 0.95) - 1]:.3f} ms, "
+        f"max {times[-1]:.3f} ms per note (mean {chars:.0f} characters)"
+    )
     long_note = "\n".join(p["text"] for p in passages if p["split"] == "dev")
     t0 = time.perf_counter()
     for _ in range(max(1, repeat // 10)):
