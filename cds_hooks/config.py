@@ -158,6 +158,8 @@ class Config(BaseSettings):
     fhir_page_size: int | None = Field(200, description="_count added to searches that set none")
     # Imaging findings read from radiology report text (docs/report-text.md).
     report_text: bool = Field(True, description="Read stenosis grades, slips and flexion-extension measurements from imaging report text")
+    # Facts read from clinical notes (docs/note-text.md).
+    note_text: bool = Field(True, description="Read physical therapy, nicotine, medication trials, symptoms and red flags from clinical notes")
     # Site maps.
     local_order_codes: dict[str, str] = Field(
         default_factory=dict, description='Local order codes -> rule pack order code, {"system|code": "22558"}')

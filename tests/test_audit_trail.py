@@ -28,7 +28,7 @@ def test_a_successful_call_is_recorded_with_its_status_timings_and_source(audit_
     assert row["data_origin"] == "prefetch" and row["unavailable_sources"] == []
     assert row["card_count"] == 1
     assert row["duration_ms"] > 0
-    assert set(row["timings"]) == {"orders", "data", "report_text", "engine", "cards"}
+    assert set(row["timings"]) == {"orders", "data", "report_text", "note_text", "engine", "cards"}
 
 
 def test_each_card_is_recorded_with_profile_codes_levels_and_criterion_results(audit_client, audit_store,

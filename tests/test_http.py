@@ -14,7 +14,7 @@ def test_discovery_lists_the_lumbar_fusion_order_sign_service(client):
     assert set(service["prefetch"]) == {
         "patient", "coverage", "conditions", "procedures", "encounters", "imagingStudies",
         "diagnosticReports", "observations", "medicationRequests", "medicationStatements",
-        "questionnaireResponses"}
+        "questionnaireResponses", "documentReferences"}
     assert all("{{context.patientId}}" in t for t in service["prefetch"].values())
 
 

@@ -113,7 +113,8 @@ def test_prefetch_is_resolved_on_the_fhir_server_and_matches_the_record(service,
     assert request["fhirServer"] == fhir_server.base_url
     assert set(request["prefetch"]) == {"patient", "coverage", "conditions", "procedures", "encounters",
                                         "imagingStudies", "diagnosticReports", "observations",
-                                        "medicationRequests", "medicationStatements", "questionnaireResponses"}
+                                        "medicationRequests", "medicationStatements", "questionnaireResponses",
+                                        "documentReferences"}
     assert request["prefetch"]["patient"]["id"] == "seed-patient"
     assert request["prefetch"]["observations"]["total"] == 0 and "entry" not in request["prefetch"]["observations"]
     fetched = {(r["resourceType"], r["id"]) for r in resources(request)}

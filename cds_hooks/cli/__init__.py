@@ -1,5 +1,6 @@
 """The `cds-hooks` command: `serve`, `evaluate`; `brief` (cli/brief.py); `db`, `report`, `audit` (cli/audit.py);
-`site` (cli/site.py); `corpus eval` (cli/corpus.py); `doctor` (ops/doctor.py); the sandbox tools (sandbox/cli.py)."""
+`site` (cli/site.py); `corpus eval` (cli/corpus.py); `doctor` (ops/doctor.py); `report-text`, `note-text`; the
+sandbox tools (sandbox/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -107,6 +108,17 @@ def _report_text(args) -> int:
     return run_eval(gold, verbose=args.verbose, as_json=args.json)
 
 
+def _note_text(args) -> int:
+    from pathlib import Path
+
+    from cds_hooks.spine.note_text_eval import GOLD, run_bench, run_eval
+
+    gold = Path(args.gold) if args.gold else GOLD
+    if args.action == "bench":
+        return run_bench(gold, repeat=args.repeat)
+    return run_eval(gold, split=args.split, verbose=args.verbose, as_json=args.json)
+
+
 SANDBOX_COMMANDS = ("fixtures", "invoke", "keys")
 
 
@@ -148,6 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     report_text.add_argument("--json", action="store_true", help="figures as JSON")
     report_text.add_argument("--repeat", type=int, default=20, help="bench: passes over the corpus")
     report_text.set_defaults(func=_report_text)
+
+    note_text = sub.add_parser("note-text", help="evaluate or benchmark the clinical-note reader (docs/note-text.md)")
+    note_text.add_argument("action", choices=["eval", "bench"])
+    note_text.add_argument("--split", choices=["dev", "heldout"], default="dev",
+                           help="eval: the gold split to score (default dev; heldout is for the final run)")
+    note_text.add_argument("--gold", help="gold set (default eval/note_text/gold.jsonl)")
+    note_text.add_argument("--verbose", action="store_true", help="list every miss and extra")
+    note_text.add_argument("--json", action="store_true", help="figures as JSON")
+    note_text.add_argument("--repeat", type=int, default=20, help="bench: passes over the gold passages")
+    note_text.set_defaults(func=_note_text)
     if _may_name_sandbox_command(argv):
         from cds_hooks.sandbox.cli import add_sandbox_commands
 

@@ -15,7 +15,8 @@ from cds_hooks.hooks.prefetch import FAILED
 from cds_hooks.pipeline.patient_data import PatientData
 
 # Pipeline stages as the evaluation times them -> the stage label.
-STAGES = {"orders": "orders", "data": "fetch", "report_text": "report_text", "engine": "engine", "cards": "cards"}
+STAGES = {"orders": "orders", "data": "fetch", "report_text": "report_text", "note_text": "note_text", "engine": "engine",
+          "cards": "cards"}
 UNKNOWN = "unknown"
 
 
@@ -28,7 +29,8 @@ class Metrics:
             "by service and HTTP status", ["service", "status"], registry=r)
         self.stages = Histogram(
             "cds_hook_stage_duration_seconds", "Time of one stage of a hook call: orders, fetch (prefetch "
-            "reading and FHIR queries), report_text (findings read from report text), engine (CQL), cards, "
+            "reading and FHIR queries), report_text (findings read from report text), note_text (facts read "
+            "from clinical notes, attachments by URL included), engine (CQL), cards, "
             "audit (the audit write)", ["service", "stage"], registry=r)
         self.fhir_errors = Counter(
             "cds_fhir_errors", "Patient data sources that failed (a FHIR query error, or an OperationOutcome "

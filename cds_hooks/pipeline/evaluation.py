@@ -22,10 +22,13 @@ from cds_hooks.pipeline.cards import CardContext, build_card, unreadable_record_
 from cds_hooks.pipeline.case_record import case_record
 from cds_hooks.pipeline.coverage_info import CoverageLedger, system_actions, verdict
 from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult, evaluate_case_with_pathway
+from cds_hooks.pipeline.note_sources import fetch_note_attachments
 from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
 from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
 from cds_hooks.pipeline.profiles import ProfileChoice, select_profile
 from cds_hooks.spine.derived_findings import derive as derive_findings
+from cds_hooks.spine.note_findings import derive as derive_note_findings
+from cds_hooks.spine.note_findings import readable_notes
 
 EVALUATION_EXTENSION_KEY = "org.example.fusion-cds.evaluation"
 
@@ -101,6 +104,15 @@ class Evaluator:
             t_text = time.perf_counter()
             data.add_derived(derive_findings(data.resources))
             timings["report_text"] = time.perf_counter() - t_text
+
+        if self.config.note_text and self.pack.uses("spine"):  # the note reader names spinal regions
+            t_notes = time.perf_counter()
+            # The look-back reaches back from the planned date of the orders, as the criteria's windows do.
+            anchor = max((c.reference_date for c in cases if c.reference_date), default=None)
+            notes = readable_notes(data.resources, anchor)
+            fetched = fetch_note_attachments(request, notes, self.fetch_settings, started) if notes else {}
+            data.add_derived(derive_note_findings(data.resources, fetched, anchor) if notes else [])
+            timings["note_text"] = time.perf_counter() - t_notes
 
         coverages = data.of_type("Coverage")
         index = data.index()

@@ -12,7 +12,7 @@ PREFETCH_TYPES = {
     "patient": "Patient", "coverage": "Coverage", "conditions": "Condition", "procedures": "Procedure",
     "encounters": "Encounter", "imagingStudies": "ImagingStudy", "diagnosticReports": "DiagnosticReport",
     "observations": "Observation", "medicationRequests": "MedicationRequest",
-    "medicationStatements": "MedicationStatement",
+    "medicationStatements": "MedicationStatement", "documentReferences": "DocumentReference",
 }
 
 
