@@ -11,6 +11,7 @@ Three measurements, all printed:
 PostgreSQL is a throwaway server started from Debian's package (as the tests do) unless
 --postgres-url names one. Usage: .venv/bin/python benchmarks/audit_write.py [--writes 500] [--calls 150]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,10 @@ def summary(samples_ms: list[float]) -> dict:
 
 
 def fmt(d: dict) -> str:
-    return (f"n={d['n']:4d}  mean {d['mean']:7.2f} ms  p50 {d['p50']:7.2f}  p95 {d['p95']:7.2f}  "
-            f"p99 {d['p99']:7.2f}  max {d['max']:7.2f}")
+    return (
+        f"n={d['n']:4d}  mean {d['mean']:7.2f} ms  p50 {d['p50']:7.2f}  p95 {d['p95']:7.2f}  "
+        f"p99 {d['p99']:7.2f}  max {d['max']:7.2f}"
+    )
 
 
 def fresh_record(template: CallRecord) -> CallRecord:
@@ -101,8 +104,11 @@ def main() -> int:
         app_off = create_app(Config.development(var_dir=work / "off", audit_enabled=False), engine=engine)
         evaluator = registry_of(app_off).get("lumbar-fusion")
         hook_request = parse_hook_request(body, "order-sign")
-        template = CallRecord(service_id="lumbar-fusion", request=hook_request,
-                              outcome=evaluator.evaluate(hook_request, "http://localhost"))
+        template = CallRecord(
+            service_id="lumbar-fusion",
+            request=hook_request,
+            outcome=evaluator.evaluate(hook_request, "http://localhost"),
+        )
 
         sealer = Sealer.from_config(Config(**audit_settings(urls["sqlite"], work / "keys")))
         sealing = []
@@ -122,10 +128,14 @@ def main() -> int:
         print(f"\n2. whole call through the app (seed request, real CQL engine), {args.calls} calls each, interleaved")
         apps = {"audit off": app_off}
         for backend in urls:
-            url = create_database(pg_base, "audit_bench_app") if backend == "postgresql" else \
-                f"sqlite:///{work / 'app.db'}"
-            apps[f"audit {backend}"] = create_app(Config.development(**audit_settings(url, work / backend)),
-                                                  engine=engine)
+            url = (
+                create_database(pg_base, "audit_bench_app")
+                if backend == "postgresql"
+                else f"sqlite:///{work / 'app.db'}"
+            )
+            apps[f"audit {backend}"] = create_app(
+                Config.development(**audit_settings(url, work / backend)), engine=engine
+            )
         clients = {name: a.test_client() for name, a in apps.items()}
         times: dict[str, list[float]] = {name: [] for name in clients}
         for i in range(args.calls + 10):
@@ -143,8 +153,10 @@ def main() -> int:
         off = results["call_audit_off"]
         for backend in urls:
             on = results[f"call_audit_{backend}"]
-            print(f"   cost with {backend:10s}: p50 {on['p50'] - off['p50']:+.2f} ms, "
-                  f"mean {on['mean'] - off['mean']:+.2f} ms")
+            print(
+                f"   cost with {backend:10s}: p50 {on['p50'] - off['p50']:+.2f} ms, "
+                f"mean {on['mean'] - off['mean']:+.2f} ms"
+            )
         out = REPO / "benchmarks" / "results"
         out.mkdir(parents=True, exist_ok=True)
         (out / "audit_write.json").write_text(json.dumps(results, indent=2))

@@ -12,6 +12,7 @@ parameters and library, results expression only), per evaluation:
 Plus the resident size of a fresh Python process that has loaded the compiled libraries.
 Medians and minimum CPU over --calls calls after a warm-up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,12 @@ def bench_js_floor(case, calls, warmup):
         return None
     proc = subprocess.Popen([node, "-e", JS_FLOOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        line_base = {"op": "evaluate", "resources": case.resources, "patientId": case.patient_id,
-                     "parameters": case.parameters}
+        line_base = {
+            "op": "evaluate",
+            "resources": case.resources,
+            "patientId": case.patient_id,
+            "parameters": case.parameters,
+        }
         cpu, call = [], []
         for i in range(warmup + calls):
             t0 = time.perf_counter()
@@ -95,11 +100,13 @@ def bench_js_floor(case, calls, warmup):
 
 
 def rss_after_load() -> dict:
-    code = ("import resource;b=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-            "from tests.support.cql_judge import load_pack_files;"
-            "from cds_hooks.engine.compiled.library import CompiledLibrary;"
-            "m,i,v=load_pack_files();l=CompiledLibrary.load(m,v,i);"
-            "print(b, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    code = (
+        "import resource;b=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "from tests.support.cql_judge import load_pack_files;"
+        "from cds_hooks.engine.compiled.library import CompiledLibrary;"
+        "m,i,v=load_pack_files();l=CompiledLibrary.load(m,v,i);"
+        "print(b, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     before, after = int(out[0]), int(out[1])
     return {"python_baseline_kb": before, "after_loading_compiled_libraries_kb": after, "delta_kb": after - before}
@@ -120,8 +127,10 @@ def main(argv=None) -> int:
     ident = elm["library"]["identifier"]
     cases = {c.name: c for c in fixture_cases() if c.name in ("seed", "long-history")}
     out = {"compiled_load_ms": round(load_s * 1000, 1), "rss": rss_after_load(), "cases": {}}
-    engines = {"reference-published": CqlEngine(workers=1, accelerate=False),
-               "reference-accelerated": CqlEngine(workers=1, accelerate=True)}
+    engines = {
+        "reference-published": CqlEngine(workers=1, accelerate=False),
+        "reference-accelerated": CqlEngine(workers=1, accelerate=True),
+    }
     try:
         for e in engines.values():
             e.load([elm, *inc], vs)
@@ -133,8 +142,9 @@ def main(argv=None) -> int:
             row["compiled"] = bench_compiled(lib, case, args.calls, args.warmup)
             ref = row["reference-published"]["worker_cpu"]["median_ms"]
             row["speedup_cpu_vs_published"] = round(ref / row["compiled"]["cpu"]["median_ms"], 1)
-            row["speedup_cpu_vs_accelerated"] = round(row["reference-accelerated"]["worker_cpu"]["median_ms"]
-                                                      / row["compiled"]["cpu"]["median_ms"], 1)
+            row["speedup_cpu_vs_accelerated"] = round(
+                row["reference-accelerated"]["worker_cpu"]["median_ms"] / row["compiled"]["cpu"]["median_ms"], 1
+            )
             out["cases"][name] = row
     finally:
         for e in engines.values():

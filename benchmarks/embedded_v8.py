@@ -16,6 +16,7 @@ The bundle is built from cds_hooks/engine/js/worker.mjs (its evaluation part: fr
 constant up to the protocol loop) and accelerate.mjs, with Node's built-ins replaced by small shims
 (the model info comes parsed from the worker's disk cache, so no XML parser runs in V8).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,12 @@ from .engine_ab import engine_calls
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_JS = REPO / "cds_hooks" / "engine" / "js"
-CORE_MODULES = ["cql-execution/lib/util/immutableUtil", "cql-execution/lib/elm/list",
-                "cql-execution/lib/datatypes/datetime", "xml2js"]
+CORE_MODULES = [
+    "cql-execution/lib/util/immutableUtil",
+    "cql-execution/lib/elm/list",
+    "cql-execution/lib/datatypes/datetime",
+    "xml2js",
+]
 PRELUDE = r"""
 var process = { env: {}, stderr: { write() {} }, stdout: { write() {} },
   cpuUsage() { return { user: 0, system: 0 }; }, memoryUsage() { return {}; }, uptime() { return 0; } };
@@ -53,11 +58,14 @@ globalThis.require = require;
 
 def entry_source() -> str:
     worker = (ENGINE_JS / "worker.mjs").read_text(encoding="utf-8")
-    body = worker[worker.index("const SYSTEM = "):worker.index("const write = (obj) =>")]
+    body = worker[worker.index("const SYSTEM = ") : worker.index("const write = (obj) =>")]
     body = body.replace("function timing(", "function unusedTiming(")
-    shortcuts = (ENGINE_JS / "accelerate.mjs").read_text(encoding="utf-8").replace(
-        "export function installShortcuts", "function installShortcuts")
-    modules = ",\n".join(f'  {json.dumps(m)}: require({json.dumps(m)})' for m in CORE_MODULES)
+    shortcuts = (
+        (ENGINE_JS / "accelerate.mjs")
+        .read_text(encoding="utf-8")
+        .replace("export function installShortcuts", "function installShortcuts")
+    )
+    modules = ",\n".join(f"  {json.dumps(m)}: require({json.dumps(m)})" for m in CORE_MODULES)
     return f"""
 const cql = require("cql-execution");
 const {{ PatientSource }} = require("cql-exec-fhir");
@@ -84,11 +92,25 @@ def build_bundle(esbuild: str, workdir: Path) -> Path:
     entry = workdir / "entry.js"
     entry.write_text(entry_source(), encoding="utf-8")
     out = workdir / "bundle.js"
-    externals = [f"--external:{m}" for m in ("events", "stream", "string_decoder", "timers", "fs", "path",
-                                               "crypto", "util", "buffer")]
-    subprocess.run([esbuild, str(entry), "--bundle", "--format=iife", "--platform=node", f"--outfile={out}",
-                    "--log-level=warning", *externals], check=True, cwd=REPO,
-                   env={"NODE_PATH": str(REPO / "node_modules"), "PATH": "/usr/bin:/bin"})
+    externals = [
+        f"--external:{m}"
+        for m in ("events", "stream", "string_decoder", "timers", "fs", "path", "crypto", "util", "buffer")
+    ]
+    subprocess.run(
+        [
+            esbuild,
+            str(entry),
+            "--bundle",
+            "--format=iife",
+            "--platform=node",
+            f"--outfile={out}",
+            "--log-level=warning",
+            *externals,
+        ],
+        check=True,
+        cwd=REPO,
+        env={"NODE_PATH": str(REPO / "node_modules"), "PATH": "/usr/bin:/bin"},
+    )
     return out
 
 
@@ -131,12 +153,19 @@ def main(argv: list[str] | None = None) -> int:
             node, embedded = [], []
             for i in range(args.warmup + args.calls):
                 t0 = time.perf_counter()
-                expected = engine.evaluate(lib["id"], lib.get("version"), resources, call["patient_id"],
-                                           call["parameters"])
+                expected = engine.evaluate(
+                    lib["id"], lib.get("version"), resources, call["patient_id"], call["parameters"]
+                )
                 t1 = time.perf_counter()
-                line = _encode_line({"resources": resources, "op": "evaluate",
-                                     "library": {"id": lib["id"], "version": lib.get("version")},
-                                     "patientId": call["patient_id"], "parameters": call["parameters"]})
+                line = _encode_line(
+                    {
+                        "resources": resources,
+                        "op": "evaluate",
+                        "library": {"id": lib["id"], "version": lib.get("version")},
+                        "patientId": call["patient_id"],
+                        "parameters": call["parameters"],
+                    }
+                )
                 out = json.loads(evaluate(line.decode("utf-8")).get())
                 t2 = time.perf_counter()
                 if i == 0:
@@ -145,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                 if i >= args.warmup:
                     node.append(t1 - t0)
                     embedded.append(t2 - t1)
-            print(f"{name:14s} {statistics.median(node) * 1e3:17.1f} / {min(node) * 1e3:6.1f}"
-                  f" {statistics.median(embedded) * 1e3:19.1f} / {min(embedded) * 1e3:6.1f}  {'yes' if same else 'NO'}")
+            print(
+                f"{name:14s} {statistics.median(node) * 1e3:17.1f} / {min(node) * 1e3:6.1f}"
+                f" {statistics.median(embedded) * 1e3:19.1f} / {min(embedded) * 1e3:6.1f}  {'yes' if same else 'NO'}"
+            )
     finally:
         engine.close()
     return 0 if ok else 1

@@ -17,6 +17,7 @@ the results expression where it differs. Reports per variant the median wall tim
 evaluation, its median and least CPU time and the request size. The least CPU time of many calls is
 the steadiest number when other work shares the machine (contention inflates the medians).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ from .long_history import patient_bundle, requests_for
 REPO = Path(__file__).resolve().parents[1]
 
 
-def engine_calls(pack_id: str = "lumbar-fusion", requests: list[tuple[str, dict]] | None = None
-                 ) -> tuple[object, list[tuple[str, dict]]]:
+def engine_calls(
+    pack_id: str = "lumbar-fusion", requests: list[tuple[str, dict]] | None = None
+) -> tuple[object, list[tuple[str, dict]]]:
     """(pack, [(name, call)]): the engine call of the first case of every request in `requests`
     ((name, body) pairs; by default every fixture request with full prefetch and the long-history patient)."""
     from cds_hooks.spine.derived_findings import derive as derive_findings
@@ -52,9 +54,11 @@ def engine_calls(pack_id: str = "lumbar-fusion", requests: list[tuple[str, dict]
     pack = load_rule_packs(config.cql_root)[pack_id]
     evaluator = Evaluator(pack, engine=None, config=config)
     if requests is None:
-        requests = [(p.name.replace("-prefetch.json", ""), json.loads(p.read_text(encoding="utf-8")))
-                    for p in sorted((REPO / "fhir_fixtures" / "requests").glob("*-prefetch.json"))
-                    if not p.name.endswith("-no-prefetch.json")]
+        requests = [
+            (p.name.replace("-prefetch.json", ""), json.loads(p.read_text(encoding="utf-8")))
+            for p in sorted((REPO / "fhir_fixtures" / "requests").glob("*-prefetch.json"))
+            if not p.name.endswith("-no-prefetch.json")
+        ]
         requests.append(("long-history", requests_for(patient_bundle(), "http://127.0.0.1:8090/fhir")[0]))
     calls = []
     for name, body in requests:
@@ -66,8 +70,16 @@ def engine_calls(pack_id: str = "lumbar-fusion", requests: list[tuple[str, dict]
         if config.report_text:  # as the service does: findings read from report text join the record
             data.add_derived(derive_findings(data.resources))
         choice = select_profile(pack, data.of_type("Coverage"), cases[0], config.payer_profiles)
-        calls.append((name, {"resources": data.resources, "patient_id": data.patient_id,
-                             "parameters": parameters_for(cases[0], choice.profile, data)}))
+        calls.append(
+            (
+                name,
+                {
+                    "resources": data.resources,
+                    "patient_id": data.patient_id,
+                    "parameters": parameters_for(cases[0], choice.profile, data),
+                },
+            )
+        )
     return pack, calls
 
 
@@ -105,17 +117,20 @@ def main(argv: list[str] | None = None) -> int:
             engines[name].start()
         report: dict = {"variants": [v[0] for v in variants], "fixtures": {}}
         for fixture, call in calls:
-            inputs = {name: (flt.select(call["resources"]) if flt else call["resources"])
-                      for name, _, flt, _ in variants}
-            samples = {name: {"wall": [], "cpu": [], "bytes": 0, "resources": len(inputs[name])}
-                       for name, *_ in variants}
+            inputs = {
+                name: (flt.select(call["resources"]) if flt else call["resources"]) for name, _, flt, _ in variants
+            }
+            samples = {
+                name: {"wall": [], "cpu": [], "bytes": 0, "resources": len(inputs[name])} for name, *_ in variants
+            }
             reference = None
             for i in range(args.warmup + args.calls):
                 for name, _, _, elm in variants:
                     same_elm = elm is before
                     expressions = None if same_elm else [results_expression]
-                    out = engines[name].evaluate(lib_id, lib_version, inputs[name], call["patient_id"],
-                                                 call["parameters"], expressions)
+                    out = engines[name].evaluate(
+                        lib_id, lib_version, inputs[name], call["patient_id"], call["parameters"], expressions
+                    )
                     timing = engines[name].last_timing()
                     if i == 0:
                         if name == "published":
@@ -127,17 +142,22 @@ def main(argv: list[str] | None = None) -> int:
                             if flt is not None:
                                 expected = flt.prune_within(expected)
                             if out != expected:
-                                print(f"MISMATCH: {name} differs from the published engine on {fixture}",
-                                      file=sys.stderr)
+                                print(
+                                    f"MISMATCH: {name} differs from the published engine on {fixture}", file=sys.stderr
+                                )
                                 return 1
                     if i >= args.warmup:
                         samples[name]["wall"].append(timing.get("evaluate", 0.0))
                         samples[name]["cpu"].append(timing.get("cpu", 0.0))
                         samples[name]["bytes"] = timing["bytes_sent"]
             report["fixtures"][fixture] = {
-                name: {"evaluate_ms": statistics.median(s["wall"]) * 1000, "cpu_ms": statistics.median(s["cpu"]) * 1000,
-                       "cpu_min_ms": min(s["cpu"]) * 1000,
-                       "request_bytes": s["bytes"], "resources": s["resources"]}
+                name: {
+                    "evaluate_ms": statistics.median(s["wall"]) * 1000,
+                    "cpu_ms": statistics.median(s["cpu"]) * 1000,
+                    "cpu_min_ms": min(s["cpu"]) * 1000,
+                    "request_bytes": s["bytes"],
+                    "resources": s["resources"],
+                }
                 for name, s in samples.items()
             }
     finally:
@@ -145,12 +165,16 @@ def main(argv: list[str] | None = None) -> int:
             engine.close()
 
     names = report["variants"]
-    print("per evaluation in the worker: median wall ms / median CPU ms / least CPU ms (request KB, resources);"
-          " results identical to the published engine: yes")
+    print(
+        "per evaluation in the worker: median wall ms / median CPU ms / least CPU ms (request KB, resources);"
+        " results identical to the published engine: yes"
+    )
     print(f"{'fixture':14s} " + " ".join(f"{n:>34s}" for n in names))
     for fixture, by_variant in report["fixtures"].items():
-        cells = [f"{v['evaluate_ms']:.1f} / {v['cpu_ms']:.1f} / {v['cpu_min_ms']:.1f} ({v['request_bytes'] / 1024:.0f} KB, {v['resources']})"
-                 for v in (by_variant[n] for n in names)]
+        cells = [
+            f"{v['evaluate_ms']:.1f} / {v['cpu_ms']:.1f} / {v['cpu_min_ms']:.1f} ({v['request_bytes'] / 1024:.0f} KB, {v['resources']})"
+            for v in (by_variant[n] for n in names)
+        ]
         print(f"{fixture:14s} " + " ".join(f"{c:>34s}" for c in cells))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

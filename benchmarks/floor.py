@@ -5,6 +5,7 @@ HTTP server, Flask and JSON parsing cost by themselves; every scenario is report
 
     gunicorn --config python:cds_hooks.ops.gunicorn_conf benchmarks.floor:app
 """
+
 from __future__ import annotations
 
 from flask import Flask, jsonify, request

@@ -9,6 +9,7 @@ first; bounded either way, and only ever against a loopback address.
     python -m benchmarks.loadgen --url http://127.0.0.1:8080/cds-services/x --body req.json \
         --clients 4 --requests 400 --warmup 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,14 +90,27 @@ def build_request(url: str, body: bytes, headers: dict[str, str] | None = None) 
         raise SystemExit(f"refusing to load {host}: the load generator only targets loopback addresses")
     port = parts.port or 80
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Connection: keep-alive"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: keep-alive",
+    ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return host, port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def run(url: str, body: bytes, clients: int, requests: int, duration: float, warmup: int,
-        timeout: float = 30.0, headers: dict[str, str] | None = None) -> dict:
+def run(
+    url: str,
+    body: bytes,
+    clients: int,
+    requests: int,
+    duration: float,
+    warmup: int,
+    timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
+) -> dict:
     host, port, raw = build_request(url, body, headers)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
@@ -180,8 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.body, "rb") as f:
         body = f.read()
     headers = dict(h.split(":", 1) for h in args.header)
-    result = run(args.url, body, args.clients, args.requests, args.duration, args.warmup,
-                 headers={k.strip(): v.strip() for k, v in headers.items()})
+    result = run(
+        args.url,
+        body,
+        args.clients,
+        args.requests,
+        args.duration,
+        args.warmup,
+        headers={k.strip(): v.strip() for k, v in headers.items()},
+    )
     json.dump(result, sys.stdout)
     return 0
 

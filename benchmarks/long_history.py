@@ -9,6 +9,7 @@ the benchmark also checks that the answer stays right while the record grows.
 
     .venv/bin/python -m benchmarks.long_history [--out DIR]   # writes the patient Bundle and requests
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,9 +94,12 @@ def _concept(system: str, code: str, display: str) -> dict:
 
 def _quantity_obs(rid: str, when: date, code: str, display: str, unit: str, value: float, category: str) -> dict:
     return {
-        "resourceType": "Observation", "id": rid, "status": "final",
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
         "category": [_concept(OBS_CATEGORY, category, category.replace("-", " ").title())],
-        "code": _concept(LOINC, code, display), "subject": SUBJECT,
+        "code": _concept(LOINC, code, display),
+        "subject": SUBJECT,
         "effectiveDateTime": f"{when.isoformat()}T09:30:00Z",
         "valueQuantity": {"value": round(value, 1), "unit": unit, "system": UCUM, "code": unit},
     }
@@ -108,94 +112,175 @@ def _history(rng: random.Random) -> list[dict]:
     visits = [d for d in visits if d < date(2026, 10, 20)]
     for i, day in enumerate(visits):
         enc_id = f"lh-enc-office-{i:03d}"
-        out.append({
-            "resourceType": "Encounter", "id": enc_id, "status": "finished",
-            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
-            "type": [_concept(SNOMED, "185349003", "Encounter for check up")],
-            "subject": SUBJECT,
-            "period": {"start": f"{day.isoformat()}T09:00:00Z", "end": f"{day.isoformat()}T09:40:00Z"},
-        })
-        out.append({
-            "resourceType": "Observation", "id": f"lh-bp-{i:03d}", "status": "final",
-            "category": [_concept(OBS_CATEGORY, "vital-signs", "Vital Signs")],
-            "code": _concept(LOINC, "85354-9", "Blood pressure panel with all children optional"),
-            "subject": SUBJECT, "encounter": {"reference": f"Encounter/{enc_id}"},
-            "effectiveDateTime": f"{day.isoformat()}T09:10:00Z",
-            "component": [
-                {"code": _concept(LOINC, "8480-6", "Systolic blood pressure"),
-                 "valueQuantity": {"value": rng.randint(118, 148), "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}},
-                {"code": _concept(LOINC, "8462-4", "Diastolic blood pressure"),
-                 "valueQuantity": {"value": rng.randint(72, 92), "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}},
-            ],
-        })
+        out.append(
+            {
+                "resourceType": "Encounter",
+                "id": enc_id,
+                "status": "finished",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "AMB",
+                    "display": "ambulatory",
+                },
+                "type": [_concept(SNOMED, "185349003", "Encounter for check up")],
+                "subject": SUBJECT,
+                "period": {"start": f"{day.isoformat()}T09:00:00Z", "end": f"{day.isoformat()}T09:40:00Z"},
+            }
+        )
+        out.append(
+            {
+                "resourceType": "Observation",
+                "id": f"lh-bp-{i:03d}",
+                "status": "final",
+                "category": [_concept(OBS_CATEGORY, "vital-signs", "Vital Signs")],
+                "code": _concept(LOINC, "85354-9", "Blood pressure panel with all children optional"),
+                "subject": SUBJECT,
+                "encounter": {"reference": f"Encounter/{enc_id}"},
+                "effectiveDateTime": f"{day.isoformat()}T09:10:00Z",
+                "component": [
+                    {
+                        "code": _concept(LOINC, "8480-6", "Systolic blood pressure"),
+                        "valueQuantity": {
+                            "value": rng.randint(118, 148),
+                            "unit": "mm[Hg]",
+                            "system": UCUM,
+                            "code": "mm[Hg]",
+                        },
+                    },
+                    {
+                        "code": _concept(LOINC, "8462-4", "Diastolic blood pressure"),
+                        "valueQuantity": {
+                            "value": rng.randint(72, 92),
+                            "unit": "mm[Hg]",
+                            "system": UCUM,
+                            "code": "mm[Hg]",
+                        },
+                    },
+                ],
+            }
+        )
         for code, display, unit, mean, spread in VITALS:
-            out.append(_quantity_obs(f"lh-vital-{code}-{i:03d}", day, code, display, unit,
-                                     rng.gauss(mean, spread), "vital-signs"))
+            out.append(
+                _quantity_obs(
+                    f"lh-vital-{code}-{i:03d}", day, code, display, unit, rng.gauss(mean, spread), "vital-signs"
+                )
+            )
         if i % 3 == 0:  # a lab panel every quarter, with its report
             results = []
             for code, display, unit, mean, spread in LABS:
-                obs = _quantity_obs(f"lh-lab-{code}-{i:03d}", day, code, display, unit, rng.gauss(mean, spread),
-                                    "laboratory")
+                obs = _quantity_obs(
+                    f"lh-lab-{code}-{i:03d}", day, code, display, unit, rng.gauss(mean, spread), "laboratory"
+                )
                 out.append(obs)
                 results.append({"reference": f"Observation/{obs['id']}"})
-            out.append({
-                "resourceType": "DiagnosticReport", "id": f"lh-lab-report-{i:03d}", "status": "final",
-                "category": [_concept("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")],
-                "code": _concept(LOINC, "24323-8", "Comprehensive metabolic 2000 panel - Serum or Plasma"),
-                "subject": SUBJECT, "effectiveDateTime": f"{day.isoformat()}T09:30:00Z",
-                "issued": f"{day.isoformat()}T15:00:00Z", "result": results,
-            })
+            out.append(
+                {
+                    "resourceType": "DiagnosticReport",
+                    "id": f"lh-lab-report-{i:03d}",
+                    "status": "final",
+                    "category": [_concept("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")],
+                    "code": _concept(LOINC, "24323-8", "Comprehensive metabolic 2000 panel - Serum or Plasma"),
+                    "subject": SUBJECT,
+                    "effectiveDateTime": f"{day.isoformat()}T09:30:00Z",
+                    "issued": f"{day.isoformat()}T15:00:00Z",
+                    "result": results,
+                }
+            )
         if i % 6 == 0:  # refills of every chronic medication twice a year
             for code, display in MEDICATIONS:
-                out.append({
-                    "resourceType": "MedicationRequest", "id": f"lh-rx-{code}-{i:03d}",
-                    "status": "completed" if day < date(2026, 5, 1) else "active", "intent": "order",
-                    "medicationCodeableConcept": _concept(RXNORM, code, display),
-                    "subject": SUBJECT, "authoredOn": day.isoformat(),
-                    "dosageInstruction": [{"text": "1 tablet by mouth daily"}],
-                })
+                out.append(
+                    {
+                        "resourceType": "MedicationRequest",
+                        "id": f"lh-rx-{code}-{i:03d}",
+                        "status": "completed" if day < date(2026, 5, 1) else "active",
+                        "intent": "order",
+                        "medicationCodeableConcept": _concept(RXNORM, code, display),
+                        "subject": SUBJECT,
+                        "authoredOn": day.isoformat(),
+                        "dosageInstruction": [{"text": "1 tablet by mouth daily"}],
+                    }
+                )
     for n, (code, display, year, status) in enumerate(CHRONIC):
-        out.append({
-            "resourceType": "Condition", "id": f"lh-condition-{n:02d}",
-            "clinicalStatus": _concept("http://terminology.hl7.org/CodeSystem/condition-clinical", status, status.title()),
-            "verificationStatus": _concept("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed", "Confirmed"),
-            "category": [_concept("http://terminology.hl7.org/CodeSystem/condition-category", "problem-list-item", "Problem List Item")],
-            "code": _concept(ICD10, code, display), "subject": SUBJECT,
-            "onsetDateTime": f"{year}-0{1 + n % 9}-12", "recordedDate": f"{year}-0{1 + n % 9}-12",
-        })
+        out.append(
+            {
+                "resourceType": "Condition",
+                "id": f"lh-condition-{n:02d}",
+                "clinicalStatus": _concept(
+                    "http://terminology.hl7.org/CodeSystem/condition-clinical", status, status.title()
+                ),
+                "verificationStatus": _concept(
+                    "http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed", "Confirmed"
+                ),
+                "category": [
+                    _concept(
+                        "http://terminology.hl7.org/CodeSystem/condition-category",
+                        "problem-list-item",
+                        "Problem List Item",
+                    )
+                ],
+                "code": _concept(ICD10, code, display),
+                "subject": SUBJECT,
+                "onsetDateTime": f"{year}-0{1 + n % 9}-12",
+                "recordedDate": f"{year}-0{1 + n % 9}-12",
+            }
+        )
     for n, (code, display) in enumerate(ROUTINE_PROCEDURES * 2):
         day = date(2018 + n, 3 + n % 6, 10)
-        out.append({
-            "resourceType": "Procedure", "id": f"lh-procedure-{n:02d}", "status": "completed",
-            "code": _concept(CPT, code, display), "subject": SUBJECT,
-            "performedDateTime": f"{day.isoformat()}T10:00:00Z",
-        })
-    for n, (code, display, modality) in enumerate([
-        ("71046", "Chest X-ray, 2 views", "DX"), ("70450", "CT head without contrast", "CT"),
-        ("73721", "MRI right knee without contrast", "MR"),
-    ]):
+        out.append(
+            {
+                "resourceType": "Procedure",
+                "id": f"lh-procedure-{n:02d}",
+                "status": "completed",
+                "code": _concept(CPT, code, display),
+                "subject": SUBJECT,
+                "performedDateTime": f"{day.isoformat()}T10:00:00Z",
+            }
+        )
+    for n, (code, display, modality) in enumerate(
+        [
+            ("71046", "Chest X-ray, 2 views", "DX"),
+            ("70450", "CT head without contrast", "CT"),
+            ("73721", "MRI right knee without contrast", "MR"),
+        ]
+    ):
         day = date(2019 + 2 * n, 5, 20)
-        out.append({
-            "resourceType": "ImagingStudy", "id": f"lh-imaging-{n}", "status": "available",
-            "subject": SUBJECT, "started": f"{day.isoformat()}T11:00:00Z",
-            "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": modality}],
-            "procedureCode": [_concept(CPT, code, display)], "description": display,
-        })
+        out.append(
+            {
+                "resourceType": "ImagingStudy",
+                "id": f"lh-imaging-{n}",
+                "status": "available",
+                "subject": SUBJECT,
+                "started": f"{day.isoformat()}T11:00:00Z",
+                "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": modality}],
+                "procedureCode": [_concept(CPT, code, display)],
+                "description": display,
+            }
+        )
     # Spine care outside the windows: a lumbar MRI three years ago and a PT course two years ago.
-    out.append({
-        "resourceType": "ImagingStudy", "id": "lh-lumbar-mri-2023", "status": "available", "subject": SUBJECT,
-        "started": "2023-04-11T08:00:00Z",
-        "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MR"}],
-        "procedureCode": [_concept(CPT, "72148", "MRI lumbar spine without contrast")],
-        "description": "MRI lumbar spine without contrast",
-    })
+    out.append(
+        {
+            "resourceType": "ImagingStudy",
+            "id": "lh-lumbar-mri-2023",
+            "status": "available",
+            "subject": SUBJECT,
+            "started": "2023-04-11T08:00:00Z",
+            "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MR"}],
+            "procedureCode": [_concept(CPT, "72148", "MRI lumbar spine without contrast")],
+            "description": "MRI lumbar spine without contrast",
+        }
+    )
     for n in range(4):
         day = date(2024, 2, 5) + timedelta(days=7 * n)
-        out.append({
-            "resourceType": "Procedure", "id": f"lh-pt-2024-{n}", "status": "completed",
-            "code": _concept(CPT, "97110", "Therapeutic exercises"), "subject": SUBJECT,
-            "performedDateTime": f"{day.isoformat()}T14:00:00Z",
-        })
+        out.append(
+            {
+                "resourceType": "Procedure",
+                "id": f"lh-pt-2024-{n}",
+                "status": "completed",
+                "code": _concept(CPT, "97110", "Therapeutic exercises"),
+                "subject": SUBJECT,
+                "performedDateTime": f"{day.isoformat()}T14:00:00Z",
+            }
+        )
     return out
 
 
@@ -239,16 +324,21 @@ def requests_for(bundle: dict, fhir_server: str) -> tuple[dict, dict]:
             prefetch[key] = patient
             continue
         chosen = [r for r in resources if r["resourceType"] == rtype]
-        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(chosen),
-                         "entry": [{"fullUrl": f"{fhir_server}/{rtype}/{r['id']}", "resource": r,
-                                    "search": {"mode": "match"}} for r in chosen]}
+        prefetch[key] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(chosen),
+            "entry": [
+                {"fullUrl": f"{fhir_server}/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                for r in chosen
+            ],
+        }
     with_prefetch = {
         "hook": "order-sign",
         "hookInstance": str(uuid.uuid5(_NS, "long-history-prefetch")),
         "fhirServer": fhir_server,
         "fhirAuthorization": template["fhirAuthorization"],
-        "context": {"userId": template["context"]["userId"], "patientId": PATIENT_ID,
-                    "draftOrders": draft_orders()},
+        "context": {"userId": template["context"]["userId"], "patientId": PATIENT_ID, "draftOrders": draft_orders()},
         "prefetch": prefetch,
     }
     without = {k: v for k, v in with_prefetch.items() if k != "prefetch"}
@@ -264,8 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     bundle = patient_bundle()
     with_prefetch, without = requests_for(bundle, args.fhir_server)
-    for name, obj in (("patient.json", bundle), ("request-prefetch.json", with_prefetch),
-                      ("request-no-prefetch.json", without)):
+    for name, obj in (
+        ("patient.json", bundle),
+        ("request-prefetch.json", with_prefetch),
+        ("request-no-prefetch.json", without),
+    ):
         (args.out / name).write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
     print(f"{len(bundle['entry'])} resources -> {args.out}")
     return 0

@@ -1,4 +1,5 @@
 """Statistics, targets and the printed table of a benchmark run."""
+
 from __future__ import annotations
 
 import math
@@ -58,7 +59,9 @@ def combine(runs: list[dict]) -> dict:
     """Median and spread over the repeats of one (scenario, target, clients)."""
     keys = ("p50", "p95", "p99", "mean", "max", "throughput", "cpu_per_request")
     return {k: median_spread([r[k] for r in runs]) for k in keys} | {
-        "errors": sum(r["errors"] for r in runs), "requests": sum(r["requests"] for r in runs)}
+        "errors": sum(r["errors"] for r in runs),
+        "requests": sum(r["requests"] for r in runs),
+    }
 
 
 def ratios(service_runs: list[dict], floor_runs: list[dict], key: str = "p50") -> dict:
@@ -111,40 +114,94 @@ def targets(summary: dict) -> list[dict]:
         worst_p99 = max(worst_p99 or 0, p99)
     for level, sw in summary.get("sweep", {}).items():
         svc = sw["service"]
-        add(f"concurrency {level}: p95 < 500 ms", svc["p95"]["median"] * MS, MUST_P95 * MS, "ms",
-            svc["p95"]["median"] < MUST_P95)
-        add(f"concurrency {level}: p99 < 1 s", svc["p99"]["median"] * MS, MUST_P99 * MS, "ms",
-            svc["p99"]["median"] < MUST_P99)
+        add(
+            f"concurrency {level}: p95 < 500 ms",
+            svc["p95"]["median"] * MS,
+            MUST_P95 * MS,
+            "ms",
+            svc["p95"]["median"] < MUST_P95,
+        )
+        add(
+            f"concurrency {level}: p99 < 1 s",
+            svc["p99"]["median"] * MS,
+            MUST_P99 * MS,
+            "ms",
+            svc["p99"]["median"] < MUST_P99,
+        )
     if "seed-prefetch" in seq:
         sc = seq["seed-prefetch"]
-        add("full prefetch: p50 ≤ 5× floor", sc["ratio_p50"]["median"], GOAL_PREFETCH_RATIO, "×",
-            sc["ratio_p50"]["median"] <= GOAL_PREFETCH_RATIO)
-        add("full prefetch: p99 < 50 ms", sc["service"]["p99"]["median"] * MS, GOAL_PREFETCH_P99 * MS, "ms",
-            sc["service"]["p99"]["median"] < GOAL_PREFETCH_P99)
+        add(
+            "full prefetch: p50 ≤ 5× floor",
+            sc["ratio_p50"]["median"],
+            GOAL_PREFETCH_RATIO,
+            "×",
+            sc["ratio_p50"]["median"] <= GOAL_PREFETCH_RATIO,
+        )
+        add(
+            "full prefetch: p99 < 50 ms",
+            sc["service"]["p99"]["median"] * MS,
+            GOAL_PREFETCH_P99 * MS,
+            "ms",
+            sc["service"]["p99"]["median"] < GOAL_PREFETCH_P99,
+        )
     if "fast-path" in seq:
         sc = seq["fast-path"]
-        add("fast path: p50 ≤ 2× floor", sc["ratio_p50"]["median"], GOAL_FAST_PATH_RATIO, "×",
-            sc["ratio_p50"]["median"] <= GOAL_FAST_PATH_RATIO)
+        add(
+            "fast path: p50 ≤ 2× floor",
+            sc["ratio_p50"]["median"],
+            GOAL_FAST_PATH_RATIO,
+            "×",
+            sc["ratio_p50"]["median"] <= GOAL_FAST_PATH_RATIO,
+        )
     if "seed-no-prefetch" in seq and summary.get("fhir_searches"):
         slowest = summary["fhir_searches"]["seed"]["slowest_p50"]
         p50 = seq["seed-no-prefetch"]["service"]["p50"]["median"]
-        add("no prefetch: p50 ≤ slowest FHIR search + 20 ms", p50 * MS, (slowest + GOAL_NO_PREFETCH_MARGIN) * MS,
-            "ms", p50 <= slowest + GOAL_NO_PREFETCH_MARGIN, f"slowest single search p50 {slowest * MS:.1f} ms")
+        add(
+            "no prefetch: p50 ≤ slowest FHIR search + 20 ms",
+            p50 * MS,
+            (slowest + GOAL_NO_PREFETCH_MARGIN) * MS,
+            "ms",
+            p50 <= slowest + GOAL_NO_PREFETCH_MARGIN,
+            f"slowest single search p50 {slowest * MS:.1f} ms",
+        )
     if summary.get("sweep"):
         best = max(sw["service"]["throughput"]["median"] for sw in summary["sweep"].values())
-        add("≥ 100 evaluations/s (both cores)", best, GOAL_THROUGHPUT, "req/s", best >= GOAL_THROUGHPUT,
-            "best level of the concurrency sweep, full prefetch")
+        add(
+            "≥ 100 evaluations/s (both cores)",
+            best,
+            GOAL_THROUGHPUT,
+            "req/s",
+            best >= GOAL_THROUGHPUT,
+            "best level of the concurrency sweep, full prefetch",
+        )
     mem = summary.get("memory")
     if mem:
-        add("≤ 250 MB RSS per worker process", mem["largest_process_peak"] / 2**20, GOAL_RSS / 2**20, "MB",
-            mem["largest_process_peak"] <= GOAL_RSS, "largest peak RSS of one gunicorn or engine process")
-        add("≤ 250 MB RSS per worker with its engine", mem["largest_worker_with_engine_peak"] / 2**20,
-            GOAL_RSS / 2**20, "MB", mem["largest_worker_with_engine_peak"] <= GOAL_RSS,
-            "a gunicorn worker plus its Node engine processes")
+        add(
+            "≤ 250 MB RSS per worker process",
+            mem["largest_process_peak"] / 2**20,
+            GOAL_RSS / 2**20,
+            "MB",
+            mem["largest_process_peak"] <= GOAL_RSS,
+            "largest peak RSS of one gunicorn or engine process",
+        )
+        add(
+            "≤ 250 MB RSS per worker with its engine",
+            mem["largest_worker_with_engine_peak"] / 2**20,
+            GOAL_RSS / 2**20,
+            "MB",
+            mem["largest_worker_with_engine_peak"] <= GOAL_RSS,
+            "a gunicorn worker plus its Node engine processes",
+        )
     startup = summary.get("startup", {}).get("service")
     if startup:
-        add("ready within 3 s of start", startup["first_200_call"]["median"], GOAL_READY, "s",
-            startup["first_200_call"]["median"] <= GOAL_READY, "process start -> first 200 on a full-prefetch call")
+        add(
+            "ready within 3 s of start",
+            startup["first_200_call"]["median"],
+            GOAL_READY,
+            "s",
+            startup["first_200_call"]["median"] <= GOAL_READY,
+            "process start -> first 200 on a full-prefetch call",
+        )
     return out
 
 
@@ -185,8 +242,17 @@ def engine_targets(summary: dict) -> list[dict]:
     out: list[dict] = []
 
     def add(name, compiled, reference, limit, unit, met, note=""):
-        out.append({"target": name, "compiled": compiled, "reference": reference, "limit": limit, "unit": unit,
-                    "met": bool(met), "note": note})
+        out.append(
+            {
+                "target": name,
+                "compiled": compiled,
+                "reference": reference,
+                "limit": limit,
+                "unit": unit,
+                "met": bool(met),
+                "note": note,
+            }
+        )
 
     def med(d, *keys):
         for k in keys:
@@ -198,28 +264,66 @@ def engine_targets(summary: dict) -> list[dict]:
     seed_c, seed_r = stages.get("service", {}).get("seed-prefetch"), stages.get("reference", {}).get("seed-prefetch")
     if seed_c and seed_r:
         speedup = seed_r["engine"] / seed_c["engine"]
-        add("engine stage, seed: compiled ≥ 10× faster than the reference", speedup, 1.0, ENGINE_SPEEDUP, "×",
-            speedup >= ENGINE_SPEEDUP, f"engine stage {seed_c['engine'] * MS:.2f} ms vs {seed_r['engine'] * MS:.2f} ms")
+        add(
+            "engine stage, seed: compiled ≥ 10× faster than the reference",
+            speedup,
+            1.0,
+            ENGINE_SPEEDUP,
+            "×",
+            speedup >= ENGINE_SPEEDUP,
+            f"engine stage {seed_c['engine'] * MS:.2f} ms vs {seed_r['engine'] * MS:.2f} ms",
+        )
     if "seed-prefetch" in seq:
         sc = seq["seed-prefetch"]
         cpu_c, cpu_r = med(sc, "ratio_cpu"), med(sc, "ratio_cpu_reference")
-        add("CPU per seed call (all server processes) ≤ 10× the floor's", cpu_c, cpu_r, CPU_RATIO, "×",
-            cpu_c is not None and cpu_c <= CPU_RATIO)
+        add(
+            "CPU per seed call (all server processes) ≤ 10× the floor's",
+            cpu_c,
+            cpu_r,
+            CPU_RATIO,
+            "×",
+            cpu_c is not None and cpu_c <= CPU_RATIO,
+        )
         p_c, p_r = med(sc, "ratio_p50"), med(sc, "ratio_p50_reference")
-        add("seed, full prefetch: p50 ≤ 8× floor (durable audit write included)", p_c, p_r, PREFETCH_RATIO, "×",
-            p_c is not None and p_c <= PREFETCH_RATIO)
+        add(
+            "seed, full prefetch: p50 ≤ 8× floor (durable audit write included)",
+            p_c,
+            p_r,
+            PREFETCH_RATIO,
+            "×",
+            p_c is not None and p_c <= PREFETCH_RATIO,
+        )
     if "16" in sweep:
         t_c, t_r = med(sweep["16"], "service", "throughput"), med(sweep["16"], "reference", "throughput")
-        add("seed evaluations/s at 16 clients ≥ 150", t_c, t_r, THROUGHPUT_16, "req/s",
-            t_c is not None and t_c >= THROUGHPUT_16)
+        add(
+            "seed evaluations/s at 16 clients ≥ 150",
+            t_c,
+            t_r,
+            THROUGHPUT_16,
+            "req/s",
+            t_c is not None and t_c >= THROUGHPUT_16,
+        )
     if "64" in sweep:
         q_c, q_r = med(sweep["64"], "service", "p95"), med(sweep["64"], "reference", "p95")
-        add("p95 at 64 clients < 500 ms", None if q_c is None else q_c * MS, None if q_r is None else q_r * MS,
-            P95_64 * MS, "ms", q_c is not None and q_c < P95_64)
+        add(
+            "p95 at 64 clients < 500 ms",
+            None if q_c is None else q_c * MS,
+            None if q_r is None else q_r * MS,
+            P95_64 * MS,
+            "ms",
+            q_c is not None and q_c < P95_64,
+        )
     if "long-history" in seq:
         sc = seq["long-history"]
         l_c, l_r = med(sc, "ratio_p50"), med(sc, "ratio_p50_reference")
-        add("long history: p50 ≤ 3× its floor", l_c, l_r, LONG_HISTORY_RATIO, "×", l_c is not None and l_c <= LONG_HISTORY_RATIO)
+        add(
+            "long history: p50 ≤ 3× its floor",
+            l_c,
+            l_r,
+            LONG_HISTORY_RATIO,
+            "×",
+            l_c is not None and l_c <= LONG_HISTORY_RATIO,
+        )
     if "fast-path" in seq:
         sc = seq["fast-path"]
         f_c, f_r = med(sc, "ratio_p50"), med(sc, "ratio_p50_reference")
@@ -227,8 +331,15 @@ def engine_targets(summary: dict) -> list[dict]:
     if memory.get("service"):
         r_c = memory["service"]["largest_worker_with_engine_peak"] / 2**20
         r_r = memory["reference"]["largest_worker_with_engine_peak"] / 2**20 if memory.get("reference") else None
-        add("RSS per worker, everything included ≤ 150 MB", r_c, r_r, RSS_PER_WORKER / 2**20, "MB",
-            r_c <= RSS_PER_WORKER / 2**20, "peak RSS of a gunicorn worker plus its engine processes")
+        add(
+            "RSS per worker, everything included ≤ 150 MB",
+            r_c,
+            r_r,
+            RSS_PER_WORKER / 2**20,
+            "MB",
+            r_c <= RSS_PER_WORKER / 2**20,
+            "peak RSS of a gunicorn worker plus its engine processes",
+        )
     return out
 
 
@@ -238,8 +349,13 @@ def engine_targets_table(rows: list[dict], markdown: bool = False) -> str:
 
     lines = ["| target | compiled | reference | limit | met (compiled) |", "|---|---|---|---|---|"] if markdown else []
     for r in rows:
-        cells = [r["target"], f"{num(r['compiled'])} {r['unit']}", f"{num(r['reference'])} {r['unit']}",
-                 f"{num(r['limit'])} {r['unit']}", "yes" if r["met"] else "no"]
+        cells = [
+            r["target"],
+            f"{num(r['compiled'])} {r['unit']}",
+            f"{num(r['reference'])} {r['unit']}",
+            f"{num(r['limit'])} {r['unit']}",
+            "yes" if r["met"] else "no",
+        ]
         if r["note"]:
             cells[0] += f" ({r['note']})"
         lines.append(("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells))

@@ -21,6 +21,7 @@ Latency runs use one client and `--requests` requests after a warm-up; every run
 CPU time (master, workers and engine processes) before and after. Writes benchmarks/results/<time>.json
 (and latest.json), prints the table and the targets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,6 +81,7 @@ def _machine() -> dict:
 
     try:
         import gunicorn
+
         gunicorn_version = gunicorn.__version__
     except ImportError:
         gunicorn_version = ""
@@ -92,9 +94,14 @@ def _machine() -> dict:
     except (OSError, StopIteration, ValueError):
         pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_bytes": mem_total, "kernel": platform.release(),
-        "python": platform.python_version(), "node": version(["node", "--version"]),
-        "gunicorn": gunicorn_version, "commit": commit + ("+dirty" if dirty else ""),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_bytes": mem_total,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": version(["node", "--version"]),
+        "gunicorn": gunicorn_version,
+        "commit": commit + ("+dirty" if dirty else ""),
         "load_average_at_start": os.getloadavg(),
     }
 
@@ -152,15 +159,20 @@ def _fhir_search_times(base_url: str, body_path: Path, calls: int) -> dict:
     finally:
         client.close()
     slowest = max(per_query, key=per_query.get)
-    return {"per_query_p50": per_query, "slowest": slowest, "slowest_p50": per_query[slowest],
-            "sum_p50": sum(per_query.values())}
+    return {
+        "per_query_p50": per_query,
+        "slowest": slowest,
+        "slowest_p50": per_query[slowest],
+        "sum_p50": sum(per_query.values()),
+    }
 
 
 # --------------------------------------------------------------------------- load
 
 
-def _load(server: Server, path: str, body: Path, clients: int, requests: int, duration: float,
-          warmup: int, headers: list[str]) -> dict:
+def _load(
+    server: Server, path: str, body: Path, clients: int, requests: int, duration: float, warmup: int, headers: list[str]
+) -> dict:
     """Run the load generator (separate processes, at most 16 clients each) and read the server's CPU."""
     procs = max(1, math.ceil(clients / 16))
     split = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
@@ -168,9 +180,23 @@ def _load(server: Server, path: str, body: Path, clients: int, requests: int, du
     cpu0 = server.cpu()
     running = []
     for c, n in zip(split, per_proc_requests):
-        argv = [sys.executable, "-m", "benchmarks.loadgen", "--url", f"{server.base_url}{path}",
-                "--body", str(body), "--clients", str(c), "--requests", str(n),
-                "--duration", str(duration), "--warmup", str(warmup)]
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.loadgen",
+            "--url",
+            f"{server.base_url}{path}",
+            "--body",
+            str(body),
+            "--clients",
+            str(c),
+            "--requests",
+            str(n),
+            "--duration",
+            str(duration),
+            "--warmup",
+            str(warmup),
+        ]
         for h in headers:
             argv += ["--header", h]
         running.append(subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -214,8 +240,10 @@ def _check(server: Server, body: Path, headers: list[str]) -> dict:
         return out
     out["cards"] = len(cards)
     out["criteria"] = [
-        {f"{c['id']}@{c['level']}" if c.get("level") else c["id"]: c["status"]
-         for c in card.get("extension", {}).get("org.example.fusion-cds.criteria", [])}
+        {
+            f"{c['id']}@{c['level']}" if c.get("level") else c["id"]: c["status"]
+            for c in card.get("extension", {}).get("org.example.fusion-cds.criteria", [])
+        }
         for card in cards
     ]
     return out
@@ -226,8 +254,9 @@ def _check(server: Server, body: Path, headers: list[str]) -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description="fusion-cds latency benchmark")
-    p.add_argument("--scenarios", default=",".join(SEQUENTIAL + ["concurrency"]),
-                   help="comma-separated scenarios (default: all)")
+    p.add_argument(
+        "--scenarios", default=",".join(SEQUENTIAL + ["concurrency"]), help="comma-separated scenarios (default: all)"
+    )
     p.add_argument("--repeat", type=int, default=3, help="repeats of every measurement (default 3)")
     p.add_argument("--requests", type=int, default=300, help="measured requests per latency run (default 300)")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured requests per client first (default 20)")
@@ -237,14 +266,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (CDS_SERVER_WORKERS)")
     p.add_argument("--threads", type=int, default=4, help="gthread threads per worker (CDS_SERVER_THREADS)")
     p.add_argument("--engine-workers", type=int, default=1, help="CQL engine processes per worker (CDS_ENGINE_WORKERS)")
-    p.add_argument("--engines", default="compiled,reference",
-                   help="CQL engines to run the service with, side by side (compiled = 'service', reference = 'reference')")
-    p.add_argument("--setting", action="append", default=[], metavar="CDS_NAME=value",
-                   help="more service settings (e.g. for a trusted test issuer)")
-    p.add_argument("--header", action="append", default=[], metavar="'Name: value'",
-                   help="extra request header (e.g. an Authorization bearer token)")
-    p.add_argument("--auth", choices=["disabled", "configured"], default="disabled",
-                   help="disabled: CDS_AUTH_DISABLED=true; configured: as --setting/--header configure it")
+    p.add_argument(
+        "--engines",
+        default="compiled,reference",
+        help="CQL engines to run the service with, side by side (compiled = 'service', reference = 'reference')",
+    )
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="CDS_NAME=value",
+        help="more service settings (e.g. for a trusted test issuer)",
+    )
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
+        help="extra request header (e.g. an Authorization bearer token)",
+    )
+    p.add_argument(
+        "--auth",
+        choices=["disabled", "configured"],
+        default="disabled",
+        help="disabled: CDS_AUTH_DISABLED=true; configured: as --setting/--header configure it",
+    )
     p.add_argument("--quick", action="store_true", help="short run: 1 repeat, 40 requests, 2 s sweep levels 1,4")
     p.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/<time>.json)")
     p.add_argument("--markdown", action="store_true", help="print the tables as markdown")
@@ -298,23 +344,31 @@ def main(argv: list[str] | None = None) -> int:
         bodies = _bodies(workdir, fhir.base_url if fhir else None)
         probe = bodies["seed-prefetch"].read_bytes()
 
-        log(f"starting the floor and the service with the {' and the '.join(args.engines)} CQL engine "
-            "(production server configuration)")
+        log(
+            f"starting the floor and the service with the {' and the '.join(args.engines)} CQL engine "
+            "(production server configuration)"
+        )
         engine_settings = {e: {**settings, "CDS_CQL_ENGINE": e} for e in args.engines}
         floor = floor_server(free_port(), settings).start(workdir, SERVICE_PATH, probe)
-        services = [service_server(free_port(), engine_settings[e], ENGINE_SERVERS[e]).start(workdir, SERVICE_PATH, probe)
-                    for e in args.engines]
+        services = [
+            service_server(free_port(), engine_settings[e], ENGINE_SERVERS[e]).start(workdir, SERVICE_PATH, probe)
+            for e in args.engines
+        ]
         service = services[0]
         servers = [floor, *services]
         result["engines"] = {ENGINE_SERVERS[e]: e for e in args.engines}
         result["startup"] = {s.name: [s.startup] for s in servers}
 
-        checks = {name: _check(service, bodies[name], args.header) for name in SEQUENTIAL
-                  if name in args.scenarios or name == "seed-prefetch"}
+        checks = {
+            name: _check(service, bodies[name], args.header)
+            for name in SEQUENTIAL
+            if name in args.scenarios or name == "seed-prefetch"
+        }
         result["checks"] = checks
         # Both engines must give the same answer before their speeds are compared.
         result["checks_agree"] = all(
-            _check(other, bodies[name], args.header) == checks[name] for other in services[1:] for name in checks)
+            _check(other, bodies[name], args.header) == checks[name] for other in services[1:] for name in checks
+        )
 
         runs: dict = {name: {s.name: [] for s in servers} for name in SEQUENTIAL if name in args.scenarios}
         sweep: dict = {}
@@ -323,15 +377,26 @@ def main(argv: list[str] | None = None) -> int:
             for name in runs:
                 for server in order:
                     log(f"repeat {rep + 1}/{args.repeat}: {name} on the {server.name}")
-                    runs[name][server.name].append(_load(server, SERVICE_PATH, bodies[name], 1, args.requests,
-                                                         600.0, args.warmup, args.header))
+                    runs[name][server.name].append(
+                        _load(server, SERVICE_PATH, bodies[name], 1, args.requests, 600.0, args.warmup, args.header)
+                    )
             if "concurrency" in args.scenarios:
                 for clients in args.sweep_clients:
                     level = sweep.setdefault(str(clients), {s.name: [] for s in servers})
                     for server in order:
                         log(f"repeat {rep + 1}/{args.repeat}: {clients} clients on the {server.name}")
-                        level[server.name].append(_load(server, SERVICE_PATH, bodies["seed-prefetch"], clients,
-                                                        10 ** 9, args.sweep_duration, 3, args.header))
+                        level[server.name].append(
+                            _load(
+                                server,
+                                SERVICE_PATH,
+                                bodies["seed-prefetch"],
+                                clients,
+                                10**9,
+                                args.sweep_duration,
+                                3,
+                                args.header,
+                            )
+                        )
 
         result["memory"] = _memory_of(service, floor)
         result["memory_by_server"] = {s.name: _memory_of(s, floor) for s in services}
@@ -362,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 result["stages_by_server"][ENGINE_SERVERS[e]] = {
                     name: probe_app.measure("lumbar-fusion", bodies[name].read_bytes(), args.stage_calls)
-                    for name in runs}
+                    for name in runs
+                }
             finally:
                 probe_app.close()
         result["stages"] = result["stages_by_server"][ENGINE_SERVERS[args.engines[0]]]
@@ -398,7 +464,9 @@ def _memory_of(service: Server, floor: Server) -> dict:
         "service_workers": workers,
         "service_master": service.master_memory(),
         "floor_workers": floor.workers(),
-        "largest_process_peak": max([w["peak_rss"] for w in workers] + [x for w in workers for x in w["engine_peak_rss"]]),
+        "largest_process_peak": max(
+            [w["peak_rss"] for w in workers] + [x for w in workers for x in w["engine_peak_rss"]]
+        ),
         "largest_worker_with_engine_peak": max(w["peak_rss_with_engine"] for w in workers),
     }
 
@@ -426,7 +494,9 @@ def _summarize(result: dict) -> dict:
             scenarios[name][server] = report.combine(by_server[server])
             scenarios[name]["ratio_p50" + suffix] = report.ratios(by_server[server], by_server["floor"], "p50")
             scenarios[name]["ratio_p99" + suffix] = report.ratios(by_server[server], by_server["floor"], "p99")
-            scenarios[name]["ratio_cpu" + suffix] = report.ratios(by_server[server], by_server["floor"], "cpu_per_request")
+            scenarios[name]["ratio_cpu" + suffix] = report.ratios(
+                by_server[server], by_server["floor"], "cpu_per_request"
+            )
     sweep = {}
     for level, by_server in result["sweep_runs"].items():
         sweep[level] = {"floor": report.combine(by_server["floor"])}
@@ -434,14 +504,23 @@ def _summarize(result: dict) -> dict:
             suffix = "" if server == "service" else f"_{server}"
             sweep[level][server] = report.combine(by_server[server])
             sweep[level]["ratio_p50" + suffix] = report.ratios(by_server[server], by_server["floor"], "p50")
-            sweep[level]["ratio_throughput" + suffix] = report.ratios(by_server[server], by_server["floor"], "throughput")
-    startup = {k: {m: report.median_spread([s[m] for s in v]) for m in ("first_200_discovery", "first_200_call")}
-               for k, v in result["startup"].items()}
+            sweep[level]["ratio_throughput" + suffix] = report.ratios(
+                by_server[server], by_server["floor"], "throughput"
+            )
+    startup = {
+        k: {m: report.median_spread([s[m] for s in v]) for m in ("first_200_discovery", "first_200_call")}
+        for k, v in result["startup"].items()
+    }
     return {
-        "scenarios": scenarios, "sweep": sweep, "startup": startup,
-        "memory": result.get("memory"), "fhir_searches": result.get("fhir_searches"),
-        "stages": result.get("stages"), "engines": result.get("engines", {"service": "compiled"}),
-        "memory_by_server": result.get("memory_by_server"), "stages_by_server": result.get("stages_by_server"),
+        "scenarios": scenarios,
+        "sweep": sweep,
+        "startup": startup,
+        "memory": result.get("memory"),
+        "fhir_searches": result.get("fhir_searches"),
+        "stages": result.get("stages"),
+        "engines": result.get("engines", {"service": "compiled"}),
+        "memory_by_server": result.get("memory_by_server"),
+        "stages_by_server": result.get("stages_by_server"),
     }
 
 
@@ -452,8 +531,11 @@ def render(result: dict, markdown: bool = False) -> str:
 
     def row(name, server, clients, st, ratio=None):
         return {
-            "scenario": name, "server": server, "clients": clients,
-            "p50 ms": report.fmt_spread(fix(st["p50"])), "p95 ms": report.fmt_spread(fix(st["p95"])),
+            "scenario": name,
+            "server": server,
+            "clients": clients,
+            "p50 ms": report.fmt_spread(fix(st["p50"])),
+            "p95 ms": report.fmt_spread(fix(st["p95"])),
             "p99 ms": report.fmt_spread(fix(st["p99"])),
             "req/s": report.fmt_spread(fix(st["throughput"]), scale=1, digits=0),
             "CPU ms/req": report.fmt_spread(fix(st["cpu_per_request"])),
@@ -471,36 +553,63 @@ def render(result: dict, markdown: bool = False) -> str:
             suffix = "" if server == "service" else f"_{server}"
             rows.append(row("concurrency", label[server], level, sw[server], sw["ratio_p50" + suffix]))
         rows.append(row("concurrency", "floor", level, sw["floor"]))
-    parts = ["Latency and throughput (median of repeats, (min–max) across repeats):",
-             report.table(rows, markdown)]
+    parts = ["Latency and throughput (median of repeats, (min–max) across repeats):", report.table(rows, markdown)]
     for server, stages in (s.get("stages_by_server") or {"service": s.get("stages")}).items():
         if not stages:
             continue
         stage_rows = ["", f"Per-stage median, ms (in process), {label.get(server, server)}:"]
-        names = ("parse", "orders", "data", "report_text", "engine", "cards", "respond", "total",
-                 "engine.prepare", "engine.transport", "engine.parse", "engine.cql")
+        names = (
+            "parse",
+            "orders",
+            "data",
+            "report_text",
+            "engine",
+            "cards",
+            "respond",
+            "total",
+            "engine.prepare",
+            "engine.transport",
+            "engine.parse",
+            "engine.cql",
+        )
         if markdown:
             stage_rows += ["| scenario | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for name, st in stages.items():
             cells = [f"{st[k] * report.MS:.2f}" if k in st else "—" for k in names]
-            stage_rows.append(("| " + " | ".join([name] + cells) + " |") if markdown
-                              else f"  {name:28s} " + "  ".join(f"{k}={c}" for k, c in zip(names, cells)))
+            stage_rows.append(
+                ("| " + " | ".join([name] + cells) + " |")
+                if markdown
+                else f"  {name:28s} " + "  ".join(f"{k}={c}" for k, c in zip(names, cells))
+            )
         parts += stage_rows
     st = s["startup"]
     mem = s.get("memory") or {}
-    parts += ["", "Start-up (process start -> first 200 on a full-prefetch call), s: "
-              + ", ".join(f"{k} {report.fmt_spread(fix(v['first_200_call']), scale=1, digits=2)}" for k, v in st.items())]
+    parts += [
+        "",
+        "Start-up (process start -> first 200 on a full-prefetch call), s: "
+        + ", ".join(f"{k} {report.fmt_spread(fix(v['first_200_call']), scale=1, digits=2)}" for k, v in st.items()),
+    ]
     for server, m in (s.get("memory_by_server") or ({"service": mem} if mem else {})).items():
-        parts.append(f"Peak RSS per worker, {label.get(server, server)}, MB: " + ", ".join(
-            f"worker {w['peak_rss'] / 2**20:.0f} + engine {'+'.join(f'{x / 2**20:.0f}' for x in w['engine_peak_rss']) or '0'}"
-            f" = {w['peak_rss_with_engine'] / 2**20:.0f}" for w in m["service_workers"]))
+        parts.append(
+            f"Peak RSS per worker, {label.get(server, server)}, MB: "
+            + ", ".join(
+                f"worker {w['peak_rss'] / 2**20:.0f} + engine {'+'.join(f'{x / 2**20:.0f}' for x in w['engine_peak_rss']) or '0'}"
+                f" = {w['peak_rss_with_engine'] / 2**20:.0f}"
+                for w in m["service_workers"]
+            )
+        )
     if s.get("fhir_searches"):
         fs = s["fhir_searches"]["seed"]
-        parts.append(f"FHIR searches (seed, sequential, p50): slowest {fs['slowest']} {fs['slowest_p50'] * report.MS:.1f} ms,"
-                     f" all {len(fs['per_query_p50'])} together {fs['sum_p50'] * report.MS:.1f} ms")
+        parts.append(
+            f"FHIR searches (seed, sequential, p50): slowest {fs['slowest']} {fs['slowest_p50'] * report.MS:.1f} ms,"
+            f" all {len(fs['per_query_p50'])} together {fs['sum_p50'] * report.MS:.1f} ms"
+        )
     parts.append(f"Authentication: {result['authentication']}")
     parts += ["", "Targets:", report.targets_table(result["targets"], markdown)]
     if result.get("engine_targets"):
-        parts += ["", "Compiled engine targets (compiled and reference engine, side by side, this run):",
-                  report.engine_targets_table(result["engine_targets"], markdown)]
+        parts += [
+            "",
+            "Compiled engine targets (compiled and reference engine, side by side, this run):",
+            report.engine_targets_table(result["engine_targets"], markdown),
+        ]
     return "\n".join(parts)

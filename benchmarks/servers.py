@@ -4,6 +4,7 @@ Both the service and the floor run under the production server configuration
 (cds_hooks/ops/gunicorn_conf.py): the service through its own command, `cds-hooks serve --production`,
 the floor with the same gunicorn settings module.
 """
+
 from __future__ import annotations
 
 import os
@@ -99,8 +100,9 @@ class Server:
         self.log_path = log_dir / f"{self.name}.log"
         log = open(self.log_path, "wb")
         self.started_at = time.perf_counter()
-        self.proc = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         import requests  # the project's own dependency; only for the start-up probe
 
@@ -115,8 +117,15 @@ class Server:
                 if "first_200_discovery" not in self.startup:
                     if session.get(f"{self.base_url}/cds-services", timeout=2).status_code == 200:
                         self.startup["first_200_discovery"] = time.perf_counter() - self.started_at
-                if session.post(f"{self.base_url}{probe_path}", data=probe_body, timeout=10,
-                                headers={"Content-Type": "application/json"}).status_code == 200:
+                if (
+                    session.post(
+                        f"{self.base_url}{probe_path}",
+                        data=probe_body,
+                        timeout=10,
+                        headers={"Content-Type": "application/json"},
+                    ).status_code
+                    == 200
+                ):
                     self.startup["first_200_call"] = time.perf_counter() - self.started_at
             except requests.RequestException:
                 pass
@@ -137,13 +146,15 @@ class Server:
             nodes = [p for p in process_tree(wpid) if p != wpid]
             w_mem = memory(wpid)
             n_mem = [memory(p) for p in nodes]
-            out.append({
-                "pid": wpid,
-                "peak_rss": w_mem.get("VmHWM", 0),
-                "rss": w_mem.get("VmRSS", 0),
-                "engine_peak_rss": [m.get("VmHWM", 0) for m in n_mem],
-                "peak_rss_with_engine": w_mem.get("VmHWM", 0) + sum(m.get("VmHWM", 0) for m in n_mem),
-            })
+            out.append(
+                {
+                    "pid": wpid,
+                    "peak_rss": w_mem.get("VmHWM", 0),
+                    "rss": w_mem.get("VmRSS", 0),
+                    "engine_peak_rss": [m.get("VmHWM", 0) for m in n_mem],
+                    "peak_rss_with_engine": w_mem.get("VmHWM", 0) + sum(m.get("VmHWM", 0) for m in n_mem),
+                }
+            )
         return out
 
     def master_memory(self) -> dict[str, int]:
@@ -175,11 +186,20 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def service_server(port: int, settings: dict[str, str], name: str = "service") -> Server:
     cli = str(Path(sys.executable).parent / "cds-hooks")
-    return Server(name, [cli, "serve", "--production", "--host", "127.0.0.1", "--port", str(port)],
-                  server_env(settings), port)
+    return Server(
+        name, [cli, "serve", "--production", "--host", "127.0.0.1", "--port", str(port)], server_env(settings), port
+    )
 
 
 def floor_server(port: int, settings: dict[str, str]) -> Server:
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:cds_hooks.ops.gunicorn_conf",
-            "--bind", f"127.0.0.1:{port}", "benchmarks.floor:app"]
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:cds_hooks.ops.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "benchmarks.floor:app",
+    ]
     return Server("floor", argv, server_env(settings), port)

@@ -9,6 +9,7 @@ The engine stage is split further with what the engine reports of its last call
 engine.transport (pipes and the Python side of the protocol), engine.parse (the worker reading the
 request line), engine.cql (the evaluation itself, in the Node worker), and the request line's size.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ ENGINE_PARTS = ("engine.prepare", "engine.transport", "engine.parse", "engine.cq
 class StageProbe:
     def __init__(self, settings: dict[str, str]):
         # As the environment gives them: JSON for lists and maps (e.g. CDS_FHIR_SERVERS).
-        overrides = {k[len("CDS_"):].lower(): json.loads(v) if v[:1] in ("[", "{") else v for k, v in settings.items()
-                     if k.startswith("CDS_") and not k.startswith("CDS_SERVER_")}
+        overrides = {
+            k[len("CDS_") :].lower(): json.loads(v) if v[:1] in ("[", "{") else v
+            for k, v in settings.items()
+            if k.startswith("CDS_") and not k.startswith("CDS_SERVER_")
+        }
         self.app = create_app(Config.from_env(**overrides))
         self.registry = registry_of(self.app)
 

@@ -5,6 +5,7 @@ status and renders `{"error": code, "message": message}`; the errors listed ther
 caller can act on, every other error answers 500 "internal-error" without its message. Errors of the
 other parts (EngineError, FhirError, RulePackError, ...) derive from `CdsError` where they are defined.
 """
+
 from __future__ import annotations
 
 

@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python scripts/check_note_gold.py [path]   (exit 1 on any error)
 """
+
 import collections
 import datetime
 import json
@@ -14,29 +15,69 @@ REGION = {"lumbar", "cervical", "thoracic", "knee", "shoulder", "hip", "other", 
 ENUMS = {
     ("pt-attendance", "region"): REGION,
     ("pt-attendance", "status"): {"completed", "discharged", "ongoing", "discontinued", "not-tolerated", None},
-    ("conservative-care", "modality"): {"chiropractic", "home-exercise", "activity-modification", "acupuncture",
-                                        "massage", "bracing", "nsaid", "other"},
+    ("conservative-care", "modality"): {
+        "chiropractic",
+        "home-exercise",
+        "activity-modification",
+        "acupuncture",
+        "massage",
+        "bracing",
+        "nsaid",
+        "other",
+    },
     ("conservative-care", "region"): REGION,
     ("nicotine", "status"): {"current", "former", "never"},
     ("nicotine", "product"): {"cigarettes", "vaping", "smokeless", "cigar", "nrt", "any"},
     ("medication-trial", "outcome"): {"no-relief", "partial-relief", "relief", "side-effects", "ongoing", None},
     ("symptom-duration", "symptom"): {"back-pain", "leg-pain", "back-and-leg-pain", "neck-pain", "other"},
-    ("red-flag", "kind"): {"cauda-equina", "saddle-anaesthesia", "bowel-bladder-dysfunction", "progressive-weakness",
-                           "malignancy", "infection", "fracture", "fever-weight-loss"},
+    ("red-flag", "kind"): {
+        "cauda-equina",
+        "saddle-anaesthesia",
+        "bowel-bladder-dysfunction",
+        "progressive-weakness",
+        "malignancy",
+        "infection",
+        "fracture",
+        "fever-weight-loss",
+    },
 }
 FIELDS = {
-    "pt-attendance": {"sessions_attended": "int", "sessions_planned": "int", "start": "date", "end": "date",
-                      "weeks": "num", "region": "enum", "status": "enum"},
+    "pt-attendance": {
+        "sessions_attended": "int",
+        "sessions_planned": "int",
+        "start": "date",
+        "end": "date",
+        "weeks": "num",
+        "region": "enum",
+        "status": "enum",
+    },
     "conservative-care": {"modality": "enum", "region": "enum", "start": "date", "end": "date"},
     "nicotine": {"status": "enum", "product": "enum", "quit_date": "date", "amount": "text"},
-    "medication-trial": {"drug": "drug", "start": "date", "stop": "date", "weeks": "num", "dose": "text",
-                         "outcome": "enum", "side_effect": "text"},
+    "medication-trial": {
+        "drug": "drug",
+        "start": "date",
+        "stop": "date",
+        "weeks": "num",
+        "dose": "text",
+        "outcome": "enum",
+        "side_effect": "text",
+    },
     "symptom-duration": {"symptom": "enum", "onset": "date", "duration_months": "num"},
     "red-flag": {"kind": "enum"},
 }
 ASSERTIONS = {"present", "negated", "hedged", "historical", "family", "planned"}
-STYLES = {"pt-discharge", "pt-progress", "progress-note", "dictated", "outside-letter", "templated", "med-rec",
-          "social-history", "ros", "history"}
+STYLES = {
+    "pt-discharge",
+    "pt-progress",
+    "progress-note",
+    "dictated",
+    "outside-letter",
+    "templated",
+    "med-rec",
+    "social-history",
+    "ros",
+    "history",
+}
 COMMON = {"type", "assertion", "span", "span_start", "span_end", "comment"}
 
 
@@ -48,8 +89,10 @@ def check(path):
     ids = collections.Counter(r["id"] for _, r in rows)
     for n, r in rows:
         where = f"line {n} ({r.get('id')})"
+
         def err(msg, where=where):
             errors.append(f"{where}: {msg}")
+
         if ids[r["id"]] > 1:
             err("duplicate id")
         extra = set(r) - {"id", "split", "style", "note_date", "text", "facts", "comment"}
@@ -76,7 +119,7 @@ def check(path):
                 continue
             if f["assertion"] not in ASSERTIONS:
                 err(f"{fw}: assertion")
-            if text[f["span_start"]:f["span_end"]] != f["span"] or not f["span"]:
+            if text[f["span_start"] : f["span_end"]] != f["span"] or not f["span"]:
                 err(f"{fw}: span does not match text[span_start:span_end]")
             for name, kind in spec.items():
                 v = f[name]
@@ -85,7 +128,7 @@ def check(path):
                 elif kind == "date" and v is not None:
                     if not isinstance(v, str) or not DATE.match(v):
                         err(f"{fw}: {name}={v!r} is not YYYY[-MM[-DD]]")
-                    elif v > note_date[:len(v)] and f["assertion"] != "planned":
+                    elif v > note_date[: len(v)] and f["assertion"] != "planned":
                         err(f"{fw}: {name}={v} is after note_date {note_date} (only planned facts may be)")
                 elif kind == "int" and v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
                     err(f"{fw}: {name}={v!r}")
@@ -110,9 +153,13 @@ def counts(rows):
     c["type x split"] = collections.Counter(f"{f['type']}/{r['split']}" for r, f in facts)
     c["assertion x split"] = collections.Counter(f"{f['assertion']}/{r['split']}" for r, f in facts)
     c["passages"] = collections.Counter(
-        "no facts" if not r["facts"] else
-        "no present fact" if all(f["assertion"] != "present" for f in r["facts"]) else "with a present fact"
-        for r in rows)
+        "no facts"
+        if not r["facts"]
+        else "no present fact"
+        if all(f["assertion"] != "present" for f in r["facts"])
+        else "with a present fact"
+        for r in rows
+    )
     return c
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures: one real CQL engine per test session, the app, and the real FHIR server."""
+
 from __future__ import annotations
 
 import copy

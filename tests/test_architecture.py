@@ -7,6 +7,7 @@
   registers the try-it page; an application built with try-it off leaves it unloaded.
 - No module outside spine/ names spinal anatomy.
 """
+
 from __future__ import annotations
 
 import ast
@@ -107,8 +108,11 @@ def test_the_parts_below_the_web_edge_do_not_import_flask():
     wrong = []
     for rel, tree in _modules():
         if _part_of_file(rel) in NO_FLASK or _part_of_file(rel) == "":
-            wrong += [f"cds_hooks/{rel}:{line} imports {name}" for name, line, _ in _imports(tree)
-                      if name.split(".")[0] in ("flask", "werkzeug")]
+            wrong += [
+                f"cds_hooks/{rel}:{line} imports {name}"
+                for name, line, _ in _imports(tree)
+                if name.split(".")[0] in ("flask", "werkzeug")
+            ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -151,7 +155,9 @@ def test_an_app_without_the_tryit_page_never_loads_the_sandbox():
 
 # Spinal anatomy: the spine extension's business only.
 ANATOMY = [re.compile(p, re.IGNORECASE) for p in (r"lumbar", r"lumbosacral", r"vertebra")] + [
-    re.compile(r"\bL[1-5]\b"), re.compile(r"\bS1\b")]
+    re.compile(r"\bL[1-5]\b"),
+    re.compile(r"\bS1\b"),
+]
 # Files outside spine/ that may name it anyway, with the reason.
 ANATOMY_EXCEPTIONS = {
     # The EHR side builds and shows orders for the lumbar demo pack: its examples of levels as a

@@ -1,5 +1,6 @@
 """`cds-hooks report`, `audit show|export|purge|rekey|access-log` as an operator runs them, against the
 audit trail the service wrote. Runs on SQLite and PostgreSQL."""
+
 import base64
 import csv
 import io
@@ -41,8 +42,15 @@ def cards(audit_client):
         request = request_fixture("seed")
         request["hookInstance"] = f"cli-{i}"
         made.append(call(audit_client, request)["cards"][0])
-    entries = [{"card": c["uuid"], "outcome": "overridden", "outcomeTimestamp": WHEN,
-                "overrideReason": {"reason": {"code": "urgent-indication"}, "userComment": "soon"}} for c in made]
+    entries = [
+        {
+            "card": c["uuid"],
+            "outcome": "overridden",
+            "outcomeTimestamp": WHEN,
+            "overrideReason": {"reason": {"code": "urgent-indication"}, "userComment": "soon"},
+        }
+        for c in made
+    ]
     assert audit_client.post("/cds-services/lumbar-fusion/feedback", json={"feedback": entries}).status_code == 200
     return made
 
@@ -134,7 +142,13 @@ def test_new_key_prints_32_random_bytes_in_base64(env):
 
 def test_evaluate_is_an_offline_look_and_records_nothing(tmp_path):
     env = {**os.environ, "CDS_VAR_DIR": str(tmp_path)}
-    out = subprocess.run([CLI, "evaluate", str(REPO / "fhir_fixtures" / "requests" / "seed-prefetch.json")],
-                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    out = subprocess.run(
+        [CLI, "evaluate", str(REPO / "fhir_fixtures" / "requests" / "seed-prefetch.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "audit.db").exists()

@@ -5,6 +5,7 @@ Every route that needs the database answers 503 `audit-unavailable` with `Retry-
 down, the log says why, and calls succeed again once it is back; a lock makes a call wait at most
 `database_lock_timeout`, never past its deadline.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,13 +51,19 @@ def service(postgres, issuer, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("outage")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = production_env(**audit_env(create_database(postgres.base_url), tmp / "var"),
-                         CDS_PUBLIC_BASE_URL=base, CDS_TRUSTED_ISSUERS=json.dumps([issuer.issuer_config()]),
-                         CDS_ALLOW_HTTP_LOOPBACK="true", CDS_SERVER_WORKERS="2", CDS_ENGINE_WORKERS="1")
+    env = production_env(
+        **audit_env(create_database(postgres.base_url), tmp / "var"),
+        CDS_PUBLIC_BASE_URL=base,
+        CDS_TRUSTED_ISSUERS=json.dumps([issuer.issuer_config()]),
+        CDS_ALLOW_HTTP_LOOPBACK="true",
+        CDS_SERVER_WORKERS="2",
+        CDS_ENGINE_WORKERS="1",
+    )
     log = tmp / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([CLI, "serve", "--production", "--port", str(port)], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [CLI, "serve", "--production", "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         assert wait_until_answering(proc, f"{base}/readyz", timeout=120), log.read_text()[-3000:]
         yield base, log
@@ -72,11 +79,18 @@ def one_call(session, issuer, base: str, route: str, n: int):
         if route == DISCOVERY:
             r = session.get(base + route, headers=headers, timeout=10)
         elif route == SERVICE:
-            r = session.post(base + route, json={**request_fixture("seed"), "hookInstance": f"outage-{n}"},
-                             headers=headers, timeout=10)
+            r = session.post(
+                base + route,
+                json={**request_fixture("seed"), "hookInstance": f"outage-{n}"},
+                headers=headers,
+                timeout=10,
+            )
         else:
-            entry = {"card": "0b1f8a3c-9d7e-4a52-8f19-5e2b7c6d4a31", "outcome": "overridden",
-                     "outcomeTimestamp": "2026-09-10T14:03:00Z"}
+            entry = {
+                "card": "0b1f8a3c-9d7e-4a52-8f19-5e2b7c6d4a31",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-09-10T14:03:00Z",
+            }
             r = session.post(base + route, json={"feedback": [entry]}, headers=headers, timeout=10)
     except requests.RequestException as exc:
         return route, type(exc).__name__, None, None, time.monotonic() - t0
@@ -84,8 +98,7 @@ def one_call(session, issuer, base: str, route: str, n: int):
     return route, r.status_code, error, r.headers.get("Retry-After"), time.monotonic() - t0
 
 
-def test_while_the_database_is_down_every_route_answers_503_audit_unavailable_and_recovers(service, postgres,
-                                                                                         issuer):
+def test_while_the_database_is_down_every_route_answers_503_audit_unavailable_and_recovers(service, postgres, issuer):
     base, log = service
     phase = ["up"]
     seen: dict[str, list] = {"up": [], "down": [], "back": []}
@@ -143,6 +156,7 @@ def test_while_the_database_is_down_every_route_answers_503_audit_unavailable_an
 
 # ---- a lock held by another session ---------------------------------------------------------------
 
+
 def hold_lock(backend: str, url: str):
     """Another session's exclusive hold on the audit tables; returns its release function."""
     if backend == "sqlite":
@@ -157,11 +171,11 @@ def hold_lock(backend: str, url: str):
 
 
 @pytest.mark.parametrize("backend", AUDIT_BACKENDS)
-def test_a_locked_audit_table_makes_a_call_wait_at_most_the_lock_timeout(backend, engine, new_database_url,
-                                                                         tmp_path):
+def test_a_locked_audit_table_makes_a_call_wait_at_most_the_lock_timeout(backend, engine, new_database_url, tmp_path):
     url = new_database_url(backend)
-    app = create_app(Config.development(**audit_settings(url, tmp_path / "var"), database_lock_timeout=1.0),
-                     engine=engine)
+    app = create_app(
+        Config.development(**audit_settings(url, tmp_path / "var"), database_lock_timeout=1.0), engine=engine
+    )
     client = app.test_client()
     assert client.post(SERVICE, json=request_fixture("seed")).status_code == 200  # warm, migrated
     unlocked, usual = _timed(client)
@@ -175,7 +189,7 @@ def test_a_locked_audit_table_makes_a_call_wait_at_most_the_lock_timeout(backend
     finally:
         release()
     caller.join(timeout=20)
-    (r, elapsed), = answers
+    ((r, elapsed),) = answers
     assert r.status_code == 503 and r.get_json()["error"] == "audit-unavailable"
     assert r.headers["Retry-After"]
     # The lock timeout on top of the call's usual time (with room for a busy machine), not the 10 s of

@@ -1,5 +1,6 @@
 """The audit trail (Da Vinci CRD "Auditing"): every hook call is recorded, with enough to reproduce
 what the user saw, and nothing identifying a patient in the clear. Runs on SQLite and PostgreSQL."""
+
 import copy
 import hashlib
 import hmac
@@ -31,16 +32,17 @@ def test_a_successful_call_is_recorded_with_its_status_timings_and_source(audit_
     assert set(row["timings"]) == {"orders", "data", "report_text", "note_text", "engine", "cards"}
 
 
-def test_each_card_is_recorded_with_profile_codes_levels_and_criterion_results(audit_client, audit_store,
-                                                                               seed_request):
+def test_each_card_is_recorded_with_profile_codes_levels_and_criterion_results(audit_client, audit_store, seed_request):
     card = call(audit_client, seed_request)["cards"][0]
     (stored,) = rows(audit_store.engine, audit_card)
     assert stored["uuid"] == card["uuid"] and stored["indicator"] == card["indicator"] == "warning"
     assert stored["order_codes"] == ["22558"] and stored["levels"] == ["L5-S1"]
     assert stored["profile"] and stored["profile_version"]
     assert stored["required_unmet"] == 3
-    recorded = {(f"{r['criterion']}@{r['level']}" if r["level"] else r["criterion"]): r["status"]
-                for r in rows(audit_store.engine, audit_criterion)}
+    recorded = {
+        (f"{r['criterion']}@{r['level']}" if r["level"] else r["criterion"]): r["status"]
+        for r in rows(audit_store.engine, audit_criterion)
+    }
     assert recorded == statuses(card)
 
 
@@ -102,8 +104,11 @@ def test_the_access_token_is_never_stored(audit_client, audit_store, seed_reques
     call(audit_client, seed_request)
     (document,) = audit_store.show(seed_request["hookInstance"], ACTOR)
     assert token not in repr(document)
-    assert document["request"]["fhirAuthorization"] == {"token_type": "Bearer", "scope": "patient/*.read",
-                                                        "subject": "fusion-cds"}
+    assert document["request"]["fhirAuthorization"] == {
+        "token_type": "Bearer",
+        "scope": "patient/*.read",
+        "subject": "fusion-cds",
+    }
     assert token.encode() not in raw_dump(audit_store.engine)
 
 
@@ -131,8 +136,7 @@ def test_a_call_to_an_unknown_service_is_recorded_as_404(audit_client, audit_sto
     assert (row["service_id"], row["status"], row["error_code"]) == ("no-such-service", 404, "unknown-service")
 
 
-def test_a_call_without_any_patient_data_is_recorded_with_the_failed_sources(audit_client, audit_store,
-                                                                            seed_request):
+def test_a_call_without_any_patient_data_is_recorded_with_the_failed_sources(audit_client, audit_store, seed_request):
     seed_request.pop("prefetch")
     seed_request.pop("fhirServer")
     assert audit_client.post(SERVICE, json=seed_request).status_code == 412
@@ -142,14 +146,15 @@ def test_a_call_without_any_patient_data_is_recorded_with_the_failed_sources(aud
 
 
 def test_an_operation_outcome_prefetch_key_is_recorded_as_unavailable(audit_client, audit_store, seed_request):
-    seed_request["prefetch"]["procedures"] = {"resourceType": "OperationOutcome",
-                                              "issue": [{"severity": "error", "code": "exception"}]}
+    seed_request["prefetch"]["procedures"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "exception"}],
+    }
     call(audit_client, seed_request)
     assert the_call(audit_store, seed_request["hookInstance"])["unavailable_sources"] == ["Procedure"]
 
 
-def test_when_the_audit_row_cannot_be_written_the_caller_gets_503_and_no_cards(audit_client, audit_store,
-                                                                              seed_request):
+def test_when_the_audit_row_cannot_be_written_the_caller_gets_503_and_no_cards(audit_client, audit_store, seed_request):
     engine = audit_store.engine
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE audit_criterion RENAME TO audit_criterion_away"))
@@ -190,6 +195,7 @@ def test_a_call_is_found_by_call_id_card_suggestion_or_hook_instance(audit_clien
 
 # ------------------------------------------------------------------ when the commit waits for the disk
 
+
 def _durability_of_each_write(audit_app, monkeypatch):
     from cds_hooks.web.recording import recorder_of
 
@@ -199,16 +205,18 @@ def _durability_of_each_write(audit_app, monkeypatch):
     return seen
 
 
-def test_a_call_that_returns_a_card_waits_for_its_audit_commit_to_reach_the_disk(audit_app, audit_client, audit_store,
-                                                                                 seed_request, monkeypatch):
+def test_a_call_that_returns_a_card_waits_for_its_audit_commit_to_reach_the_disk(
+    audit_app, audit_client, audit_store, seed_request, monkeypatch
+):
     seen = _durability_of_each_write(audit_app, monkeypatch)
     call(audit_client, seed_request)
     assert seen == [True]
     assert the_call(audit_store, seed_request["hookInstance"])["card_count"] == 1
 
 
-def test_a_call_that_returns_no_card_is_still_recorded_without_waiting_for_the_disk(audit_app, audit_client,
-                                                                                   audit_store, monkeypatch):
+def test_a_call_that_returns_no_card_is_still_recorded_without_waiting_for_the_disk(
+    audit_app, audit_client, audit_store, monkeypatch
+):
     from conftest import request_fixture
 
     seen = _durability_of_each_write(audit_app, monkeypatch)
@@ -225,6 +233,7 @@ def test_a_write_that_does_not_wait_leaves_its_connection_waiting_again(audit_st
     if not is_sqlite(audit_store.engine):  # PostgreSQL: SET LOCAL ends with the transaction
         with commit_durability(audit_store.engine, durable=False) as conn, conn.begin():
             from cds_hooks.audit.database import relax_transaction
+
             relax_transaction(conn)
             assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
         with audit_store.engine.connect() as conn:

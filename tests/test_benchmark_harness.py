@@ -1,4 +1,5 @@
 """The benchmark runs end to end on a tiny scenario and writes well-formed JSON (no speed asserted)."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,28 @@ from benchmarks.report import percentile
 def test_the_harness_measures_the_fast_path_against_the_floor(tmp_path):
     out = tmp_path / "result.json"
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--scenarios", "fast-path", "--repeat", "1", "--requests", "10",
-         "--warmup", "2", "--stage-calls", "2", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--scenarios",
+            "fast-path",
+            "--repeat",
+            "1",
+            "--requests",
+            "10",
+            "--warmup",
+            "2",
+            "--stage-calls",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     service, floor = result["runs"]["fast-path"]["service"][0], result["runs"]["fast-path"]["floor"][0]
@@ -41,8 +61,10 @@ def test_the_harness_measures_the_fast_path_against_the_floor(tmp_path):
     assert result["engines"] == {"service": "compiled", "reference": "reference"} and result["checks_agree"]
     reference = result["runs"]["fast-path"]["reference"][0]
     assert reference["requests"] == 10 and reference["errors"] == 0
-    assert {t["target"] for t in result["engine_targets"]} >= {"fast path: p50 ≤ 2× floor",
-                                                                 "RSS per worker, everything included ≤ 150 MB"}
+    assert {t["target"] for t in result["engine_targets"]} >= {
+        "fast path: p50 ≤ 2× floor",
+        "RSS per worker, everything included ≤ 150 MB",
+    }
     assert summary["stages_by_server"]["reference"]["fast-path"]["parse"] > 0
 
 

@@ -1,4 +1,5 @@
 """`cds-hooks brief REQUEST.json`: the peer-to-peer brief offline, as a user runs it."""
+
 import json
 import re
 import subprocess
@@ -58,6 +59,7 @@ def test_an_unreadable_file_is_reported():
 
 # ------------------------------------------------------------------ from the audit trail
 
+
 def audit_run(audit_app, tmp_path, *args):
     import os
 
@@ -67,18 +69,23 @@ def audit_run(audit_app, tmp_path, *args):
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
 
 
-def test_the_brief_of_a_card_comes_from_its_audit_record_and_the_read_is_logged(audit_app, audit_client,
-                                                                                audit_store, tmp_path):
+def test_the_brief_of_a_card_comes_from_its_audit_record_and_the_read_is_logged(
+    audit_app, audit_client, audit_store, tmp_path
+):
     from conftest import request_fixture
     from support.hooks import call
 
     card = call(audit_client, request_fixture("seed"))["cards"][0]
-    out = audit_run(audit_app, tmp_path, "brief", "--card", card["uuid"], "--actor", "office",
-                    "--purpose", "peer-to-peer call")
+    out = audit_run(
+        audit_app, tmp_path, "brief", "--card", card["uuid"], "--actor", "office", "--purpose", "peer-to-peer call"
+    )
     assert out.returncode == 0, out.stderr
     assert "ALIF (22558) at L5-S1" in text(out.stdout) and "from the evaluation of" in text(out.stdout)
-    assert re.findall(r'<li data-criterion="([a-z-]+)"', out.stdout) == ["imaging-severity", "conservative-care",
-                                                                         "instability"]
+    assert re.findall(r'<li data-criterion="([a-z-]+)"', out.stdout) == [
+        "imaging-severity",
+        "conservative-care",
+        "instability",
+    ]
     entry = audit_store.access_entries(1)[0]
     assert entry["command"] == "brief" and entry["actor"].startswith("office for ")
     assert card["uuid"] in entry["detail"] and "peer-to-peer call" in entry["detail"]

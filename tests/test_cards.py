@@ -1,4 +1,5 @@
 """What the surgeon sees: the seed card's summary, checklist, evidence, suggestions and links."""
+
 from conftest import request_fixture
 from support.hooks import call, orders, result
 
@@ -66,7 +67,11 @@ def test_machine_readable_results_carry_every_criterion(client):
     card = seed_card(client)
     r = result(card, "imaging-severity", "L5-S1")
     assert {k: r[k] for k in ("id", "status", "required", "level")} == {
-        "id": "imaging-severity", "status": "not-met", "required": True, "level": "L5-S1"}
+        "id": "imaging-severity",
+        "status": "not-met",
+        "required": True,
+        "level": "L5-S1",
+    }
     assert r["reason"].startswith("Highest stenosis grade at L5-S1 is mild (needs moderate or worse)")
     # The grade comes from the radiologist's report (derived Observations), never the problem list's severity.
     assert {"ImagingStudy/seed-mri-2026", "DiagnosticReport/seed-mri-2026-report"} <= set(r["evidence"])
@@ -127,8 +132,10 @@ def test_a_fusion_order_coded_only_in_snomed_ct_gets_a_card_at_the_level_its_tex
     req = request_fixture("seed")
     order = orders(req)[0]
     order.pop("bodySite")
-    order["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "55705006", "display": "Spinal fusion"}],
-                     "text": "Anterior lumbar interbody fusion L5-S1"}
+    order["code"] = {
+        "coding": [{"system": "http://snomed.info/sct", "code": "55705006", "display": "Spinal fusion"}],
+        "text": "Anterior lumbar interbody fusion L5-S1",
+    }
     (card,) = call(client, req)["cards"]
     assert card["summary"].startswith("L5-S1 spinal fusion (55705006): 3 of 4 required criteria unmet")
     assert "(SNOMED CT 55705006) at L5-S1" in card["detail"]
@@ -140,4 +147,6 @@ def test_a_co_surgeons_order_for_the_same_operation_gives_one_card(client):
     req["context"]["draftOrders"]["entry"].append({"resource": co})
     (card,) = call(client, req)["cards"]
     assert card["summary"].startswith("L5-S1 ALIF (22558): 3 of 4 required criteria unmet")
-    assert "ServiceRequest/seed-order-co-surgeon" not in card["summary"] and card["detail"].count("ALIF (CPT 22558)") == 2
+    assert (
+        "ServiceRequest/seed-order-co-surgeon" not in card["summary"] and card["detail"].count("ALIF (CPT 22558)") == 2
+    )

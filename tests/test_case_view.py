@@ -4,6 +4,7 @@ Every live card links to its whole evaluation; the link is signed for that call 
 for `case_view_ttl_seconds`, and every opening is written to the audit access log. An expired,
 altered or foreign link opens nothing. The page and the brief are rendered from the audit record.
 """
+
 import base64
 import copy
 import re
@@ -30,8 +31,9 @@ KEY = base64.b64encode(b"k" * 32).decode()
 def app(engine, tmp_path_factory):
     folder = tmp_path_factory.mktemp("case-view")
     settings = audit_settings(f"sqlite:///{folder / 'audit.db'}", folder)
-    application = create_app(Config.development(case_view_key=KEY, case_view_ttl_seconds=900, **settings),
-                             engine=engine)
+    application = create_app(
+        Config.development(case_view_key=KEY, case_view_ttl_seconds=900, **settings), engine=engine
+    )
     application.testing = True
     return application
 
@@ -66,6 +68,7 @@ def with_param(url: str, name: str, value: str) -> str:
 
 # ------------------------------------------------------------------ the link on the card
 
+
 def test_a_live_card_links_to_its_case_view_under_its_call_and_uuid(client, app):
     card = call(client, request_fixture("seed"))["cards"][0]
     path = urlsplit(case_link(card)).path
@@ -92,6 +95,7 @@ def test_without_an_audit_trail_a_card_has_no_case_view_link(engine, tmp_path):
 
 
 # ------------------------------------------------------------------ opening it
+
 
 def test_the_case_view_shows_every_criterion_with_its_status_and_reason(client):
     card = call(client, request_fixture("seed"))["cards"][0]
@@ -120,8 +124,10 @@ def test_the_case_view_shows_the_card_exactly_as_it_was_sent(client):
 
 def test_the_case_view_names_the_sources_that_could_not_be_read(client):
     request = request_fixture("seed")
-    request["prefetch"]["observations"] = {"resourceType": "OperationOutcome", "issue": [
-        {"severity": "error", "code": "forbidden", "diagnostics": "not permitted"}]}
+    request["prefetch"]["observations"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "forbidden", "diagnostics": "not permitted"}],
+    }
     card = call(client, request)["cards"][0]
     page = text_of(client.get(case_link(card)))
     assert "The EHR did not return Observation data" in page
@@ -150,8 +156,10 @@ def test_an_imaging_report_from_before_the_window_is_not_a_present_document(clie
 def test_a_document_whose_data_the_ehr_did_not_return_is_not_read_rather_than_missing(client):
     request = request_fixture("seed")
     for key in ("diagnosticReports", "imagingStudies"):
-        request["prefetch"][key] = {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": "forbidden", "diagnostics": "not permitted"}]}
+        request["prefetch"][key] = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "forbidden", "diagnostics": "not permitted"}],
+        }
     card = call(client, request)["cards"][0]
     films = document_row(client.get(case_link(card)).get_data(as_text=True), "instability-imaging")
     assert "Not read" in films and "Missing" not in films
@@ -178,6 +186,7 @@ def test_the_page_is_neither_cached_nor_named_in_a_referer(client):
 
 
 # ------------------------------------------------------------------ links that open nothing
+
 
 def refused(client, app, url: str, status: int = 403) -> str:
     before = len(access_log(app))
@@ -232,6 +241,7 @@ def test_a_link_signed_with_another_key_is_refused(client, app):
 
 # ------------------------------------------------------------------ the signer on its own
 
+
 def test_the_signer_refuses_a_key_shorter_than_32_bytes():
     with pytest.raises(ValueError):
         CaseLinkSigner(b"short", 900)
@@ -272,8 +282,10 @@ def test_a_case_purged_from_the_audit_trail_is_gone_from_its_link_too(client, ap
 def test_a_criterion_that_could_not_be_checked_never_reads_as_nothing_in_the_record(client):
     request = request_fixture("seed")
     for key in ("diagnosticReports", "imagingStudies", "observations", "conditions"):
-        request["prefetch"][key] = {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": "forbidden", "diagnostics": "not permitted"}]}
+        request["prefetch"][key] = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "forbidden", "diagnostics": "not permitted"}],
+        }
     card = call(client, request)["cards"][0]
     html = client.get(case_link(card)).get_data(as_text=True)
     unavailable = re.findall(r'data-status="unavailable"[^>]*>(.*?)</article>', html, re.S)

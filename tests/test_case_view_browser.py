@@ -6,6 +6,7 @@ every criterion with the status the card reported, the brief behind it must prin
 both are saved to docs/images/ for docs/surgeons.md. From the try-it page, the link is one click.
 Chromium starts with no network features and an empty profile; the pages load nothing from anywhere.
 """
+
 import base64
 import re
 from urllib.parse import urlsplit
@@ -31,8 +32,9 @@ CASES = ["seed", "meets-all", "no-imaging", "red-flag"]  # red-flag: an urgent o
 @pytest.fixture(scope="module")
 def service(engine, tmp_path_factory):
     folder = tmp_path_factory.mktemp("case-view-browser")
-    config = Config.development(case_view_key=base64.b64encode(b"b" * 32).decode(),
-                                **audit_settings(f"sqlite:///{folder / 'audit.db'}", folder))
+    config = Config.development(
+        case_view_key=base64.b64encode(b"b" * 32).decode(), **audit_settings(f"sqlite:///{folder / 'audit.db'}", folder)
+    )
     live = LiveServer(create_app(config, engine=engine)).start()
     yield live
     live.stop()
@@ -99,11 +101,15 @@ def test_the_brief_lists_one_objection_per_unmet_required_criterion_and_prints_o
     page.goto(link_of(card))
     page.click("#brief-link")
     page.wait_for_selector("body.brief")
-    unmet = [r for r in card["extension"][EXTENSION_KEY]
-             if r["required"] and r["status"] in ("not-met", "not-documented", "unavailable")]
+    unmet = [
+        r
+        for r in card["extension"][EXTENSION_KEY]
+        if r["required"] and r["status"] in ("not-met", "not-documented", "unavailable")
+    ]
     assert page.locator("#objections li[data-criterion]").count() == len(unmet)
     assert page.locator("#required tr[data-criterion]").count() == len(
-        [r for r in card["extension"][EXTENSION_KEY] if r["required"]])
+        [r for r in card["extension"][EXTENSION_KEY] if r["required"]]
+    )
     assert page.locator("#case-summary p").inner_text().count(".") >= 3
     only_from(page, service)
     page.screenshot(path=str(IMAGES / f"brief-{name}.png"), full_page=True)

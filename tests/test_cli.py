@@ -1,4 +1,5 @@
 """The `cds-hooks` command as a user runs it: evaluate a request file; serve and answer curl."""
+
 import json
 import os
 import subprocess
@@ -15,9 +16,15 @@ from support.processes import wait_until_answering
 
 CLI = str(Path(sys.executable).parent / "cds-hooks")
 SEED_STATUSES = {
-    "indication": "met", "imaging-severity@L5-S1": "not-met", "conservative-care": "not-met",
-    "instability@L5-S1": "not-documented", "injection-trial": "met", "neuropathic-medication": "not-documented",
-    "facet-evaluation": "not-documented", "nicotine": "not-documented", "red-flags": "not-documented",
+    "indication": "met",
+    "imaging-severity@L5-S1": "not-met",
+    "conservative-care": "not-met",
+    "instability@L5-S1": "not-documented",
+    "injection-trial": "met",
+    "neuropathic-medication": "not-documented",
+    "facet-evaluation": "not-documented",
+    "nicotine": "not-documented",
+    "red-flags": "not-documented",
 }
 
 
@@ -55,14 +62,21 @@ def test_evaluate_reports_an_unreadable_file():
 def test_serve_answers_discovery_and_the_readme_curl(tmp_path):
     port = free_port()
     env = {**os.environ, "CDS_VAR_DIR": str(tmp_path)}  # its audit database, not the checkout's var/
-    proc = subprocess.Popen([CLI, "serve", "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         assert wait_until_answering(proc, f"{base}/cds-services", timeout=60), "server did not start"
         body = (FIXTURES / "requests" / "seed-prefetch.json").read_bytes()
-        r = requests.post(f"{base}/cds-services/lumbar-fusion", data=body,
-                          headers={"Content-Type": "application/json"}, timeout=30)
+        r = requests.post(
+            f"{base}/cds-services/lumbar-fusion", data=body, headers={"Content-Type": "application/json"}, timeout=30
+        )
         assert r.status_code == 200
         assert statuses(r.json()["cards"][0]) == SEED_STATUSES
     finally:

@@ -3,6 +3,7 @@
 Header: alg (ES384 or RS384), kid, typ "JWT", optional jku. Payload: iss, aud (the URL called),
 exp, iat, jti, optional tenant. Verified here with the public JWK Set the module publishes.
 """
+
 import json
 import time
 import uuid
@@ -33,14 +34,23 @@ def verify(token: str, signing: client_jwt.SigningKey, aud: str = AUD) -> dict:
     published = client_jwt.jwks(signing.public_jwk)
     header = jwt.get_unverified_header(token)
     jwk = next(k for k in published["keys"] if k["kid"] == header["kid"])
-    return jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[jwk["alg"]], audience=aud,
-                      options={"require": ["iss", "aud", "exp", "iat", "jti"]})
+    return jwt.decode(
+        token,
+        jwt.PyJWK(jwk).key,
+        algorithms=[jwk["alg"]],
+        audience=aud,
+        options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+    )
 
 
 def test_header_has_alg_kid_typ_and_jku_when_given(es384):
     token = client_jwt.sign(es384, iss="https://ehr.example.org", aud=AUD, jku="https://ehr.example.org/jwks.json")
     assert jwt.get_unverified_header(token) == {
-        "alg": "ES384", "kid": es384.kid, "typ": "JWT", "jku": "https://ehr.example.org/jwks.json"}
+        "alg": "ES384",
+        "kid": es384.kid,
+        "typ": "JWT",
+        "jku": "https://ehr.example.org/jwks.json",
+    }
 
 
 def test_header_has_no_jku_unless_given(es384):
@@ -136,10 +146,14 @@ def test_keys_load_from_a_private_jwk_keeping_its_kid(tmp_path, es384):
     assert verify(client_jwt.sign(signing, iss="https://ehr", aud=AUD), signing)["aud"] == AUD
 
 
-@pytest.mark.parametrize("make", [
-    lambda: ec.generate_private_key(ec.SECP256R1()),
-    lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024),
-], ids=["p256-curve", "rsa-1024"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ec.generate_private_key(ec.SECP256R1()),
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024),
+    ],
+    ids=["p256-curve", "rsa-1024"],
+)
 def test_keys_the_recommended_algorithms_cannot_use_are_refused(tmp_path, make):
     path = tmp_path / "weak.pem"
     path.write_bytes(client_jwt.private_key_pem(make()))

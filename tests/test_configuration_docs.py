@@ -1,5 +1,6 @@
 """docs/configuration.md documents every setting of `Config` exactly, and secrets come only from the
 environment or mounted files."""
+
 from __future__ import annotations
 
 import json
@@ -101,33 +102,43 @@ def test_every_environment_variable_the_code_reads_is_documented():
 
 # ------------------------------------------------------------------ where secrets may come from
 
+
 def load_in_subprocess(env: dict, code: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
-                          env={**clean, **env})
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60, env={**clean, **env}
+    )
 
 
 def test_a_secret_is_read_from_a_file_in_the_secrets_directory(tmp_path):
     (tmp_path / "CDS_DATABASE_URL").write_text("postgresql+psycopg://u:pw@db/fusion")
     (tmp_path / "CDS_AUDIT_KEYS").write_text('{"k1": "a2V5"}')
-    out = load_in_subprocess({"CDS_SECRETS_DIR": str(tmp_path)},
-                             "from cds_hooks.config import Config; c = Config.from_env(); "
-                             "print(c.database_url.get_secret_value(), c.audit_keys['k1'].get_secret_value())")
+    out = load_in_subprocess(
+        {"CDS_SECRETS_DIR": str(tmp_path)},
+        "from cds_hooks.config import Config; c = Config.from_env(); "
+        "print(c.database_url.get_secret_value(), c.audit_keys['k1'].get_secret_value())",
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["postgresql+psycopg://u:pw@db/fusion", "a2V5"]
 
 
 def test_the_environment_wins_over_the_secrets_directory(tmp_path):
     (tmp_path / "CDS_DATABASE_URL").write_text("sqlite:///from-file.db")
-    out = load_in_subprocess({"CDS_SECRETS_DIR": str(tmp_path), "CDS_DATABASE_URL": "sqlite:///from-env.db"},
-                             "from cds_hooks.config import Config; print(Config.from_env().database_url.get_secret_value())")
+    out = load_in_subprocess(
+        {"CDS_SECRETS_DIR": str(tmp_path), "CDS_DATABASE_URL": "sqlite:///from-env.db"},
+        "from cds_hooks.config import Config; print(Config.from_env().database_url.get_secret_value())",
+    )
     assert out.stdout.strip() == "sqlite:///from-env.db"
 
 
 def test_a_settings_file_that_holds_a_secret_is_refused(tmp_path):
     settings = tmp_path / "settings.toml"
-    settings.write_text('fhir_servers = ["https://fhir.example.org/R4"]\ndatabase_url = "postgresql+psycopg://u:pw@db/x"\n')
-    out = load_in_subprocess({"CDS_CONFIG_FILE": str(settings)}, "from cds_hooks.config import Config; Config.from_env()")
+    settings.write_text(
+        'fhir_servers = ["https://fhir.example.org/R4"]\ndatabase_url = "postgresql+psycopg://u:pw@db/x"\n'
+    )
+    out = load_in_subprocess(
+        {"CDS_CONFIG_FILE": str(settings)}, "from cds_hooks.config import Config; Config.from_env()"
+    )
     assert out.returncode != 0
     assert "database_url" in out.stderr and "secrets are read only from" in out.stderr
     assert "pw@db" not in out.stderr
@@ -136,7 +147,9 @@ def test_a_settings_file_that_holds_a_secret_is_refused(tmp_path):
 def test_a_settings_file_without_secrets_is_read(tmp_path):
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"fhir_servers": ["https://fhir.example.org/R4"], "shadow_mode": True}))
-    out = load_in_subprocess({"CDS_CONFIG_FILE": str(settings)},
-                             "from cds_hooks.config import Config; c = Config.from_env(); print(c.fhir_servers, c.shadow_mode)")
+    out = load_in_subprocess(
+        {"CDS_CONFIG_FILE": str(settings)},
+        "from cds_hooks.config import Config; c = Config.from_env(); print(c.fhir_servers, c.shadow_mode)",
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['https://fhir.example.org/R4'] True"

@@ -4,12 +4,23 @@ The scoring is specified on small synthetic expectations first; then the whole c
 (fhir_fixtures/corpus/lumbar-fusion/) runs through the application with the real CQL engine, and
 must give no false reassurance and at most two cases with a false alarm.
 """
+
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from cds_hooks.cli.corpus import ALARM, AGREE, DISAGREE, REASSURANCE, Observed, Report, load_corpus, run_corpus, score_case
+from cds_hooks.cli.corpus import (
+    ALARM,
+    AGREE,
+    DISAGREE,
+    REASSURANCE,
+    Observed,
+    Report,
+    load_corpus,
+    run_corpus,
+    score_case,
+)
 from cds_hooks.packs.loader import load_rule_packs
 from conftest import REPO
 
@@ -23,9 +34,14 @@ def expectation(**expect):
 
 
 def answer(indicator="warning", verdict="likely-to-fail", results=(), suggestions=(), summary="s", cards=1):
-    card = {"indicator": indicator, "summary": summary, "extension": {
-        "org.example.fusion-cds.criteria": [dict(r) for r in results],
-        "org.example.fusion-cds.verdict": {"verdict": verdict, "pathway": None, "suggestions": list(suggestions)}}}
+    card = {
+        "indicator": indicator,
+        "summary": summary,
+        "extension": {
+            "org.example.fusion-cds.criteria": [dict(r) for r in results],
+            "org.example.fusion-cds.verdict": {"verdict": verdict, "pathway": None, "suggestions": list(suggestions)},
+        },
+    }
     return Observed(200, [card] * cards)
 
 
@@ -34,40 +50,63 @@ def kinds(checks, what=None):
 
 
 def test_a_required_criterion_met_where_it_should_not_be_is_false_reassurance():
-    checks = score_case(expectation(criteria={"conservative-care": "not-met"}),
-                        answer(results=[{"id": "conservative-care", "status": "waived"}]), REQUIRED)
+    checks = score_case(
+        expectation(criteria={"conservative-care": "not-met"}),
+        answer(results=[{"id": "conservative-care", "status": "waived"}]),
+        REQUIRED,
+    )
     assert kinds(checks, "criterion conservative-care") == [REASSURANCE]
 
 
 def test_an_advisory_criterion_met_where_it_should_not_be_is_a_disagreement():
-    checks = score_case(expectation(criteria={"nicotine": "not-met"}),
-                        answer(results=[{"id": "nicotine", "status": "met", "required": False}]), REQUIRED)
+    checks = score_case(
+        expectation(criteria={"nicotine": "not-met"}),
+        answer(results=[{"id": "nicotine", "status": "met", "required": False}]),
+        REQUIRED,
+    )
     assert kinds(checks, "criterion nicotine") == [DISAGREE]
 
 
 def test_a_criterion_the_answer_marks_required_counts_as_required():
-    checks = score_case(expectation(criteria={"nicotine": "not-documented"}),
-                        answer(results=[{"id": "nicotine", "status": "met", "required": True}]), REQUIRED)
+    checks = score_case(
+        expectation(criteria={"nicotine": "not-documented"}),
+        answer(results=[{"id": "nicotine", "status": "met", "required": True}]),
+        REQUIRED,
+    )
     assert kinds(checks, "criterion nicotine") == [REASSURANCE]
 
 
 def test_levels_are_scored_one_by_one():
-    checks = score_case(expectation(criteria={"instability": {"L4-L5": "met", "L5-S1": "not-met"}}),
-                        answer(results=[{"id": "instability", "level": "L4-L5", "status": "not-documented"},
-                                        {"id": "instability", "level": "L5-S1", "status": "not-met"}]), REQUIRED)
+    checks = score_case(
+        expectation(criteria={"instability": {"L4-L5": "met", "L5-S1": "not-met"}}),
+        answer(
+            results=[
+                {"id": "instability", "level": "L4-L5", "status": "not-documented"},
+                {"id": "instability", "level": "L5-S1", "status": "not-met"},
+            ]
+        ),
+        REQUIRED,
+    )
     assert kinds(checks, "criterion instability@L4-L5") == [ALARM]
     assert kinds(checks, "criterion instability@L5-S1") == [AGREE]
 
 
 def test_one_unmet_status_for_another_is_a_disagreement_not_an_alarm():
-    checks = score_case(expectation(criteria={"indication": "not-met"}),
-                        answer(results=[{"id": "indication", "status": "unavailable"}]), REQUIRED)
+    checks = score_case(
+        expectation(criteria={"indication": "not-met"}),
+        answer(results=[{"id": "indication", "status": "unavailable"}]),
+        REQUIRED,
+    )
     assert kinds(checks, "criterion indication") == [DISAGREE]
 
 
 def test_info_where_a_warning_is_due_is_false_reassurance_and_the_reverse_a_false_alarm():
-    assert kinds(score_case(expectation(indicator="warning"), answer(indicator="info"), REQUIRED), "indicator") == [REASSURANCE]
-    assert kinds(score_case(expectation(indicator="info"), answer(indicator="warning"), REQUIRED), "indicator") == [ALARM]
+    assert kinds(score_case(expectation(indicator="warning"), answer(indicator="info"), REQUIRED), "indicator") == [
+        REASSURANCE
+    ]
+    assert kinds(score_case(expectation(indicator="info"), answer(indicator="warning"), REQUIRED), "indicator") == [
+        ALARM
+    ]
 
 
 def test_no_card_where_one_is_due_is_false_reassurance_and_nothing_else_is_scored():
@@ -81,24 +120,32 @@ def test_a_card_where_none_is_due_and_extra_cards_are_false_alarms():
 
 
 def test_likely_to_pass_where_another_verdict_is_expected_is_false_reassurance():
-    assert kinds(score_case(expectation(verdict="incomplete"), answer(verdict="likely-to-pass"), REQUIRED),
-                 "verdict") == [REASSURANCE]
-    assert kinds(score_case(expectation(verdict="urgent"), answer(verdict="likely-to-fail"), REQUIRED),
-                 "verdict") == [DISAGREE]
+    assert kinds(
+        score_case(expectation(verdict="incomplete"), answer(verdict="likely-to-pass"), REQUIRED), "verdict"
+    ) == [REASSURANCE]
+    assert kinds(score_case(expectation(verdict="urgent"), answer(verdict="likely-to-fail"), REQUIRED), "verdict") == [
+        DISAGREE
+    ]
 
 
 def test_a_summary_over_its_length_or_cut_short_and_a_suggestion_that_should_be_absent_are_disagreements():
     long = score_case(expectation(summaryMaxChars=20), answer(summary="x" * 20), REQUIRED)
     cut = score_case(expectation(summaryMaxChars=140), answer(summary="L4-L5 ALIF: 1 of 4 …"), REQUIRED)
-    offered = score_case(expectation(suggestionsAbsent=["refer-physical-therapy"]),
-                         answer(suggestions=["refer-physical-therapy"]), REQUIRED)
+    offered = score_case(
+        expectation(suggestionsAbsent=["refer-physical-therapy"]),
+        answer(suggestions=["refer-physical-therapy"]),
+        REQUIRED,
+    )
     assert kinds(long, "summary") == kinds(cut, "summary") == [DISAGREE]
     assert kinds(offered, "suggestion refer-physical-therapy") == [DISAGREE]
 
 
 def test_the_report_counts_findings_and_cases_and_lists_every_disagreement():
-    a = score_case(dict(expectation(indicator="info", criteria={"indication": "met"}), id="a"),
-                   answer(results=[{"id": "indication", "status": "not-met"}]), REQUIRED)
+    a = score_case(
+        dict(expectation(indicator="info", criteria={"indication": "met"}), id="a"),
+        answer(results=[{"id": "indication", "status": "not-met"}]),
+        REQUIRED,
+    )
     b = score_case(dict(expectation(indicator="warning"), id="b"), answer(indicator="warning"), REQUIRED)
     report = Report(2, a + b)
     figures = report.as_json()
@@ -121,10 +168,17 @@ def test_the_command_prints_the_figures_for_a_corpus_folder(tmp_path):
     (tmp_path / "requests").mkdir()
     case = next(c for c in json.loads((CORPUS / "expected.json").read_text()) if c["id"] == "c09-null-patient")
     (tmp_path / "expected.json").write_text(json.dumps([case]))
-    (tmp_path / "requests" / "c09-null-patient.json").write_text((CORPUS / "requests" / "c09-null-patient.json").read_text())
+    (tmp_path / "requests" / "c09-null-patient.json").write_text(
+        (CORPUS / "requests" / "c09-null-patient.json").read_text()
+    )
     cli = str(Path(sys.executable).parent / "cds-hooks")
-    out = subprocess.run([cli, "corpus", "eval", "--pack", "lumbar-fusion", "--corpus", str(tmp_path), "--json"],
-                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    out = subprocess.run(
+        [cli, "corpus", "eval", "--pack", "lumbar-fusion", "--corpus", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
     assert figures["cases"] == 1 and figures["falseReassurance"] == 0 and figures["disagreements"] == []
@@ -132,10 +186,12 @@ def test_the_command_prints_the_figures_for_a_corpus_folder(tmp_path):
 
 def test_the_command_refuses_an_unknown_pack_or_a_missing_corpus(tmp_path):
     cli = str(Path(sys.executable).parent / "cds-hooks")
-    unknown = subprocess.run([cli, "corpus", "eval", "--pack", "no-such-pack"], capture_output=True, text=True,
-                             timeout=120, cwd=REPO)
-    missing = subprocess.run([cli, "corpus", "eval", "--corpus", str(tmp_path)], capture_output=True, text=True,
-                             timeout=120, cwd=REPO)
+    unknown = subprocess.run(
+        [cli, "corpus", "eval", "--pack", "no-such-pack"], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    missing = subprocess.run(
+        [cli, "corpus", "eval", "--corpus", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert unknown.returncode == 2 and "no rule pack named 'no-such-pack'" in unknown.stderr
     assert missing.returncode == 2 and "cannot read the corpus" in missing.stderr
     assert "Traceback" not in unknown.stderr + missing.stderr

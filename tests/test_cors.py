@@ -3,6 +3,7 @@
 The application runs with caller authentication on: a preflight carries no credentials and must
 still succeed, and a refused call must still be readable by an allowed browser origin.
 """
+
 import pytest
 
 from cds_hooks.web.app import create_app
@@ -11,16 +12,23 @@ from support.jwt_issuer import JwksServer, Signer
 
 ALLOWED = "https://ehr.example.org"
 OTHER = "https://evil.example.net"
-ROUTES = {"discovery": ("/cds-services", "GET"), "service": ("/cds-services/lumbar-fusion", "POST"),
-          "feedback": ("/cds-services/lumbar-fusion/feedback", "POST")}
+ROUTES = {
+    "discovery": ("/cds-services", "GET"),
+    "service": ("/cds-services/lumbar-fusion", "POST"),
+    "feedback": ("/cds-services/lumbar-fusion/feedback", "POST"),
+}
 
 
 @pytest.fixture(scope="module")
 def cors_app(engine):
     server = JwksServer().start()
     signer = Signer(server)
-    config = Config(public_base_url="https://cds.example.org", trusted_issuers=[signer.issuer_config()],
-                    allow_http_loopback=True, cors_origins=[ALLOWED])
+    config = Config(
+        public_base_url="https://cds.example.org",
+        trusted_issuers=[signer.issuer_config()],
+        allow_http_loopback=True,
+        cors_origins=[ALLOWED],
+    )
     app = create_app(config, engine=engine)
 
     @app.post("/cds-services/<service_id>/feedback")
@@ -33,8 +41,10 @@ def cors_app(engine):
 
 
 def preflight(app, path, method, origin=ALLOWED, headers="authorization, content-type"):
-    return app.test_client().options(path, headers={
-        "Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers})
+    return app.test_client().options(
+        path,
+        headers={"Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers},
+    )
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -91,7 +101,12 @@ def test_no_origins_are_allowed_by_default():
 
 
 def test_development_allows_the_public_cds_hooks_sandbox(client):
-    r = client.options("/cds-services/lumbar-fusion", headers={
-        "Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    r = client.options(
+        "/cds-services/lumbar-fusion",
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert r.status_code == 204 and r.headers["Access-Control-Allow-Origin"] == "https://sandbox.cds-hooks.org"

@@ -5,6 +5,7 @@ Fixtures (every *-prefetch.json request and the long-history patient) and the ad
 generated patients (hypothesis, batches of 50 through two reference workers) under the `cqlcompare` mark:
 CQLCOMPARE_PATIENTS sets how many (default 2000, about a minute on 2 cores).
 """
+
 import json
 import os
 
@@ -26,8 +27,10 @@ def judge():
 
 
 def _fail(report):
-    lines = [f"{c} {n}\n  reference: {json.dumps(a)[:600]}\n  compiled:  {json.dumps(b)[:600]}"
-             for c, n, a, b in report.disagreements[:5]]
+    lines = [
+        f"{c} {n}\n  reference: {json.dumps(a)[:600]}\n  compiled:  {json.dumps(b)[:600]}"
+        for c, n, a, b in report.disagreements[:5]
+    ]
     return report.summary() + "\n" + "\n".join(lines)
 
 
@@ -49,8 +52,9 @@ PATIENTS = int(os.environ.get("CQLCOMPARE_PATIENTS", "2000"))
 
 
 @pytest.mark.cqlcompare
-@settings(max_examples=max(1, PATIENTS // BATCH), deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=max(1, PATIENTS // BATCH), deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 @given(st.data())
 def test_generated_patients_agree(judge, data):
     d = HypothesisDraw(data)
@@ -70,8 +74,10 @@ def test_the_documentation_library_agrees():
     (dtr_file,) = sorted((REPO / "cql" / "lumbar-fusion" / "dtr" / "elm").glob("*.json"))
     dtr = json.loads(dtr_file.read_text(encoding="utf-8"))
     names = {p["name"] for p in dtr["library"]["parameters"]["def"]}
-    cases = [Case(c.name, c.resources, {k: v for k, v in c.parameters.items() if k in names}, c.patient_id)
-             for c in fixture_cases() + generate_cases(200, seed=9)]
+    cases = [
+        Case(c.name, c.resources, {k: v for k, v in c.parameters.items() if k in names}, c.patient_id)
+        for c in fixture_cases() + generate_cases(200, seed=9)
+    ]
     judge = Judge(dtr, [criteria, *includes], valuesets, workers=2)
     try:
         report = judge.compare(cases)

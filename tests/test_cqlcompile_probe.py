@@ -4,6 +4,7 @@ relations, list and string operators, sorting by expression, strict casts, Messa
 the reference engine (cql-execution as published) and the compiled evaluator, on generated patients,
 compared with zero tolerance. The "Error:" defines must fail in both engines, each on its own.
 """
+
 import json
 import os
 
@@ -29,8 +30,10 @@ def _cases(count, seed):
 
 
 def _failures(report):
-    return report.summary() + "".join(f"\n{c} {n}\n  reference: {json.dumps(a)[:400]}\n  compiled:  {json.dumps(b)[:400]}"
-                                      for c, n, a, b in report.disagreements[:5])
+    return report.summary() + "".join(
+        f"\n{c} {n}\n  reference: {json.dumps(a)[:400]}\n  compiled:  {json.dumps(b)[:400]}"
+        for c, n, a, b in report.disagreements[:5]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +63,13 @@ def test_an_operation_the_reference_refuses_fails_in_the_compiled_evaluator_too(
 
 def test_a_conversion_to_a_unit_outside_the_table_fails_at_load_naming_it(includes):
     elm = json.loads(json.dumps(PROBE))
-    convert = {"type": "ConvertQuantity", "operand": [
-        {"type": "Quantity", "value": 5, "unit": "mm"},
-        {"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}String", "value": "[mi_i]"}]}
+    convert = {
+        "type": "ConvertQuantity",
+        "operand": [
+            {"type": "Quantity", "value": 5, "unit": "mm"},
+            {"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}String", "value": "[mi_i]"},
+        ],
+    }
     elm["library"]["statements"]["def"].append({"name": "Miles", "context": "Patient", "expression": convert})
     with pytest.raises(UnsupportedElm, match=r"ConvertQuantity to unit '\[mi_i\]'.*CompilerProbe\.Miles"):
         CompiledLibrary.load(elm, [], includes)
@@ -70,11 +77,17 @@ def test_a_conversion_to_a_unit_outside_the_table_fails_at_load_naming_it(includ
 
 def test_interval_set_operations_fail_at_load_naming_them(includes):
     elm = json.loads(json.dumps(PROBE))
-    ivl = {"type": "Interval", "low": {"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}Integer", "value": "1"},
-           "high": {"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}Integer", "value": "5"},
-           "resultTypeSpecifier": {"type": "IntervalTypeSpecifier",
-                                   "pointType": {"type": "NamedTypeSpecifier", "name": "{urn:hl7-org:elm-types:r1}Integer"}}}
+    ivl = {
+        "type": "Interval",
+        "low": {"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}Integer", "value": "1"},
+        "high": {"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}Integer", "value": "5"},
+        "resultTypeSpecifier": {
+            "type": "IntervalTypeSpecifier",
+            "pointType": {"type": "NamedTypeSpecifier", "name": "{urn:hl7-org:elm-types:r1}Integer"},
+        },
+    }
     elm["library"]["statements"]["def"].append(
-        {"name": "Cut", "context": "Patient", "expression": {"type": "Except", "operand": [ivl, ivl]}})
+        {"name": "Cut", "context": "Patient", "expression": {"type": "Except", "operand": [ivl, ivl]}}
+    )
     with pytest.raises(UnsupportedElm, match=r"Except of intervals in CompilerProbe\.Cut"):
         CompiledLibrary.load(elm, [], includes)

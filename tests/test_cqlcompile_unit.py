@@ -8,8 +8,13 @@ from tests.support.cql_judge import load_pack_files, strict_equal
 
 
 def _lib(statements, params=None):
-    return {"library": {"identifier": {"id": "T", "version": "1"}, "parameters": {"def": params or []},
-                        "statements": {"def": statements}}}
+    return {
+        "library": {
+            "identifier": {"id": "T", "version": "1"},
+            "parameters": {"def": params or []},
+            "statements": {"def": statements},
+        }
+    }
 
 
 def test_unsupported_construct_fails_at_load_naming_it():
@@ -26,7 +31,13 @@ def test_pack_libraries_compile():
 
 def test_js_number_strings():
     assert [rt.js_num_str(x) for x in (4.0, 1e21, 1e-7, 0.000001, 0.1 + 0.2, -0.5)] == [
-        "4", "1e+21", "1e-7", "0.000001", "0.30000000000000004", "-0.5"]
+        "4",
+        "1e+21",
+        "1e-7",
+        "0.000001",
+        "0.30000000000000004",
+        "-0.5",
+    ]
 
 
 def test_dates_precision_and_uncertainty():

@@ -4,6 +4,7 @@ Each invariant is checked here as the profile states it (StructureDefinition ext
 invariants crd-ci-q1..q7), on every response the fixtures produce; the rest cite the CRD section
 they come from.
 """
+
 import copy
 from datetime import date
 
@@ -20,8 +21,15 @@ PA = {"no-auth", "auth-needed", "satisfied", "performpa", "conditional", "indete
 DOC = {"clinical", "admin", "patient", "conditional", "indeterminate"}
 DOC_PURPOSE = {"withpa", "withclaim", "withorder", "retain-doc", "OTH"}
 REASONS = {"gold-card", "no-member-found", "no-active-coverage", "coverage-not-found", "auth-out-network", "technical"}
-CARDINALITY = {"coverage": (1, 1), "covered": (1, 1), "pa-needed": (0, 1), "doc-needed": (0, 1), "date": (1, 1),
-               "coverage-assertion-id": (1, 1), "satisfied-pa-id": (0, 1)}
+CARDINALITY = {
+    "coverage": (1, 1),
+    "covered": (1, 1),
+    "pa-needed": (0, 1),
+    "doc-needed": (0, 1),
+    "date": (1, 1),
+    "coverage-assertion-id": (1, 1),
+    "satisfied-pa-id": (0, 1),
+}
 
 
 def post(client, body):
@@ -80,8 +88,11 @@ def invariant_violations(ext: dict) -> list[str]:
 
 
 def coverage_actions(response: dict) -> list[dict]:
-    return [a for a in response.get("systemActions", [])
-            if any(e.get("url") == CI_URL for e in a["resource"].get("extension", []))]
+    return [
+        a
+        for a in response.get("systemActions", [])
+        if any(e.get("url") == CI_URL for e in a["resource"].get("extension", []))
+    ]
 
 
 def fresh(request: dict) -> dict:
@@ -97,8 +108,11 @@ def test_every_fusion_order_gets_coverage_information_that_keeps_every_invariant
     body = fresh(request_fixture(name))
     response = post(client, body)
     actions = coverage_actions(response)
-    order_ids = {e["resource"]["id"] for e in body["context"]["draftOrders"]["entry"]
-                 if e["resource"]["resourceType"] == "ServiceRequest"}
+    order_ids = {
+        e["resource"]["id"]
+        for e in body["context"]["draftOrders"]["entry"]
+        if e["resource"]["resourceType"] == "ServiceRequest"
+    }
     assert actions and {a["resource"]["id"] for a in actions} <= order_ids
     for action in actions:
         assert action["type"] == "update" and action["description"]
@@ -126,19 +140,26 @@ def test_nothing_else_on_the_order_changes(client):
 def test_the_seed_order_needs_clinical_documentation_for_prior_authorization_and_points_to_the_questionnaire(client):
     """Mapping (docs/crd.md): required criteria not met -> covered, auth-needed, doc-needed clinical,
     doc-purpose withpa, the DTR questionnaire; the reason says it is likely to fail review."""
-    ext = next(e for e in coverage_actions(post(client, fresh(request_fixture("seed"))))[0]["resource"]["extension"]
-               if e["url"] == CI_URL)
+    ext = next(
+        e
+        for e in coverage_actions(post(client, fresh(request_fixture("seed"))))[0]["resource"]["extension"]
+        if e["url"] == CI_URL
+    )
     assert codes(ext, "covered") == ["covered"] and codes(ext, "pa-needed") == ["auth-needed"]
     assert codes(ext, "doc-needed") == ["clinical"] and codes(ext, "doc-purpose") == ["withpa"]
     assert codes(ext, "questionnaire") == [
-        "http://fusion-cds.example.org/fhir/Questionnaire/lumbar-fusion-documentation|1.0.0"]
+        "http://fusion-cds.example.org/fhir/Questionnaire/lumbar-fusion-documentation|1.0.0"
+    ]
     assert "likely to fail review" in codes(ext, "reason")[0]["text"]
     assert codes(ext, "billingCode")[0]["code"] == "22558"
 
 
 def test_all_required_criteria_met_asks_for_no_documentation_and_no_questionnaire(client):
-    ext = next(e for e in coverage_actions(post(client, fresh(request_fixture("meets-all"))))[0]["resource"]["extension"]
-               if e["url"] == CI_URL)
+    ext = next(
+        e
+        for e in coverage_actions(post(client, fresh(request_fixture("meets-all"))))[0]["resource"]["extension"]
+        if e["url"] == CI_URL
+    )
     assert codes(ext, "covered") == ["covered"] and codes(ext, "pa-needed") == ["auth-needed"]
     assert not parts(ext, "doc-needed") and not parts(ext, "questionnaire")
 
@@ -146,8 +167,10 @@ def test_all_required_criteria_met_asks_for_no_documentation_and_no_questionnair
 def test_a_failed_data_source_makes_the_answer_indeterminate_with_the_technical_reason(client):
     """CRD 2.2.1 covered `indeterminate` ("technical issues ... the payer is unable to evaluate")."""
     body = fresh(request_fixture("seed"))
-    body["prefetch"]["procedures"] = {"resourceType": "OperationOutcome",
-                                      "issue": [{"severity": "error", "code": "timeout"}]}
+    body["prefetch"]["procedures"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
     ext = next(e for e in coverage_actions(post(client, body))[0]["resource"]["extension"] if e["url"] == CI_URL)
     assert codes(ext, "covered") == ["indeterminate"]
     assert [c["code"] for c in codes(ext, "reason")[0]["coding"]] == ["technical"]
@@ -165,7 +188,7 @@ def test_a_record_without_coverage_is_indeterminate_coverage_not_found(client):
 
 
 def test_the_same_hook_instance_does_not_update_an_order_again_with_the_same_information(client):
-    """"an order that got the same coverage information earlier for the same hookInstance is not
+    """ "an order that got the same coverage information earlier for the same hookInstance is not
     updated again" (CRD: coverage information is updated when it changes)."""
     body = fresh(request_fixture("seed"))
     assert coverage_actions(post(client, body))
@@ -205,6 +228,7 @@ def test_each_coverage_gets_its_own_assertion_id_and_the_same_one_on_a_repeat(cl
 
 
 # ---- configuration (CRD 2.2.1 "New hook configuration mechanism") -----------------------------------
+
 
 def configured(body: dict, **options) -> dict:
     out = fresh(body)
@@ -248,8 +272,9 @@ def test_unsupported_options_are_ignored_and_unusable_values_set_aside(client):
     """dev-15/dev-17: never required, unsupported ignored; dev-6: a value the service cannot honour is
     handled gracefully (the default applies) and reported."""
     plain = post(client, fresh(request_fixture("seed")))
-    response = post(client, configured(request_fixture("seed"), **{"alt-drug": True, "max-cards": "two",
-                                                                      "coverage-info": "yes"}))
+    response = post(
+        client, configured(request_fixture("seed"), **{"alt-drug": True, "max-cards": "two", "coverage-info": "yes"})
+    )
     assert len(response["cards"]) == len(plain["cards"]) and coverage_actions(response)
     evaluation = response["extension"]["org.example.fusion-cds.evaluation"]
     assert sorted(evaluation["configurationSetAside"]) == ["coverage-info", "max-cards"]
@@ -267,7 +292,21 @@ def test_verdict_of_an_unchecked_required_criterion_wins_over_a_not_met_one():
 def test_an_order_without_an_id_cannot_be_updated_and_is_left_alone():
     from cds_hooks.pipeline.orders import FusionOrder, SurgicalCase
 
-    order = FusionOrder({"resourceType": "ServiceRequest"}, "ServiceRequest/?", "22558", "ALIF", "primary", (),
-                        "code", [], None, None, None, None)
-    assert system_actions([(SurgicalCase([order]), verdict([], ()))], [], "h", None, CoverageLedger(),
-                          date(2026, 1, 1)) == []
+    order = FusionOrder(
+        {"resourceType": "ServiceRequest"},
+        "ServiceRequest/?",
+        "22558",
+        "ALIF",
+        "primary",
+        (),
+        "code",
+        [],
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (
+        system_actions([(SurgicalCase([order]), verdict([], ()))], [], "h", None, CoverageLedger(), date(2026, 1, 1))
+        == []
+    )

@@ -26,11 +26,19 @@ def seed():
 
 
 def condition(cid, code, level=None, severity=None, recorded="2026-09-02", patient="seed-patient", **extra):
-    c = {"resourceType": "Condition", "id": cid,
-         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-         "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
-         "code": {"coding": [{"system": ICD, "code": code}], "text": code},
-         "subject": {"reference": f"Patient/{patient}"}, "recordedDate": recorded}
+    c = {
+        "resourceType": "Condition",
+        "id": cid,
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+        },
+        "verificationStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]
+        },
+        "code": {"coding": [{"system": ICD, "code": code}], "text": code},
+        "subject": {"reference": f"Patient/{patient}"},
+        "recordedDate": recorded,
+    }
     if level:
         c["bodySite"] = [{"coding": [{"system": INTERSPACE, "code": level}], "text": level}]
     if severity:
@@ -40,9 +48,14 @@ def condition(cid, code, level=None, severity=None, recorded="2026-09-02", patie
 
 
 def observation(oid, code, system, value, level=None, date="2026-10-01", patient="seed-patient"):
-    o = {"resourceType": "Observation", "id": oid, "status": "final",
-         "code": {"coding": [{"system": system, "code": code}]},
-         "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": date}
+    o = {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": date,
+    }
     o.update(value)
     if level:
         o["bodySite"] = {"coding": [{"system": INTERSPACE, "code": level}], "text": level}
@@ -50,14 +63,20 @@ def observation(oid, code, system, value, level=None, date="2026-10-01", patient
 
 
 def procedure(pid, code, date, patient="seed-patient", status="completed", **extra):
-    p = {"resourceType": "Procedure", "id": pid, "status": status,
-         "code": {"coding": [{"system": CPT, "code": code}]},
-         "subject": {"reference": f"Patient/{patient}"}, "performedDateTime": date}
+    p = {
+        "resourceType": "Procedure",
+        "id": pid,
+        "status": status,
+        "code": {"coding": [{"system": CPT, "code": code}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "performedDateTime": date,
+    }
     p.update(extra)
     return p
 
 
 # ---------------------------------------------------------------- indication
+
 
 def test_supporting_diagnoses_alone_do_not_meet_indication(client):
     req = without(seed(), "Condition/seed-stenosis-l5s1", "Condition/seed-stenosis-l4l5")
@@ -79,8 +98,9 @@ def test_a_profile_admitting_the_discogenic_pathway_meets_indication_with_ddd(ap
 def test_a_refuted_pathway_diagnosis_does_not_count(client):
     req = seed()
     for cid in ("seed-stenosis-l5s1", "seed-stenosis-l4l5"):
-        find(req, "Condition", cid)["verificationStatus"] = {"coding": [
-            {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "refuted"}]}
+        find(req, "Condition", cid)["verificationStatus"] = {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "refuted"}]
+        }
     req = with_resources(req, resources(req))
     assert result(card_of(client, req), "indication")["status"] == "not-met"
 
@@ -93,6 +113,7 @@ def test_a_resolved_pathway_diagnosis_does_not_count(client):
 
 
 # ---------------------------------------------------------------- imaging severity
+
 
 def test_seed_l4_l5_finding_does_not_affect_the_l5_s1_order(client):
     req = seed()
@@ -107,13 +128,16 @@ def test_an_entered_in_error_severe_grade_never_counts(client):
     assert r["status"] == "not-met" and "Condition/seed-stenosis-l5s1-eie" not in r["evidence"]
 
 
-@pytest.mark.parametrize("code, status", [
-    ("255604002", "not-met"),   # mild
-    ("371923003", "not-met"),   # mild to moderate
-    ("6736007", "met"),         # moderate
-    ("371924009", "met"),       # moderate to severe
-    ("24484000", "met"),        # severe
-])
+@pytest.mark.parametrize(
+    "code, status",
+    [
+        ("255604002", "not-met"),  # mild
+        ("371923003", "not-met"),  # mild to moderate
+        ("6736007", "met"),  # moderate
+        ("371924009", "met"),  # moderate to severe
+        ("24484000", "met"),  # severe
+    ],
+)
 def test_grades_count_from_moderate_up(client, code, status):
     r = result(card_of(client, plus(seed(), mri_grade("seed-x-grade", code))), "imaging-severity", "L5-S1")
     assert r["status"] == status
@@ -121,8 +145,14 @@ def test_grades_count_from_moderate_up(client, code, status):
 
 def mri_grade(oid, code, level="L5-S1", **extra):
     """A stenosis grade Observation tied to the seed's MRI (an imaging result)."""
-    o = observation(oid, "spinal-stenosis-grade", FINDING,
-                    {"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": code}]}}, level, date="2026-09-02")
+    o = observation(
+        oid,
+        "spinal-stenosis-grade",
+        FINDING,
+        {"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": code}]}},
+        level,
+        date="2026-09-02",
+    )
     o["derivedFrom"] = [{"reference": "ImagingStudy/seed-mri-2026"}]
     o.update(extra)
     return o
@@ -161,8 +191,12 @@ def test_the_level_grade_is_the_maximum_over_compartments(client):
 
 
 def test_grade_recorded_as_free_text_level_counts_at_that_level(client):
-    grade = mri_grade("seed-x-text", "0", bodySite={"text": "L5/S1 neural foramina"},
-                      valueCodeableConcept={"text": "Moderate to severe"})
+    grade = mri_grade(
+        "seed-x-text",
+        "0",
+        bodySite={"text": "L5/S1 neural foramina"},
+        valueCodeableConcept={"text": "Moderate to severe"},
+    )
     assert result(card_of(client, plus(seed(), grade)), "imaging-severity", "L5-S1")["status"] == "met"
 
 
@@ -188,13 +222,16 @@ def test_an_order_without_a_level_makes_level_criteria_not_documented(client):
 
 # ---------------------------------------------------------------- conservative care
 
+
 def pt_course(n, weeks, start="2026-05-04"):
     from datetime import date, timedelta
 
     first = date.fromisoformat(start)
     step = (weeks * 7) / max(n - 1, 1)
-    return [procedure(f"seed-x-pt-{i}", "97110", (first + timedelta(days=round(i * step))).isoformat(), bodySite=[LUMBAR])
-            for i in range(n)]
+    return [
+        procedure(f"seed-x-pt-{i}", "97110", (first + timedelta(days=round(i * step))).isoformat(), bodySite=[LUMBAR])
+        for i in range(n)
+    ]
 
 
 LUMBAR = {"coding": [{"system": SNOMED, "code": "122496007", "display": "Lumbar spine"}], "text": "Lumbar spine"}
@@ -216,7 +253,9 @@ def test_five_sessions_do_not(client):
 
 
 def test_six_sessions_over_five_weeks_do_not(client):
-    assert result(card_of(client, plus(seed_without_pt(), *pt_course(6, 5))), "conservative-care")["status"] == "not-met"
+    assert (
+        result(card_of(client, plus(seed_without_pt(), *pt_course(6, 5))), "conservative-care")["status"] == "not-met"
+    )
 
 
 def test_an_evaluation_starts_the_clock(client):
@@ -259,8 +298,12 @@ def test_sessions_of_separate_episodes_are_not_added(client):
 
 
 def test_a_pt_discharge_visit_count_is_an_episode(client):
-    count = observation("seed-x-visits", "pt-visits-attended", FINDING,
-                        {"valueQuantity": {"value": 12, "unit": "visits", "code": "{visits}"}})
+    count = observation(
+        "seed-x-visits",
+        "pt-visits-attended",
+        FINDING,
+        {"valueQuantity": {"value": 12, "unit": "visits", "code": "{visits}"}},
+    )
     count.pop("effectiveDateTime")
     count["effectivePeriod"] = {"start": "2026-07-01", "end": "2026-09-15"}
     count["bodySite"] = LUMBAR
@@ -327,10 +370,16 @@ def test_a_provisional_diagnosis_is_not_evidence(client):
 
 # ---------------------------------------------------------------- instability
 
+
 def translation(oid, mm, level, date="2026-10-01"):
-    return observation(oid, "segmental-translation", FINDING,
-                       {"valueQuantity": {"value": mm, "unit": "mm", "system": "http://unitsofmeasure.org", "code": "mm"}},
-                       level, date)
+    return observation(
+        oid,
+        "segmental-translation",
+        FINDING,
+        {"valueQuantity": {"value": mm, "unit": "mm", "system": "http://unitsofmeasure.org", "code": "mm"}},
+        level,
+        date,
+    )
 
 
 @pytest.mark.parametrize("mm, status", [(3.9, "not-met"), (4.0, "met"), (4.5, "met")])
@@ -340,8 +389,9 @@ def test_translation_threshold_is_inclusive(client, mm, status):
 
 
 def test_angulation_at_threshold_meets_instability(client):
-    ang = observation("seed-x-ang", "segmental-angulation", FINDING,
-                      {"valueQuantity": {"value": 10, "unit": "deg"}}, "L5-S1")
+    ang = observation(
+        "seed-x-ang", "segmental-angulation", FINDING, {"valueQuantity": {"value": 10, "unit": "deg"}}, "L5-S1"
+    )
     assert result(card_of(client, plus(seed(), ang)), "instability", "L5-S1")["status"] == "met"
 
 
@@ -373,12 +423,15 @@ def test_a_thoracic_cobb_angle_never_counts_at_a_lumbar_level(client):
     assert r["status"] == "not-documented" and "not a lumbar measurement" in r["reason"]
 
 
-@pytest.mark.parametrize("quantity, status", [
-    ({"value": 0.5, "unit": "cm", "code": "cm"}, "met"),        # 5 mm
-    ({"value": 8, "unit": "%", "code": "%"}, "not-documented"),  # not a length
-    ({"value": 6}, "not-documented"),                            # no unit
-    ({"value": 48, "unit": "pixels"}, "not-documented"),         # not UCUM
-])
+@pytest.mark.parametrize(
+    "quantity, status",
+    [
+        ({"value": 0.5, "unit": "cm", "code": "cm"}, "met"),  # 5 mm
+        ({"value": 8, "unit": "%", "code": "%"}, "not-documented"),  # not a length
+        ({"value": 6}, "not-documented"),  # no unit
+        ({"value": 48, "unit": "pixels"}, "not-documented"),  # not UCUM
+    ],
+)
 def test_a_translation_is_read_with_its_unit(client, quantity, status):
     tr = observation("seed-x-tr", "segmental-translation", FINDING, {"valueQuantity": quantity}, "L5-S1")
     r = result(card_of(client, plus(seed(), tr)), "instability", "L5-S1")
@@ -388,24 +441,40 @@ def test_a_translation_is_read_with_its_unit(client, quantity, status):
 
 
 def slip(oid, mm, position=None, direction="anterolisthesis"):
-    o = observation(oid, "spondylolisthesis", FINDING,
-                    {"valueQuantity": {"value": mm, "unit": "mm", "code": "mm"}}, "L5-S1")
-    o["component"] = [{"code": {"coding": [{"system": FINDING, "code": "slip-direction"}]},
-                       "valueCodeableConcept": {"coding": [{"system": FINDING, "code": direction}]}}]
+    o = observation(
+        oid, "spondylolisthesis", FINDING, {"valueQuantity": {"value": mm, "unit": "mm", "code": "mm"}}, "L5-S1"
+    )
+    o["component"] = [
+        {
+            "code": {"coding": [{"system": FINDING, "code": "slip-direction"}]},
+            "valueCodeableConcept": {"coding": [{"system": FINDING, "code": direction}]},
+        }
+    ]
     if position:
-        o["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/observation-bodyPosition",
-                           "valueCodeableConcept": {"text": position}}]
+        o["extension"] = [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/observation-bodyPosition",
+                "valueCodeableConcept": {"text": position},
+            }
+        ]
     return o
 
 
 def test_flexion_and_extension_positions_give_a_translation(client):
-    r = result(card_of(client, plus(seed(), slip("seed-x-ext", 3, "Lumbar extension"), slip("seed-x-flex", 9, "Lumbar flexion"))),
-               "instability", "L5-S1")
+    r = result(
+        card_of(
+            client, plus(seed(), slip("seed-x-ext", 3, "Lumbar extension"), slip("seed-x-flex", 9, "Lumbar flexion"))
+        ),
+        "instability",
+        "L5-S1",
+    )
     assert r["status"] == "met" and "translation 6" in r["reason"]
 
 
 def test_a_small_retrolisthesis_is_not_instability(client):
-    r = result(card_of(client, plus(seed(), slip("seed-x-retro", 3, direction="retrolisthesis"))), "instability", "L5-S1")
+    r = result(
+        card_of(client, plus(seed(), slip("seed-x-retro", 3, direction="retrolisthesis"))), "instability", "L5-S1"
+    )
     assert r["status"] == "not-met"
 
 
@@ -415,14 +484,20 @@ def test_sagittal_vertical_axis_below_threshold_does_not(client):
 
 
 def test_films_without_measurements_at_the_level_are_not_documented(client):
-    films = {"resourceType": "ImagingStudy", "id": "seed-x-fe", "status": "available",
-             "subject": {"reference": "Patient/seed-patient"}, "started": "2026-10-01T10:00:00Z",
-             "procedureCode": [{"coding": [{"system": CPT, "code": "72114"}]}]}
+    films = {
+        "resourceType": "ImagingStudy",
+        "id": "seed-x-fe",
+        "status": "available",
+        "subject": {"reference": "Patient/seed-patient"},
+        "started": "2026-10-01T10:00:00Z",
+        "procedureCode": [{"coding": [{"system": CPT, "code": "72114"}]}],
+    }
     r = result(card_of(client, plus(seed(), films)), "instability", "L5-S1")
     assert r["status"] == "not-documented" and r["evidence"] == ["ImagingStudy/seed-x-fe"]
 
 
 # ---------------------------------------------------------------- advisory criteria
+
 
 def test_injection_outside_the_window_is_not_documented(client):
     req = seed()
@@ -432,9 +507,15 @@ def test_injection_outside_the_window_is_not_documented(client):
 
 
 def test_pregabalin_named_only_in_text_counts(client):
-    med = {"resourceType": "MedicationRequest", "id": "seed-x-lyrica", "status": "completed", "intent": "order",
-           "medicationCodeableConcept": {"text": "Lyrica 75 mg capsule"},
-           "subject": {"reference": "Patient/seed-patient"}, "authoredOn": "2026-08-01"}
+    med = {
+        "resourceType": "MedicationRequest",
+        "id": "seed-x-lyrica",
+        "status": "completed",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "Lyrica 75 mg capsule"},
+        "subject": {"reference": "Patient/seed-patient"},
+        "authoredOn": "2026-08-01",
+    }
     assert result(card_of(client, plus(seed(), med)), "neuropathic-medication")["status"] == "met"
 
 
@@ -445,34 +526,51 @@ def test_facet_block_meets_facet_evaluation(client):
 
 # ---------------------------------------------------------------- nicotine
 
+
 def smoking(code, date="2026-10-01", quit=None):
-    o = observation("seed-x-smoke", "72166-2", "http://loinc.org",
-                    {"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": code}]}}, date=date)
+    o = observation(
+        "seed-x-smoke",
+        "72166-2",
+        "http://loinc.org",
+        {"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": code}]}},
+        date=date,
+    )
     if quit:
-        o["component"] = [{"code": {"coding": [{"system": "http://loinc.org", "code": "74010-0"}]},
-                           "valueDateTime": quit}]
+        o["component"] = [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "74010-0"}]}, "valueDateTime": quit}
+        ]
     return o
 
 
-@pytest.mark.parametrize("obs, status", [
-    (smoking("266919005"), "met"),                          # never
-    (smoking("8517006", quit="2026-10-01"), "met"),          # quit 10 weeks before 2026-12-14
-    (smoking("8517006", quit="2026-11-20"), "not-met"),      # quit 3 weeks before
-    (smoking("8517006"), "not-documented"),                 # former, no quit date
-    (smoking("449868002"), "not-met"),                      # smokes daily
-], ids=["never", "quit-long-ago", "quit-recently", "former-no-date", "daily"])
+@pytest.mark.parametrize(
+    "obs, status",
+    [
+        (smoking("266919005"), "met"),  # never
+        (smoking("8517006", quit="2026-10-01"), "met"),  # quit 10 weeks before 2026-12-14
+        (smoking("8517006", quit="2026-11-20"), "not-met"),  # quit 3 weeks before
+        (smoking("8517006"), "not-documented"),  # former, no quit date
+        (smoking("449868002"), "not-met"),  # smokes daily
+    ],
+    ids=["never", "quit-long-ago", "quit-recently", "former-no-date", "daily"],
+)
 def test_smoking_status_decides_nicotine(client, obs, status):
     assert result(card_of(client, plus(seed(), obs)), "nicotine")["status"] == status
 
 
 @pytest.mark.parametrize("value, status", [(10, "met"), (10.5, "not-met")])
 def test_cotinine_threshold_is_inclusive(client, value, status):
-    cot = observation("seed-x-cot", "10366-3", "http://loinc.org",
-                      {"valueQuantity": {"value": value, "unit": "ng/mL"}}, date="2026-11-01")
+    cot = observation(
+        "seed-x-cot",
+        "10366-3",
+        "http://loinc.org",
+        {"valueQuantity": {"value": value, "unit": "ng/mL"}},
+        date="2026-11-01",
+    )
     assert result(card_of(client, plus(seed(), cot)), "nicotine")["status"] == status
 
 
 # ---------------------------------------------------------------- profiles
+
 
 def test_the_strict_payer_requires_nicotine_and_a_six_month_imaging_window(client):
     req = request_fixture("no-imaging")
@@ -486,22 +584,32 @@ def test_the_strict_profile_needs_a_grade_two_slip(client):
     slip = condition("noimg-x-slip", "M43.16", "L4-L5", patient="noimg-patient")
     r = result(card_of(client, plus(req, slip)), "instability", "L4-L5")
     assert r["status"] == "not-documented" and "grade 2" in r["reason"]
-    grade = observation("noimg-x-grade", "spondylolisthesis-grade", FINDING, {"valueInteger": 2}, "L4-L5",
-                        patient="noimg-patient")
+    grade = observation(
+        "noimg-x-grade", "spondylolisthesis-grade", FINDING, {"valueInteger": 2}, "L4-L5", patient="noimg-patient"
+    )
     assert result(card_of(client, plus(req, slip, grade)), "instability", "L4-L5")["status"] == "met"
 
 
 def test_the_most_recent_nicotine_evidence_wins(client):
-    old_cotinine = observation("seed-x-cot", "10365-5", "http://loinc.org",
-                               {"valueQuantity": {"value": 2, "unit": "ng/mL", "code": "ng/mL"}}, date="2026-01-18")
+    old_cotinine = observation(
+        "seed-x-cot",
+        "10365-5",
+        "http://loinc.org",
+        {"valueQuantity": {"value": 2, "unit": "ng/mL", "code": "ng/mL"}},
+        date="2026-01-18",
+    )
     quit_recently = smoking("8517006", date="2026-12-07", quit="2026-11-23")
     assert result(card_of(client, plus(seed(), old_cotinine, quit_recently)), "nicotine")["status"] == "not-met"
 
 
 def test_a_qualitative_positive_cotinine_is_use(client):
-    positive = observation("seed-x-cot", "10366-3", "http://loinc.org",
-                           {"valueCodeableConcept": {"text": "POSITIVE"}}, date="2026-12-02")
-    assert result(card_of(client, plus(seed(), smoking("266919005", date="2026-06-17"), positive)), "nicotine")["status"] == "not-met"
+    positive = observation(
+        "seed-x-cot", "10366-3", "http://loinc.org", {"valueCodeableConcept": {"text": "POSITIVE"}}, date="2026-12-02"
+    )
+    assert (
+        result(card_of(client, plus(seed(), smoking("266919005", date="2026-06-17"), positive)), "nicotine")["status"]
+        == "not-met"
+    )
 
 
 def test_vaping_is_nicotine_use(client):
@@ -510,13 +618,19 @@ def test_vaping_is_nicotine_use(client):
 
 
 def test_a_cotinine_in_micrograms_is_converted(client):
-    cot = observation("seed-x-cot", "10365-5", "http://loinc.org",
-                      {"valueQuantity": {"value": 0.5, "unit": "ug/mL", "code": "ug/mL"}}, date="2026-11-01")
+    cot = observation(
+        "seed-x-cot",
+        "10365-5",
+        "http://loinc.org",
+        {"valueQuantity": {"value": 0.5, "unit": "ug/mL", "code": "ug/mL"}},
+        date="2026-11-01",
+    )
     r = result(card_of(client, plus(seed(), cot)), "nicotine")
     assert r["status"] == "not-met" and "500" in r["reason"]
 
 
 # ---------------------------------------------------------------- pathways
+
 
 def test_disc_degeneration_alone_is_the_excluded_pathway(app, client):
     req = without(seed(), "Condition/seed-stenosis-l5s1", "Condition/seed-stenosis-l4l5")
@@ -560,12 +674,16 @@ def evaluate_pathway(app, req):
 
 
 def pt_visit(eid, day, service_type):
-    return {"resourceType": "Encounter", "id": eid, "status": "finished",
-            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-            "serviceType": {"coding": [service_type]},
-            "subject": {"reference": "Patient/seed-patient"},
-            "period": {"start": f"{day}T09:00:00Z", "end": f"{day}T09:45:00Z"},
-            "reasonReference": [{"reference": "Condition/seed-stenosis-l5s1"}]}
+    return {
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "serviceType": {"coding": [service_type]},
+        "subject": {"reference": "Patient/seed-patient"},
+        "period": {"start": f"{day}T09:00:00Z", "end": f"{day}T09:45:00Z"},
+        "reasonReference": [{"reference": "Condition/seed-stenosis-l5s1"}],
+    }
 
 
 def test_a_site_local_pt_visit_type_counts_by_service_type(engine, tmp_path):
@@ -575,11 +693,18 @@ def test_a_site_local_pt_visit_type_counts_by_service_type(engine, tmp_path):
     from cds_hooks.web.app import create_app
 
     local = {"system": "http://hospital.example.org/visit-types", "code": "PT-FU"}
-    visits = [pt_visit(f"seed-x-visit-{i}", (date(2026, 5, 4) + timedelta(weeks=i)).isoformat(), local) for i in range(7)]
+    visits = [
+        pt_visit(f"seed-x-visit-{i}", (date(2026, 5, 4) + timedelta(weeks=i)).isoformat(), local) for i in range(7)
+    ]
     req = plus(seed_without_pt(), *visits)
     plain = create_app(Config.development(var_dir=tmp_path / "a"), engine=engine).test_client()
     assert result(card_of(plain, req), "conservative-care")["status"] == "not-documented"
-    site = create_app(Config.development(var_dir=tmp_path / "b", local_valueset_codes={
-        "pt-encounter-type": ["http://hospital.example.org/visit-types|PT-FU"]}), engine=engine).test_client()
+    site = create_app(
+        Config.development(
+            var_dir=tmp_path / "b",
+            local_valueset_codes={"pt-encounter-type": ["http://hospital.example.org/visit-types|PT-FU"]},
+        ),
+        engine=engine,
+    ).test_client()
     r = result(card_of(site, req), "conservative-care")
     assert r["status"] == "met" and "Encounter/seed-x-visit-0" in r["evidence"]

@@ -1,6 +1,7 @@
 """deploy/: the Dockerfile's invariants and lint, the Kubernetes manifests against the Kubernetes
 schemas (kubernetes-validate, offline), the Compose file against the Compose specification's schema,
 and every setting they name against `Config`."""
+
 from __future__ import annotations
 
 import copy
@@ -36,6 +37,7 @@ def final_stage():
 
 
 # ------------------------------------------------------------------ the Dockerfile
+
 
 def test_the_image_is_built_in_several_stages():
     assert len(stages(DOCKERFILE)) >= 2
@@ -88,8 +90,9 @@ def test_every_setting_the_image_sets_exists():
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile():
-    out = subprocess.run([str(BIN / "hadolint"), "--no-color", str(DOCKERFILE)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [str(BIN / "hadolint"), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -101,6 +104,7 @@ def test_hadolint_does_report_an_unpinned_base_image(tmp_path):
 
 
 # ------------------------------------------------------------------ Kubernetes
+
 
 def manifest_files() -> list[Path]:
     return sorted(p for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
@@ -177,8 +181,9 @@ def test_the_configmap_is_a_valid_configuration():
     data = all_documents()["ConfigMap/fusion-cds-config"]["data"]
     code = "from cds_hooks.config import Config; Config.from_env()"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    out = subprocess.run([sys.executable, "-c", code], env={**clean, **data}, capture_output=True, text=True,
-                         cwd=REPO, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **data}, capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -195,8 +200,10 @@ def test_the_secret_mounted_at_the_secrets_directory_holds_exactly_the_secret_se
 def test_the_service_the_budget_and_the_autoscaler_select_the_deployment():
     docs = all_documents()
     pod_labels = docs["Deployment/fusion-cds"]["spec"]["template"]["metadata"]["labels"]
-    for selector in (docs["Service/fusion-cds"]["spec"]["selector"],
-                     docs["PodDisruptionBudget/fusion-cds"]["spec"]["selector"]["matchLabels"]):
+    for selector in (
+        docs["Service/fusion-cds"]["spec"]["selector"],
+        docs["PodDisruptionBudget/fusion-cds"]["spec"]["selector"]["matchLabels"],
+    ):
         assert selector.items() <= pod_labels.items()
     assert docs["HorizontalPodAutoscaler/fusion-cds"]["spec"]["scaleTargetRef"]["name"] == "fusion-cds"
     assert docs["HorizontalPodAutoscaler/fusion-cds"]["spec"]["minReplicas"] >= 2
@@ -227,10 +234,15 @@ def test_jobs_run_project_commands_with_the_same_settings_and_secrets():
 
 # ------------------------------------------------------------------ Compose
 
+
 def check_compose(path: Path) -> subprocess.CompletedProcess:
     assert COMPOSE_SCHEMA.is_file(), f"{COMPOSE_SCHEMA} is missing: run ./scripts/setup --test"
-    return subprocess.run([str(BIN / "check-jsonschema"), "--schemafile", str(COMPOSE_SCHEMA), str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--schemafile", str(COMPOSE_SCHEMA), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_compose_file_is_valid_against_the_compose_specification():
@@ -274,8 +286,13 @@ def deployed_commands() -> list[list[str]]:
     job = docs["Job/fusion-cds-migrate-0-1-0"]["spec"]["template"]["spec"]
     cron = docs["CronJob/fusion-cds-audit-purge"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     services = compose()["services"]
-    return [job["containers"][0]["command"], cron["containers"][0]["command"],
-            services["migrate"]["entrypoint"], services["doctor"]["entrypoint"], final_stage().exec_form("ENTRYPOINT")]
+    return [
+        job["containers"][0]["command"],
+        cron["containers"][0]["command"],
+        services["migrate"]["entrypoint"],
+        services["doctor"]["entrypoint"],
+        final_stage().exec_form("ENTRYPOINT"),
+    ]
 
 
 @pytest.mark.parametrize("command", deployed_commands(), ids=" ".join)
@@ -294,11 +311,19 @@ def test_the_local_secrets_script_writes_every_compose_secret_as_valid_settings(
     assert out.returncode == 0, out.stderr
     files = {p.name for p in (tmp_path / "secrets").iterdir()}
     assert files == set(compose()["secrets"])
-    code = ("from cds_hooks.config import Config; from cds_hooks.audit.sealing import Sealer; "
-            "c = Config.from_env(); Sealer.from_config(c); print(c.database_url.get_secret_value().split('@')[1])")
+    code = (
+        "from cds_hooks.config import Config; from cds_hooks.audit.sealing import Sealer; "
+        "c = Config.from_env(); Sealer.from_config(c); print(c.database_url.get_secret_value().split('@')[1])"
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
-                            env={**clean, "CDS_SECRETS_DIR": str(tmp_path / "secrets")})
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={**clean, "CDS_SECRETS_DIR": str(tmp_path / "secrets")},
+    )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "db:5432/fusion_cds"
     again = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)

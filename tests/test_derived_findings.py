@@ -1,4 +1,5 @@
 """Derived Observations from report text: their FHIR shape, ids and provenance (cds_hooks/spine/derived_findings.py)."""
+
 import base64
 import copy
 
@@ -24,14 +25,21 @@ def test_seed_report_gives_a_final_mild_bilateral_foraminal_grade_at_l5s1():
     obs = derive(seed_resources())
     (mild,) = [o for o in by_level(obs, "L5-S1") if o["valueCodeableConcept"]["coding"][0]["code"] == "255604002"]
     assert mild["status"] == "final"
-    assert mild["code"]["coding"][0] == {"system": SPINE_FINDING, "code": "spinal-stenosis-grade",
-                                         "display": "Spinal stenosis grade at one interspace"}
+    assert mild["code"]["coding"][0] == {
+        "system": SPINE_FINDING,
+        "code": "spinal-stenosis-grade",
+        "display": "Spinal stenosis grade at one interspace",
+    }
     assert mild["method"]["coding"][0]["code"] == METHOD_CODE
-    assert mild["derivedFrom"] == [{"reference": "DiagnosticReport/seed-mri-2026-report"},
-                                   {"reference": "ImagingStudy/seed-mri-2026"}]
+    assert mild["derivedFrom"] == [
+        {"reference": "DiagnosticReport/seed-mri-2026-report"},
+        {"reference": "ImagingStudy/seed-mri-2026"},
+    ]
     assert mild["effectiveDateTime"] == "2026-09-02"
     assert mild["subject"] == {"reference": "Patient/seed-patient"}
-    components = {c["code"]["coding"][0]["code"]: c["valueCodeableConcept"]["coding"][0]["code"] for c in mild["component"]}
+    components = {
+        c["code"]["coding"][0]["code"]: c["valueCodeableConcept"]["coding"][0]["code"] for c in mild["component"]
+    }
     assert components == {"stenosis-compartment": "neural-foramen", "laterality": "bilateral"}
     Observation.model_validate(mild)
 
@@ -44,7 +52,11 @@ def test_the_sentence_and_its_offsets_are_kept_in_the_observation():
     parts = {e["url"]: next(v for k, v in e.items() if k.startswith("value")) for e in ext["extension"]}
     conclusion = report_of(resources)["conclusion"]
     assert parts["source"] == "conclusion" and parts["section"] == "impression"
-    assert conclusion[parts["start"]:parts["end"]] == parts["quote"] == "Mild narrowing of the left neural foramen at L4-L5."
+    assert (
+        conclusion[parts["start"] : parts["end"]]
+        == parts["quote"]
+        == "Mild narrowing of the left neural foramen at L4-L5."
+    )
     assert parts["quote"] in l4l5["note"][0]["text"]
 
 
@@ -71,7 +83,10 @@ def test_a_radiograph_report_gives_no_stenosis_grade():
     resources = seed_resources()
     report = report_of(resources)
     report["imagingStudy"] = []
-    report["code"] = {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72100"}], "text": "XR lumbar spine"}
+    report["code"] = {
+        "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72100"}],
+        "text": "XR lumbar spine",
+    }
     report["conclusion"] = "Moderate narrowing at L4-L5. 3 mm anterolisthesis of L4 on L5."
     report.pop("presentedForm")
     codes = [o["code"]["coding"][0]["code"] for o in derive(resources)]
@@ -83,7 +98,9 @@ def test_an_html_presented_form_is_read():
     report = report_of(resources)
     report.pop("conclusion")
     html = "<p>IMPRESSION:</p><p>Severe central canal stenosis at L4-L5.</p>"
-    report["presentedForm"] = [{"contentType": "text/html; charset=utf-8", "data": base64.b64encode(html.encode()).decode()}]
+    report["presentedForm"] = [
+        {"contentType": "text/html; charset=utf-8", "data": base64.b64encode(html.encode()).decode()}
+    ]
     (obs,) = derive(resources)
     assert obs["valueCodeableConcept"]["coding"][0]["code"] == "24484000"
 
@@ -92,8 +109,10 @@ def test_an_unreadable_presented_form_is_skipped_without_error():
     resources = seed_resources()
     report = report_of(resources)
     report.pop("conclusion")
-    report["presentedForm"] = [{"contentType": "text/plain", "data": "%%% not base64 %%%"},
-                               {"contentType": "application/pdf", "data": "JVBERi0="}]
+    report["presentedForm"] = [
+        {"contentType": "text/plain", "data": "%%% not base64 %%%"},
+        {"contentType": "application/pdf", "data": "JVBERi0="},
+    ]
     assert derive(resources) == []
 
 
@@ -115,6 +134,7 @@ def test_the_record_itself_is_not_changed():
 
 # ------------------------------------------------------------------ memoised by the report's text
 
+
 def test_the_same_report_text_is_read_once_and_gives_the_same_observations(monkeypatch):
     from cds_hooks.spine import derived_findings
 
@@ -122,7 +142,9 @@ def test_the_same_report_text_is_read_once_and_gives_the_same_observations(monke
     reads = []
     real = derived_findings.extract_report
     monkeypatch.setattr(derived_findings, "_memo", memo)
-    monkeypatch.setattr(derived_findings, "extract_report", lambda parts, dynamic: reads.append(1) or real(parts, dynamic))
+    monkeypatch.setattr(
+        derived_findings, "extract_report", lambda parts, dynamic: reads.append(1) or real(parts, dynamic)
+    )
     first, second = derive(seed_resources()), derive(seed_resources())
     assert first == second and first
     assert len(reads) == 1 and len(memo) == 1

@@ -1,5 +1,6 @@
 """`cds-hooks doctor`: a passing configuration and, one fault at a time, failing ones, against the real
 FHIR server, a JWK Set served on 127.0.0.1, real databases and the real CQL engine."""
+
 from __future__ import annotations
 
 import json
@@ -61,12 +62,13 @@ def as_env(settings) -> dict[str, str]:
 
 # ------------------------------------------------------------------ the command, end to end
 
+
 def test_a_good_configuration_passes_every_check_and_exits_0(settings):
     out = subprocess.run([CLI, "doctor"], env=as_env(settings), capture_output=True, text=True, timeout=180, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     column = lines[0].index("result")
-    results = [line[column:column + 6].strip() for line in lines[2:lines.index("")]]
+    results = [line[column : column + 6].strip() for line in lines[2 : lines.index("")]]
     assert len(results) >= 7 and set(results) == {"PASS"}, out.stdout
     assert "CQL engine" in out.stdout and "seed fixture -> 1 card(s)" in out.stdout
     assert lines[-1].endswith("all passed")
@@ -74,15 +76,22 @@ def test_a_good_configuration_passes_every_check_and_exits_0(settings):
 
 def test_a_failing_configuration_prints_the_failure_and_exits_1(settings, fhir_server):
     settings["fhir_servers"] = [f"http://127.0.0.1:{free_port()}/fhir"]  # nothing listens there
-    out = subprocess.run([CLI, "doctor", "--no-engine"], env=as_env(settings), capture_output=True, text=True,
-                         timeout=180, cwd=REPO)
+    out = subprocess.run(
+        [CLI, "doctor", "--no-engine"], env=as_env(settings), capture_output=True, text=True, timeout=180, cwd=REPO
+    )
     assert out.returncode == 1
     assert "FAIL" in out.stdout and "cannot connect" in out.stdout
 
 
 def test_the_checks_can_be_printed_as_json(settings):
-    out = subprocess.run([CLI, "doctor", "--no-engine", "--json"], env=as_env(settings), capture_output=True,
-                         text=True, timeout=180, cwd=REPO)
+    out = subprocess.run(
+        [CLI, "doctor", "--no-engine", "--json"],
+        env=as_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
     assert out.returncode == 0
     assert {c["status"] for c in json.loads(out.stdout)} == {PASS}
 
@@ -96,14 +105,21 @@ def test_invalid_settings_are_a_failed_check_not_a_crash(settings):
 
 
 def test_no_secret_is_printed(settings):
-    out = subprocess.run([CLI, "doctor", "--no-engine", "--json"], env=as_env(settings), capture_output=True,
-                         text=True, timeout=180, cwd=REPO)
+    out = subprocess.run(
+        [CLI, "doctor", "--no-engine", "--json"],
+        env=as_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
     password = settings["database_url"].split("://", 1)[1].split("@", 1)[0].partition(":")[2]
     for secret in [*KEYS.values(), PSEUDONYM_KEY] + ([password] if password else []):
         assert secret not in out.stdout
 
 
 # ------------------------------------------------------------------ each check
+
 
 @pytest.mark.parametrize("cql_engine", ["compiled", "reference"])
 def test_the_engine_check_evaluates_the_seed_fixture(settings, cql_engine):
@@ -124,7 +140,8 @@ def test_a_library_the_compiled_engine_cannot_compile_fails_the_check(settings, 
     elm_file = next((packs / "lumbar-fusion" / "elm").glob("*.json"))
     elm = json.loads(elm_file.read_text(encoding="utf-8"))
     elm["library"]["statements"]["def"].append(
-        {"name": "Unsupported", "context": "Patient", "expression": {"type": "Unknown Construct"}})
+        {"name": "Unsupported", "context": "Patient", "expression": {"type": "Unknown Construct"}}
+    )
     elm_file.write_text(json.dumps(elm), encoding="utf-8")
     settings["cql_root"] = str(packs)
     status, detail = checks(settings, engine=True)["CQL engine"]
@@ -151,7 +168,8 @@ def test_a_fhir_base_that_is_not_a_fhir_server_fails(settings, issuer):
 
 def test_a_fhir_base_named_on_the_command_line_must_be_allowlisted(settings):
     status, detail = checks(settings, fhir_servers=["https://elsewhere.example.org/fhir"])[
-        "FHIR https://elsewhere.example.org/fhir"]
+        "FHIR https://elsewhere.example.org/fhir"
+    ]
     assert status == FAIL and "not allowed" in detail
 
 

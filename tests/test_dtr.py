@@ -1,5 +1,6 @@
 """Da Vinci DTR 2.x conformance: the questionnaire package, pre-population from the record with the
 criteria's own CQL, and a completed QuestionnaireResponse read back as attested evidence."""
+
 import base64
 import copy
 import json
@@ -38,8 +39,11 @@ def test_the_package_is_output_parameters_with_a_bundle_whose_first_entry_is_the
     assert len(bundles) == 1 and bundles[0]["type"] == "collection"
     first = bundles[0]["entry"][0]["resource"]
     assert first["resourceType"] == "Questionnaire" and first["url"] == QUESTIONNAIRE
-    libraries = {e["resource"]["url"] + "|" + e["resource"]["version"]: e["resource"]
-                 for e in bundles[0]["entry"] if e["resource"]["resourceType"] == "Library"}
+    libraries = {
+        e["resource"]["url"] + "|" + e["resource"]["version"]: e["resource"]
+        for e in bundles[0]["entry"]
+        if e["resource"]["resourceType"] == "Library"
+    }
     cqf = next(e["valueCanonical"] for e in first["extension"] if e["url"].endswith("cqf-library"))
     assert cqf in libraries
     needed = {a["resource"] for lib in libraries.values() for a in lib.get("relatedArtifact", [])}
@@ -50,9 +54,14 @@ def test_the_package_is_output_parameters_with_a_bundle_whose_first_entry_is_the
 
 def test_the_pre_population_library_includes_the_criteria_library_rather_than_copying_it(client):
     bundle = package(client).get_json()["parameter"][0]["resource"]
-    dtr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Library" and e["resource"]["name"] == "LumbarFusionDocumentation")
-    assert "http://fusion-cds.example.org/fhir/Library/LumbarFusionCriteria|1.0.0" in \
-        [a["resource"] for a in dtr["relatedArtifact"]]
+    dtr = next(
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Library" and e["resource"]["name"] == "LumbarFusionDocumentation"
+    )
+    assert "http://fusion-cds.example.org/fhir/Library/LumbarFusionCriteria|1.0.0" in [
+        a["resource"] for a in dtr["relatedArtifact"]
+    ]
 
 
 def test_every_item_has_an_initial_expression_the_library_defines(client):
@@ -60,22 +69,45 @@ def test_every_item_has_an_initial_expression_the_library_defines(client):
     bundle = package(client).get_json()["parameter"][0]["resource"]
     q = bundle["entry"][0]["resource"]
 
-    dtr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Library" and e["resource"]["name"] == "LumbarFusionDocumentation")
-    elm = json.loads(base64.b64decode(next(c["data"] for c in dtr["content"] if c["contentType"] == "application/elm+json")))
+    dtr = next(
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Library" and e["resource"]["name"] == "LumbarFusionDocumentation"
+    )
+    elm = json.loads(
+        base64.b64decode(next(c["data"] for c in dtr["content"] if c["contentType"] == "application/elm+json"))
+    )
     defines = {d["name"] for d in elm["library"]["statements"]["def"]}
     for item in q["item"]:
         expr = next(e["valueExpression"] for e in item["extension"] if e["url"].endswith("initialExpression"))
         assert expr["language"] == "text/cql-identifier" and expr["expression"] in defines, item["linkId"]
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"resourceType": "Bundle"}, 400),
-    ({"resourceType": "Parameters", "parameter": []}, 400),
-    ({"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": {"resourceType": "Patient"}}]}, 400),
-    ({"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": {"resourceType": "Coverage"}},
-                                                   {"name": "questionnaire", "valueCanonical": "http://x.org/Q/other"}]},
-     404),
-], ids=["not-parameters", "no-coverage", "coverage-not-a-coverage", "unknown-questionnaire"])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"resourceType": "Bundle"}, 400),
+        ({"resourceType": "Parameters", "parameter": []}, 400),
+        (
+            {
+                "resourceType": "Parameters",
+                "parameter": [{"name": "coverage", "resource": {"resourceType": "Patient"}}],
+            },
+            400,
+        ),
+        (
+            {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "coverage", "resource": {"resourceType": "Coverage"}},
+                    {"name": "questionnaire", "valueCanonical": "http://x.org/Q/other"},
+                ],
+            },
+            404,
+        ),
+    ],
+    ids=["not-parameters", "no-coverage", "coverage-not-a-coverage", "unknown-questionnaire"],
+)
 def test_bad_input_gets_an_operation_outcome_and_a_4xx(client, body, status):
     r = client.post(PACKAGE, json=body)
     assert r.status_code == status
@@ -86,8 +118,13 @@ def prepopulated_seed(app, client):
     q = questionnaire_of(package(client).get_json())
     seed = request_fixture("seed")
     engine = registry_of(app).engine
-    return q, prepopulate(engine, q, resources(seed), "seed-patient",
-                          {"ReferenceDate": "2026-12-14", "ConservativeWindowMonths": 12, "ImagingWindowMonths": 12})
+    return q, prepopulate(
+        engine,
+        q,
+        resources(seed),
+        "seed-patient",
+        {"ReferenceDate": "2026-12-14", "ConservativeWindowMonths": 12, "ImagingWindowMonths": 12},
+    )
 
 
 def answers(response: dict) -> dict:
@@ -112,10 +149,17 @@ def nicotine(card: dict) -> dict:
 
 def attested(app, client, status_code: str, quit_date: str | None) -> dict:
     q, draft = prepopulated_seed(app, client)
-    answer = {"smoking-status": [{"valueCoding": {"system": SNOMED, "code": status_code}}],
-              "quit-date": [{"valueDate": quit_date}] if quit_date else []}
-    return complete(draft, answer, {"reference": "Practitioner/surgeon-1", "display": "Dr. Ana Ruiz"},
-                    "seed-dtr-1", when=datetime(2026, 11, 30, 9, 0))
+    answer = {
+        "smoking-status": [{"valueCoding": {"system": SNOMED, "code": status_code}}],
+        "quit-date": [{"valueDate": quit_date}] if quit_date else [],
+    }
+    return complete(
+        draft,
+        answer,
+        {"reference": "Practitioner/surgeon-1", "display": "Dr. Ana Ruiz"},
+        "seed-dtr-1",
+        when=datetime(2026, 11, 30, 9, 0),
+    )
 
 
 def test_a_completed_questionnaire_turns_nicotine_from_not_documented_to_met_attested(app, client):
@@ -127,8 +171,11 @@ def test_a_completed_questionnaire_turns_nicotine_from_not_documented_to_met_att
     qr = attested(app, client, "8517006", "2025-03-01")
     body = copy.deepcopy(seed)
     body["hookInstance"] += "-after-dtr"
-    body["prefetch"]["questionnaireResponses"] = {"resourceType": "Bundle", "type": "searchset",
-                                                  "entry": [{"resource": qr}]}
+    body["prefetch"]["questionnaireResponses"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": qr}],
+    }
     after = nicotine(client.post("/cds-services/lumbar-fusion", json=body).get_json()["cards"][0])
     assert after["status"] == "met"
     assert after["evidence"] == ["QuestionnaireResponse/seed-dtr-1"]
@@ -137,21 +184,32 @@ def test_a_completed_questionnaire_turns_nicotine_from_not_documented_to_met_att
 
 def test_an_attested_recent_quit_is_not_met(app, client):
     body = copy.deepcopy(request_fixture("seed"))
-    body["prefetch"]["questionnaireResponses"] = {"resourceType": "Bundle", "type": "searchset", "entry": [
-        {"resource": attested(app, client, "8517006", "2026-12-01")}]}
+    body["prefetch"]["questionnaireResponses"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": attested(app, client, "8517006", "2026-12-01")}],
+    }
     assert nicotine(client.post("/cds-services/lumbar-fusion", json=body).get_json()["cards"][0])["status"] == "not-met"
 
 
 def test_coded_data_wins_over_an_attestation(app, client):
     """An attestation is read only where the coded record says nothing."""
     seed = request_fixture("seed")
-    smoker = {"resourceType": "Observation", "id": "seed-smoker", "status": "final",
-              "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]},
-              "subject": {"reference": "Patient/seed-patient"}, "effectiveDateTime": "2026-11-01",
-              "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "77176002", "display": "Smoker"}]}}
+    smoker = {
+        "resourceType": "Observation",
+        "id": "seed-smoker",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]},
+        "subject": {"reference": "Patient/seed-patient"},
+        "effectiveDateTime": "2026-11-01",
+        "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "77176002", "display": "Smoker"}]},
+    }
     body = plus(seed, smoker)
-    body["prefetch"]["questionnaireResponses"] = {"resourceType": "Bundle", "type": "searchset", "entry": [
-        {"resource": attested(app, client, "266919005", None)}]}
+    body["prefetch"]["questionnaireResponses"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": attested(app, client, "266919005", None)}],
+    }
     result = nicotine(client.post("/cds-services/lumbar-fusion", json=body).get_json()["cards"][0])
     assert result["status"] == "not-met" and result["evidence"] == ["Observation/seed-smoker"]
 

@@ -4,6 +4,7 @@ The service runs as a real server process; a burst of requests comes from severa
 server is killed with SIGKILL in the middle of it. Every request that got a 200 must have its row.
 Runs on SQLite and PostgreSQL.
 """
+
 import os
 import signal
 import subprocess
@@ -29,8 +30,14 @@ KILL_AFTER = 20  # successful responses before the kill
 def start_server(env, tmp_path):
     port = free_port()
     log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([CLI, "serve", "--port", str(port)], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     if wait_until_answering(proc, f"{base}/readyz", timeout=90, request_timeout=5):
         return proc, base
@@ -54,8 +61,9 @@ def test_every_request_answered_200_before_a_sigkill_has_its_audit_row(backend, 
         for i in range(PER_THREAD):
             hook_instance = f"burst-{thread}-{i}"
             try:
-                r = session.post(f"{base}/cds-services/lumbar-fusion", json={**body, "hookInstance": hook_instance},
-                                 timeout=30)
+                r = session.post(
+                    f"{base}/cds-services/lumbar-fusion", json={**body, "hookInstance": hook_instance}, timeout=30
+                )
             except requests.RequestException:
                 with lock:
                     failed.append(hook_instance)

@@ -1,4 +1,5 @@
 """Committed ELM (cql/**/elm/, tests/cql/elm/) and the generated FHIRHelpers.cql must match their sources."""
+
 from __future__ import annotations
 
 import subprocess

@@ -2,6 +2,7 @@
 
 The probe's ELM is committed (tests/cql/elm/); tests/test_elm_fresh.py fails when it is stale.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,11 +43,17 @@ def stenosis_valueset(expanded: bool = False) -> dict:
 
 
 def condition(cid: str, code: str, onset: str, status: str | None = "active") -> dict:
-    res = {"resourceType": "Condition", "id": cid, "subject": {"reference": "Patient/p1"},
-           "code": {"coding": [{"system": ICD10, "code": code}]}, "onsetDateTime": onset}
+    res = {
+        "resourceType": "Condition",
+        "id": cid,
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": ICD10, "code": code}]},
+        "onsetDateTime": onset,
+    }
     if status:
-        res["clinicalStatus"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                             "code": status}]}
+        res["clinicalStatus"] = {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}]
+        }
     return res
 
 
@@ -54,16 +61,25 @@ def translation(oid: str, level: str, value: float, unit: str, comparator: str |
     qty = {"value": value, "unit": unit, "system": UCUM, "code": unit}
     if comparator:
         qty["comparator"] = comparator
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"coding": [{"system": FINDING, "code": "segmental-translation"}]},
-            "bodySite": {"coding": [{"system": INTERSPACE, "code": level}]}, "valueQuantity": qty}
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": FINDING, "code": "segmental-translation"}]},
+        "bodySite": {"coding": [{"system": INTERSPACE, "code": level}]},
+        "valueQuantity": qty,
+    }
 
 
 def physical_therapy(pid: str, start: str, end: str | None) -> dict:
     period = {"start": start, **({"end": end} if end else {})}
-    return {"resourceType": "Procedure", "id": pid, "status": "completed",
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91251008"}]},
-            "performedPeriod": period}
+    return {
+        "resourceType": "Procedure",
+        "id": pid,
+        "status": "completed",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91251008"}]},
+        "performedPeriod": period,
+    }
 
 
 def record(n_filler: int = 37) -> list[dict]:
@@ -81,9 +97,15 @@ def record(n_filler: int = 37) -> list[dict]:
         physical_therapy("pt2", "2024-05-01", None),  # ongoing
     ]
     for i in range(n_filler):
-        resources.append({"resourceType": "Observation", "id": f"bp{i}", "status": "final",
-                          "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
-                          "valueQuantity": {"value": 120 + i, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}})
+        resources.append(
+            {
+                "resourceType": "Observation",
+                "id": f"bp{i}",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "valueQuantity": {"value": 120 + i, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"},
+            }
+        )
     return resources
 
 
@@ -104,8 +126,15 @@ def probe(libraries):
 
 
 def run(engine: CqlEngine, expressions=None, resources=None, parameters=None, **kw) -> dict:
-    return engine.evaluate("EngineProbe", "1.0.0", record() if resources is None else resources, "p1",
-                           PARAMS if parameters is None else parameters, expressions, **kw)
+    return engine.evaluate(
+        "EngineProbe",
+        "1.0.0",
+        record() if resources is None else resources,
+        "p1",
+        PARAMS if parameters is None else parameters,
+        expressions,
+        **kw,
+    )
 
 
 def test_ping_and_stats(probe):
@@ -165,8 +194,13 @@ def test_tuple_list_result(probe):
     rows = run(probe, ["Finding Summary"])["Finding Summary"]
     assert [r["id"] for r in rows] == ["o0", "o1", "o2"]
     by_id = {r["id"]: r for r in rows}
-    assert by_id["o0"] == {"id": "o0", "level": "L4-L5", "translation": {"value": 5, "unit": "mm"},
-                           "significant": True, "requested": True}
+    assert by_id["o0"] == {
+        "id": "o0",
+        "level": "L4-L5",
+        "translation": {"value": 5, "unit": "mm"},
+        "significant": True,
+        "requested": True,
+    }
     assert by_id["o1"]["significant"] is False and by_id["o1"]["requested"] is True
     # 0.5 cm is 5 mm: compared across units
     assert by_id["o2"]["translation"] == {"value": 0.5, "unit": "cm"} and by_id["o2"]["significant"] is True
@@ -174,9 +208,12 @@ def test_tuple_list_result(probe):
 
 def test_quantity_comparison_with_units(probe):
     base = [r for r in record() if r.get("id") not in {"o0", "o1", "o2"}]
+
     def significant(*obs, params=PARAMS):
-        return run(probe, ["Significant Translation"], resources=base + list(obs),
-                   parameters=params)["Significant Translation"]
+        return run(probe, ["Significant Translation"], resources=base + list(obs), parameters=params)[
+            "Significant Translation"
+        ]
+
     assert significant(translation("a", "L4-L5", 4.5, "mm")) is True
     assert significant(translation("a", "L4-L5", 4.0, "mm")) is False  # "> 4 'mm'" is strict
     assert significant(translation("a", "L4-L5", 0.45, "cm")) is True
@@ -194,8 +231,11 @@ def test_periods_and_intervals(probe):
     assert out["PT Days"] == 60
     assert out["PT Ended Within 6 Months Before Order"] is True
     assert {"start": "2024-05-01"} in out["PT Periods"]  # FHIR elements come back as their JSON
-    late = run(probe, ["PT Ended Within 6 Months Before Order"],
-               parameters={**PARAMS, "Order DateTime": "2025-06-01T00:00:00Z"})
+    late = run(
+        probe,
+        ["PT Ended Within 6 Months Before Order"],
+        parameters={**PARAMS, "Order DateTime": "2025-06-01T00:00:00Z"},
+    )
     assert late["PT Ended Within 6 Months Before Order"] is False
 
 
@@ -220,8 +260,9 @@ def test_matches_anchoring_quirk(probe):
 
 
 def test_all_defines_by_default_and_patient_added(probe):
-    out = run(probe, resources=[r for r in record() if r["resourceType"] != "Patient" and r["id"] != "o0"],
-              parameters=PARAMS)
+    out = run(
+        probe, resources=[r for r in record() if r["resourceType"] != "Patient" and r["id"] != "o0"], parameters=PARAMS
+    )
     assert out["Patient"] == {"resourceType": "Patient", "id": "p1"}
     assert out["Slow"] == 0  # every define, including the ones nobody asked for by name
     assert out["Significant Translation"] is True  # o2 = 0.5 cm
@@ -301,11 +342,19 @@ def test_concurrent_callers_get_their_own_results(probe):
             for k in range(4):
                 mm = float(n * 10 + k)  # distinct per call
                 obs = translation(f"o-{n}-{k}", "L4-L5", mm, "mm")
-                out = run(probe, ["Finding Summary", "Requested Levels Echo"],
-                          resources=[{"resourceType": "Patient", "id": f"p{n}"}, obs],
-                          parameters={**PARAMS, "Requested Levels": [f"T{n}", f"K{k}"]})
-                got.append((out["Finding Summary"][0]["id"], out["Finding Summary"][0]["translation"]["value"],
-                            out["Requested Levels Echo"]))
+                out = run(
+                    probe,
+                    ["Finding Summary", "Requested Levels Echo"],
+                    resources=[{"resourceType": "Patient", "id": f"p{n}"}, obs],
+                    parameters={**PARAMS, "Requested Levels": [f"T{n}", f"K{k}"]},
+                )
+                got.append(
+                    (
+                        out["Finding Summary"][0]["id"],
+                        out["Finding Summary"][0]["translation"]["value"],
+                        out["Requested Levels Echo"],
+                    )
+                )
             results[n] = got
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)

@@ -6,6 +6,7 @@ only the resources the library's retrieves can use, without the elements no ELM 
 the whole record, report-text findings included. Every define of the library must come out the same;
 a FHIR resource a define returns is compared without the elements the service left out.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -40,12 +41,14 @@ def test_the_reference_runs_without_shortcuts_and_the_service_with_them(engines)
 def test_every_define_matches_the_published_engine(engines, name, call):
     reference, service = engines
     lib = PACK.library
-    expected = reference.evaluate(lib["id"], lib.get("version"), call["resources"], call["patient_id"],
-                                  call["parameters"])
+    expected = reference.evaluate(
+        lib["id"], lib.get("version"), call["resources"], call["patient_id"], call["parameters"]
+    )
     selection = retrieve_filter(PACK.elm, PACK.valuesets)
     kept = selection.select(call["resources"])
-    actual = service.evaluate(lib["id"], lib.get("version"), service.encode_resources(kept), call["patient_id"],
-                              call["parameters"])
+    actual = service.evaluate(
+        lib["id"], lib.get("version"), service.encode_resources(kept), call["patient_id"], call["parameters"]
+    )
     assert actual == selection.prune_within(expected)
 
 
@@ -61,8 +64,17 @@ def test_unread_elements_are_left_out_and_read_ones_kept():
     assert "note" in derived and "extension" in derived
     # `extension` is read (the core observation-bodyPosition extension of a flexion or extension view).
     assert "note" not in cut and cut["extension"] == derived["extension"]
-    for kept in ("resourceType", "id", "status", "code", "valueCodeableConcept", "bodySite", "method",
-                 "effectiveDateTime", "component"):
+    for kept in (
+        "resourceType",
+        "id",
+        "status",
+        "code",
+        "valueCodeableConcept",
+        "bodySite",
+        "method",
+        "effectiveDateTime",
+        "component",
+    ):
         assert cut[kept] == derived[kept]
 
 

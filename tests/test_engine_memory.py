@@ -1,4 +1,5 @@
 """Each engine worker runs with a bounded V8 heap (CDS_ENGINE_HEAP_MB), so its memory stays bounded."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,10 @@ def worker_command_lines(config: Config) -> list[str]:
     registry = registry_of(create_app(config))
     try:
         registry.engine.start()
-        return [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-                for pid in registry.engine.worker_pids()]
+        return [
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            for pid in registry.engine.worker_pids()
+        ]
     finally:
         registry.engine.close()
 

@@ -1,4 +1,5 @@
 """The parsed FHIR model info is kept on disk after a worker's first start and read back by the next."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,9 @@ def seed_results(cache_dir, monkeypatch) -> dict:
     with CqlEngine(workers=1, timeout=60.0, cache_dir=str(cache_dir)) as engine:
         engine.load(libraries, valuesets)
         lib = PACK.library
-        return engine.evaluate(lib["id"], lib.get("version"), SEED["resources"], SEED["patient_id"],
-                               SEED["parameters"], ["Criteria"])
+        return engine.evaluate(
+            lib["id"], lib.get("version"), SEED["resources"], SEED["patient_id"], SEED["parameters"], ["Criteria"]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,9 @@ def test_the_setting_reaches_the_engine(tmp_path):
     from cds_hooks.config import Config
     from cds_hooks.web.extensions import registry_of
 
-    registry = registry_of(create_app(Config.development(cql_engine="reference", engine_workers=1, engine_cache_dir=str(tmp_path))))
+    registry = registry_of(
+        create_app(Config.development(cql_engine="reference", engine_workers=1, engine_cache_dir=str(tmp_path)))
+    )
     try:
         registry.engine.start()
     finally:

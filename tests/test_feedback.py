@@ -1,5 +1,6 @@
 """The feedback endpoint (CDS Hooks 2.0, "Feedback"): validated, stored, joined to the card and the
 call it answers. Runs on SQLite and PostgreSQL."""
+
 import copy
 import uuid
 
@@ -14,8 +15,12 @@ WHEN = "2026-09-10T14:03:00Z"
 
 
 def accepted(card, *suggestions):
-    return {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": WHEN,
-            "acceptedSuggestions": [{"id": s["uuid"]} for s in suggestions]}
+    return {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "outcomeTimestamp": WHEN,
+        "acceptedSuggestions": [{"id": s["uuid"]} for s in suggestions],
+    }
 
 
 def overridden(card, code=None, comment=None):
@@ -97,6 +102,7 @@ def test_feedback_on_another_services_card_does_not_match(audit_client, audit_st
         from sqlalchemy import update
 
         from cds_hooks.audit.schema import audit_call
+
         conn.execute(update(audit_call).values(service_id="other-service"))
     answer = post(audit_client, overridden(card))
     assert answer["unmatchedCards"] == [card["uuid"]]
@@ -126,28 +132,50 @@ def _valid():
     return {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": WHEN}
 
 
-@pytest.mark.parametrize("mutate, fragment", [
-    (lambda e: e.pop("card"), ".card must be"),
-    (lambda e: e.update(card="not-a-uuid"), "not a uuid"),
-    (lambda e: e.update(card=42), ".card must be"),
-    (lambda e: e.update(outcome="ignored"), "accepted or overridden"),
-    (lambda e: e.pop("outcome"), "accepted or overridden"),
-    (lambda e: e.pop("outcomeTimestamp"), "outcomeTimestamp is required"),
-    (lambda e: e.update(outcomeTimestamp="yesterday"), "not an ISO 8601"),
-    (lambda e: e.update(outcomeTimestamp="2026-09-10T14:03:00"), "time zone"),
-    (lambda e: e.update(outcome="accepted"), "acceptedSuggestions is required"),
-    (lambda e: e.update(outcome="accepted", acceptedSuggestions=[{"id": str(uuid.uuid4())}],
-                        overrideReason={"userComment": "x"}), "only allowed with outcome overridden"),
-    (lambda e: e.update(acceptedSuggestions=[{"id": str(uuid.uuid4())}]), "only allowed with outcome accepted"),
-    (lambda e: e.update(outcome="accepted", acceptedSuggestions=[{"uuid": "x"}]), "acceptedSuggestions[0].id"),
-    (lambda e: e.update(outcome="accepted", acceptedSuggestions={"id": "x"}), "must be a list"),
-    (lambda e: e.update(overrideReason="too expensive"), "overrideReason must be an object"),
-    (lambda e: e.update(overrideReason={"reason": {"display": "no code"}}), "reason.code is required"),
-    (lambda e: e.update(overrideReason={"userComment": 5}), "userComment must be a string"),
-], ids=["no-card", "card-not-uuid", "card-not-string", "unknown-outcome", "no-outcome", "no-timestamp",
-        "bad-timestamp", "timestamp-without-zone", "accepted-without-suggestions", "reason-with-accepted",
-        "suggestions-with-overridden", "suggestion-without-id", "suggestions-not-list", "reason-not-object",
-        "reason-coding-without-code", "comment-not-string"])
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda e: e.pop("card"), ".card must be"),
+        (lambda e: e.update(card="not-a-uuid"), "not a uuid"),
+        (lambda e: e.update(card=42), ".card must be"),
+        (lambda e: e.update(outcome="ignored"), "accepted or overridden"),
+        (lambda e: e.pop("outcome"), "accepted or overridden"),
+        (lambda e: e.pop("outcomeTimestamp"), "outcomeTimestamp is required"),
+        (lambda e: e.update(outcomeTimestamp="yesterday"), "not an ISO 8601"),
+        (lambda e: e.update(outcomeTimestamp="2026-09-10T14:03:00"), "time zone"),
+        (lambda e: e.update(outcome="accepted"), "acceptedSuggestions is required"),
+        (
+            lambda e: e.update(
+                outcome="accepted", acceptedSuggestions=[{"id": str(uuid.uuid4())}], overrideReason={"userComment": "x"}
+            ),
+            "only allowed with outcome overridden",
+        ),
+        (lambda e: e.update(acceptedSuggestions=[{"id": str(uuid.uuid4())}]), "only allowed with outcome accepted"),
+        (lambda e: e.update(outcome="accepted", acceptedSuggestions=[{"uuid": "x"}]), "acceptedSuggestions[0].id"),
+        (lambda e: e.update(outcome="accepted", acceptedSuggestions={"id": "x"}), "must be a list"),
+        (lambda e: e.update(overrideReason="too expensive"), "overrideReason must be an object"),
+        (lambda e: e.update(overrideReason={"reason": {"display": "no code"}}), "reason.code is required"),
+        (lambda e: e.update(overrideReason={"userComment": 5}), "userComment must be a string"),
+    ],
+    ids=[
+        "no-card",
+        "card-not-uuid",
+        "card-not-string",
+        "unknown-outcome",
+        "no-outcome",
+        "no-timestamp",
+        "bad-timestamp",
+        "timestamp-without-zone",
+        "accepted-without-suggestions",
+        "reason-with-accepted",
+        "suggestions-with-overridden",
+        "suggestion-without-id",
+        "suggestions-not-list",
+        "reason-not-object",
+        "reason-coding-without-code",
+        "comment-not-string",
+    ],
+)
 def test_a_malformed_entry_is_400_naming_it_and_nothing_is_stored(audit_client, audit_store, mutate, fragment):
     good, bad = _valid(), _valid()
     mutate(bad)
@@ -158,8 +186,11 @@ def test_a_malformed_entry_is_400_naming_it_and_nothing_is_stored(audit_client, 
     assert rows(audit_store.engine, feedback) == []
 
 
-@pytest.mark.parametrize("body", [{}, {"feedback": []}, {"feedback": "accepted"}, [1], {"feedback": [1]}],
-                         ids=["no-feedback", "empty", "not-a-list", "not-an-object", "entry-not-object"])
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"feedback": []}, {"feedback": "accepted"}, [1], {"feedback": [1]}],
+    ids=["no-feedback", "empty", "not-a-list", "not-an-object", "entry-not-object"],
+)
 def test_a_body_that_is_not_a_feedback_list_is_400(audit_client, audit_store, body):
     r = audit_client.post(FEEDBACK, json=body)
     assert r.status_code == 400 and r.get_json()["error"] == "invalid-feedback"

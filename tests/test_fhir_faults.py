@@ -4,6 +4,7 @@ and the access token never goes anywhere but the allowlisted server.
 The faulty server and the "other host" are real HTTP servers on 127.0.0.1 (tests/support/fault_server.py);
 the other host records every request it receives, so "nothing was sent there" is observed, not assumed.
 """
+
 import time
 import uuid
 
@@ -35,8 +36,9 @@ def hosts():
 
 @pytest.fixture(scope="module")
 def fault_app(engine):
-    config = Config.development(fhir_deadline=DEADLINE, fhir_timeout=1.0, fhir_max_bytes=1_000_000,
-                                fhir_retry_backoff=0.05, fhir_max_pages=5)
+    config = Config.development(
+        fhir_deadline=DEADLINE, fhir_timeout=1.0, fhir_max_bytes=1_000_000, fhir_retry_backoff=0.05, fhir_max_pages=5
+    )
     app = create_app(config, engine=engine)
     app.testing = True
     return app
@@ -83,8 +85,10 @@ def tokens_seen(server, token) -> list:
 
 # ---- every source fails: 412 in time -----------------------------------------------------------
 
-@pytest.mark.parametrize("fault", ["slow", "drip", "500", "429-always", "truncated", "not-fhir", "html",
-                                   "huge", "redirect"])
+
+@pytest.mark.parametrize(
+    "fault", ["slow", "drip", "500", "429-always", "truncated", "not-fhir", "html", "huge", "redirect"]
+)
 def test_when_no_source_answers_the_call_is_412_within_the_deadline(fault_app, hosts, fault):
     faulty, other = hosts
     response, elapsed, token = hook_call(fault_app, faulty.base(fault))
@@ -97,8 +101,22 @@ def test_when_no_source_answers_the_call_is_412_within_the_deadline(fault_app, h
 
 # ---- one source fails: the rest is used, the card says what could not be checked ----------------
 
-@pytest.mark.parametrize("fault", ["slow", "drip", "500", "429-always", "truncated", "not-fhir", "huge",
-                                   "pages-forever", "next-elsewhere", "redirect"])
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "slow",
+        "drip",
+        "500",
+        "429-always",
+        "truncated",
+        "not-fhir",
+        "huge",
+        "pages-forever",
+        "next-elsewhere",
+        "redirect",
+    ],
+)
 def test_a_failing_condition_search_makes_only_its_criteria_unavailable(fault_app, hosts, fault):
     faulty, other = hosts
     response, elapsed, token = hook_call(fault_app, faulty.base(fault, "Condition"))
@@ -140,6 +158,7 @@ def test_a_slow_source_alone_still_answers_within_the_deadline_with_prefetch_for
 
 # ---- the token never leaves for another host ---------------------------------------------------------
 
+
 def test_a_redirect_is_not_followed_and_the_other_host_sees_nothing(fault_app, hosts):
     faulty, other = hosts
     response, _, token = hook_call(fault_app, faulty.base("redirect"))
@@ -170,11 +189,11 @@ def test_a_next_link_on_the_same_host_outside_the_base_path_is_not_followed(faul
 
 # ---- the allowlist -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def allowlist_app(engine, hosts):
     faulty, _ = hosts
-    config = Config.development(fhir_allow_loopback=False, fhir_servers=[faulty.base("ok")],
-                                fhir_deadline=DEADLINE)
+    config = Config.development(fhir_allow_loopback=False, fhir_servers=[faulty.base("ok")], fhir_deadline=DEADLINE)
     app = create_app(config, engine=engine)
     app.testing = True
     return app

@@ -3,6 +3,7 @@
 The server is sekmet-fhir (a real FHIR R4 server process, started by the test session) with every
 fixture patient loaded as a transaction Bundle.
 """
+
 import json
 
 import pytest
@@ -20,12 +21,14 @@ def verdicts(body):
     """Everything in a response that must not depend on where the data came from."""
     out = []
     for card in body["cards"]:
-        out.append({
-            "indicator": card["indicator"],
-            "summary": card["summary"],
-            "results": results(card),
-            "suggestions": [s["label"] for s in card.get("suggestions", [])],
-        })
+        out.append(
+            {
+                "indicator": card["indicator"],
+                "summary": card["summary"],
+                "results": results(card),
+                "suggestions": [s["label"] for s in card.get("suggestions", [])],
+            }
+        )
     return out
 
 
@@ -91,13 +94,16 @@ def test_findings_read_from_report_text_are_never_written_to_the_ehr(client, fhi
     from conftest import patient_bundle
 
     bundle = json.loads(json.dumps(patient_bundle("seed")).replace("seed-", "seedtext-"))
-    bundle["entry"] = [e for e in bundle["entry"]
-                       if e["resource"]["id"] not in ("seedtext-stenosis-l5s1", "seedtext-stenosis-l4l5")]
+    bundle["entry"] = [
+        e for e in bundle["entry"] if e["resource"]["id"] not in ("seedtext-stenosis-l5s1", "seedtext-stenosis-l4l5")
+    ]
     fhir_server.load_bundle(bundle)
     req = json.loads(json.dumps(request_fixture("seed", prefetch=False)).replace("seed-", "seedtext-"))
     req["fhirServer"] = fhir_server.base_url
     card = call(client, req)["cards"][0]
     r = [r for r in results(card) if r["id"] == "imaging-severity"][0]
     assert r["status"] == "not-met" and [ref for ref in r["evidence"] if ref.startswith("Observation/derived-")]
-    stored = requests.get(f"{fhir_server.base_url}/Observation", params={"patient": "seedtext-patient"}, timeout=10).json()
+    stored = requests.get(
+        f"{fhir_server.base_url}/Observation", params={"patient": "seedtext-patient"}, timeout=10
+    ).json()
     assert stored.get("total", 0) == 0 and not stored.get("entry")

@@ -1,5 +1,6 @@
 """The fixture scripts (scripts/fixtures/): the committed requests are what make_requests.py writes now,
 and validate.py accepts every fixture."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,12 @@ REQUESTS = REPO / "fhir_fixtures" / "requests"
 
 
 def test_the_committed_requests_are_fresh(tmp_path):
-    subprocess.run([sys.executable, str(REPO / "scripts" / "fixtures" / "make_requests.py"), str(tmp_path)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fixtures" / "make_requests.py"), str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     fresh = {p.name: p.read_bytes() for p in tmp_path.glob("*.json")}
     committed = {p.name: p.read_bytes() for p in REQUESTS.glob("*.json")}
     assert fresh, "make_requests.py wrote nothing"
@@ -22,6 +27,10 @@ def test_the_committed_requests_are_fresh(tmp_path):
 
 
 def test_the_fixtures_validate():
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "fixtures" / "validate.py")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fixtures" / "validate.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

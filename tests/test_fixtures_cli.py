@@ -3,6 +3,7 @@
 Each test gets its own empty sekmet FHIR server process, so what it sees on the server is what the
 command did.
 """
+
 import json
 import subprocess
 import sys
@@ -152,8 +153,9 @@ def test_a_protected_server_is_loaded_with_the_bearer_token(tmp_path):
         refused = fixtures("load", "seed", "--fhir-server", server.base_url)
         assert refused.returncode == 1
         assert "HTTP 401" in refused.stderr and "--token" in refused.stderr
-        (seed,) = report(fixtures("load", "seed", "--fhir-server", server.base_url,
-                                  "--token", "fixture-loader-token", "--json"))
+        (seed,) = report(
+            fixtures("load", "seed", "--fhir-server", server.base_url, "--token", "fixture-loader-token", "--json")
+        )
         assert {r["outcome"] for r in seed["resources"]} == {"created"}
     finally:
         server.stop()
@@ -176,4 +178,10 @@ def test_list_names_every_fixture_patient():
     out = fixtures("list")
     assert out.returncode == 0
     assert [line.split()[0] for line in out.stdout.splitlines()] == [
-        "case-360", "meets-all", "no-imaging", "non-fusion", "red-flag", "seed"]
+        "case-360",
+        "meets-all",
+        "no-imaging",
+        "non-fusion",
+        "red-flag",
+        "seed",
+    ]

@@ -4,6 +4,7 @@ object with a 2xx/4xx status (never 5xx), a conformant response when it is 200, 
 Bodies are the seed request with parts replaced by arbitrary JSON or removed, arbitrary JSON
 documents, and arbitrary bytes. The engine is the real CQL engine; nothing is mocked.
 """
+
 import copy
 import json
 import time
@@ -21,33 +22,76 @@ MAX_SECONDS = 6.0
 
 ORDER = ["context", "draftOrders", "entry", 0, "resource"]
 PATHS = [
-    ["hook"], ["hookInstance"], ["fhirServer"], ["fhirAuthorization"], ["fhirAuthorization", "access_token"],
-    ["context"], ["context", "userId"], ["context", "patientId"], ["context", "encounterId"],
-    ["context", "draftOrders"], ["context", "draftOrders", "entry"], ["context", "draftOrders", "entry", 0],
-    ORDER, ORDER + ["resourceType"], ORDER + ["code"], ORDER + ["code", "coding"],
-    ORDER + ["code", "coding", 0, "code"], ORDER + ["code", "coding", 0, "system"], ORDER + ["bodySite"],
-    ORDER + ["subject"], ORDER + ["status"], ORDER + ["intent"], ORDER + ["reasonCode"],
-    ["prefetch"], ["prefetch", "patient"], ["prefetch", "coverage"], ["prefetch", "conditions"],
-    ["prefetch", "conditions", "entry"], ["prefetch", "conditions", "entry", 0, "resource"],
-    ["prefetch", "conditions", "entry", 0, "resource", "code"], ["prefetch", "procedures", "entry"],
+    ["hook"],
+    ["hookInstance"],
+    ["fhirServer"],
+    ["fhirAuthorization"],
+    ["fhirAuthorization", "access_token"],
+    ["context"],
+    ["context", "userId"],
+    ["context", "patientId"],
+    ["context", "encounterId"],
+    ["context", "draftOrders"],
+    ["context", "draftOrders", "entry"],
+    ["context", "draftOrders", "entry", 0],
+    ORDER,
+    ORDER + ["resourceType"],
+    ORDER + ["code"],
+    ORDER + ["code", "coding"],
+    ORDER + ["code", "coding", 0, "code"],
+    ORDER + ["code", "coding", 0, "system"],
+    ORDER + ["bodySite"],
+    ORDER + ["subject"],
+    ORDER + ["status"],
+    ORDER + ["intent"],
+    ORDER + ["reasonCode"],
+    ["prefetch"],
+    ["prefetch", "patient"],
+    ["prefetch", "coverage"],
+    ["prefetch", "conditions"],
+    ["prefetch", "conditions", "entry"],
+    ["prefetch", "conditions", "entry", 0, "resource"],
+    ["prefetch", "conditions", "entry", 0, "resource", "code"],
+    ["prefetch", "procedures", "entry"],
     ["prefetch", "procedures", "entry", 0, "resource", "performedPeriod"],
-    ["prefetch", "imagingStudies"], ["prefetch", "diagnosticReports", "entry", 0, "resource", "conclusion"],
-    ["prefetch", "observations", "entry"], ["prefetch", "medicationRequests"],
+    ["prefetch", "imagingStudies"],
+    ["prefetch", "diagnosticReports", "entry", 0, "resource", "conclusion"],
+    ["prefetch", "observations", "entry"],
+    ["prefetch", "medicationRequests"],
     ["prefetch", "encounters", "entry", 0, "resource", "period"],
 ]
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=20)
+scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
 # Values that look like FHIR, so mutations get past the first checks more often.
-fhir_like = st.fixed_dictionaries({"resourceType": st.sampled_from(
-    ["Bundle", "ServiceRequest", "Condition", "Procedure", "OperationOutcome", "Patient", "Nope"])},
-    optional={"id": st.text(max_size=10), "entry": st.lists(st.fixed_dictionaries({"resource": json_values}), max_size=3),
-              "code": json_values, "status": st.text(max_size=10)})
+fhir_like = st.fixed_dictionaries(
+    {
+        "resourceType": st.sampled_from(
+            ["Bundle", "ServiceRequest", "Condition", "Procedure", "OperationOutcome", "Patient", "Nope"]
+        )
+    },
+    optional={
+        "id": st.text(max_size=10),
+        "entry": st.lists(st.fixed_dictionaries({"resource": json_values}), max_size=3),
+        "code": json_values,
+        "status": st.text(max_size=10),
+    },
+)
 replacement = json_values | fhir_like
 
-FUZZ = settings(max_examples=150, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def mutated(body: dict, path: list, value, delete: bool) -> dict:
@@ -92,8 +136,13 @@ def test_a_seed_request_with_any_parts_replaced_or_removed_never_fails_the_servi
     check(response, time.monotonic() - started)
 
 
-@settings(max_examples=100, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(document=json_values)
 def test_any_json_document_gets_a_json_answer(client, document):
     started = time.monotonic()
@@ -101,10 +150,19 @@ def test_any_json_document_gets_a_json_answer(client, document):
     check(response, time.monotonic() - started)
 
 
-@settings(max_examples=100, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=400), content_type=st.sampled_from(
-    ["application/json", "application/fhir+json", "text/plain", "application/json; charset=utf-16"]))
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.binary(max_size=400),
+    content_type=st.sampled_from(
+        ["application/json", "application/fhir+json", "text/plain", "application/json; charset=utf-16"]
+    ),
+)
 def test_any_bytes_get_a_json_answer(client, data, content_type):
     started = time.monotonic()
     response = client.post(SERVICE, data=data, content_type=content_type)

@@ -3,6 +3,7 @@
 The services here record into real audit databases (SQLite, and PostgreSQL where replicas share the
 switch); the switch is changed through the `cds-hooks site` command as an operator would.
 """
+
 from __future__ import annotations
 
 import copy
@@ -51,6 +52,7 @@ def sqlite_url(new_database_url):
 
 
 # ------------------------------------------------------------------ shadow mode
+
 
 def test_shadow_mode_answers_no_cards(engine, sqlite_url, tmp_path):
     app = make_app(engine, sqlite_url, tmp_path, shadow_mode=True)
@@ -103,6 +105,7 @@ def test_shadow_calls_are_counted_by_mode_in_the_metrics(engine, sqlite_url, tmp
 
 
 # ------------------------------------------------------------------ the per-site switch (sites by fhirServer)
+
 
 def no_prefetch_request(fhir_server: str) -> dict:
     body = copy.deepcopy(request_fixture("seed", prefetch=False))
@@ -170,8 +173,14 @@ def test_the_site_command_lists_switches_and_logs_each_change(engine, sqlite_url
     assert "sites are named by: tenant; without a row of their own: live" in out.stdout
     line = next(l for l in out.stdout.splitlines() if l.startswith("hospital-a\t"))
     assert line.split("\t")[1] == OFF and line.split("\t")[3:] == ["it-oncall", "downtime"]
-    log = subprocess.run([CLI, "audit", "access-log"], capture_output=True, text=True, cwd=REPO, timeout=120,
-                         env={**os.environ, **audit_env(sqlite_url, tmp_path)})
+    log = subprocess.run(
+        [CLI, "audit", "access-log"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, **audit_env(sqlite_url, tmp_path)},
+    )
     assert "site disable" in log.stdout and "hospital-a" in log.stdout
 
 
@@ -183,8 +192,7 @@ def test_the_site_command_refuses_a_mode_change_without_a_site(sqlite_url, tmp_p
 def test_every_replica_sees_a_switch_within_the_cache_time(engine, new_database_url, tmp_path):
     """Two services on one PostgreSQL database, as two replicas; the switch is set by the command."""
     url = new_database_url("postgresql")
-    replicas = [make_app(engine, url, tmp_path, site_by="fhir_server", site_switch_cache_seconds=1.0)
-                for _ in range(2)]
+    replicas = [make_app(engine, url, tmp_path, site_by="fhir_server", site_switch_cache_seconds=1.0) for _ in range(2)]
     for app in replicas:  # both have read the (empty) switch table and cached it
         assert app.test_client().post(SERVICE, json=request_fixture("seed")).get_json()["cards"]
     site = request_fixture("seed")["fhirServer"].rstrip("/")
@@ -198,16 +206,24 @@ def test_every_replica_sees_a_switch_within_the_cache_time(engine, new_database_
 
 # ------------------------------------------------------------------ sites by the caller JWT's tenant
 
+
 def test_a_tenant_switched_off_gets_no_cards_while_another_tenant_gets_its_card(engine, issuer, sqlite_url, tmp_path):
-    settings = {**audit_settings(sqlite_url, tmp_path), "public_base_url": BASE, "allow_http_loopback": True,
-                "trusted_issuers": [issuer.issuer_config()]}
+    settings = {
+        **audit_settings(sqlite_url, tmp_path),
+        "public_base_url": BASE,
+        "allow_http_loopback": True,
+        "trusted_issuers": [issuer.issuer_config()],
+    }
     app = create_app(Config(**settings), engine=engine)
     assert site_command(sqlite_url, tmp_path, "disable", "hospital-a").returncode == 0
 
     def call(tenant):
         token = issuer.token(BASE + SERVICE, tenant=tenant)
-        return app.test_client().post(SERVICE, json=request_fixture("seed"),
-                                      headers={"Authorization": f"Bearer {token}"}).get_json()
+        return (
+            app.test_client()
+            .post(SERVICE, json=request_fixture("seed"), headers={"Authorization": f"Bearer {token}"})
+            .get_json()
+        )
 
     assert call("hospital-a") == {"cards": []}
     assert statuses(call("hospital-b")["cards"][0]) == SEED_STATUSES
@@ -215,8 +231,12 @@ def test_a_tenant_switched_off_gets_no_cards_while_another_tenant_gets_its_card(
 
 
 def test_a_token_without_a_tenant_names_its_issuer_as_the_site(engine, issuer, sqlite_url, tmp_path):
-    settings = {**audit_settings(sqlite_url, tmp_path), "public_base_url": BASE, "allow_http_loopback": True,
-                "trusted_issuers": [issuer.issuer_config()]}
+    settings = {
+        **audit_settings(sqlite_url, tmp_path),
+        "public_base_url": BASE,
+        "allow_http_loopback": True,
+        "trusted_issuers": [issuer.issuer_config()],
+    }
     app = create_app(Config(**settings), engine=engine)
     assert site_command(sqlite_url, tmp_path, "shadow", issuer.iss).returncode == 0
     token = issuer.token(BASE + SERVICE)
@@ -227,17 +247,21 @@ def test_a_token_without_a_tenant_names_its_issuer_as_the_site(engine, issuer, s
 
 # ------------------------------------------------------------------ the precedence, case by case
 
-@pytest.mark.parametrize("modes, site, default, expected", [
-    ({}, "a", LIVE, LIVE),
-    ({}, "a", SHADOW, SHADOW),
-    ({"a": OFF}, "a", LIVE, OFF),
-    ({"a": LIVE}, "a", SHADOW, LIVE),
-    ({"*": SHADOW}, "a", LIVE, SHADOW),
-    ({"*": SHADOW, "a": LIVE}, "a", LIVE, LIVE),
-    ({"*": OFF, "a": LIVE}, "a", LIVE, OFF),
-    ({"a": OFF}, None, LIVE, LIVE),
-    ({"*": OFF}, None, LIVE, OFF),
-])
+
+@pytest.mark.parametrize(
+    "modes, site, default, expected",
+    [
+        ({}, "a", LIVE, LIVE),
+        ({}, "a", SHADOW, SHADOW),
+        ({"a": OFF}, "a", LIVE, OFF),
+        ({"a": LIVE}, "a", SHADOW, LIVE),
+        ({"*": SHADOW}, "a", LIVE, SHADOW),
+        ({"*": SHADOW, "a": LIVE}, "a", LIVE, LIVE),
+        ({"*": OFF, "a": LIVE}, "a", LIVE, OFF),
+        ({"a": OFF}, None, LIVE, LIVE),
+        ({"*": OFF}, None, LIVE, OFF),
+    ],
+)
 def test_the_mode_of_a_call_follows_the_documented_precedence(modes, site, default, expected):
     assert decide_mode(modes, site, default) == expected
 

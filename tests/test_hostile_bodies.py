@@ -4,6 +4,7 @@ hook call still leaves its audit row (on SQLite and PostgreSQL).
 JSON is RFC 8259: UTF-8 only, no NaN or Infinity, one value per key; text holds no NUL and no lone
 surrogate; the FHIR elements the engine reads have their FHIR JSON types (web/fhir_types.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,6 +44,7 @@ def refused(response, code: str, field: str | None = None) -> dict:
 
 # ---- the JSON itself ------------------------------------------------------------------------------
 
+
 def test_a_body_that_repeats_a_key_is_refused_naming_the_key(client, seed_request):
     text = json.dumps(seed_request)
     # Two patientIds in one context: which one the service would evaluate is the parser's whim.
@@ -68,17 +70,25 @@ def test_a_latin1_body_is_refused(client, seed_request):
 
 # ---- NUL and lone surrogates -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("where, set_it", [
-    ("hookInstance", lambda r, v: r.__setitem__("hookInstance", v)),
-    ("context.userId", lambda r, v: r["context"].__setitem__("userId", v)),
-    ("context.draftOrders.entry[0].resource.code.text", lambda r, v: the_order(r)["code"].__setitem__("text", v)),
-    ("prefetch.conditions.entry[0].resource.code.text",
-     lambda r, v: first(r, "conditions")["code"].__setitem__("text", v)),
-])
-@pytest.mark.parametrize("bad", ["\\ud800", "abc\\udfff", "\\u0000", "a\\u0000b"], ids=["lone-high", "lone-low",
-                                                                                       "nul", "nul-inside"])
-def test_a_nul_or_a_lone_surrogate_in_text_is_a_400_naming_the_field(audit_client, audit_store, seed_request,
-                                                                      where, set_it, bad):
+
+@pytest.mark.parametrize(
+    "where, set_it",
+    [
+        ("hookInstance", lambda r, v: r.__setitem__("hookInstance", v)),
+        ("context.userId", lambda r, v: r["context"].__setitem__("userId", v)),
+        ("context.draftOrders.entry[0].resource.code.text", lambda r, v: the_order(r)["code"].__setitem__("text", v)),
+        (
+            "prefetch.conditions.entry[0].resource.code.text",
+            lambda r, v: first(r, "conditions")["code"].__setitem__("text", v),
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "bad", ["\\ud800", "abc\\udfff", "\\u0000", "a\\u0000b"], ids=["lone-high", "lone-low", "nul", "nul-inside"]
+)
+def test_a_nul_or_a_lone_surrogate_in_text_is_a_400_naming_the_field(
+    audit_client, audit_store, seed_request, where, set_it, bad
+):
     marker = "MARKER-" + uuid.uuid4().hex
     set_it(seed_request, marker)
     text = json.dumps(seed_request).replace(marker, bad)  # the escape as a client would send it
@@ -93,11 +103,16 @@ def test_an_escaped_surrogate_pair_is_ordinary_text(client, seed_request):
     assert post(client, text.encode()).status_code == 200
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda e: e.__setitem__("card", e["card"] + "\\u0000"), "feedback[0].card"),
-    (lambda e: e.setdefault("overrideReason", {}).__setitem__("userComment", "\\ud800"),
-     "feedback[0].overrideReason.userComment"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda e: e.__setitem__("card", e["card"] + "\\u0000"), "feedback[0].card"),
+        (
+            lambda e: e.setdefault("overrideReason", {}).__setitem__("userComment", "\\ud800"),
+            "feedback[0].overrideReason.userComment",
+        ),
+    ],
+)
 def test_feedback_with_a_nul_or_a_lone_surrogate_is_a_400(audit_client, audit_store, mutate, field):
     entry = {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-09-10T14:03:00Z"}
     mutate(entry)
@@ -115,28 +130,43 @@ def test_a_nul_in_the_url_still_leaves_the_calls_audit_row(audit_client, audit_s
 # ---- FHIR element types the engine reads -----------------------------------------------------------
 
 WRONG_TYPES = {
-    "a dateTime as a number": (lambda r: first(r, "conditions").__setitem__("onsetDateTime", 20260101),
-                               "prefetch.conditions.entry[0].resource.onsetDateTime"),
-    "a dateTime that is no date": (lambda r: first(r, "procedures").__setitem__("performedDateTime", "last spring"),
-                                   "prefetch.procedures.entry[0].resource.performedDateTime"),
-    "a report date as a number": (lambda r: first(r, "diagnosticReports").__setitem__("effectiveDateTime", 1),
-                                  "prefetch.diagnosticReports.entry[0].resource.effectiveDateTime"),
-    "a coding's code as a number": (lambda r: first(r, "conditions")["code"]["coding"][0].__setitem__("code", 4806),
-                                    "prefetch.conditions.entry[0].resource.code.coding[0].code"),
-    "coding as an object": (lambda r: first(r, "conditions")["code"].__setitem__("coding", {"code": "M48.06"}),
-                            "prefetch.conditions.entry[0].resource.code.coding"),
-    "a CodeableConcept as a string": (lambda r: first(r, "conditions").__setitem__("clinicalStatus", "active"),
-                                      "prefetch.conditions.entry[0].resource.clinicalStatus"),
-    "an order's code as a number": (lambda r: the_order(r)["code"]["coding"][0].__setitem__("code", 22558),
-                                    "context.draftOrders.entry[0].resource.code.coding[0].code"),
-    "an order's bodySite as a string": (lambda r: the_order(r).__setitem__("bodySite", "L5-S1"),
-                                        "context.draftOrders.entry[0].resource.bodySite"),
+    "a dateTime as a number": (
+        lambda r: first(r, "conditions").__setitem__("onsetDateTime", 20260101),
+        "prefetch.conditions.entry[0].resource.onsetDateTime",
+    ),
+    "a dateTime that is no date": (
+        lambda r: first(r, "procedures").__setitem__("performedDateTime", "last spring"),
+        "prefetch.procedures.entry[0].resource.performedDateTime",
+    ),
+    "a report date as a number": (
+        lambda r: first(r, "diagnosticReports").__setitem__("effectiveDateTime", 1),
+        "prefetch.diagnosticReports.entry[0].resource.effectiveDateTime",
+    ),
+    "a coding's code as a number": (
+        lambda r: first(r, "conditions")["code"]["coding"][0].__setitem__("code", 4806),
+        "prefetch.conditions.entry[0].resource.code.coding[0].code",
+    ),
+    "coding as an object": (
+        lambda r: first(r, "conditions")["code"].__setitem__("coding", {"code": "M48.06"}),
+        "prefetch.conditions.entry[0].resource.code.coding",
+    ),
+    "a CodeableConcept as a string": (
+        lambda r: first(r, "conditions").__setitem__("clinicalStatus", "active"),
+        "prefetch.conditions.entry[0].resource.clinicalStatus",
+    ),
+    "an order's code as a number": (
+        lambda r: the_order(r)["code"]["coding"][0].__setitem__("code", 22558),
+        "context.draftOrders.entry[0].resource.code.coding[0].code",
+    ),
+    "an order's bodySite as a string": (
+        lambda r: the_order(r).__setitem__("bodySite", "L5-S1"),
+        "context.draftOrders.entry[0].resource.bodySite",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", WRONG_TYPES)
-def test_a_wrongly_typed_fhir_element_is_a_400_naming_it_and_is_recorded(audit_client, audit_store, seed_request,
-                                                                         name):
+def test_a_wrongly_typed_fhir_element_is_a_400_naming_it_and_is_recorded(audit_client, audit_store, seed_request, name):
     mutate, field = WRONG_TYPES[name]
     mutate(seed_request)
     refused(audit_client.post(SERVICE, json=seed_request), "invalid-fhir", field)
@@ -151,6 +181,7 @@ def test_elements_the_model_does_not_know_are_left_alone(client, seed_request):
 
 
 # ---- work per call -----------------------------------------------------------------------------------
+
 
 def with_orders(request: dict, count: int, distinct_dates: bool = False) -> dict:
     entry = request["context"]["draftOrders"]["entry"][0]

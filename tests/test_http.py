@@ -1,4 +1,5 @@
 """The HTTP contract: discovery, validation errors, prefetch semantics (CDS Hooks 2.0)."""
+
 import json
 
 import pytest
@@ -12,9 +13,19 @@ def test_discovery_lists_the_lumbar_fusion_order_sign_service(client):
     assert service["id"] == "lumbar-fusion" and service["hook"] == "order-sign"
     assert service["title"] and service["description"] and service["usageRequirements"]
     assert set(service["prefetch"]) == {
-        "patient", "coverage", "conditions", "procedures", "encounters", "imagingStudies",
-        "diagnosticReports", "observations", "medicationRequests", "medicationStatements",
-        "questionnaireResponses", "documentReferences"}
+        "patient",
+        "coverage",
+        "conditions",
+        "procedures",
+        "encounters",
+        "imagingStudies",
+        "diagnosticReports",
+        "observations",
+        "medicationRequests",
+        "medicationStatements",
+        "questionnaireResponses",
+        "documentReferences",
+    }
     assert all("{{context.patientId}}" in t for t in service["prefetch"].values())
 
 
@@ -28,20 +39,35 @@ def test_malformed_json_is_400(client):
     assert r.status_code == 400 and r.get_json()["error"] == "malformed-json"
 
 
-@pytest.mark.parametrize("mutate, fragment", [
-    (lambda b: b.pop("hook"), "hook is required"),
-    (lambda b: b.update(hook="patient-view"), "order-sign hook"),
-    (lambda b: b.pop("hookInstance"), "hookInstance"),
-    (lambda b: b.pop("context"), "context is required"),
-    (lambda b: b["context"].pop("userId"), "context.userId"),
-    (lambda b: b["context"].pop("patientId"), "context.patientId"),
-    (lambda b: b["context"].update(patientId=""), "context.patientId"),
-    (lambda b: b["context"].pop("draftOrders"), "draftOrders is required"),
-    (lambda b: b["context"].update(draftOrders="ServiceRequest"), "draftOrders must be"),
-    (lambda b: b.update(prefetch=[1, 2]), "prefetch must be"),
-    (lambda b: b.update(fhirAuthorization={"token_type": "Bearer"}), "access_token"),
-], ids=["no-hook", "wrong-hook", "no-hookInstance", "no-context", "no-userId", "no-patientId",
-        "empty-patientId", "no-draftOrders", "draftOrders-not-bundle", "prefetch-not-object", "auth-without-token"])
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda b: b.pop("hook"), "hook is required"),
+        (lambda b: b.update(hook="patient-view"), "order-sign hook"),
+        (lambda b: b.pop("hookInstance"), "hookInstance"),
+        (lambda b: b.pop("context"), "context is required"),
+        (lambda b: b["context"].pop("userId"), "context.userId"),
+        (lambda b: b["context"].pop("patientId"), "context.patientId"),
+        (lambda b: b["context"].update(patientId=""), "context.patientId"),
+        (lambda b: b["context"].pop("draftOrders"), "draftOrders is required"),
+        (lambda b: b["context"].update(draftOrders="ServiceRequest"), "draftOrders must be"),
+        (lambda b: b.update(prefetch=[1, 2]), "prefetch must be"),
+        (lambda b: b.update(fhirAuthorization={"token_type": "Bearer"}), "access_token"),
+    ],
+    ids=[
+        "no-hook",
+        "wrong-hook",
+        "no-hookInstance",
+        "no-context",
+        "no-userId",
+        "no-patientId",
+        "empty-patientId",
+        "no-draftOrders",
+        "draftOrders-not-bundle",
+        "prefetch-not-object",
+        "auth-without-token",
+    ],
+)
 def test_requests_missing_what_the_service_needs_are_400(client, seed_request, mutate, fragment):
     mutate(seed_request)
     r = client.post(SERVICE, json=seed_request)
@@ -84,7 +110,8 @@ def test_a_null_prefetch_key_means_no_data(client, seed_request):
 def test_an_operation_outcome_prefetch_key_makes_dependent_criteria_unavailable(client, seed_request):
     seed_request["prefetch"]["procedures"] = {
         "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": "exception", "diagnostics": "timeout"}]}
+        "issue": [{"severity": "error", "code": "exception", "diagnostics": "timeout"}],
+    }
     seed_request.pop("fhirServer", None)
     card = call(client, seed_request)["cards"][0]
     s = statuses(card)

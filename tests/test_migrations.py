@@ -1,4 +1,5 @@
 """Schema migrations (Alembic): they build exactly the tables the code uses, on SQLite and PostgreSQL."""
+
 import os
 import subprocess
 import sys
@@ -56,8 +57,16 @@ def test_several_processes_migrating_at_once_all_succeed(new_database_url, backe
     """Workers and replicas starting together serialise on the migration lock."""
     url = new_database_url(backend)
     start_at = time.time() + 3
-    procs = [subprocess.Popen([sys.executable, "-c", STARTER, url, str(start_at)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER, url, str(start_at)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -79,7 +88,8 @@ def test_calls_recorded_before_the_go_live_migration_read_as_live(new_database_u
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO audit_call (id, received_at, service_id, status, duration_ms, card_count) "
-            "VALUES ('c1', '2026-01-01 00:00:00', 'lumbar-fusion', 200, 1.0, 1)")
+            "VALUES ('c1', '2026-01-01 00:00:00', 'lumbar-fusion', 200, 1.0, 1)"
+        )
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(select(audit_call.c.mode, audit_call.c.site)).one() == ("live", None)

@@ -1,4 +1,5 @@
 """`/openapi.json` describes exactly the routes the application serves."""
+
 import pytest
 
 from cds_hooks.web.app import create_app

@@ -1,4 +1,5 @@
 """Operations endpoints: /healthz, /readyz and /metrics (Prometheus text format)."""
+
 import os
 import subprocess
 import sys
@@ -50,8 +51,9 @@ def test_readyz_is_200_when_the_engine_and_the_database_answer(audit_client):
 
 def test_readyz_is_503_when_the_database_is_unreachable(engine, tmp_path):
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/audit?connect_timeout=2"
-    app = create_app(Config.development(var_dir=tmp_path, database_url=dead, database_migrate_on_start=False),
-                     engine=engine)
+    app = create_app(
+        Config.development(var_dir=tmp_path, database_url=dead, database_migrate_on_start=False), engine=engine
+    )
     r = app.test_client().get("/readyz")
     assert r.status_code == 503
     assert r.get_json()["checks"] == {"engine": "ok", "database": "failing"}
@@ -83,15 +85,18 @@ def test_cards_are_counted_by_indicator_and_criteria_by_status(audit_client, see
     grew = growth(before, samples(audit_client))
 
     assert grew("cds_cards_total", service="lumbar-fusion", indicator="warning") == 1
-    assert grew("cds_criteria_outcomes_total", service="lumbar-fusion", criterion="imaging-severity",
-                status="not-met") == 1
-    assert grew("cds_criteria_outcomes_total", service="lumbar-fusion", criterion="injection-trial",
-                status="met") == 1
+    assert (
+        grew("cds_criteria_outcomes_total", service="lumbar-fusion", criterion="imaging-severity", status="not-met")
+        == 1
+    )
+    assert grew("cds_criteria_outcomes_total", service="lumbar-fusion", criterion="injection-trial", status="met") == 1
 
 
 def test_failed_data_sources_are_counted_as_fhir_errors_by_resource_type(audit_client, seed_request):
-    seed_request["prefetch"]["procedures"] = {"resourceType": "OperationOutcome",
-                                              "issue": [{"severity": "error", "code": "timeout"}]}
+    seed_request["prefetch"]["procedures"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
     before = samples(audit_client)
     call(audit_client, seed_request)
     grew = growth(before, samples(audit_client))
@@ -113,12 +118,24 @@ def test_feedback_is_counted_by_outcome_and_known_reason(audit_client, seed_requ
     card = call(audit_client, seed_request)["cards"][0]
     before = samples(audit_client)
     entries = [
-        {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-09-10T10:00:00Z",
-         "overrideReason": {"reason": {"code": "payer-approved"}}},
-        {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-09-10T10:01:00Z",
-         "overrideReason": {"reason": {"code": "made-up-by-the-client"}}},
-        {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-09-10T10:02:00Z",
-         "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]},
+        {
+            "card": card["uuid"],
+            "outcome": "overridden",
+            "outcomeTimestamp": "2026-09-10T10:00:00Z",
+            "overrideReason": {"reason": {"code": "payer-approved"}},
+        },
+        {
+            "card": card["uuid"],
+            "outcome": "overridden",
+            "outcomeTimestamp": "2026-09-10T10:01:00Z",
+            "overrideReason": {"reason": {"code": "made-up-by-the-client"}},
+        },
+        {
+            "card": card["uuid"],
+            "outcome": "accepted",
+            "outcomeTimestamp": "2026-09-10T10:02:00Z",
+            "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+        },
     ]
     assert audit_client.post(FEEDBACK, json={"feedback": entries}).status_code == 200
     grew = growth(before, samples(audit_client))
@@ -148,12 +165,29 @@ def test_with_a_multiprocess_folder_metrics_add_up_every_process(tmp_path):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
     request_file = REPO / "fhir_fixtures" / "requests" / "seed-prefetch.json"
     for _ in range(2):
-        subprocess.run([sys.executable, "-c", MULTIPROCESS_WORKER, str(tmp_path / "var"), str(request_file)],
-                       env=env, cwd=REPO, check=True, capture_output=True, timeout=120)
-    out = subprocess.run([sys.executable, "-c", MULTIPROCESS_WORKER, str(tmp_path / "var"), str(request_file),
-                          "metrics"], env=env, cwd=REPO, check=True, capture_output=True, text=True, timeout=120)
-    counts = [s.value for f in text_string_to_metric_families(out.stdout) for s in f.samples
-              if s.name == "cds_hook_request_duration_seconds_count" and s.labels.get("status") == "200"]
+        subprocess.run(
+            [sys.executable, "-c", MULTIPROCESS_WORKER, str(tmp_path / "var"), str(request_file)],
+            env=env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    out = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_WORKER, str(tmp_path / "var"), str(request_file), "metrics"],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    counts = [
+        s.value
+        for f in text_string_to_metric_families(out.stdout)
+        for s in f.samples
+        if s.name == "cds_hook_request_duration_seconds_count" and s.labels.get("status") == "200"
+    ]
     assert counts == [3.0]
 
 

@@ -9,8 +9,14 @@ CPT = "http://www.ama-assn.org/go/cpt"
 
 
 def sr(code, system=CPT, level="L5-S1", **extra):
-    r = {"resourceType": "ServiceRequest", "id": f"o{code}".replace(".", ""), "status": "draft", "intent": "order",
-         "code": {"coding": [{"system": system, "code": code}]}, "subject": {"reference": "Patient/p"}}
+    r = {
+        "resourceType": "ServiceRequest",
+        "id": f"o{code}".replace(".", ""),
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": "Patient/p"},
+    }
     if level:
         r["bodySite"] = [{"text": level}]
     r.update(extra)
@@ -39,8 +45,13 @@ def test_local_order_codes_map_to_pack_codes():
 
 
 def test_display_text_is_the_last_resort():
-    order = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
-             "code": {"text": "L4-5 TLIF with instrumentation"}, "bodySite": [{"text": "L4-5"}]}
+    order = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "code": {"text": "L4-5 TLIF with instrumentation"},
+        "bodySite": [{"text": "L4-5"}],
+    }
     found = detect(order)
     assert found[0].matched_by == "text" and found[0].levels == ["L4-L5"]
 
@@ -102,9 +113,14 @@ SNOMED = "http://snomed.info/sct"
 
 
 def snomed_order(text, **extra):
-    return {"resourceType": "ServiceRequest", "id": "sct", "status": "draft", "intent": "order",
-            "code": {"coding": [{"system": SNOMED, "code": "55705006", "display": "Spinal fusion"}], "text": text},
-            **extra}
+    return {
+        "resourceType": "ServiceRequest",
+        "id": "sct",
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": [{"system": SNOMED, "code": "55705006", "display": "Spinal fusion"}], "text": text},
+        **extra,
+    }
 
 
 def test_a_snomed_spinal_fusion_order_whose_text_names_the_procedure_is_detected_at_its_text_level():
@@ -119,8 +135,10 @@ def test_a_snomed_spinal_fusion_order_of_another_region_is_not_this_procedure():
 
 
 def test_snomed_vertebrae_in_body_site_give_the_interspace():
-    sites = [{"coding": [{"system": SNOMED, "code": "11994002", "display": "L4 vertebra"}]},
-             {"coding": [{"system": SNOMED, "code": "49668003", "display": "L5 vertebra"}]}]
+    sites = [
+        {"coding": [{"system": SNOMED, "code": "11994002", "display": "L4 vertebra"}]},
+        {"coding": [{"system": SNOMED, "code": "49668003", "display": "L5 vertebra"}]},
+    ]
     (found,) = detect(sr("22630", level=None, bodySite=sites))
     assert found.levels == ["L4-L5"]
 
@@ -133,8 +151,13 @@ def test_body_site_wins_over_the_order_text():
 
 def test_a_co_surgeons_order_for_the_same_operation_joins_the_surgeons_case():
     surgeon = sr("22630", level="L4-L5", id="surgeon", occurrenceDateTime="2026-12-14")
-    co_surgeon = sr("22630", level="L4-L5", id="co-surgeon", occurrenceDateTime="2026-12-14",
-                    requester={"reference": "Practitioner/co"})
+    co_surgeon = sr(
+        "22630",
+        level="L4-L5",
+        id="co-surgeon",
+        occurrenceDateTime="2026-12-14",
+        requester={"reference": "Practitioner/co"},
+    )
     (case,) = group_cases(detect(surgeon, co_surgeon))
     assert case.references == ["ServiceRequest/surgeon", "ServiceRequest/co-surgeon"]
 

@@ -1,6 +1,7 @@
 """The production server's own edge (gunicorn, caller authentication on), without the proxy in front:
 an oversized bearer token gets the service's JSON 401, oversized bodies the service's JSON 413 (declared
 or chunked), read by a client still sending its body before the connection closes."""
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,21 @@ SERVICE = "/cds-services/lumbar-fusion"
 def server(issuer, tmp_path_factory):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = production_env(CDS_PUBLIC_BASE_URL=base, CDS_TRUSTED_ISSUERS=json.dumps([issuer.issuer_config()]),
-                         CDS_ALLOW_HTTP_LOOPBACK="true", CDS_SERVER_WORKERS="1", CDS_ENGINE_WORKERS="1",
-                         CDS_VAR_DIR=str(tmp_path_factory.mktemp("var")))
-    proc = subprocess.Popen([CLI, "serve", "--production", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = production_env(
+        CDS_PUBLIC_BASE_URL=base,
+        CDS_TRUSTED_ISSUERS=json.dumps([issuer.issuer_config()]),
+        CDS_ALLOW_HTTP_LOOPBACK="true",
+        CDS_SERVER_WORKERS="1",
+        CDS_ENGINE_WORKERS="1",
+        CDS_VAR_DIR=str(tmp_path_factory.mktemp("var")),
+    )
+    proc = subprocess.Popen(
+        [CLI, "serve", "--production", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert wait_until_answering(proc, f"{base}/readyz", timeout=120), "production server did not start"
         yield base
@@ -61,8 +72,12 @@ def test_a_413_arrives_before_the_connection_closes_on_a_raw_socket(server, issu
     host, port = server.removeprefix("http://").split(":")
     headers = signed(issuer, server)
     with socket.create_connection((host, int(port)), timeout=15) as s:
-        s.sendall((f"POST {SERVICE} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                   f"Authorization: {headers['Authorization']}\r\nContent-Length: 8000000\r\n\r\n").encode())
+        s.sendall(
+            (
+                f"POST {SERVICE} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                f"Authorization: {headers['Authorization']}\r\nContent-Length: 8000000\r\n\r\n"
+            ).encode()
+        )
         left = 8_000_000
         while left:
             s.sendall(b" " * min(65536, left))

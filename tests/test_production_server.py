@@ -1,4 +1,5 @@
 """`cds-hooks serve --production`: gunicorn on cds_hooks/ops/gunicorn_conf.py, warm workers, graceful stop."""
+
 from __future__ import annotations
 
 import json
@@ -49,13 +50,25 @@ def production_env(**settings: str) -> dict:
 @pytest.fixture(scope="module", params=["compiled", "reference"])
 def server(request):
     port = free_port()
-    env = production_env(CDS_AUTH_DISABLED="true", CDS_SERVER_WORKERS="2", CDS_ENGINE_WORKERS="1",
-                         CDS_SERVER_GRACEFUL_TIMEOUT="10", CDS_CQL_ENGINE=request.param)
-    proc = subprocess.Popen([CLI, "serve", "--production", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = production_env(
+        CDS_AUTH_DISABLED="true",
+        CDS_SERVER_WORKERS="2",
+        CDS_ENGINE_WORKERS="1",
+        CDS_SERVER_GRACEFUL_TIMEOUT="10",
+        CDS_CQL_ENGINE=request.param,
+    )
+    proc = subprocess.Popen(
+        [CLI, "serve", "--production", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
-    assert wait_until_answering(proc, f"{base}/cds-services", timeout=90, interval=0.1), \
+    assert wait_until_answering(proc, f"{base}/cds-services", timeout=90, interval=0.1), (
         "production server did not start"
+    )
     yield proc, base, request.param
     if proc.poll() is None:
         proc.kill()
@@ -83,8 +96,9 @@ def test_it_runs_the_configured_number_of_workers_each_with_its_engine_started(s
 def test_it_answers_the_seed_case(server):
     _, base, _ = server
     body = (FIXTURES / "requests" / "seed-prefetch.json").read_bytes()
-    r = requests.post(f"{base}/cds-services/lumbar-fusion", data=body,
-                      headers={"Content-Type": "application/json"}, timeout=30)
+    r = requests.post(
+        f"{base}/cds-services/lumbar-fusion", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert r.status_code == 200
     assert statuses(r.json()["cards"][0]) == SEED_STATUSES
 
@@ -104,17 +118,31 @@ def test_sigterm_stops_it_gracefully_with_its_engines(server):
 
 
 def test_invalid_settings_are_refused_before_the_server_starts():
-    out = subprocess.run([CLI, "serve", "--production"], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         env=production_env(CDS_SERVER_WORKERS="0"))
+    out = subprocess.run(
+        [CLI, "serve", "--production"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=production_env(CDS_SERVER_WORKERS="0"),
+    )
     assert out.returncode == 2
     assert "invalid settings" in out.stderr and "server_workers" in out.stderr
 
 
 def test_the_wsgi_module_builds_the_application_from_the_environment():
-    code = ("import cds_hooks.web.wsgi as w; from cds_hooks.web.extensions import registry_of; "
-            "print(sorted(e.pack.service_id for e in registry_of(w.app).evaluators.values()))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         env=production_env(CDS_AUTH_DISABLED="true"))
+    code = (
+        "import cds_hooks.web.wsgi as w; from cds_hooks.web.extensions import registry_of; "
+        "print(sorted(e.pack.service_id for e in registry_of(w.app).evaluators.values()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=production_env(CDS_AUTH_DISABLED="true"),
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.replace("'", '"')) == ["lumbar-fusion"]
 
@@ -136,15 +164,26 @@ def test_the_readme_production_command_starts_as_written():
     assert command == [".venv/bin/cds-hooks", "serve", "--production"]
     port = free_port()
     settings["CDS_SERVER_BIND"] = f"127.0.0.1:{port}"  # the one change: a free loopback port
-    proc = subprocess.Popen([str(REPO / command[0]), *command[1:]], cwd=REPO, env=production_env(**settings),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(REPO / command[0]), *command[1:]],
+        cwd=REPO,
+        env=production_env(**settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        assert wait_until_answering(proc, f"http://127.0.0.1:{port}/readyz", timeout=90), \
+        assert wait_until_answering(proc, f"http://127.0.0.1:{port}/readyz", timeout=90), (
             "the README's production command did not start"
+        )
         # Authentication is on: a hook call without a JWT is refused.
         body = (FIXTURES / "requests" / "seed-prefetch.json").read_bytes()
-        r = requests.post(f"http://127.0.0.1:{port}/cds-services/lumbar-fusion", data=body,
-                          headers={"Content-Type": "application/json"}, timeout=30)
+        r = requests.post(
+            f"http://127.0.0.1:{port}/cds-services/lumbar-fusion",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
         assert r.status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -152,7 +191,8 @@ def test_the_readme_production_command_starts_as_written():
 
 
 def test_the_production_server_without_its_settings_says_which_and_exits_2():
-    result = subprocess.run([CLI, "serve", "--production"], cwd=REPO, env=production_env(), capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [CLI, "serve", "--production"], cwd=REPO, env=production_env(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "CDS_PUBLIC_BASE_URL" in result.stderr and "Traceback" not in result.stderr

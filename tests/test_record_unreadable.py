@@ -4,22 +4,32 @@ CDS Hooks 2.0, "Prefetch Data": `null` means the client found no data; an Operat
 could not prefetch the key. A Patient read that is null, not found (issue code `not-found`, HTTP
 404) or someone else's leaves nothing to check the criteria against.
 """
+
 import pytest
 
 from conftest import request_fixture
 from support.hooks import call
 
 VERDICT = "org.example.fusion-cds.verdict"
-NOT_FOUND = {"resourceType": "OperationOutcome",
-             "issue": [{"severity": "error", "code": "not-found", "diagnostics": "Resource Patient/x is not known"}]}
+NOT_FOUND = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "not-found", "diagnostics": "Resource Patient/x is not known"}],
+}
 
 
 def assert_record_unreadable(body):
     (card,) = body["cards"]
     assert card["indicator"] == "info"
     assert card["summary"] == "Patient record could not be read — no criteria were checked"
-    assert card["extension"] == {VERDICT: {"verdict": "record-unreadable", "pathway": None, "required": [],
-                                           "unreadSources": ["Patient"], "suggestions": []}}
+    assert card["extension"] == {
+        VERDICT: {
+            "verdict": "record-unreadable",
+            "pathway": None,
+            "required": [],
+            "unreadSources": ["Patient"],
+            "suggestions": [],
+        }
+    }
     assert "suggestions" not in card
     for claim in ("unmet", "Not documented", "Met", "likely to fail"):
         assert claim not in card["summary"] + card["detail"]
@@ -53,8 +63,10 @@ def test_a_patient_resource_of_another_patient_is_not_this_patients_record(clien
 
 
 def test_a_patient_read_that_failed_for_another_reason_is_a_failed_source_not_an_unknown_patient(client, seed_request):
-    seed_request["prefetch"]["patient"] = {"resourceType": "OperationOutcome",
-                                           "issue": [{"severity": "error", "code": "timeout"}]}
+    seed_request["prefetch"]["patient"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
     (card,) = call(client, seed_request)["cards"]
     assert card["extension"][VERDICT]["verdict"] == "incomplete"
     assert card["extension"][VERDICT]["unreadSources"] == ["Patient"]

@@ -1,4 +1,5 @@
 """The database-backed JWT replay store (audit/replay_db.py): atomic across processes, on SQLite and PostgreSQL."""
+
 import subprocess
 import sys
 import time
@@ -111,8 +112,16 @@ def test_of_several_processes_using_the_same_keys_at_once_exactly_one_wins_each(
     url, _ = db
     processes, keys = 4, 150
     start_at = time.time() + 3  # all processes begin together, after their imports
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(start_at), str(keys)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, str(start_at), str(keys)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
     reports = []
     for p in procs:
         out, err = p.communicate(timeout=120)

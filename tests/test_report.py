@@ -1,5 +1,6 @@
 """`cds-hooks report`: overrides by reason, criteria most often unmet, suggestion acceptance, volume and
 latency over a period, from a trail built through the real endpoints. Runs on SQLite and PostgreSQL."""
+
 import csv
 import io
 import uuid
@@ -34,14 +35,22 @@ def trail(audit_client):
     assert audit_client.post(SERVICE, json=bad).status_code == 400
 
     def override(card, code):
-        return {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": WHEN,
-                "overrideReason": {"reason": {"code": code}}}
+        return {
+            "card": card["uuid"],
+            "outcome": "overridden",
+            "outcomeTimestamp": WHEN,
+            "overrideReason": {"reason": {"code": code}},
+        }
 
     entries = [
         override(cards[0], "payer-approved"),
         override(cards[1], "payer-approved"),
-        {"card": cards[2]["uuid"], "outcome": "accepted", "outcomeTimestamp": WHEN,
-         "acceptedSuggestions": [{"id": cards[2]["suggestions"][0]["uuid"]}]},
+        {
+            "card": cards[2]["uuid"],
+            "outcome": "accepted",
+            "outcomeTimestamp": WHEN,
+            "acceptedSuggestions": [{"id": cards[2]["suggestions"][0]["uuid"]}],
+        },
         override({"uuid": str(uuid.uuid4())}, "disagree"),  # a card this trail does not hold
     ]
     assert audit_client.post(FEEDBACK, json={"feedback": entries}).status_code == 200
@@ -50,7 +59,7 @@ def trail(audit_client):
 
 def table(report, name):
     (t,) = [t for t in report.tables if t.name == name]
-    return {tuple(row[:t.keys]) if t.keys > 1 else row[0]: dict(zip(t.columns, row)) for row in t.rows}
+    return {tuple(row[: t.keys]) if t.keys > 1 else row[0]: dict(zip(t.columns, row)) for row in t.rows}
 
 
 def test_overrides_are_counted_by_reason_with_their_share(audit_store, trail):
@@ -117,8 +126,9 @@ def test_latency_percentiles_cover_the_answered_calls_and_each_stage(audit_store
 
 def test_the_period_limits_what_is_counted(audit_store, trail):
     with audit_store.engine.begin() as conn:
-        conn.execute(update(audit_call).where(audit_call.c.hook_instance == "seed-0")
-                     .values(received_at=datetime(2020, 1, 1)))
+        conn.execute(
+            update(audit_call).where(audit_call.c.hook_instance == "seed-0").values(received_at=datetime(2020, 1, 1))
+        )
     since = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=1)
     volume = table(build_report(audit_store, since, None, None, "test"), "volume")
     assert volume[("all", "all")]["calls"] == 4
@@ -135,8 +145,14 @@ def test_a_report_is_written_to_the_access_log(audit_store, trail):
 
 def test_the_terminal_table_shows_every_section(audit_store, trail):
     text = render_text(build_report(audit_store, None, None, None, "test"))
-    for title in ("Call volume per day", "Latency", "Overrides by reason", "Criteria most often unmet",
-                  "Suggestion acceptance", "Feedback on the cards"):
+    for title in (
+        "Call volume per day",
+        "Latency",
+        "Overrides by reason",
+        "Criteria most often unmet",
+        "Suggestion acceptance",
+        "Feedback on the cards",
+    ):
         assert title in text
     assert "payer-approved" in text
 
@@ -157,9 +173,16 @@ def test_an_empty_period_reports_nothing_without_failing(audit_store):
     assert "(nothing in this period)" in text
 
 
-@pytest.mark.parametrize("values, p, expected", [
-    ([1.0], 50, 1.0), ([1.0, 2.0, 3.0, 4.0], 50, 2.0), ([1.0, 2.0, 3.0, 4.0], 99, 4.0),
-    (list(map(float, range(1, 101))), 95, 95.0), ([], 50, None)])
+@pytest.mark.parametrize(
+    "values, p, expected",
+    [
+        ([1.0], 50, 1.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.0),
+        ([1.0, 2.0, 3.0, 4.0], 99, 4.0),
+        (list(map(float, range(1, 101))), 95, 95.0),
+        ([], 50, None),
+    ],
+)
 def test_percentiles_use_the_nearest_rank(values, p, expected):
     assert percentile(values, p) == expected
 

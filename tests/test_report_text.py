@@ -1,4 +1,5 @@
 """The report-text extractor, behaviour by behaviour (cds_hooks/spine/report_text.py, docs/report-text.md)."""
+
 import base64
 import json
 
@@ -11,8 +12,11 @@ def findings(text, section="findings", content_type="text/plain"):
 
 
 def stenosis(found, level, compartment=None):
-    return [f for f in found if f.kind == "stenosis" and f.level == level
-            and (compartment is None or f.compartment == compartment)]
+    return [
+        f
+        for f in found
+        if f.kind == "stenosis" and f.level == level and (compartment is None or f.compartment == compartment)
+    ]
 
 
 def one(found, level, compartment):
@@ -21,8 +25,10 @@ def one(found, level, compartment):
 
 
 def test_a_level_header_carries_over_to_the_following_lines():
-    found = findings("L4-L5: Disc bulge.\nMild narrowing of the left neural foramen.\nRight foramen patent.\n"
-                     "L5-S1: Moderate central canal stenosis.")
+    found = findings(
+        "L4-L5: Disc bulge.\nMild narrowing of the left neural foramen.\nRight foramen patent.\n"
+        "L5-S1: Moderate central canal stenosis."
+    )
     assert {(f.side, f.grade) for f in stenosis(found, "L4-L5", "foramen")} == {("left", "mild"), ("right", "none")}
     assert one(found, "L5-S1", "central").grade == "moderate"
 
@@ -51,7 +57,10 @@ def test_grade_ranges_read_as_one_grade():
 
 def test_a_negated_stenosis_is_grade_none_and_never_present():
     found = findings("L4-5: Disc bulge without significant spinal canal or foraminal stenosis.")
-    assert {(f.compartment, f.grade, f.status) for f in found} == {("central", "none", "negated"), ("foramen", "none", "negated")}
+    assert {(f.compartment, f.grade, f.status) for f in found} == {
+        ("central", "none", "negated"),
+        ("foramen", "none", "negated"),
+    }
 
 
 def test_a_denied_high_grade_gives_no_grade_at_all():
@@ -59,24 +68,34 @@ def test_a_denied_high_grade_gives_no_grade_at_all():
 
 
 def test_no_change_in_a_stenosis_is_not_a_negation():
-    assert one(findings("No interval change in the moderate central canal stenosis at L4-L5."), "L4-L5", "central").status == "present"
+    assert (
+        one(findings("No interval change in the moderate central canal stenosis at L4-L5."), "L4-L5", "central").status
+        == "present"
+    )
 
 
 def test_a_hedged_finding_is_uncertain():
-    for text in ("Possible mild narrowing of the left lateral recess at L5-S1.",
-                 "Mild right foraminal stenosis at L5-S1 cannot be excluded."):
+    for text in (
+        "Possible mild narrowing of the left lateral recess at L5-S1.",
+        "Mild right foraminal stenosis at L5-S1 cannot be excluded.",
+    ):
         (f,) = findings(text)
         assert f.status == "uncertain"
 
 
 def test_a_prior_grade_is_historical_and_the_current_grade_present():
     found = findings("L4-L5: Central canal stenosis, previously severe, now moderate.")
-    assert {(f.grade, f.status) for f in stenosis(found, "L4-L5", "central")} == {("severe", "historical"), ("moderate", "present")}
+    assert {(f.grade, f.status) for f in stenosis(found, "L4-L5", "central")} == {
+        ("severe", "historical"),
+        ("moderate", "present"),
+    }
 
 
 def test_the_impression_wins_and_keeps_the_overruled_sentence():
-    found = findings("FINDINGS:\nL4-L5: Moderate narrowing of the left neural foramen.\nIMPRESSION:\n"
-                     "Mild left neural foraminal narrowing at L4-L5.")
+    found = findings(
+        "FINDINGS:\nL4-L5: Moderate narrowing of the left neural foramen.\nIMPRESSION:\n"
+        "Mild left neural foraminal narrowing at L4-L5."
+    )
     (f,) = found
     assert (f.grade, f.section) == ("mild", "impression")
     (old,) = f.superseded
@@ -84,21 +103,28 @@ def test_the_impression_wins_and_keeps_the_overruled_sentence():
 
 
 def test_abbreviations_nf_bnf_and_the_ls_junction():
-    found = findings("L4-5: Mild BNF narrowing. Severe left NF narrowing.\nAt the L/S junction, moderate central canal stenosis.")
-    assert {(f.side, f.grade) for f in stenosis(found, "L4-L5", "foramen")} == {("bilateral", "mild"), ("left", "severe")}
+    found = findings(
+        "L4-5: Mild BNF narrowing. Severe left NF narrowing.\nAt the L/S junction, moderate central canal stenosis."
+    )
+    assert {(f.side, f.grade) for f in stenosis(found, "L4-L5", "foramen")} == {
+        ("bilateral", "mild"),
+        ("left", "severe"),
+    }
     assert one(found, "L5-S1", "central").grade == "moderate"
 
 
 def test_an_upper_case_report_reads_the_same():
     lower = findings("L4-5: moderate central canal stenosis and mild bilateral neural foraminal narrowing.")
     upper = findings("L4-5: MODERATE CENTRAL CANAL STENOSIS AND MILD BILATERAL NEURAL FORAMINAL NARROWING.")
-    assert [(f.level, f.compartment, f.side, f.grade) for f in lower] == [(f.level, f.compartment, f.side, f.grade) for f in upper]
+    assert [(f.level, f.compartment, f.side, f.grade) for f in lower] == [
+        (f.level, f.compartment, f.side, f.grade) for f in upper
+    ]
 
 
 def test_plain_text_offsets_slice_the_sentence_out_of_the_source():
     text = "FINDINGS:\nL5-S1: Severe left foraminal stenosis.\n"
     (f,) = findings(text)
-    assert text[f.start:f.end] == "L5-S1: Severe left foraminal stenosis." == f.quote
+    assert text[f.start : f.end] == "L5-S1: Severe left foraminal stenosis." == f.quote
 
 
 def test_html_offsets_point_into_the_html_source():
@@ -106,7 +132,7 @@ def test_html_offsets_point_into_the_html_source():
     found = findings(html, content_type="text/html")
     assert {(f.compartment, f.grade) for f in found} == {("foramen", "severe"), ("central", "moderate")}
     f = found[0]
-    assert html[f.start:f.end] == "Severe right L4-L5 foraminal stenosis &amp; moderate central canal stenosis."
+    assert html[f.start : f.end] == "Severe right L4-L5 foraminal stenosis &amp; moderate central canal stenosis."
     assert f.quote == "Severe right L4-L5 foraminal stenosis & moderate central canal stenosis."
 
 
@@ -116,7 +142,9 @@ def test_a_spondylolisthesis_has_level_grade_direction_and_size():
 
 
 def test_translation_is_computed_from_the_flexion_and_extension_positions():
-    found = findings("FLEXION/EXTENSION VIEWS: At L4-L5, the anterolisthesis measures 2 mm in extension and 7 mm in flexion.")
+    found = findings(
+        "FLEXION/EXTENSION VIEWS: At L4-L5, the anterolisthesis measures 2 mm in extension and 7 mm in flexion."
+    )
     (t,) = [f for f in found if f.kind == "translation"]
     assert (t.level, t.mm) == ("L4-L5", 5.0)
 
@@ -137,8 +165,12 @@ def seed_report():
 def test_the_seed_report_gives_mild_at_l5s1_and_mild_left_foraminal_at_l4l5():
     report = seed_report()
     text = base64.b64decode(report["presentedForm"][0]["data"]).decode()
-    found = extract_report([("conclusion", report["conclusion"], "text/plain", "impression"),
-                            ("presentedForm[0]", text, "text/plain", "findings")])
+    found = extract_report(
+        [
+            ("conclusion", report["conclusion"], "text/plain", "impression"),
+            ("presentedForm[0]", text, "text/plain", "findings"),
+        ]
+    )
     present = {(f.level, f.compartment, f.side, f.grade) for f in found if f.status == "present"}
     assert present == {("L5-S1", "foramen", "bilateral", "mild"), ("L4-L5", "foramen", "left", "mild")}
     # Text alone, without the conclusion, says the same.

@@ -2,6 +2,7 @@
 
 Coded data wins at a level; the report text decides where nothing is coded; the card quotes the sentence.
 """
+
 import base64
 import copy
 
@@ -74,7 +75,10 @@ def test_seed_verdict_stands_without_its_coded_stenosis_conditions(client):
 def test_the_card_quotes_the_impression_sentence_as_evidence(client):
     detail = card_of(client, seed_without_coded_stenosis())["detail"]
     assert f"— “{L5S1_IMPRESSION}”" in detail
-    assert "Report text (impression, 2026-09-02): Spinal stenosis grade: mild, neural foramen, bilateral at L5-S1" in detail
+    assert (
+        "Report text (impression, 2026-09-02): Spinal stenosis grade: mild, neural foramen, bilateral at L5-S1"
+        in detail
+    )
 
 
 def test_an_order_at_l4l5_reads_the_mild_left_foraminal_grade_from_text(client):
@@ -92,20 +96,34 @@ def test_a_text_grade_decides_where_nothing_is_coded(client):
 
 
 def test_coded_data_wins_and_the_card_shows_the_conflict(client):
-    coded = {"resourceType": "Observation", "id": "seed-x-grade", "status": "final",
-             "code": {"coding": [{"system": "http://fusion-cds.example.org/fhir/CodeSystem/spine-finding",
-                                  "code": "spinal-stenosis-grade"}]},
-             "subject": {"reference": "Patient/seed-patient"}, "effectiveDateTime": "2026-09-02",
-             "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "255604002"}]},
-             "bodySite": {"coding": [{"system": "http://fusion-cds.example.org/fhir/CodeSystem/spinal-interspace",
-                                      "code": "L5-S1"}]},
-             "derivedFrom": [{"reference": "ImagingStudy/seed-mri-2026"}]}
+    coded = {
+        "resourceType": "Observation",
+        "id": "seed-x-grade",
+        "status": "final",
+        "code": {
+            "coding": [
+                {
+                    "system": "http://fusion-cds.example.org/fhir/CodeSystem/spine-finding",
+                    "code": "spinal-stenosis-grade",
+                }
+            ]
+        },
+        "subject": {"reference": "Patient/seed-patient"},
+        "effectiveDateTime": "2026-09-02",
+        "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "255604002"}]},
+        "bodySite": {
+            "coding": [{"system": "http://fusion-cds.example.org/fhir/CodeSystem/spinal-interspace", "code": "L5-S1"}]
+        },
+        "derivedFrom": [{"reference": "ImagingStudy/seed-mri-2026"}],
+    }
     req = with_report_text(seed_without_coded_stenosis(), "Severe central canal stenosis at L5-S1.")
     req = plus(req, coded)
     r = result(card_of(client, req), "imaging-severity", "L5-S1")
     assert r["status"] == "not-met"
-    assert r["reason"] == ("Highest stenosis grade at L5-S1 is mild (needs moderate or worse); "
-                           "the report text reads severe (coded grade used)")
+    assert r["reason"] == (
+        "Highest stenosis grade at L5-S1 is mild (needs moderate or worse); "
+        "the report text reads severe (coded grade used)"
+    )
     assert derived_refs(r)
 
 
@@ -115,33 +133,44 @@ def test_a_report_denying_stenosis_at_the_level_is_not_met_with_grade_none(clien
     assert r["status"] == "not-met" and "is none" in r["reason"]
 
 
-@pytest.mark.parametrize("conclusion", [
-    "Possible moderate central canal stenosis at L5-S1.",
-    "Central canal stenosis at L5-S1, previously severe.",
-    "No severe stenosis at L5-S1.",
-])
+@pytest.mark.parametrize(
+    "conclusion",
+    [
+        "Possible moderate central canal stenosis at L5-S1.",
+        "Central canal stenosis at L5-S1, previously severe.",
+        "No severe stenosis at L5-S1.",
+    ],
+)
 def test_hedged_prior_or_denied_grades_never_count(client, conclusion):
     req = with_report_text(seed_without_coded_stenosis(), conclusion)
     assert result(card_of(client, req), "imaging-severity", "L5-S1")["status"] == "not-documented"
 
 
 def test_a_preliminary_report_text_does_not_count(client):
-    req = with_report_text(seed_without_coded_stenosis(), "Severe central canal stenosis at L5-S1.", status="preliminary")
+    req = with_report_text(
+        seed_without_coded_stenosis(), "Severe central canal stenosis at L5-S1.", status="preliminary"
+    )
     assert result(card_of(client, req), "imaging-severity", "L5-S1")["status"] == "not-documented"
 
 
 def test_the_card_says_when_the_impression_overrules_the_findings(client):
-    report = "FINDINGS:\nL5-S1: Moderate central canal stenosis.\n\nIMPRESSION:\nMild central canal stenosis at L5-S1.\n"
+    report = (
+        "FINDINGS:\nL5-S1: Moderate central canal stenosis.\n\nIMPRESSION:\nMild central canal stenosis at L5-S1.\n"
+    )
     req = with_report_text(seed_without_coded_stenosis(), None, presented=report)
     card = card_of(client, req)
     r = result(card, "imaging-severity", "L5-S1")
     assert r["status"] == "not-met" and "is mild" in r["reason"]
-    assert "the impression wins over the findings section, which reads moderate central canal stenosis: " \
-           "“L5-S1: Moderate central canal stenosis.”" in card["detail"]
+    assert (
+        "the impression wins over the findings section, which reads moderate central canal stenosis: "
+        "“L5-S1: Moderate central canal stenosis.”" in card["detail"]
+    )
 
 
 def test_a_slip_found_only_in_text_meets_instability_under_the_default_profile(client):
-    req = with_report_text(seed(), "1. Grade 1 anterolisthesis of L5 on S1. 2. Mild bilateral foraminal narrowing at L5-S1.")
+    req = with_report_text(
+        seed(), "1. Grade 1 anterolisthesis of L5 on S1. 2. Mild bilateral foraminal narrowing at L5-S1."
+    )
     r = result(card_of(client, req), "instability", "L5-S1")
     assert r["status"] == "met" and r["reason"] == "Spondylolisthesis at L5-S1 (read from the imaging report text)"
     assert derived_refs(r)
@@ -153,8 +182,12 @@ def test_a_strict_profile_needs_a_text_slip_of_grade_two(app, client):
     saved = profile.parameters["SpondylolisthesisInstability"]
     profile.parameters["SpondylolisthesisInstability"] = "grade2+"
     try:
-        grade1 = result(card_of(client, with_report_text(seed(), "Grade 1 anterolisthesis of L5 on S1.")), "instability", "L5-S1")
-        grade2 = result(card_of(client, with_report_text(seed(), "Grade 2 anterolisthesis of L5 on S1.")), "instability", "L5-S1")
+        grade1 = result(
+            card_of(client, with_report_text(seed(), "Grade 1 anterolisthesis of L5 on S1.")), "instability", "L5-S1"
+        )
+        grade2 = result(
+            card_of(client, with_report_text(seed(), "Grade 2 anterolisthesis of L5 on S1.")), "instability", "L5-S1"
+        )
     finally:
         profile.parameters["SpondylolisthesisInstability"] = saved
     assert grade1["status"] == "not-met" and grade2["status"] == "met"
@@ -162,11 +195,16 @@ def test_a_strict_profile_needs_a_text_slip_of_grade_two(app, client):
 
 def test_translation_read_from_flexion_extension_report_text_meets_instability(client):
     films = {
-        "resourceType": "DiagnosticReport", "id": "seed-fe-xr-report", "status": "final",
+        "resourceType": "DiagnosticReport",
+        "id": "seed-fe-xr-report",
+        "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}],
-        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72114"}],
-                 "text": "Lumbar spine radiographs with flexion and extension views"},
-        "subject": {"reference": "Patient/seed-patient"}, "effectiveDateTime": "2026-10-20",
+        "code": {
+            "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72114"}],
+            "text": "Lumbar spine radiographs with flexion and extension views",
+        },
+        "subject": {"reference": "Patient/seed-patient"},
+        "effectiveDateTime": "2026-10-20",
         "conclusion": "5 mm of dynamic translation at L5-S1 between flexion and extension.",
     }
     r = result(card_of(client, plus(seed(), films)), "instability", "L5-S1")

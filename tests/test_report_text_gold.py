@@ -1,4 +1,5 @@
 """The gold-set evaluation runs as a command and meets its targets (eval/report_text/gold.toml)."""
+
 from cds_hooks.cli import main
 from cds_hooks.spine.report_text_eval import LEVEL_GRADE_TARGET, evaluate, load_gold
 
@@ -14,8 +15,20 @@ def test_the_gold_set_has_the_required_size_and_phenomena():
     assert len(passages) >= 80
     assert sum(any(f["status"] in ("negated", "uncertain") for f in p["findings"]) for p in passages) >= 20
     tags = {t for p in passages for t in p["tags"]}
-    assert {"structured", "narrative", "impression-only", "upper-case", "html", "abbreviations", "grade-range",
-            "negation", "uncertainty", "comparison", "header-carry-over", "level-list"} <= tags
+    assert {
+        "structured",
+        "narrative",
+        "impression-only",
+        "upper-case",
+        "html",
+        "abbreviations",
+        "grade-range",
+        "negation",
+        "uncertainty",
+        "comparison",
+        "header-carry-over",
+        "level-list",
+    } <= tags
 
 
 def test_level_grade_accuracy_meets_the_target():

@@ -1,4 +1,5 @@
 """Input limits: size (413), media type (415), depth and field sanity (400), all as JSON errors."""
+
 import json
 
 import pytest
@@ -17,16 +18,25 @@ def test_a_body_over_the_size_limit_is_413(client, app):
     assert r.status_code == 413 and r.get_json()["error"] == "too-large"
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded",
-                                          "application/json; charset=latin-1", None])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/xml", "application/x-www-form-urlencoded", "application/json; charset=latin-1", None],
+)
 def test_a_body_that_is_not_declared_json_is_415(client, seed_request, content_type):
     r = post_raw(client, json.dumps(seed_request), content_type)
     assert r.status_code == 415 and r.get_json()["error"] == "unsupported-media-type"
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
-                                          "application/json;charset=UTF-8", "application/fhir+json",
-                                          "application/fhir+json; fhirVersion=4.0"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        "application/fhir+json",
+        "application/fhir+json; fhirVersion=4.0",
+    ],
+)
 def test_json_media_types_are_accepted(client, seed_request, content_type):
     r = post_raw(client, json.dumps(seed_request), content_type)
     assert r.status_code == 200, r.get_json()
@@ -60,9 +70,18 @@ def test_a_patient_id_that_is_not_a_fhir_id_is_400_and_not_echoed(client, seed_r
     assert patient_id not in r.get_json()["message"]
 
 
-@pytest.mark.parametrize("server", ["file:///etc/passwd", "ftp://fhir.example.org/r4", "javascript:alert(1)",
-                                    "https://user:secret@fhir.example.org/r4", "/relative/fhir",
-                                    "https://fhir.example.org/r4#frag", "https://" + "a" * 3000 + ".org"])
+@pytest.mark.parametrize(
+    "server",
+    [
+        "file:///etc/passwd",
+        "ftp://fhir.example.org/r4",
+        "javascript:alert(1)",
+        "https://user:secret@fhir.example.org/r4",
+        "/relative/fhir",
+        "https://fhir.example.org/r4#frag",
+        "https://" + "a" * 3000 + ".org",
+    ],
+)
 def test_a_fhir_server_that_is_not_an_http_url_is_400(client, seed_request, server):
     seed_request["fhirServer"] = server
     r = client.post(SERVICE, json=seed_request)
@@ -70,7 +89,7 @@ def test_a_fhir_server_that_is_not_an_http_url_is_400(client, seed_request, serv
 
 
 def test_identifiers_with_control_characters_are_400(client, seed_request):
-    seed_request["hookInstance"] = "d1577c69\n{\"forged\": \"log line\"}"
+    seed_request["hookInstance"] = 'd1577c69\n{"forged": "log line"}'
     r = client.post(SERVICE, json=seed_request)
     assert r.status_code == 400 and "hookInstance" in r.get_json()["message"]
 

@@ -4,6 +4,7 @@ A pack with a wrong code, a missing card wording, an unknown extension or a dang
 refused at load with one message naming the file and the JSON path at fault; `cds-hooks serve`
 then exits non-zero with that one line and no traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -167,10 +168,14 @@ def test_a_value_set_the_library_uses_must_be_in_the_pack(tmp_path):
 @pytest.mark.parametrize("production", [False, True], ids=["development", "production"])
 def test_serve_refuses_a_bad_pack_with_one_line_and_a_non_zero_exit(tmp_path, production):
     root = _pack_copy(tmp_path, lambda doc: doc.update(extensions=["knee"]))
-    env = {**os.environ, "CDS_CQL_ROOT": str(root), "CDS_VAR_DIR": str(tmp_path / "var"),
-           "CDS_AUTH_DISABLED": "true"}
-    result = subprocess.run([CLI, "serve", "--port", "9", *(["--production"] if production else [])],
-                            env=env, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "CDS_CQL_ROOT": str(root), "CDS_VAR_DIR": str(tmp_path / "var"), "CDS_AUTH_DISABLED": "true"}
+    result = subprocess.run(
+        [CLI, "serve", "--port", "9", *(["--production"] if production else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "rule pack" in line]

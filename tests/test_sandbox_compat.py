@@ -6,6 +6,7 @@ rest), and no `fhirAuthorization` unless the user went through a SMART launch. T
 nothing to say about a medication, so the answer is an empty card list, and it must not touch the
 FHIR server to reach it. fhir_fixtures/requests/sandbox/medication-order-sign.json is such a request.
 """
+
 import copy
 import json
 import re
@@ -20,8 +21,15 @@ from support.live import LiveServer
 
 SANDBOX_REQUEST = FIXTURES / "requests" / "sandbox" / "medication-order-sign.json"
 # Tokens the sandbox fills in prefetch templates (it resolves context fields and the user ids).
-SANDBOX_TOKENS = {"context.patientId", "context.userId", "context.encounterId", "userPractitionerId",
-                  "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
+SANDBOX_TOKENS = {
+    "context.patientId",
+    "context.userId",
+    "context.encounterId",
+    "userPractitionerId",
+    "userPractitionerRoleId",
+    "userPatientId",
+    "userRelatedPersonId",
+}
 
 
 @pytest.fixture()
@@ -52,8 +60,11 @@ def test_the_answer_needs_no_fhir_access(engine, sandbox_request):
 
 
 def test_the_answer_is_the_same_with_the_sandbox_s_default_headers(client, sandbox_request):
-    response = client.post(SERVICE, data=json.dumps(sandbox_request),
-                           headers={"Content-Type": "application/json", "Accept": "application/json"})
+    response = client.post(
+        SERVICE,
+        data=json.dumps(sandbox_request),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
     assert response.status_code == 200 and response.get_json() == {"cards": []}
 
 

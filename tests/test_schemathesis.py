@@ -6,6 +6,7 @@ generated bodies reach the hook-request validation and the pipeline, not just th
 Responses are checked for server errors, status codes and content types the document declares,
 conformance to the response schemas, and a response time bound.
 """
+
 import time
 
 from collections import Counter
@@ -34,8 +35,13 @@ def signer():
 
 @pytest.fixture(scope="module")
 def secured_app(engine, signer):
-    config = Config(public_base_url=BASE, trusted_issuers=[signer.issuer_config()], allow_http_loopback=True,
-                    fhir_deadline=1.0, fhir_timeout=0.5)
+    config = Config(
+        public_base_url=BASE,
+        trusted_issuers=[signer.issuer_config()],
+        allow_http_loopback=True,
+        fhir_deadline=1.0,
+        fhir_timeout=0.5,
+    )
     app = create_app(config, engine=engine)
     app.testing = True
     return app
@@ -46,13 +52,22 @@ def api(secured_app):
     return schemathesis.openapi.from_wsgi("/openapi.json", secured_app)
 
 
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-          checks.response_schema_conformance]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
 
 
 def bounded(examples: int) -> settings:
-    return settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 
 
 def operations(api):
@@ -74,6 +89,7 @@ def test_generated_requests_never_get_a_server_error_or_hang(api, signer, mode):
             runs.append((operation, {"service_id": "lumbar-fusion"}))
 
     for operation, path_parameters in runs:
+
         @bounded(40)
         @given(case=operation.as_strategy(mode, path_parameters=path_parameters))
         def run(case):

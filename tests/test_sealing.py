@@ -1,4 +1,5 @@
 """Application-level encryption of audit content and patient pseudonyms (audit/sealing.py)."""
+
 import base64
 import json
 import os
@@ -80,12 +81,16 @@ def test_configured_keys_are_used(tmp_path):
     assert not (tmp_path / DEV_KEY_FILE).exists()
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"audit_keys": {"k": "not base64!"}}, "not valid base64"),
-    ({"audit_keys": {"k": base64.b64encode(b"short").decode()}}, "must be 32 bytes"),
-    ({"audit_keys": {"a": new_key(), "b": new_key()}}, "audit_key_id must name the current key"),
-    ({"audit_keys": {"a": new_key()}, "audit_key_id": "b"}, "'b' is not among the audit keys"),
-], ids=["bad-base64", "short-key", "several-keys-no-current", "unknown-current"])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"audit_keys": {"k": "not base64!"}}, "not valid base64"),
+        ({"audit_keys": {"k": base64.b64encode(b"short").decode()}}, "must be 32 bytes"),
+        ({"audit_keys": {"a": new_key(), "b": new_key()}}, "audit_key_id must name the current key"),
+        ({"audit_keys": {"a": new_key()}, "audit_key_id": "b"}, "'b' is not among the audit keys"),
+    ],
+    ids=["bad-base64", "short-key", "several-keys-no-current", "unknown-current"],
+)
 def test_bad_key_settings_are_refused_with_a_reason(tmp_path, settings, message):
     config = Config(var_dir=tmp_path, audit_pseudonym_key=new_key(), **settings)
     with pytest.raises(SealingError, match=message):

@@ -4,6 +4,7 @@ The service runs with authentication on, trusting one issuer whose keys are gene
 served over real HTTP on 127.0.0.1 (a configured JWK Set URL, and a second set at an allowlisted `jku`).
 An attacker's JWK Set is served by another server that records every request it gets.
 """
+
 import copy
 import json
 import time
@@ -73,9 +74,16 @@ def url(path: str) -> str:
 
 
 def feedback_body() -> dict:
-    return {"feedback": [{"card": str(uuid.uuid4()), "outcome": "accepted",
-                          "acceptedSuggestions": [{"id": str(uuid.uuid4())}],
-                          "outcomeTimestamp": "2026-11-25T10:00:00Z"}]}
+    return {
+        "feedback": [
+            {
+                "card": str(uuid.uuid4()),
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": str(uuid.uuid4())}],
+                "outcomeTimestamp": "2026-11-25T10:00:00Z",
+            }
+        ]
+    }
 
 
 def call(app, path: str, authorization: str | None):
@@ -88,6 +96,7 @@ def call(app, path: str, authorization: str | None):
 
 
 # ---- good tokens -------------------------------------------------------------------------------
+
 
 def es384(s, aud):
     return s.token(aud, alg="ES384")
@@ -108,9 +117,16 @@ def rs384_jku(s, aud):
 def epic_like(s, aud):
     """RS384 with jku, `sub` and vendor claims, `nbf`, and `aud` as an array."""
     now = int(time.time())
-    return s.token([aud, "https://other.example.org/cds-services"], alg="RS384", key=s.jku_rsa,
-                   headers={"jku": s.jku_url}, sub="4f7e2a90-client-id", nbf=now,
-                   client_id="4f7e2a90-client-id", **{"epic.eci": "opaque-ehr-user", "deployment_id": "prod-1"})
+    return s.token(
+        [aud, "https://other.example.org/cds-services"],
+        alg="RS384",
+        key=s.jku_rsa,
+        headers={"jku": s.jku_url},
+        sub="4f7e2a90-client-id",
+        nbf=now,
+        client_id="4f7e2a90-client-id",
+        **{"epic.eci": "opaque-ehr-user", "deployment_id": "prod-1"},
+    )
 
 
 GOOD = {"ES384": es384, "RS384": rs384, "ES384+jku": es384_jku, "RS384+jku": rs384_jku, "epic-like": epic_like}
@@ -143,6 +159,7 @@ def test_clock_skew_within_the_bound_is_tolerated(secured_app, signer):
 
 # ---- bad tokens --------------------------------------------------------------------------------
 
+
 def _now():
     return int(time.time())
 
@@ -154,28 +171,33 @@ BAD = {
     "garbage": lambda s, a, ev: "Bearer not-a-jwt",
     "three-garbage-segments": lambda s, a, ev: "Bearer aaaa.bbbb.cccc",
     "alg-none": lambda s, a, ev: "Bearer " + unsigned({"alg": "none", "typ": "JWT", "kid": "ec-1"}, s.claims(a)),
-    "alg-none-with-a-signature": lambda s, a, ev: "Bearer " + unsigned(
-        {"alg": "none", "typ": "JWT", "kid": "ec-1"}, s.claims(a), b"not-a-signature"),
-    "hs256-with-public-key-as-secret": lambda s, a, ev: "Bearer " + hs256_with(
-        s.public_pem(), {"typ": "JWT", "kid": "rsa-1"}, s.claims(a)),
+    "alg-none-with-a-signature": lambda s, a, ev: (
+        "Bearer " + unsigned({"alg": "none", "typ": "JWT", "kid": "ec-1"}, s.claims(a), b"not-a-signature")
+    ),
+    "hs256-with-public-key-as-secret": lambda s, a, ev: (
+        "Bearer " + hs256_with(s.public_pem(), {"typ": "JWT", "kid": "rsa-1"}, s.claims(a))
+    ),
     "expired": lambda s, a, ev: "Bearer " + s.token(a, iat=_now() - 400, exp=_now() - 120),
     "not-yet-valid-nbf": lambda s, a, ev: "Bearer " + s.token(a, nbf=_now() + 200),
     "issued-in-the-future": lambda s, a, ev: "Bearer " + s.token(a, iat=_now() + 200, exp=_now() + 400),
     "lifetime-too-long": lambda s, a, ev: "Bearer " + s.token(a, exp=_now() + 3600),
     "wrong-aud": lambda s, a, ev: "Bearer " + s.token("https://other-service.example.org/cds-services/x"),
-    "aud-of-another-endpoint": lambda s, a, ev: "Bearer " + s.token(url(DISCOVERY) if a != url(DISCOVERY)
-                                                                   else url(SERVICE)),
-    "aud-on-request-host-not-public-url": lambda s, a, ev: "Bearer " + s.token(
-        a.replace(BASE, "http://localhost")),
+    "aud-of-another-endpoint": lambda s, a, ev: (
+        "Bearer " + s.token(url(DISCOVERY) if a != url(DISCOVERY) else url(SERVICE))
+    ),
+    "aud-on-request-host-not-public-url": lambda s, a, ev: "Bearer " + s.token(a.replace(BASE, "http://localhost")),
     "unknown-iss": lambda s, a, ev: "Bearer " + s.token(a, iss="https://unknown-ehr.example.org"),
-    "jku-off-the-allowlist": lambda s, a, ev: "Bearer " + ev.token(
-        a, key=ev.ec, kid="ec-1", headers={"jku": ev.server.url + "/ehr/jwks.json"}),
-    "embedded-jwk-header": lambda s, a, ev: "Bearer " + ev.token(
-        a, key=ev.ec, kid="ec-1", headers={"jwk": public_jwk(ev.ec, "ec-1")}),
+    "jku-off-the-allowlist": lambda s, a, ev: (
+        "Bearer " + ev.token(a, key=ev.ec, kid="ec-1", headers={"jku": ev.server.url + "/ehr/jwks.json"})
+    ),
+    "embedded-jwk-header": lambda s, a, ev: (
+        "Bearer " + ev.token(a, key=ev.ec, kid="ec-1", headers={"jwk": public_jwk(ev.ec, "ec-1")})
+    ),
     "unknown-kid": lambda s, a, ev: "Bearer " + s.token(a, kid="no-such-kid"),
     "signed-by-another-key-under-a-known-kid": lambda s, a, ev: "Bearer " + s.token(a, key=ev.ec, kid="ec-1"),
-    "tampered-payload": lambda s, a, ev: "Bearer " + tamper(s.token(a), iss=s.iss, sub="someone-else",
-                                                            exp=_now() + 250),
+    "tampered-payload": lambda s, a, ev: (
+        "Bearer " + tamper(s.token(a), iss=s.iss, sub="someone-else", exp=_now() + 250)
+    ),
     "tampered-signature": lambda s, a, ev: "Bearer " + s.token(a)[:-6] + "AAAAAA",
     "missing-jti": lambda s, a, ev: "Bearer " + s.token(a, jti=None),
     "missing-exp": lambda s, a, ev: "Bearer " + s.token(a, exp=None),
@@ -183,8 +205,9 @@ BAD = {
     "missing-aud": lambda s, a, ev: "Bearer " + s.token(None),
     "missing-kid": lambda s, a, ev: "Bearer " + s.token(a, headers={"kid": None}),
     "wrong-typ": lambda s, a, ev: "Bearer " + s.token(a, headers={"typ": "at+jwt"}),
-    "no-typ": lambda s, a, ev: "Bearer " + jwt.encode(s.claims(a), s.ec, algorithm="ES384",
-                                                      headers={"kid": "ec-1", "typ": None}),
+    "no-typ": lambda s, a, ev: (
+        "Bearer " + jwt.encode(s.claims(a), s.ec, algorithm="ES384", headers={"kid": "ec-1", "typ": None})
+    ),
     "rs256-not-configured-for-issuer": lambda s, a, ev: "Bearer " + s.token(a, alg="RS256"),
     "es384-header-on-the-rsa-kid": lambda s, a, ev: "Bearer " + s.token(a, alg="ES384", key=s.ec, kid="rsa-1"),
     "critical-header": lambda s, a, ev: "Bearer " + s.token(a, headers={"crit": ["exp"]}),
@@ -194,17 +217,39 @@ BAD = {
 
 # Why each one is refused (the reason the 401 gives): the matrix proves each check, not just "some 401".
 REASON = {
-    "no-authorization-header": "is required", "basic-scheme": "must be Bearer", "bearer-without-token": "must be Bearer",
-    "garbage": "well-formed", "three-garbage-segments": "well-formed", "alg-none": "well-formed",
-    "alg-none-with-a-signature": "algorithm", "hs256-with-public-key-as-secret": "algorithm",
-    "expired": "expired", "not-yet-valid-nbf": "not valid yet", "issued-in-the-future": "not valid yet",
-    "lifetime-too-long": "lifetime", "wrong-aud": "aud", "aud-of-another-endpoint": "aud",
-    "aud-on-request-host-not-public-url": "aud", "unknown-iss": "issuer is not trusted",
-    "jku-off-the-allowlist": "jku", "embedded-jwk-header": "header parameter", "unknown-kid": "kid",
-    "signed-by-another-key-under-a-known-kid": "signature", "tampered-payload": "signature",
-    "tampered-signature": "signature", "missing-jti": "jti", "missing-exp": "exp", "missing-iat": "iat",
-    "missing-aud": "aud", "missing-kid": "kid", "wrong-typ": "typ", "no-typ": "typ", "rs256-not-configured-for-issuer": "algorithm",
-    "es384-header-on-the-rsa-kid": "does not fit", "critical-header": "well-formed", "oversized-token": "well-formed",
+    "no-authorization-header": "is required",
+    "basic-scheme": "must be Bearer",
+    "bearer-without-token": "must be Bearer",
+    "garbage": "well-formed",
+    "three-garbage-segments": "well-formed",
+    "alg-none": "well-formed",
+    "alg-none-with-a-signature": "algorithm",
+    "hs256-with-public-key-as-secret": "algorithm",
+    "expired": "expired",
+    "not-yet-valid-nbf": "not valid yet",
+    "issued-in-the-future": "not valid yet",
+    "lifetime-too-long": "lifetime",
+    "wrong-aud": "aud",
+    "aud-of-another-endpoint": "aud",
+    "aud-on-request-host-not-public-url": "aud",
+    "unknown-iss": "issuer is not trusted",
+    "jku-off-the-allowlist": "jku",
+    "embedded-jwk-header": "header parameter",
+    "unknown-kid": "kid",
+    "signed-by-another-key-under-a-known-kid": "signature",
+    "tampered-payload": "signature",
+    "tampered-signature": "signature",
+    "missing-jti": "jti",
+    "missing-exp": "exp",
+    "missing-iat": "iat",
+    "missing-aud": "aud",
+    "missing-kid": "kid",
+    "wrong-typ": "typ",
+    "no-typ": "typ",
+    "rs256-not-configured-for-issuer": "algorithm",
+    "es384-header-on-the-rsa-kid": "does not fit",
+    "critical-header": "well-formed",
+    "oversized-token": "well-formed",
 }
 
 
@@ -259,12 +304,14 @@ def test_routes_outside_cds_services_need_no_token(secured_app):
 def test_an_unknown_service_is_checked_for_a_token_before_it_is_404(secured_app, signer):
     assert secured_app.test_client().post("/cds-services/nope", json={}).status_code == 401
     token = signer.token(url("/cds-services/nope"))
-    r = secured_app.test_client().post("/cds-services/nope", json=request_fixture("seed"),
-                                       headers={"Authorization": "Bearer " + token})
+    r = secured_app.test_client().post(
+        "/cds-services/nope", json=request_fixture("seed"), headers={"Authorization": "Bearer " + token}
+    )
     assert r.status_code == 404
 
 
 # ---- keys: caching, rotation, rate limit, timeouts -----------------------------------------------
+
 
 def fresh_verifier(signer, tenant_signer, **extra) -> CallerVerifier:
     config = secured_config(signer, tenant_signer, **extra)
@@ -324,6 +371,7 @@ def test_an_http_jwk_set_url_off_loopback_is_never_fetched(signer):
 
 # ---- configuration --------------------------------------------------------------------------------
 
+
 def test_authentication_is_on_by_default():
     assert Config().auth_disabled is False
 
@@ -351,8 +399,17 @@ def test_an_issuer_needs_a_key_source():
 
 
 def test_trusted_issuers_are_read_from_the_environment(monkeypatch):
-    monkeypatch.setenv("CDS_TRUSTED_ISSUERS", json.dumps([
-        {"iss": "https://sandbox.cds-hooks.org", "jku_allowlist": ["https://sandbox.cds-hooks.org/.well-known/jwks.json"],
-         "jwks_url": "https://sandbox.cds-hooks.org/.well-known/jwks.json"}]))
+    monkeypatch.setenv(
+        "CDS_TRUSTED_ISSUERS",
+        json.dumps(
+            [
+                {
+                    "iss": "https://sandbox.cds-hooks.org",
+                    "jku_allowlist": ["https://sandbox.cds-hooks.org/.well-known/jwks.json"],
+                    "jwks_url": "https://sandbox.cds-hooks.org/.well-known/jwks.json",
+                }
+            ]
+        ),
+    )
     (issuer,) = Config.from_env().trusted_issuers
     assert issuer.iss == "https://sandbox.cds-hooks.org" and issuer.algorithms == ["ES384", "RS384"]

@@ -4,6 +4,7 @@ deploy/nginx/nginx.conf, attacked on loopback by 200 connections that drip a hea
 The proxy must keep legitimate calls within their latency budget, cut a header that never ends
 after client_header_timeout, and answer every refusal of its own as JSON.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -30,14 +31,25 @@ HEADER_TIMEOUT = 10  # client_header_timeout in deploy/nginx/nginx.conf
 def proxied(tmp_path_factory):
     assert nginx_executable(), "nginx is not installed: run ./scripts/setup --test"
     app_port, proxy_port = free_port(), free_port()
-    env = production_env(CDS_AUTH_DISABLED="true", CDS_SERVER_WORKERS="2", CDS_SERVER_THREADS="4",
-                         CDS_ENGINE_WORKERS="1", CDS_VAR_DIR=str(tmp_path_factory.mktemp("var")))
-    app = subprocess.Popen([CLI, "serve", "--production", "--port", str(app_port)], cwd=REPO, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = production_env(
+        CDS_AUTH_DISABLED="true",
+        CDS_SERVER_WORKERS="2",
+        CDS_SERVER_THREADS="4",
+        CDS_ENGINE_WORKERS="1",
+        CDS_VAR_DIR=str(tmp_path_factory.mktemp("var")),
+    )
+    app = subprocess.Popen(
+        [CLI, "serve", "--production", "--port", str(app_port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     proxy = Nginx(tmp_path_factory.mktemp("nginx"), proxy_port, app_port)
     try:
-        assert wait_until_answering(app, f"http://127.0.0.1:{app_port}/readyz", timeout=120, interval=0.2), \
+        assert wait_until_answering(app, f"http://127.0.0.1:{app_port}/readyz", timeout=120, interval=0.2), (
             "production server did not start"
+        )
         proxy.start()
         yield proxy
     finally:
@@ -69,8 +81,9 @@ def test_legitimate_calls_keep_their_latency_budget_while_200_connections_drip(p
 
 
 def test_a_header_that_never_ends_is_cut_off_after_the_header_timeout(proxied):
-    attack = SlowClients(proxied.port, SERVICE, headers=20, bodies=0, interval=1.0,
-                         max_seconds=HEADER_TIMEOUT + 10).start()
+    attack = SlowClients(
+        proxied.port, SERVICE, headers=20, bodies=0, interval=1.0, max_seconds=HEADER_TIMEOUT + 10
+    ).start()
     try:
         deadline = time.monotonic() + HEADER_TIMEOUT + 8
         while attack.open_count() and time.monotonic() < deadline:
@@ -82,8 +95,9 @@ def test_a_header_that_never_ends_is_cut_off_after_the_header_timeout(proxied):
 
 
 def test_a_body_over_the_proxy_limit_is_a_json_413_read_before_the_connection_closes(proxied):
-    r = requests.post(proxied.url + SERVICE, data=b" " * 5_000_000, headers={"Content-Type": "application/json"},
-                      timeout=15)
+    r = requests.post(
+        proxied.url + SERVICE, data=b" " * 5_000_000, headers={"Content-Type": "application/json"}, timeout=15
+    )
     assert r.status_code == 413
     assert r.headers["Content-Type"].startswith("application/json")
     assert r.json()["error"] == "too-large"

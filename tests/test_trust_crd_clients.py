@@ -5,6 +5,7 @@ a client's keys are. So the lifetime cap is a per-issuer setting with a short de
 JWK Set URL can be pinned whatever `jku` a token names, a `jku` that gives no JWK Set is refused with
 the reason, and browsers may send the X-Request-Id header CDS clients use.
 """
+
 import time
 
 import pytest
@@ -32,8 +33,10 @@ def signer(server):
 
 
 def verifier(*issuers, **extra) -> CallerVerifier:
-    return CallerVerifier(Config(public_base_url=BASE, trusted_issuers=list(issuers), allow_http_loopback=True,
-                                 **extra), MemoryReplayStore())
+    return CallerVerifier(
+        Config(public_base_url=BASE, trusted_issuers=list(issuers), allow_http_loopback=True, **extra),
+        MemoryReplayStore(),
+    )
 
 
 def bearer(signer, **kw) -> str:
@@ -41,7 +44,7 @@ def bearer(signer, **kw) -> str:
 
 
 def test_the_default_lifetime_cap_refuses_a_ten_minute_token(signer):
-    """"Trusting CDS Clients": no maximum is set by the spec; this service's default is 300 s."""
+    """ "Trusting CDS Clients": no maximum is set by the spec; this service's default is 300 s."""
     now = int(time.time())
     with pytest.raises(AuthError) as exc:
         verifier(signer.issuer_config()).verify(bearer(signer, iat=now, exp=now + 600), AUD)
@@ -82,14 +85,21 @@ def test_without_pinning_an_unlisted_jku_is_still_refused(signer):
 
 def test_pinning_needs_a_jwks_url():
     with pytest.raises(ValueError, match="pin_jwks_url"):
-        Config(trusted_issuers=[{"iss": "https://x.example.org", "jku_allowlist": ["https://x.example.org/k"],
-                                 "pin_jwks_url": True}])
+        Config(
+            trusted_issuers=[
+                {"iss": "https://x.example.org", "jku_allowlist": ["https://x.example.org/k"], "pin_jwks_url": True}
+            ]
+        )
 
 
-@pytest.mark.parametrize("body, reason", [
-    (None, "answered HTTP 404"),
-    ({"not": "a key set"}, "did not return a JWK Set"),
-], ids=["404", "not-a-jwk-set"])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (None, "answered HTTP 404"),
+        ({"not": "a key set"}, "did not return a JWK Set"),
+    ],
+    ids=["404", "not-a-jwk-set"],
+)
 def test_a_jku_that_gives_no_jwk_set_is_refused_with_the_reason(server, signer, body, reason):
     path = f"/broken/{reason.split()[-1]}.json"
     if body is not None:
@@ -103,11 +113,20 @@ def test_a_jku_that_gives_no_jwk_set_is_refused_with_the_reason(server, signer, 
 
 def test_a_browser_cds_client_may_send_x_request_id(engine, signer):
     """CDS Hooks 2.0 "CDS Services" (CORS): a preflight for the headers CDS clients send is allowed."""
-    config = Config(public_base_url=BASE, trusted_issuers=[signer.issuer_config()], allow_http_loopback=True,
-                    cors_origins=["https://ehr.example.org"])
+    config = Config(
+        public_base_url=BASE,
+        trusted_issuers=[signer.issuer_config()],
+        allow_http_loopback=True,
+        cors_origins=["https://ehr.example.org"],
+    )
     app = create_app(config, engine=engine)
-    r = app.test_client().options("/cds-services/lumbar-fusion", headers={
-        "Origin": "https://ehr.example.org", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, x-request-id"})
+    r = app.test_client().options(
+        "/cds-services/lumbar-fusion",
+        headers={
+            "Origin": "https://ehr.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, x-request-id",
+        },
+    )
     assert r.status_code == 204
     assert "X-Request-Id" in r.headers["Access-Control-Allow-Headers"]

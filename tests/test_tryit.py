@@ -2,6 +2,7 @@
 
 The page itself is tested in a real browser (test_tryit_browser.py); here the HTTP API it uses.
 """
+
 import re
 
 import pytest
@@ -13,12 +14,24 @@ from conftest import FIXTURES, request_fixture
 from support.hooks import call, resources, statuses
 
 SEED_STATUSES = {
-    "indication": "met", "imaging-severity@L5-S1": "not-met", "conservative-care": "not-met",
-    "instability@L5-S1": "not-documented", "injection-trial": "met", "neuropathic-medication": "not-documented",
-    "facet-evaluation": "not-documented", "nicotine": "not-documented", "red-flags": "not-documented",
+    "indication": "met",
+    "imaging-severity@L5-S1": "not-met",
+    "conservative-care": "not-met",
+    "instability@L5-S1": "not-documented",
+    "injection-trial": "met",
+    "neuropathic-medication": "not-documented",
+    "facet-evaluation": "not-documented",
+    "nicotine": "not-documented",
+    "red-flags": "not-documented",
 }
-SEED_ORDER = {"service": "lumbar-fusion", "patient": "fixture:seed", "cpt": "22558", "levels": ["L5-S1"],
-              "priority": "routine", "date": "2026-12-14"}
+SEED_ORDER = {
+    "service": "lumbar-fusion",
+    "patient": "fixture:seed",
+    "cpt": "22558",
+    "levels": ["L5-S1"],
+    "priority": "routine",
+    "date": "2026-12-14",
+}
 
 
 def prepared(client, **changes) -> dict:
@@ -109,17 +122,29 @@ def test_the_non_fusion_fixture_as_written_gets_no_cards(client):
     assert call(client, prepared(client, patient="fixture:non-fusion", asWritten=True)) == {"cards": []}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"patient": "fixture:nobody"}, "no fixture patient"),
-    ({"patient": "fhir:seed-patient"}, "one of the patients the page lists"),
-    ({"levels": []}, "at least one level"),
-    ({"levels": ["C5-C6"]}, "names no lumbar interspace"),
-    ({"service": "knee"}, "service must name a service"),
-    ({"priority": "whenever"}, "priority must be one of"),
-    ({"date": "14/12/2026"}, "is not a date"),
-    ({"patient": "fhir:seed-patient", "asWritten": True}, "one of the patients the page lists"),
-], ids=["unknown-fixture", "fhir-patient-without-server", "no-level", "cervical-level", "unknown-service",
-        "bad-priority", "bad-date", "as-written-without-fixture"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"patient": "fixture:nobody"}, "no fixture patient"),
+        ({"patient": "fhir:seed-patient"}, "one of the patients the page lists"),
+        ({"levels": []}, "at least one level"),
+        ({"levels": ["C5-C6"]}, "names no lumbar interspace"),
+        ({"service": "knee"}, "service must name a service"),
+        ({"priority": "whenever"}, "priority must be one of"),
+        ({"date": "14/12/2026"}, "is not a date"),
+        ({"patient": "fhir:seed-patient", "asWritten": True}, "one of the patients the page lists"),
+    ],
+    ids=[
+        "unknown-fixture",
+        "fhir-patient-without-server",
+        "no-level",
+        "cervical-level",
+        "unknown-service",
+        "bad-priority",
+        "bad-date",
+        "as-written-without-fixture",
+    ],
+)
 def test_bad_choices_get_a_clear_json_error(client, change, message):
     response = client.post("/try/api/request", json={**SEED_ORDER, **change})
     assert response.status_code == 400
@@ -142,7 +167,8 @@ def test_a_configured_fhir_server_adds_its_patients_and_prefetches_from_it(engin
     request = prepared(client, patient="fhir:seed-patient")
     assert request["fhirServer"] == fhir_server.base_url
     assert {(r["resourceType"], r["id"]) for r in resources(request)} == {
-        (r["resourceType"], r["id"]) for r in resources(request_fixture("seed"))}
+        (r["resourceType"], r["id"]) for r in resources(request_fixture("seed"))
+    }
     assert statuses(call(client, request)["cards"][0]) == SEED_STATUSES
 
 
@@ -158,8 +184,7 @@ def test_without_prefetch_the_service_fetches_from_the_configured_server(engine,
 
 
 def test_an_unreachable_configured_server_is_reported_and_fixtures_stay_available(engine):
-    app = create_app(Config.development(tryit_fhir_server="http://127.0.0.1:9/fhir", fhir_timeout=1.0),
-                     engine=engine)
+    app = create_app(Config.development(tryit_fhir_server="http://127.0.0.1:9/fhir", fhir_timeout=1.0), engine=engine)
     patients = app.test_client().get("/try/api/patients").get_json()
     assert "could not list patients on http://127.0.0.1:9/fhir" in patients["fhirError"]
     assert "fixture:seed" in {p["key"] for p in patients["patients"]}

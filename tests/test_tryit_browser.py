@@ -9,6 +9,7 @@ Chromium is started with no network features of its own (the machine has no netw
 empty profile; nothing is downloaded, and the test checks that the page loads nothing from any
 other origin.
 """
+
 import json
 import re
 from datetime import datetime
@@ -157,7 +158,8 @@ def test_dismissing_with_a_reason_sends_overridden_feedback(page, service):
     assert item["card"] == received["uuid"] and item["outcome"] == "overridden"
     assert item["overrideReason"] == {
         "reason": {"code": reason["code"], "system": reason["system"], "display": reason["display"]},
-        "userComment": "Approved by phone, reference 12345"}
+        "userComment": "Approved by phone, reference 12345",
+    }
     assert "acceptedSuggestions" not in item
     page.wait_for_function("s => document.querySelector(s).dataset.status", arg="#cards .card .feedback-result")
     assert f"HTTP {answer.value.status}" in card.locator(".feedback-result").inner_text()
@@ -229,8 +231,7 @@ def test_an_error_from_the_service_is_shown_not_swallowed(page, service):
 def test_the_page_loads_nothing_from_any_other_origin(page, service):
     sign(page)
     assert page.requested
-    assert all(url.startswith(service.url + "/") or url.startswith("data:") for url in page.requested), \
-        page.requested
+    assert all(url.startswith(service.url + "/") or url.startswith("data:") for url in page.requested), page.requested
 
 
 def test_every_form_control_has_a_label(page, service):
@@ -257,7 +258,8 @@ HOSTILE = """# Title <img src=x onerror="window.pwned=1">
 
 
 def test_card_markdown_is_rendered_without_ever_creating_markup_from_its_text(page, service):
-    result = page.evaluate("""(md) => {
+    result = page.evaluate(
+        """(md) => {
         const box = document.createElement('div');
         box.appendChild(FusionMarkdown.render(md));
         document.body.appendChild(box);
@@ -269,7 +271,9 @@ def test_card_markdown_is_rendered_without_ever_creating_markup_from_its_text(pa
           cells: Array.from(box.querySelectorAll('td')).map(c => c.textContent),
           pwned: window.pwned || null,
         };
-    }""", HOSTILE)
+    }""",
+        HOSTILE,
+    )
     assert result["pwned"] is None
     assert not {"script", "img", "b", "iframe", "svg", "input"} & set(result["tags"])
     assert not [a for a in result["attrs"] if a.startswith("on") or a == "style"]
@@ -315,11 +319,18 @@ def test_the_questionnaire_opens_pre_populated_is_answered_and_the_order_signed_
 
 def test_a_hostile_card_from_the_service_renders_inert(page, service):
     # The page shows whatever the service answers: answer with a card whose text tries every way in.
-    card = {"uuid": "c-1", "indicator": "warning", "summary": "<img src=x onerror=window.pwned=9>",
-            "source": {"label": "x", "url": "javascript:window.pwned=10"}, "detail": HOSTILE,
-            "links": [{"label": "policy", "url": "javascript:window.pwned=11", "type": "absolute"}]}
-    page.route("**/cds-services/lumbar-fusion",
-               lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps({"cards": [card]})))
+    card = {
+        "uuid": "c-1",
+        "indicator": "warning",
+        "summary": "<img src=x onerror=window.pwned=9>",
+        "source": {"label": "x", "url": "javascript:window.pwned=10"},
+        "detail": HOSTILE,
+        "links": [{"label": "policy", "url": "javascript:window.pwned=11", "type": "absolute"}],
+    }
+    page.route(
+        "**/cds-services/lumbar-fusion",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps({"cards": [card]})),
+    )
     node = sign(page)
     result = node.evaluate("""(card) => ({
         tags: Array.from(card.querySelectorAll('*')).map(e => e.tagName.toLowerCase()),

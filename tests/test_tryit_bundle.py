@@ -5,6 +5,7 @@ cds_hooks/sandbox/tryit_build/markdown.mjs with markdown-it and DOMPurify). It i
 the page needs no Node at install time; this test rebuilds it and fails while the committed file
 differs (run ./scripts/build-tryit).
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ CDS Hooks 2.0, "Prefetch Data": an OperationOutcome under a prefetch key means t
 prefetch it. Any required criterion's source (or the Patient, or the Coverage that picks the policy)
 that could not be read makes the verdict `incomplete`: a warning, never "all criteria met".
 """
+
 from conftest import request_fixture
 from support.hooks import call, result
 
@@ -43,7 +44,10 @@ def test_the_card_never_reports_imaging_it_could_not_read_as_missing(client):
 def test_the_card_lists_each_source_that_could_not_be_read_with_its_reason(client):
     denied = outcome("forbidden", "Access to Procedure is not permitted by the granted scopes")
     (card,) = call(client, meets_all(procedures=denied))["cards"]
-    assert "**Could not be checked:**\n- Procedure: Access to Procedure is not permitted by the granted scopes" in card["detail"]
+    assert (
+        "**Could not be checked:**\n- Procedure: Access to Procedure is not permitted by the granted scopes"
+        in card["detail"]
+    )
     assert result(card, "conservative-care")["status"] == "unavailable"
     assert "verdict incomplete" in card["summary"]
 

@@ -6,6 +6,7 @@ orders, every resource's id and version, each criterion's evidence) and how the 
 error class, latency per stage). The patient's record itself (prefetch) is not copied: its ids and
 versions name it. Access tokens are never kept.
 """
+
 from __future__ import annotations
 
 import re
@@ -118,6 +119,7 @@ class CallRecord:
 
 # ------------------------------------------------------------------- rows
 
+
 def _resource_manifest(data: PatientData | None) -> list[dict]:
     """Every resource the evaluation saw: reference, version, where it came from."""
     if data is None:
@@ -141,8 +143,16 @@ def _resource_manifest(data: PatientData | None) -> list[dict]:
 def _sources(data: PatientData | None) -> list[dict]:
     if data is None:
         return []
-    return [{"key": s.key, "resourceType": s.resource_type, "status": s.status, "resources": len(s.resources),
-             **({"reason": s.reason} if s.reason else {})} for s in data.sources.values()]
+    return [
+        {
+            "key": s.key,
+            "resourceType": s.resource_type,
+            "status": s.status,
+            "resources": len(s.resources),
+            **({"reason": s.reason} if s.reason else {}),
+        }
+        for s in data.sources.values()
+    ]
 
 
 def _case(case: CaseOutcome, versions: dict[str, str]) -> dict:
@@ -227,23 +237,37 @@ def call_rows(rec: CallRecord, sealer: Sealer) -> dict[str, list[dict]]:
     if rec.status == 200:
         for position, case in enumerate(rec.cases):
             card = case.card
-            cards.append({
-                "uuid": card["uuid"],
-                "call_id": rec.id,
-                "position": position,
-                "indicator": card.get("indicator"),
-                "profile": case.choice.profile.name,
-                "profile_version": case.choice.profile.version,
-                "payer_matched": case.choice.matched,
-                "order_codes": case.case.codes,
-                "levels": case.case.levels,
-                "required_unmet": sum(1 for r in case.results if r.required and r.status in UNMET),
-            })
+            cards.append(
+                {
+                    "uuid": card["uuid"],
+                    "call_id": rec.id,
+                    "position": position,
+                    "indicator": card.get("indicator"),
+                    "profile": case.choice.profile.name,
+                    "profile_version": case.choice.profile.version,
+                    "payer_matched": case.choice.matched,
+                    "order_codes": case.case.codes,
+                    "levels": case.case.levels,
+                    "required_unmet": sum(1 for r in case.results if r.required and r.status in UNMET),
+                }
+            )
             for i, s in enumerate(card.get("suggestions") or []):
-                suggestions.append({"uuid": s["uuid"], "card_uuid": card["uuid"], "position": i,
-                                    "label": str(s.get("label", ""))[:300]})
+                suggestions.append(
+                    {
+                        "uuid": s["uuid"],
+                        "card_uuid": card["uuid"],
+                        "position": i,
+                        "label": str(s.get("label", ""))[:300],
+                    }
+                )
             for r in case.results:
-                criteria.append({"card_uuid": card["uuid"], "criterion": r.id, "level": r.level,
-                                 "status": r.status, "required": r.required})
+                criteria.append(
+                    {
+                        "card_uuid": card["uuid"],
+                        "criterion": r.id,
+                        "level": r.level,
+                        "status": r.status,
+                        "required": r.required,
+                    }
+                )
     return {"audit_call": [call], "audit_card": cards, "audit_suggestion": suggestions, "audit_criterion": criteria}
-

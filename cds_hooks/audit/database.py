@@ -5,6 +5,7 @@ Embedded by default: a SQLite file `var_dir/audit.db` in WAL mode (readers never
 transaction opened with `BEGIN IMMEDIATE` so concurrent writers queue instead of failing. In
 production a PostgreSQL URL (`postgresql+psycopg://...`, psycopg 3).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,14 @@ def database_url(config: Config) -> str:
     return f"sqlite:///{Path(config.var_dir).resolve() / 'audit.db'}"
 
 
-def create_db_engine(url: str, busy_timeout: float = 10.0, *, statement_timeout: float | None = None,
-                     lock_timeout: float | None = None, connect_timeout: float | None = None) -> Engine:
+def create_db_engine(
+    url: str,
+    busy_timeout: float = 10.0,
+    *,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
+    connect_timeout: float | None = None,
+) -> Engine:
     """An engine for `url`, with SQLite's durability and locking settings applied on every connection.
 
     The service's engine bounds every wait, so no call waits on the database past its deadline:
@@ -176,8 +183,13 @@ def open_database(config: Config, serving: bool = False) -> Engine:
         migrating.dispose()
     if not serving:
         return create_db_engine(url, config.database_busy_timeout)
-    return create_db_engine(url, config.database_busy_timeout, statement_timeout=config.database_statement_timeout,
-                            lock_timeout=config.database_lock_timeout, connect_timeout=config.database_connect_timeout)
+    return create_db_engine(
+        url,
+        config.database_busy_timeout,
+        statement_timeout=config.database_statement_timeout,
+        lock_timeout=config.database_lock_timeout,
+        connect_timeout=config.database_connect_timeout,
+    )
 
 
 def ping(engine: Engine) -> bool:

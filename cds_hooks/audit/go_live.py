@@ -20,6 +20,7 @@ deploy. Which mode a call gets, first match wins:
 3. the `*` row (`live` or `shadow`: the default for sites without a row);
 4. the `shadow_mode` setting (shadow, else live).
 """
+
 from __future__ import annotations
 
 import logging
@@ -87,8 +88,12 @@ class SiteSwitch:
         check_site(site)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
-        values = {"mode": mode, "reason": (reason or None) and reason[:300], "changed_at": utcnow(),
-                  "changed_by": actor[:200]}
+        values = {
+            "mode": mode,
+            "reason": (reason or None) and reason[:300],
+            "changed_at": utcnow(),
+            "changed_by": actor[:200],
+        }
         with self.engine.begin() as conn:
             if conn.execute(update(site_switch).where(site_switch.c.site == site).values(**values)).rowcount == 0:
                 conn.execute(insert(site_switch).values(site=site, **values))

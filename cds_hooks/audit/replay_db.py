@@ -6,6 +6,7 @@ it atomic across processes, so of two concurrent uses exactly one wins. A key wh
 may be used again (an UPDATE guarded by the expiry, equally atomic). Expired rows are purged now and
 then by the store itself and by `cds-hooks audit purge`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,9 +47,11 @@ class DatabaseReplayStore:
         except IntegrityError:
             pass
         with self.engine.begin() as conn:
-            taken = conn.execute(update(replay_jti)
-                                 .where(replay_jti.c.key_hash == digest, replay_jti.c.expires_at <= now)
-                                 .values(expires_at=float(expires_at)))
+            taken = conn.execute(
+                update(replay_jti)
+                .where(replay_jti.c.key_hash == digest, replay_jti.c.expires_at <= now)
+                .values(expires_at=float(expires_at))
+            )
         return taken.rowcount == 1
 
     def purge(self, now: float | None = None) -> int:

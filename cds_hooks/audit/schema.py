@@ -5,21 +5,37 @@ plain text hold what reports need and nothing that identifies a patient; everyth
 request context, the full response, evidence references, free-text comments) is in `sealed`,
 encrypted by `sealing.Sealer` under the key named in `key_id`. Times are UTC.
 """
+
 from __future__ import annotations
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
-                        String, Table)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-})
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 # One row per call to POST /cds-services/{id}, successful or not.
 audit_call = Table(
-    "audit_call", metadata,
+    "audit_call",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("received_at", DateTime, nullable=False),
     Column("service_id", String(100), nullable=False),
@@ -45,7 +61,8 @@ audit_call = Table(
 
 # One row per card returned.
 audit_card = Table(
-    "audit_card", metadata,
+    "audit_card",
+    metadata,
     Column("uuid", String(36), primary_key=True),
     Column("call_id", String(36), ForeignKey("audit_call.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("position", Integer, nullable=False),
@@ -60,7 +77,8 @@ audit_card = Table(
 
 # One row per suggestion on a card.
 audit_suggestion = Table(
-    "audit_suggestion", metadata,
+    "audit_suggestion",
+    metadata,
     Column("uuid", String(36), primary_key=True),
     Column("card_uuid", String(36), ForeignKey("audit_card.uuid", ondelete="CASCADE"), nullable=False, index=True),
     Column("position", Integer, nullable=False),
@@ -69,7 +87,8 @@ audit_suggestion = Table(
 
 # One row per criterion result on a card (a per-level criterion has one row per level).
 audit_criterion = Table(
-    "audit_criterion", metadata,
+    "audit_criterion",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("card_uuid", String(36), ForeignKey("audit_card.uuid", ondelete="CASCADE"), nullable=False, index=True),
     Column("criterion", String(100), nullable=False),
@@ -81,7 +100,8 @@ audit_criterion = Table(
 # CDS Hooks 2.0 "Feedback": one row per entry. `card_uuid` is what the client sent; `call_id` is set
 # when the card is one this service returned (matched), else the entry is kept unmatched.
 feedback = Table(
-    "feedback", metadata,
+    "feedback",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("received_at", DateTime, nullable=False, index=True),
     Column("service_id", String(100), nullable=False),
@@ -99,7 +119,8 @@ feedback = Table(
 )
 
 feedback_suggestion = Table(
-    "feedback_suggestion", metadata,
+    "feedback_suggestion",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("feedback_id", String(36), ForeignKey("feedback.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("suggestion_uuid", String(100), nullable=False, index=True),
@@ -108,7 +129,8 @@ feedback_suggestion = Table(
 
 # Every read of audit content through the project's commands (report, show, export, purge, rekey).
 access_log = Table(
-    "access_log", metadata,
+    "access_log",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", DateTime, nullable=False, index=True),
     Column("actor", String(200), nullable=False),
@@ -119,14 +141,16 @@ access_log = Table(
 
 # Caller JWT ids seen (CDS Hooks 2.0 "Trusting CDS Clients": reject a replayed jti), shared by replicas.
 replay_jti = Table(
-    "replay_jti", metadata,
+    "replay_jti",
+    metadata,
     Column("key_hash", String(64), primary_key=True),
     Column("expires_at", Float, nullable=False, index=True),
 )
 
 # The per-site switch (audit/go_live.py): a site's mode, read by every process of every replica.
 site_switch = Table(
-    "site_switch", metadata,
+    "site_switch",
+    metadata,
     Column("site", String(200), primary_key=True),
     Column("mode", String(8), nullable=False),
     Column("reason", String(300)),

@@ -6,6 +6,7 @@ row keeps the key's id, so keys can rotate (old keys stay in the key ring to rea
 value cannot be moved to another row. Patient ids are replaced by a keyed hash (HMAC-SHA-256) with
 a separate key that does not rotate, so one patient's rows join without decrypting anything.
 """
+
 from __future__ import annotations
 
 import base64
@@ -84,7 +85,7 @@ class Sealer:
         sealed = bytes(sealed)
         if sealed[:1] != _VERSION:
             raise SealingError("unknown sealed-content format")
-        nonce, body = sealed[1:1 + _NONCE], sealed[1 + _NONCE:]
+        nonce, body = sealed[1 : 1 + _NONCE], sealed[1 + _NONCE :]
         try:
             plain = self._aead[key_id].decrypt(nonce, body, row_id.encode())
         except InvalidTag:
@@ -100,8 +101,10 @@ class Sealer:
     def from_config(cls, config: Config) -> "Sealer":
         """Keys from the configuration; without any, a development key file in `var_dir` (with a warning)."""
         if config.audit_keys:
-            keys = {kid: _key_bytes(f"audit key {kid!r}", v.get_secret_value(), 32, exact=32)
-                    for kid, v in config.audit_keys.items()}
+            keys = {
+                kid: _key_bytes(f"audit key {kid!r}", v.get_secret_value(), 32, exact=32)
+                for kid, v in config.audit_keys.items()
+            }
             current = config.audit_key_id or (next(iter(keys)) if len(keys) == 1 else None)
             if current is None:
                 raise SealingError("audit_key_id must name the current key when audit_keys holds several")
@@ -131,8 +134,11 @@ class Sealer:
             finally:
                 tmp.unlink()
         data = json.loads(path.read_text())
-        log.warning("AUDIT ENCRYPTION KEYS COME FROM THE DEVELOPMENT KEY FILE %s: configure audit_keys, "
-                    "audit_key_id and audit_pseudonym_key from a secret store in production.", path)
+        log.warning(
+            "AUDIT ENCRYPTION KEYS COME FROM THE DEVELOPMENT KEY FILE %s: configure audit_keys, "
+            "audit_key_id and audit_pseudonym_key from a secret store in production.",
+            path,
+        )
         keys = {kid: _key_bytes(f"audit key {kid!r}", v, 32, exact=32) for kid, v in data["keys"].items()}
         pseudonym = config.audit_pseudonym_key.get_secret_value() if config.audit_pseudonym_key else data["pseudonym"]
         return cls(keys, data["current"], _key_bytes("audit_pseudonym_key", pseudonym, 32))

@@ -1,5 +1,6 @@
 """The audit store for the command line, from the configuration (the service builds its own in
 web/recording.py: `audit_parts`)."""
+
 from __future__ import annotations
 
 from cds_hooks.audit.database import open_database

@@ -5,6 +5,7 @@ Da Vinci CRD ("Auditing") asks both sides to keep the call and the response; CDS
 commits before the response is sent. Patient data is sealed (`audit/sealing.py`); reading it back goes
 through this store, which first writes who read what into `access_log`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from cds_hooks.audit import database
-from cds_hooks.audit.schema import (access_log, audit_call, audit_card, audit_criterion, audit_suggestion, feedback,
-                           feedback_suggestion, replay_jti)
+from cds_hooks.audit.schema import (
+    access_log,
+    audit_call,
+    audit_card,
+    audit_criterion,
+    audit_suggestion,
+    feedback,
+    feedback_suggestion,
+    replay_jti,
+)
 from cds_hooks.audit.call_record import CallRecord, call_rows, utcnow
 from cds_hooks.audit.sealing import Sealer
 from cds_hooks.hooks.feedback_request import FeedbackEntry
@@ -74,8 +83,9 @@ class AuditStore:
                 if rows[table.name]:
                     conn.execute(insert(table), rows[table.name])
 
-    def record_feedback(self, service_id: str, entries: list[FeedbackEntry],
-                        reason_displays: dict[str, str] | None = None) -> FeedbackResult:
+    def record_feedback(
+        self, service_id: str, entries: list[FeedbackEntry], reason_displays: dict[str, str] | None = None
+    ) -> FeedbackResult:
         """Store feedback entries joined to their card and call; a repeated entry is stored once."""
         reason_displays = reason_displays or {}
         unique: dict[str, FeedbackEntry] = {}
@@ -96,13 +106,19 @@ class AuditStore:
         with self.engine.begin() as conn:
             existing = set(conn.scalars(select(feedback.c.digest).where(feedback.c.digest.in_(list(unique)))))
             card_ids = sorted({e.card for e in unique.values()})
-            calls = dict(conn.execute(
-                select(audit_card.c.uuid, audit_card.c.call_id)
-                .join(audit_call, audit_call.c.id == audit_card.c.call_id)
-                .where(audit_card.c.uuid.in_(card_ids), audit_call.c.service_id == service_id)).all())
+            calls = dict(
+                conn.execute(
+                    select(audit_card.c.uuid, audit_card.c.call_id)
+                    .join(audit_call, audit_call.c.id == audit_card.c.call_id)
+                    .where(audit_card.c.uuid.in_(card_ids), audit_call.c.service_id == service_id)
+                ).all()
+            )
             offered: dict[str, set[str]] = defaultdict(set)
-            for s_uuid, c_uuid in conn.execute(select(audit_suggestion.c.uuid, audit_suggestion.c.card_uuid)
-                                               .where(audit_suggestion.c.card_uuid.in_(list(calls)))):
+            for s_uuid, c_uuid in conn.execute(
+                select(audit_suggestion.c.uuid, audit_suggestion.c.card_uuid).where(
+                    audit_suggestion.c.card_uuid.in_(list(calls))
+                )
+            ):
                 offered[c_uuid].add(s_uuid)
             fb_rows, s_rows = [], []
             for digest, e in unique.items():
@@ -114,14 +130,24 @@ class AuditStore:
                 matched = e.card in calls
                 if not matched and e.card not in result.unmatched_cards:
                     result.unmatched_cards.append(e.card)
-                fb_rows.append({
-                    "id": fid, "received_at": now, "service_id": service_id[:100], "card_uuid": e.card,
-                    "call_id": calls.get(e.card), "matched": matched, "outcome": e.outcome,
-                    "outcome_at": e.outcome_at, "reason_system": reason.get("system"),
-                    "reason_code": reason.get("code"),
-                    "reason_display": reason.get("display") or reason_displays.get(reason.get("code") or ""),
-                    "digest": digest, "key_id": key_id, "sealed": sealed,
-                })
+                fb_rows.append(
+                    {
+                        "id": fid,
+                        "received_at": now,
+                        "service_id": service_id[:100],
+                        "card_uuid": e.card,
+                        "call_id": calls.get(e.card),
+                        "matched": matched,
+                        "outcome": e.outcome,
+                        "outcome_at": e.outcome_at,
+                        "reason_system": reason.get("system"),
+                        "reason_code": reason.get("code"),
+                        "reason_display": reason.get("display") or reason_displays.get(reason.get("code") or ""),
+                        "digest": digest,
+                        "key_id": key_id,
+                        "sealed": sealed,
+                    }
+                )
                 for s in e.accepted_suggestions:
                     known = s in offered.get(e.card, ())
                     if not known:
@@ -140,8 +166,11 @@ class AuditStore:
     def log_access(self, actor: str, command: str, detail: str, records: int) -> None:
         """Record a read of audit content (committed before the content is returned)."""
         with self.engine.begin() as conn:
-            conn.execute(insert(access_log).values(at=self.clock(), actor=actor[:200], command=command[:50],
-                                                   detail=detail[:500], records=records))
+            conn.execute(
+                insert(access_log).values(
+                    at=self.clock(), actor=actor[:200], command=command[:50], detail=detail[:500], records=records
+                )
+            )
 
     def access_entries(self, limit: int = 100) -> list[dict]:
         with self.reading() as conn:
@@ -158,42 +187,86 @@ class AuditStore:
                 return [ident]
             via_card = conn.scalar(select(audit_card.c.call_id).where(audit_card.c.uuid == ident))
             if via_card is None:
-                via_card = conn.scalar(select(audit_card.c.call_id)
-                                       .join(audit_suggestion, audit_suggestion.c.card_uuid == audit_card.c.uuid)
-                                       .where(audit_suggestion.c.uuid == ident))
+                via_card = conn.scalar(
+                    select(audit_card.c.call_id)
+                    .join(audit_suggestion, audit_suggestion.c.card_uuid == audit_card.c.uuid)
+                    .where(audit_suggestion.c.uuid == ident)
+                )
             if via_card:
                 return [via_card]
-            return list(conn.scalars(select(audit_call.c.id).where(audit_call.c.hook_instance == ident)
-                                     .order_by(audit_call.c.received_at)))
+            return list(
+                conn.scalars(
+                    select(audit_call.c.id)
+                    .where(audit_call.c.hook_instance == ident)
+                    .order_by(audit_call.c.received_at)
+                )
+            )
 
     def _document(self, conn, call_id: str) -> dict:
         call = conn.execute(select(audit_call).where(audit_call.c.id == call_id)).mappings().one()
         content = self.sealer.open(call["key_id"], call["sealed"], call_id) or {}
         cards = []
-        for card in conn.execute(select(audit_card).where(audit_card.c.call_id == call_id)
-                                 .order_by(audit_card.c.position)).mappings():
-            crit = conn.execute(select(audit_criterion.c.criterion, audit_criterion.c.level, audit_criterion.c.status,
-                                       audit_criterion.c.required)
-                                .where(audit_criterion.c.card_uuid == card["uuid"])
-                                .order_by(audit_criterion.c.id)).mappings().all()
-            sugg = conn.execute(select(audit_suggestion.c.uuid, audit_suggestion.c.label)
-                                .where(audit_suggestion.c.card_uuid == card["uuid"])
-                                .order_by(audit_suggestion.c.position)).mappings().all()
-            cards.append({**{k: v for k, v in card.items() if k != "call_id"},
-                          "criteria": [dict(c) for c in crit], "suggestions": [dict(s) for s in sugg]})
+        for card in conn.execute(
+            select(audit_card).where(audit_card.c.call_id == call_id).order_by(audit_card.c.position)
+        ).mappings():
+            crit = (
+                conn.execute(
+                    select(
+                        audit_criterion.c.criterion,
+                        audit_criterion.c.level,
+                        audit_criterion.c.status,
+                        audit_criterion.c.required,
+                    )
+                    .where(audit_criterion.c.card_uuid == card["uuid"])
+                    .order_by(audit_criterion.c.id)
+                )
+                .mappings()
+                .all()
+            )
+            sugg = (
+                conn.execute(
+                    select(audit_suggestion.c.uuid, audit_suggestion.c.label)
+                    .where(audit_suggestion.c.card_uuid == card["uuid"])
+                    .order_by(audit_suggestion.c.position)
+                )
+                .mappings()
+                .all()
+            )
+            cards.append(
+                {
+                    **{k: v for k, v in card.items() if k != "call_id"},
+                    "criteria": [dict(c) for c in crit],
+                    "suggestions": [dict(s) for s in sugg],
+                }
+            )
         card_ids = [c["uuid"] for c in cards]
         fb = []
         fb_query = select(feedback).where(or_(feedback.c.call_id == call_id, feedback.c.card_uuid.in_(card_ids)))
         for row in conn.execute(fb_query.order_by(feedback.c.received_at)).mappings():
-            accepted = list(conn.scalars(select(feedback_suggestion.c.suggestion_uuid)
-                                         .where(feedback_suggestion.c.feedback_id == row["id"])))
+            accepted = list(
+                conn.scalars(
+                    select(feedback_suggestion.c.suggestion_uuid).where(feedback_suggestion.c.feedback_id == row["id"])
+                )
+            )
             opened = self.sealer.open(row["key_id"], row["sealed"], row["id"]) or {}
-            fb.append({"id": row["id"], "receivedAt": iso(row["received_at"]), "card": row["card_uuid"],
-                       "outcome": row["outcome"], "outcomeTimestamp": iso(row["outcome_at"]),
-                       "acceptedSuggestions": accepted,
-                       "overrideReason": {"system": row["reason_system"], "code": row["reason_code"],
-                                          "display": row["reason_display"]} if row["reason_code"] else None,
-                       "entry": opened.get("entry")})
+            fb.append(
+                {
+                    "id": row["id"],
+                    "receivedAt": iso(row["received_at"]),
+                    "card": row["card_uuid"],
+                    "outcome": row["outcome"],
+                    "outcomeTimestamp": iso(row["outcome_at"]),
+                    "acceptedSuggestions": accepted,
+                    "overrideReason": {
+                        "system": row["reason_system"],
+                        "code": row["reason_code"],
+                        "display": row["reason_display"],
+                    }
+                    if row["reason_code"]
+                    else None,
+                    "entry": opened.get("entry"),
+                }
+            )
         plain = {k: v for k, v in call.items() if k not in ("sealed",)}
         plain["received_at"] = iso(plain["received_at"])
         return {"call": plain, **content, "cards": cards, "feedback": fb}
@@ -205,18 +278,25 @@ class AuditStore:
         with self.reading() as conn:
             return [self._document(conn, cid) for cid in ids]
 
-    def case_document(self, call_id: str, card_uuid: str, command: str, via: str,
-                      purpose: str | None = None) -> dict | None:
+    def case_document(
+        self, call_id: str, card_uuid: str, command: str, via: str, purpose: str | None = None
+    ) -> dict | None:
         """The document of call `call_id` if card `card_uuid` is one of its cards, else None. The read is
         logged first, as `via` on behalf of the user the card was shown to (the call's userId)."""
         with self.reading() as conn:
-            row = conn.execute(select(audit_call.c.user_ref)
-                               .join(audit_card, audit_card.c.call_id == audit_call.c.id)
-                               .where(audit_call.c.id == call_id, audit_card.c.uuid == card_uuid)).first()
+            row = conn.execute(
+                select(audit_call.c.user_ref)
+                .join(audit_card, audit_card.c.call_id == audit_call.c.id)
+                .where(audit_call.c.id == call_id, audit_card.c.uuid == card_uuid)
+            ).first()
         if row is None:
             return None
-        self.log_access(f"{via} for {row.user_ref or 'an unnamed user'}", command,
-                        _detail(f"call {call_id} card {card_uuid}", purpose), 1)
+        self.log_access(
+            f"{via} for {row.user_ref or 'an unnamed user'}",
+            command,
+            _detail(f"call {call_id} card {card_uuid}", purpose),
+            1,
+        )
         with self.reading() as conn:
             return self._document(conn, call_id)
 
@@ -229,18 +309,29 @@ class AuditStore:
             query = query.where(audit_call.c.service_id == service)
         return query
 
-    def export(self, since: datetime | None, until: datetime | None, service: str | None, actor: str,
-               purpose: str | None = None) -> Iterator[dict]:
+    def export(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        service: str | None,
+        actor: str,
+        purpose: str | None = None,
+    ) -> Iterator[dict]:
         """The documents of every call in the period, oldest first; the read is logged before any is returned."""
         with self.reading() as conn:
-            ids = list(conn.scalars(self._period(select(audit_call.c.id), since, until, service)
-                                    .order_by(audit_call.c.received_at, audit_call.c.id)))
+            ids = list(
+                conn.scalars(
+                    self._period(select(audit_call.c.id), since, until, service).order_by(
+                        audit_call.c.received_at, audit_call.c.id
+                    )
+                )
+            )
         self.log_access(actor, "export", _detail(period_text(since, until, service), purpose), len(ids))
 
         def documents() -> Iterator[dict]:
             for start in range(0, len(ids), 200):
                 with self.reading() as conn:
-                    for cid in ids[start:start + 200]:
+                    for cid in ids[start : start + 200]:
                         yield self._document(conn, cid)
 
         return documents()
@@ -254,18 +345,28 @@ class AuditStore:
         with self.engine.begin() as conn:
             counts = {
                 "calls": conn.scalar(select(func.count()).select_from(audit_call).where(old_calls)),
-                "cards": conn.scalar(select(func.count()).select_from(audit_card)
-                                     .join(audit_call, audit_call.c.id == audit_card.c.call_id).where(old_calls)),
-                "feedback": conn.scalar(select(func.count()).select_from(feedback)
-                                        .where(feedback.c.received_at < before)),
+                "cards": conn.scalar(
+                    select(func.count())
+                    .select_from(audit_card)
+                    .join(audit_call, audit_call.c.id == audit_card.c.call_id)
+                    .where(old_calls)
+                ),
+                "feedback": conn.scalar(
+                    select(func.count()).select_from(feedback).where(feedback.c.received_at < before)
+                ),
                 "access_log": conn.scalar(select(func.count()).select_from(access_log).where(access_log.c.at < before)),
-                "replay_ids": conn.scalar(select(func.count()).select_from(replay_jti)
-                                          .where(replay_jti.c.expires_at <= time.time())),
+                "replay_ids": conn.scalar(
+                    select(func.count()).select_from(replay_jti).where(replay_jti.c.expires_at <= time.time())
+                ),
             }
             if not dry_run:
                 # Children first: the result does not depend on the database enforcing ON DELETE CASCADE.
-                old_cards = select(audit_card.c.uuid).join(audit_call, audit_call.c.id == audit_card.c.call_id) \
-                    .where(old_calls).scalar_subquery()
+                old_cards = (
+                    select(audit_card.c.uuid)
+                    .join(audit_call, audit_call.c.id == audit_card.c.call_id)
+                    .where(old_calls)
+                    .scalar_subquery()
+                )
                 conn.execute(delete(audit_criterion).where(audit_criterion.c.card_uuid.in_(old_cards)))
                 conn.execute(delete(audit_suggestion).where(audit_suggestion.c.card_uuid.in_(old_cards)))
                 conn.execute(delete(audit_card).where(audit_card.c.uuid.in_(old_cards)))
@@ -278,9 +379,15 @@ class AuditStore:
                 conn.execute(delete(access_log).where(access_log.c.at < before))
                 conn.execute(delete(replay_jti).where(replay_jti.c.expires_at <= time.time()))
             summary = ", ".join(f"{k}={v}" for k, v in counts.items())
-            conn.execute(insert(access_log).values(
-                at=self.clock(), actor=actor[:200], command="purge" + (" (dry run)" if dry_run else ""),
-                detail=f"before {iso(before)}: {summary}"[:500], records=counts["calls"]))
+            conn.execute(
+                insert(access_log).values(
+                    at=self.clock(),
+                    actor=actor[:200],
+                    command="purge" + (" (dry run)" if dry_run else ""),
+                    detail=f"before {iso(before)}: {summary}"[:500],
+                    records=counts["calls"],
+                )
+            )
         return counts
 
     def rekey(self, actor: str) -> dict[str, int]:
@@ -291,18 +398,25 @@ class AuditStore:
         for name, table in (("calls", audit_call), ("feedback", feedback)):
             while True:
                 with self.engine.begin() as conn:
-                    rows = conn.execute(select(table.c.id, table.c.key_id, table.c.sealed)
-                                        .where(table.c.sealed.is_not(None), table.c.key_id != current)
-                                        .limit(_REKEY_BATCH)).all()
+                    rows = conn.execute(
+                        select(table.c.id, table.c.key_id, table.c.sealed)
+                        .where(table.c.sealed.is_not(None), table.c.key_id != current)
+                        .limit(_REKEY_BATCH)
+                    ).all()
                     for row_id, key_id, sealed in rows:
                         new_kid, new_sealed = self.sealer.seal(self.sealer.open(key_id, sealed, row_id), row_id)
-                        conn.execute(update(table).where(table.c.id == row_id)
-                                     .values(key_id=new_kid, sealed=new_sealed))
+                        conn.execute(
+                            update(table).where(table.c.id == row_id).values(key_id=new_kid, sealed=new_sealed)
+                        )
                 done[name] += len(rows)
                 if len(rows) < _REKEY_BATCH:
                     break
-        self.log_access(actor, "rekey", f"re-encrypted under {current}: calls={done['calls']}, "
-                                        f"feedback={done['feedback']}", done["calls"] + done["feedback"])
+        self.log_access(
+            actor,
+            "rekey",
+            f"re-encrypted under {current}: calls={done['calls']}, feedback={done['feedback']}",
+            done["calls"] + done["feedback"],
+        )
         return done
 
     def key_usage(self) -> dict[str, int]:
@@ -310,8 +424,9 @@ class AuditStore:
         usage: dict[str, int] = defaultdict(int)
         with self.reading() as conn:
             for table in (audit_call, feedback):
-                for kid, n in conn.execute(select(table.c.key_id, func.count()).where(table.c.sealed.is_not(None))
-                                           .group_by(table.c.key_id)):
+                for kid, n in conn.execute(
+                    select(table.c.key_id, func.count()).where(table.c.sealed.is_not(None)).group_by(table.c.key_id)
+                ):
                     usage[kid] += n
         return dict(usage)
 

@@ -23,6 +23,7 @@ Every call to a route under `/cds-services` (discovery, each service, feedback) 
 Other claims (`sub`, `client_id`, vendor claims) are accepted and ignored. A rejected call answers
 401 with a short reason; neither the reason nor the logs ever contain the token.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,9 +91,16 @@ class JwksCache:
     """JWK Sets by URL: cached, refreshed when stale or on an unknown `kid` at most once per
     `min_refresh` seconds, each download bounded by `timeout` and a byte cap."""
 
-    def __init__(self, *, timeout: float = 2.0, ttl: float = 3600.0, min_refresh: float = 30.0,
-                 allow_http_loopback: bool = False, session: requests.Session | None = None,
-                 clock=time.monotonic):
+    def __init__(
+        self,
+        *,
+        timeout: float = 2.0,
+        ttl: float = 3600.0,
+        min_refresh: float = 30.0,
+        allow_http_loopback: bool = False,
+        session: requests.Session | None = None,
+        clock=time.monotonic,
+    ):
         self.timeout = timeout
         self.ttl = ttl
         self.min_refresh = min_refresh
@@ -163,8 +171,9 @@ class JwksCache:
             raise OutboundError("refused", "JWK Set URL must be https")
         self.downloads += 1
         remaining = deadline_clock(None, self.timeout)
-        with self._session.get(url, headers={"Accept": "application/json"}, timeout=self.timeout,
-                               stream=True, allow_redirects=False) as response:
+        with self._session.get(
+            url, headers={"Accept": "application/json"}, timeout=self.timeout, stream=True, allow_redirects=False
+        ) as response:
             if response.status_code != 200:
                 raise OutboundError("http", f"JWK Set answered HTTP {response.status_code}")
             body = read_capped(response, MAX_JWKS_BYTES, remaining)
@@ -201,15 +210,17 @@ def _failure_reason(exc: Exception) -> str:
 class CallerVerifier:
     """Verifies one `Authorization` header for one endpoint URL."""
 
-    def __init__(self, config: Config, replay_store: ReplayStore, jwks: JwksCache | None = None,
-                 clock=time.time):
+    def __init__(self, config: Config, replay_store: ReplayStore, jwks: JwksCache | None = None, clock=time.time):
         self.issuers: list[TrustedIssuer] = list(config.trusted_issuers)
         self.skew = config.jwt_clock_skew
         self.max_lifetime = config.jwt_max_lifetime
         self.replay_store = replay_store
-        self.jwks = jwks or JwksCache(timeout=config.jwks_timeout, ttl=config.jwks_cache_seconds,
-                                      min_refresh=config.jwks_min_refresh_interval,
-                                      allow_http_loopback=config.allow_http_loopback)
+        self.jwks = jwks or JwksCache(
+            timeout=config.jwks_timeout,
+            ttl=config.jwks_cache_seconds,
+            min_refresh=config.jwks_min_refresh_interval,
+            allow_http_loopback=config.allow_http_loopback,
+        )
         self._clock = clock
 
     def _issuer(self, iss, tenant) -> TrustedIssuer:
@@ -269,11 +280,20 @@ class CallerVerifier:
         now = self._clock()
         try:
             claims = jwt.decode(
-                token, key.key, algorithms=[alg],
-                audience=audiences + [a + "/" for a in audiences if not a.endswith("/")], issuer=iss,
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=audiences + [a + "/" for a in audiences if not a.endswith("/")],
+                issuer=iss,
                 leeway=self.skew,
-                options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": True,
-                         "verify_nbf": True, "verify_exp": True, "verify_aud": True, "verify_iss": True},
+                options={
+                    "require": ["iss", "aud", "exp", "iat", "jti"],
+                    "verify_iat": True,
+                    "verify_nbf": True,
+                    "verify_exp": True,
+                    "verify_aud": True,
+                    "verify_iss": True,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("expired", "the token has expired") from None
@@ -306,8 +326,12 @@ class CallerVerifier:
         if not first_use:
             raise AuthError("replay", "the token has already been used")
         sub = claims.get("sub")
-        return Caller(iss=iss, tenant=claims.get("tenant") if isinstance(claims.get("tenant"), str) else None,
-                      sub=sub if isinstance(sub, str) else None, token_id=token_id[:16])
+        return Caller(
+            iss=iss,
+            tenant=claims.get("tenant") if isinstance(claims.get("tenant"), str) else None,
+            sub=sub if isinstance(sub, str) else None,
+            token_id=token_id[:16],
+        )
 
 
 def _fits(key, alg: str) -> bool:
@@ -349,8 +373,12 @@ def check_settings(config: Config) -> None:
     if config.auth_disabled:
         return
     if not config.public_base_url:
-        raise ConfigError("caller authentication is on: set CDS_PUBLIC_BASE_URL (the URL clients call, "
-                          "the JWT audience), or turn authentication off for development (CDS_AUTH_DISABLED)")
+        raise ConfigError(
+            "caller authentication is on: set CDS_PUBLIC_BASE_URL (the URL clients call, "
+            "the JWT audience), or turn authentication off for development (CDS_AUTH_DISABLED)"
+        )
     if not config.trusted_issuers:
-        raise ConfigError("caller authentication is on: set CDS_TRUSTED_ISSUERS (the CDS clients allowed to "
-                          "call), or turn authentication off for development (CDS_AUTH_DISABLED)")
+        raise ConfigError(
+            "caller authentication is on: set CDS_TRUSTED_ISSUERS (the CDS clients allowed to "
+            "call), or turn authentication off for development (CDS_AUTH_DISABLED)"
+        )

@@ -6,6 +6,7 @@ and an HMAC-SHA-256 over all three, under a key of its own (`case_view_key`). Th
 the call id and the card uuid together, so a link opens one card of one call and nothing else; after
 the expiry it opens nothing. Comparison is constant-time. No patient identifier is in the URL.
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,8 +51,10 @@ class CaseLinkSigner:
         """The key from `case_view_key` (base64 of at least 32 bytes); without it, a random key for this
         process only (links then open only on the process that issued them), with a warning."""
         if not value:
-            log.warning("NO case_view_key IS CONFIGURED: case-view links are signed with a random key of this "
-                        "process and open only here. Configure case_view_key from a secret store in production.")
+            log.warning(
+                "NO case_view_key IS CONFIGURED: case-view links are signed with a random key of this "
+                "process and open only here. Configure case_view_key from a secret store in production."
+            )
             return cls(secrets.token_bytes(32), ttl_seconds, clock)
         try:
             key = base64.b64decode(value.strip(), validate=True)
@@ -77,6 +80,9 @@ class CaseLinkSigner:
         if not hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace")):
             raise LinkRefused("This link is not valid for this case. Open the case view again from the card.")
         if int(expires) <= self.clock():
-            raise LinkRefused("This link has expired. Open the case view again from the card, or ask the "
-                              "office for the case from the audit trail.", code="link-expired")
+            raise LinkRefused(
+                "This link has expired. Open the case view again from the card, or ask the "
+                "office for the case from the audit trail.",
+                code="link-expired",
+            )
         return CaseLink(call_id, card_uuid, int(expires))

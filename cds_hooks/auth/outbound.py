@@ -6,6 +6,7 @@ Both go only to configured places, over https (plain http only to a loopback hos
 configured for local testing), never follow redirects, and read at most a fixed number of bytes
 before a deadline, however slowly the other side sends them.
 """
+
 from __future__ import annotations
 
 import ipaddress

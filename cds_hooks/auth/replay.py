@@ -4,6 +4,7 @@ CDS Hooks 2.0, "Trusting CDS Clients": the service should reject a JWT whose `jt
 seen. Several replicas must share the answer, so the store is pluggable: an in-process store for a
 single process, and a database-backed store (see the audit database) for scale-out.
 """
+
 from __future__ import annotations
 
 import threading

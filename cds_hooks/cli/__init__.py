@@ -1,6 +1,7 @@
 """The `cds-hooks` command: `serve`, `evaluate`; `brief` (cli/brief.py); `db`, `report`, `audit` (cli/audit.py);
 `site` (cli/site.py); `corpus eval` (cli/corpus.py); `doctor` (ops/doctor.py); `report-text`, `note-text`; the
 sandbox tools (sandbox/cli.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -88,7 +89,9 @@ def _evaluate(args) -> int:
         service_id = args.service
         if not service_id:
             hook = body.get("hook") if isinstance(body, dict) else None
-            matches = [p.service_id for p in registry.packs() if p.hook == hook] or [p.service_id for p in registry.packs()]
+            matches = [p.service_id for p in registry.packs() if p.hook == hook] or [
+                p.service_id for p in registry.packs()
+            ]
             service_id = matches[0]
         response = app.test_client().post(f"/cds-services/{service_id}", json=body)
         print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
@@ -130,16 +133,23 @@ def _may_name_sandbox_command(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="cds-hooks", description="fusion-cds: CDS Hooks order-sign service checking surgical orders against payer criteria")
+    parser = argparse.ArgumentParser(
+        prog="cds-hooks",
+        description="fusion-cds: CDS Hooks order-sign service checking surgical orders against payer criteria",
+    )
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the service (development server with authentication off, "
-                                         "or --production)")
+    serve = sub.add_parser(
+        "serve", help="run the service (development server with authentication off, or --production)"
+    )
     serve.add_argument("--host", help="listen address (default 127.0.0.1, or CDS_SERVER_BIND's in production)")
     serve.add_argument("--port", type=int, help="listen port (default 8080, or CDS_SERVER_BIND's in production)")
-    serve.add_argument("--production", action="store_true",
-                       help="production server: gunicorn, settings from the environment, authentication as configured")
+    serve.add_argument(
+        "--production",
+        action="store_true",
+        help="production server: gunicorn, settings from the environment, authentication as configured",
+    )
     serve.set_defaults(func=_serve)
 
     evaluate = sub.add_parser("evaluate", help="print the response the service gives to a request file")
@@ -153,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus.register(sub)
     doctor.register(sub)
 
-    report_text = sub.add_parser("report-text", help="evaluate or benchmark the report-text extractor (docs/report-text.md)")
+    report_text = sub.add_parser(
+        "report-text", help="evaluate or benchmark the report-text extractor (docs/report-text.md)"
+    )
     report_text.add_argument("action", choices=["eval", "bench"])
     report_text.add_argument("--gold", help="gold set (default eval/report_text/gold.toml)")
     report_text.add_argument("--verbose", action="store_true", help="list every miss and extra")
@@ -163,8 +175,12 @@ def main(argv: list[str] | None = None) -> int:
 
     note_text = sub.add_parser("note-text", help="evaluate or benchmark the clinical-note reader (docs/note-text.md)")
     note_text.add_argument("action", choices=["eval", "bench"])
-    note_text.add_argument("--split", choices=["dev", "heldout"], default="dev",
-                           help="eval: the gold split to score (default dev; heldout is for the final run)")
+    note_text.add_argument(
+        "--split",
+        choices=["dev", "heldout"],
+        default="dev",
+        help="eval: the gold split to score (default dev; heldout is for the final run)",
+    )
     note_text.add_argument("--gold", help="gold set (default eval/note_text/gold.jsonl)")
     note_text.add_argument("--verbose", action="store_true", help="list every miss and extra")
     note_text.add_argument("--json", action="store_true", help="figures as JSON")

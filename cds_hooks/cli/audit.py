@@ -4,6 +4,7 @@ Every command that reads audit content (report, show, export) or changes it (pur
 who did it, when and what into the access log first. The actor defaults to the operating-system
 user at this host; `--purpose` adds why (a dispute, a quality review).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,7 @@ def _output(args, text: str) -> None:
 
 
 # ------------------------------------------------------------------------- commands
+
 
 def _db_upgrade(args) -> int:
     from cds_hooks.audit.database import create_db_engine, database_url, upgrade
@@ -129,16 +131,20 @@ def _purge(args) -> int:
     before = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=days)
     counts = _store().purge(before, _actor(args), dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} (older than {days} days, before {before.isoformat(timespec='seconds')}Z): "
-          + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
+    print(
+        f"{verb} (older than {days} days, before {before.isoformat(timespec='seconds')}Z): "
+        + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+    )
     return 0
 
 
 def _rekey(args) -> int:
     store = _store()
     done = store.rekey(_actor(args))
-    print(f"re-encrypted {done['calls']} calls and {done['feedback']} feedback entries under key "
-          f"{store.sealer.current}; rows per key now: {json.dumps(store.key_usage())}")
+    print(
+        f"re-encrypted {done['calls']} calls and {done['feedback']} feedback entries under key "
+        f"{store.sealer.current}; rows per key now: {json.dumps(store.key_usage())}"
+    )
     return 0
 
 
@@ -157,6 +163,7 @@ def _new_key(args) -> int:
 
 # ------------------------------------------------------------------------- parser
 
+
 def _reader_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--actor", help="who is reading, for the access log (default: user@host)")
     p.add_argument("--purpose", help="why, for the access log")
@@ -165,8 +172,9 @@ def _reader_options(p: argparse.ArgumentParser) -> None:
 def _period_options(p: argparse.ArgumentParser, default_days: int | None) -> None:
     p.add_argument("--since", type=_when, help="start of the period (UTC date or date-time, inclusive)")
     p.add_argument("--until", type=_when, help="end of the period (exclusive; default now)")
-    p.add_argument("--days", type=int, default=default_days,
-                   help="the period is this many days up to --until (overrides --since)")
+    p.add_argument(
+        "--days", type=int, default=default_days, help="the period is this many days up to --until (overrides --since)"
+    )
     p.add_argument("--service", help="only this service id")
     p.add_argument("--output", "-o", help="write to this file instead of standard output")
 
@@ -182,13 +190,18 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="overrides, unmet criteria, suggestion acceptance, volume and latency")
     _period_options(p, default_days=30)
     p.add_argument("--format", choices=("table", "csv"), default="table")
-    p.add_argument("--mode", choices=("live", "shadow", "off", "all"), default="live",
-                   help="calls answered in this go-live mode (default live; shadow: what would have been shown)")
+    p.add_argument(
+        "--mode",
+        choices=("live", "shadow", "off", "all"),
+        default="live",
+        help="calls answered in this go-live mode (default live; shadow: what would have been shown)",
+    )
     _reader_options(p)
     p.set_defaults(func=_report)
 
     audit = sub.add_parser("audit", help="read, export and purge the audit trail").add_subparsers(
-        dest="audit_command", required=True)
+        dest="audit_command", required=True
+    )
     p = audit.add_parser("show", help="everything stored about a call (decrypted)")
     p.add_argument("ident", help="call id, card uuid, suggestion uuid or hookInstance")
     p.add_argument("--response", action="store_true", help="print only the response JSON the user was shown")
@@ -215,5 +228,6 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=_access_log)
 
-    audit.add_parser("new-key", help="print a new random key (base64) for audit_keys or "
-                                     "audit_pseudonym_key").set_defaults(func=_new_key)
+    audit.add_parser(
+        "new-key", help="print a new random key (base64) for audit_keys or audit_pseudonym_key"
+    ).set_defaults(func=_new_key)

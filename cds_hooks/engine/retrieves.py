@@ -20,6 +20,7 @@ resource passes a code filter when any `code` under its code property equals any
 whatever the system (a superset of the engine's own match on code and system, which reads codes
 from the same shapes: a code string, a Coding, a CodeableConcept, a list of them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -115,11 +116,13 @@ def _valueset_codes(vs: dict) -> frozenset[str]:
     codes: set[str] = set()
     expansion = vs.get("expansion")
     if isinstance(expansion, dict) and isinstance(expansion.get("contains"), list):
+
         def contains(items):
             for c in items or []:
                 if isinstance(c.get("code"), str):
                     codes.add(c["code"])
                 contains(c.get("contains"))
+
         contains(expansion["contains"])
         return frozenset(codes)
     for inc in (vs.get("compose") or {}).get("include") or []:

@@ -7,6 +7,7 @@ compiled when the application was built, it runs the generated code once through
 results expression reaches. The production server calls it in each worker after
 the fork (cds_hooks/ops/gunicorn_conf.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,14 @@ def warm_up(engine: CqlEngine | CompiledEngine, packs, rounds: int = 3) -> float
         expression = pack.library.get("resultsExpression", "Criteria")
         for _ in range(calls):
             try:
-                engine.evaluate(pack.library["id"], pack.library.get("version"), [WARM_UP_PATIENT],
-                                WARM_UP_PATIENT["id"], {}, expressions=[expression])
+                engine.evaluate(
+                    pack.library["id"],
+                    pack.library.get("version"),
+                    [WARM_UP_PATIENT],
+                    WARM_UP_PATIENT["id"],
+                    {},
+                    expressions=[expression],
+                )
             except EngineError as exc:
                 if exc.kind != "evaluation":
                     raise

@@ -12,6 +12,7 @@ CRD 2.2.1, "CDS Hooks Deviations and Enhancements", "New hook configuration mech
   service cannot honour: it is set aside and the option keeps its default, and the response's
   evaluation extension names what was set aside (dev-6: handled gracefully and reported).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,15 +32,27 @@ CRITERIA_CARD = "guideline"
 MAX_CARDS = "max-cards"
 
 OPTIONS: tuple[dict, ...] = (
-    {"code": COVERAGE_INFO, "type": "boolean", "name": "Coverage information",
-     "description": "Attach the CRD coverage-information extension to each fusion order (a systemActions update).",
-     "default": True},
-    {"code": CRITERIA_CARD, "type": "boolean", "name": "Medical-necessity criteria card",
-     "description": "Return the card that checks the order against the payer's criteria, criterion by criterion.",
-     "default": True},
-    {"code": MAX_CARDS, "type": "integer", "name": "Most cards",
-     "description": "Return at most this many cards (one per surgical case, in order); 0 returns none.",
-     "default": 10},
+    {
+        "code": COVERAGE_INFO,
+        "type": "boolean",
+        "name": "Coverage information",
+        "description": "Attach the CRD coverage-information extension to each fusion order (a systemActions update).",
+        "default": True,
+    },
+    {
+        "code": CRITERIA_CARD,
+        "type": "boolean",
+        "name": "Medical-necessity criteria card",
+        "description": "Return the card that checks the order against the payer's criteria, criterion by criterion.",
+        "default": True,
+    },
+    {
+        "code": MAX_CARDS,
+        "type": "integer",
+        "name": "Most cards",
+        "description": "Return at most this many cards (one per surgical case, in order); 0 returns none.",
+        "default": 10,
+    },
 )
 
 
@@ -88,5 +101,9 @@ def read_configuration(body: dict) -> HookConfiguration:
         set_aside.append(REQUEST_KEY)
     if set_aside:
         log.info("CRD configuration values set aside", extra={"fields": {"options": set_aside}})
-    return HookConfiguration(coverage_info=values[COVERAGE_INFO], criteria_card=values[CRITERIA_CARD],
-                             max_cards=values[MAX_CARDS], set_aside=tuple(set_aside))
+    return HookConfiguration(
+        coverage_info=values[COVERAGE_INFO],
+        criteria_card=values[CRITERIA_CARD],
+        max_cards=values[MAX_CARDS],
+        set_aside=tuple(set_aside),
+    )

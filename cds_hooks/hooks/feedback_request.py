@@ -6,6 +6,7 @@
 `overridden`) and `outcomeTimestamp` (an instant). One malformed entry rejects the whole request
 (400, naming the entry), so a client's retry never stores half a batch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,7 +47,7 @@ def _uuid(value, where: str) -> str:
         raise _bad(f"{where} must be the uuid string of a card or suggestion")
     text = value.strip()
     if text.lower().startswith("urn:uuid:"):
-        text = text[len("urn:uuid:"):]
+        text = text[len("urn:uuid:") :]
     try:
         return str(uuid.UUID(text))
     except ValueError:
@@ -87,15 +88,19 @@ def _entry(item, where: str) -> FeedbackEntry:
     outcome = item.get("outcome")
     if outcome not in OUTCOMES:
         raise _bad(f"{where}.outcome must be accepted or overridden")
-    entry = FeedbackEntry(card=card, outcome=outcome, outcome_at=_instant(item.get("outcomeTimestamp"),
-                          f"{where}.outcomeTimestamp"), raw=item)
+    entry = FeedbackEntry(
+        card=card,
+        outcome=outcome,
+        outcome_at=_instant(item.get("outcomeTimestamp"), f"{where}.outcomeTimestamp"),
+        raw=item,
+    )
 
     accepted = item.get("acceptedSuggestions")
     if accepted is not None:
         if outcome != "accepted":
             raise _bad(f"{where}.acceptedSuggestions is only allowed with outcome accepted")
         if not isinstance(accepted, list):
-            raise _bad(f"{where}.acceptedSuggestions must be a list of {{\"id\": suggestion uuid}}")
+            raise _bad(f'{where}.acceptedSuggestions must be a list of {{"id": suggestion uuid}}')
         for i, s in enumerate(accepted):
             if not isinstance(s, dict):
                 raise _bad(f"{where}.acceptedSuggestions[{i}] must be an object with an id")

@@ -5,6 +5,7 @@ required; `fhirServer`, `fhirAuthorization` and `prefetch` are optional. The `or
 context carries `userId`, `patientId`, optional `encounterId`, and `draftOrders`, a FHIR Bundle of
 the orders being signed (hook definition "order-sign", version 1.x).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -9,6 +9,7 @@ client sends under each key means (CDS Hooks 2.0, "Prefetch Data"):
 - an OperationOutcome: the client failed to prefetch it;
 - a Bundle (any type, even without one) or a single resource: the data.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,7 +64,7 @@ def render(template: str, context: dict, user_id: str | None = None) -> str:
     def fill(match: re.Match) -> str:
         name = match.group(1)
         if name.startswith("context."):
-            value = context.get(name[len("context."):])
+            value = context.get(name[len("context.") :])
         else:
             value = user_tokens.get(name)
         if not isinstance(value, str) or not value:
@@ -131,8 +132,9 @@ def read_prefetch(prefetch: dict | None, templates: dict[str, str]) -> tuple[dic
         if value is None:
             results[key] = SourceResult(key, rtype, NO_DATA)
         elif isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
-            results[key] = SourceResult(key, rtype, FAILED, reason=_outcome_text(value),
-                                        not_found=_says_not_found(value))
+            results[key] = SourceResult(
+                key, rtype, FAILED, reason=_outcome_text(value), not_found=_says_not_found(value)
+            )
         elif isinstance(value, dict) and isinstance(value.get("resourceType"), str):
             results[key] = SourceResult(key, rtype, PREFETCH, resources_of(value))
         else:

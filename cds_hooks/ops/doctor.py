@@ -15,6 +15,7 @@ Each check does what the service would do with the same settings, against the re
 
 Exit status 1 when any check fails, 0 otherwise; warnings do not fail. Nothing secret is printed.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ class Check:
 
 # ------------------------------------------------------------------ settings and the audience
 
+
 def check_settings(config) -> Check:
     from cds_hooks.auth.caller_jwt import ConfigError, check_settings as security_check
 
@@ -45,8 +47,12 @@ def check_settings(config) -> Check:
         return Check("settings", FAIL, str(exc))
     if config.auth_disabled:
         return Check("settings", WARN, "caller authentication is OFF (auth_disabled): any caller can use the service")
-    return Check("settings", PASS, f"{len(config.trusted_issuers)} trusted issuer(s), "
-                                   f"{len(config.fhir_servers)} FHIR server entr{'y' if len(config.fhir_servers) == 1 else 'ies'}")
+    return Check(
+        "settings",
+        PASS,
+        f"{len(config.trusted_issuers)} trusted issuer(s), "
+        f"{len(config.fhir_servers)} FHIR server entr{'y' if len(config.fhir_servers) == 1 else 'ies'}",
+    )
 
 
 def expected_audiences(base: str, service_ids: list[str]) -> dict[str, str]:
@@ -64,8 +70,11 @@ def check_public_base_url(config, service_ids: list[str], registered_url: str | 
     base = config.public_base_url
     if not base:
         status = WARN if config.auth_disabled else FAIL
-        return Check("public base URL", status, "not set: card links use the request's host, and with "
-                                                "authentication on no aud can be checked")
+        return Check(
+            "public base URL",
+            status,
+            "not set: card links use the request's host, and with authentication on no aud can be checked",
+        )
     parts = urlsplit(base)
     loopback_http = parts.scheme == "http" and config.allow_http_loopback and is_loopback_host(parts.hostname or "")
     problems = []
@@ -78,14 +87,19 @@ def check_public_base_url(config, service_ids: list[str], registered_url: str | 
     audiences = expected_audiences(base, service_ids)
     if registered_url is not None:
         if registered_url.rstrip("/") not in audiences.values():
-            return Check("public base URL", FAIL,
-                         f"the registered URL {registered_url} is not one this service answers under {base}; "
-                         f"expected {audiences['discovery']} (discovery) or a service URL below it")
-    return Check("public base URL", PASS, "callers' JWTs need aud = " + "; ".join(
-        f"{v} ({k})" for k, v in audiences.items()))
+            return Check(
+                "public base URL",
+                FAIL,
+                f"the registered URL {registered_url} is not one this service answers under {base}; "
+                f"expected {audiences['discovery']} (discovery) or a service URL below it",
+            )
+    return Check(
+        "public base URL", PASS, "callers' JWTs need aud = " + "; ".join(f"{v} ({k})" for k, v in audiences.items())
+    )
 
 
 # ------------------------------------------------------------------ trusted issuers
+
 
 def check_issuers(config) -> list[Check]:
     from cds_hooks.auth.caller_jwt import JwksCache, usable_algorithms
@@ -107,11 +121,17 @@ def check_issuers(config) -> list[Check]:
                 continue
             usable = {kid: algs for kid, key in keys.items() if (algs := usable_algorithms(key, issuer.algorithms))}
             if not usable:
-                checks.append(Check(name, FAIL, f"{url}: {len(keys)} key(s), none usable with "
-                                                f"{', '.join(issuer.algorithms)}"))
+                checks.append(
+                    Check(name, FAIL, f"{url}: {len(keys)} key(s), none usable with {', '.join(issuer.algorithms)}")
+                )
             else:
-                checks.append(Check(name, PASS, f"{url}: " + ", ".join(
-                    f"{kid} ({'/'.join(algs)})" for kid, algs in sorted(usable.items()))))
+                checks.append(
+                    Check(
+                        name,
+                        PASS,
+                        f"{url}: " + ", ".join(f"{kid} ({'/'.join(algs)})" for kid, algs in sorted(usable.items())),
+                    )
+                )
     return checks
 
 
@@ -133,6 +153,7 @@ def _why(exc: Exception) -> str:
 
 # ------------------------------------------------------------------ the audit database
 
+
 def check_database(config) -> list[Check]:
     from sqlalchemy.engine import make_url
 
@@ -144,8 +165,14 @@ def check_database(config) -> list[Check]:
     shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
         status = WARN if config.database_migrate_on_start else FAIL
-        checks = [Check("audit database", status, f"{shown}: no database file yet"
-                        + (" (the service creates and migrates it at start)" if status == WARN else ""))]
+        checks = [
+            Check(
+                "audit database",
+                status,
+                f"{shown}: no database file yet"
+                + (" (the service creates and migrates it at start)" if status == WARN else ""),
+            )
+        ]
     else:
         engine = create_db_engine(str(url), config.database_busy_timeout)
         try:
@@ -165,9 +192,16 @@ def _revision_check(config, shown: str, current: str | None, head: str) -> Check
     if current is not None and _is_newer(current, head):
         return Check("audit database", FAIL, f"{shown}: schema at revision {current}, newer than this code's {head}")
     status = WARN if config.database_migrate_on_start else FAIL
-    return Check("audit database", status, f"{shown}: schema at revision {current or 'none'}, this code needs {head}; "
-                 + ("the service migrates it at start (database_migrate_on_start)" if status == WARN
-                    else "run `cds-hooks db upgrade`"))
+    return Check(
+        "audit database",
+        status,
+        f"{shown}: schema at revision {current or 'none'}, this code needs {head}; "
+        + (
+            "the service migrates it at start (database_migrate_on_start)"
+            if status == WARN
+            else "run `cds-hooks db upgrade`"
+        ),
+    )
 
 
 def _is_newer(current: str, head: str) -> bool:
@@ -185,8 +219,12 @@ def _keys_check(config) -> Check:
     from cds_hooks.audit.sealing import Sealer
 
     if not config.audit_keys:
-        return Check("audit keys", WARN, "none configured: a development key file in var_dir encrypts the trail "
-                                         "(set audit_keys and audit_pseudonym_key for production)")
+        return Check(
+            "audit keys",
+            WARN,
+            "none configured: a development key file in var_dir encrypts the trail "
+            "(set audit_keys and audit_pseudonym_key for production)",
+        )
     try:
         sealer = Sealer.from_config(config)
     except Exception as exc:  # noqa: BLE001 - a bad key is a failed check
@@ -225,8 +263,9 @@ def check_engine(config) -> Check:
         return Check("CQL engine", FAIL, f"{config.cql_engine}: {type(exc).__name__}: {_first_line(exc)}")
     try:
         engine.start()
-        runs_on = f"node {find_node(config.node_executable)}" if config.cql_engine == "reference" \
-            else "compiled, in process"
+        runs_on = (
+            f"node {find_node(config.node_executable)}" if config.cql_engine == "reference" else "compiled, in process"
+        )
         fixture = Path(config.fixtures_root) / SEED_REQUEST
         body = json.loads(fixture.read_text(encoding="utf-8")) if fixture.is_file() else None
         results = []
@@ -239,18 +278,28 @@ def check_engine(config) -> Check:
                     results.append(f"{sid}: seed fixture -> {len(outcome.cases)} card(s), {criteria} criterion results")
                     continue
             library = pack.library
-            engine.evaluate(library["id"], library.get("version"), [{"resourceType": "Patient", "id": "doctor"}],
-                            "doctor", {}, expressions=[library.get("resultsExpression", "Criteria")])
+            engine.evaluate(
+                library["id"],
+                library.get("version"),
+                [{"resourceType": "Patient", "id": "doctor"}],
+                "doctor",
+                {},
+                expressions=[library.get("resultsExpression", "Criteria")],
+            )
             results.append(f"{sid}: library evaluates")
     except Exception as exc:  # noqa: BLE001 - EngineError, CriteriaError, a bad fixture: all are failures
         return Check("CQL engine", FAIL, f"{type(exc).__name__}: {_first_line(exc)}")
     finally:
         engine.close()
-    return Check("CQL engine", PASS, f"{runs_on}; " + "; ".join(results)
-                 + f" ({time.perf_counter() - started:.1f} s with start-up)")
+    return Check(
+        "CQL engine",
+        PASS,
+        f"{runs_on}; " + "; ".join(results) + f" ({time.perf_counter() - started:.1f} s with start-up)",
+    )
 
 
 # ------------------------------------------------------------------ FHIR servers
+
 
 def check_fhir_servers(config, extra: list[str]) -> list[Check]:
     from cds_hooks.auth.outbound import FhirServerPolicy
@@ -259,12 +308,22 @@ def check_fhir_servers(config, extra: list[str]) -> list[Check]:
     checks = []
     if not config.fhir_servers and not extra:
         status = WARN if not config.fhir_allow_loopback else SKIP
-        return [Check("FHIR servers", status, "none allowlisted (fhir_servers): calls without full prefetch "
-                                              "will be refused (403)")]
+        return [
+            Check(
+                "FHIR servers",
+                status,
+                "none allowlisted (fhir_servers): calls without full prefetch will be refused (403)",
+            )
+        ]
     for entry in config.fhir_servers:
         if entry.endswith("/*"):
-            checks.append(Check(f"FHIR {entry}", SKIP, "an entry for every base below a path: name one with "
-                                                       "--fhir-server to check it"))
+            checks.append(
+                Check(
+                    f"FHIR {entry}",
+                    SKIP,
+                    "an entry for every base below a path: name one with --fhir-server to check it",
+                )
+            )
             continue
         checks.append(_metadata_check(config, entry))
     for base in extra:
@@ -282,13 +341,15 @@ def _metadata_check(config, base: str) -> Check:
 
     name = f"FHIR {base}"
     if not transport_allowed(base, config.allow_http_loopback):
-        return Check(name, FAIL, "the service sends tokens over https only (http only to loopback with "
-                                 "allow_http_loopback)")
+        return Check(
+            name, FAIL, "the service sends tokens over https only (http only to loopback with allow_http_loopback)"
+        )
     url = base.rstrip("/") + "/metadata"
     try:
         with new_session() as session:
-            r = session.get(url, headers={"Accept": "application/fhir+json"}, timeout=config.fhir_timeout,
-                            allow_redirects=False)
+            r = session.get(
+                url, headers={"Accept": "application/fhir+json"}, timeout=config.fhir_timeout, allow_redirects=False
+            )
     except requests.RequestException as exc:
         return Check(name, FAIL, f"GET {url}: {_why(exc)}")
     if r.status_code != 200:
@@ -309,8 +370,10 @@ def _metadata_check(config, base: str) -> Check:
 
 # ------------------------------------------------------------------ running it
 
-def run_checks(config, *, fhir_servers: list[str] | None = None, registered_url: str | None = None,
-               engine: bool = True) -> list[Check]:
+
+def run_checks(
+    config, *, fhir_servers: list[str] | None = None, registered_url: str | None = None, engine: bool = True
+) -> list[Check]:
     from cds_hooks.packs.loader import load_rule_packs
 
     try:
@@ -333,8 +396,11 @@ def render(checks: list[Check]) -> str:
     failed = sum(c.status == FAIL for c in checks)
     warned = sum(c.status == WARN for c in checks)
     lines.append("")
-    lines.append(f"{len(checks)} checks: {failed} failed, {warned} warnings" if failed or warned
-                 else f"{len(checks)} checks: all passed")
+    lines.append(
+        f"{len(checks)} checks: {failed} failed, {warned} warnings"
+        if failed or warned
+        else f"{len(checks)} checks: all passed"
+    )
     return "\n".join(lines)
 
 
@@ -348,8 +414,9 @@ def _doctor(args) -> int:
     except (ValidationError, ValueError) as exc:
         checks = [Check("settings", FAIL, " ".join(str(exc).split())[:500])]
     else:
-        checks = run_checks(config, fhir_servers=args.fhir_server, registered_url=args.registered_url,
-                            engine=not args.no_engine)
+        checks = run_checks(
+            config, fhir_servers=args.fhir_server, registered_url=args.registered_url, engine=not args.no_engine
+        )
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:
@@ -359,11 +426,20 @@ def _doctor(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("doctor", help="check this configuration end to end (issuers, database, engine, FHIR servers, "
-                                      "audience) and print a pass/fail table")
-    p.add_argument("--fhir-server", action="append", default=[],
-                   help="also check this FHIR base (e.g. one below a /* entry); repeatable")
-    p.add_argument("--registered-url", help="the discovery or service URL entered in the EHR: must match public_base_url")
+    p = sub.add_parser(
+        "doctor",
+        help="check this configuration end to end (issuers, database, engine, FHIR servers, "
+        "audience) and print a pass/fail table",
+    )
+    p.add_argument(
+        "--fhir-server",
+        action="append",
+        default=[],
+        help="also check this FHIR base (e.g. one below a /* entry); repeatable",
+    )
+    p.add_argument(
+        "--registered-url", help="the discovery or service URL entered in the EHR: must match public_base_url"
+    )
     p.add_argument("--no-engine", action="store_true", help="skip the CQL engine check")
     p.add_argument("--json", action="store_true", help="the checks as JSON")
     p.set_defaults(func=_doctor)

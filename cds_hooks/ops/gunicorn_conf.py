@@ -20,6 +20,7 @@ file; see cds_hooks/config.py). The choices, and why:
 - metrics of every worker added up when `PROMETHEUS_MULTIPROC_DIR` is set (the image sets it): the
   folder is emptied when the server starts and a dead worker's live gauges are dropped (child_exit).
 """
+
 from __future__ import annotations
 
 import os

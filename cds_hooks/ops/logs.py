@@ -6,6 +6,7 @@ never carries: access tokens, JWTs, patient identifiers, resource contents. Libr
 log full URLs (urllib3 at debug level: FHIR search URLs hold the patient id) are held at WARNING,
 and the development server's access log is replaced by the application's own.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -133,12 +134,17 @@ def init_app(app: Flask, config) -> None:
         if request_id:
             response.headers[REQUEST_ID_HEADER] = request_id
         started = g.get("request_started")
-        access.info("request", extra={"fields": {
-            "method": request.method,
-            "route": request.url_rule.rule if request.url_rule is not None else "(no route)",
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
-        }})
+        access.info(
+            "request",
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "route": request.url_rule.rule if request.url_rule is not None else "(no route)",
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+                }
+            },
+        )
         return response
 
     @app.teardown_request

@@ -6,6 +6,7 @@ prefetch key that brings completed QuestionnaireResponses to the criteria. The L
 pack's criteria library, so the package carries every library the questionnaire needs (DTR 2.x,
 "Questionnaire Package": the Questionnaire first, then its Libraries and ValueSets).
 """
+
 from __future__ import annotations
 
 import base64
@@ -46,8 +47,10 @@ class DtrPack:
         return {
             "resourceType": "Bundle",
             "type": "collection",
-            "entry": [{"fullUrl": f"{r['url']}|{r['version']}" if r.get("version") else r["url"], "resource": r}
-                      for r in entries],
+            "entry": [
+                {"fullUrl": f"{r['url']}|{r['version']}" if r.get("version") else r["url"], "resource": r}
+                for r in entries
+            ],
         }
 
 
@@ -57,8 +60,12 @@ def _library_resource(elm: dict, cql_text: str | None) -> dict:
     content = []
     if cql_text is not None:
         content.append({"contentType": "text/cql", "data": base64.b64encode(cql_text.encode()).decode()})
-    content.append({"contentType": "application/elm+json",
-                    "data": base64.b64encode(json.dumps(elm, separators=(",", ":")).encode()).decode()})
+    content.append(
+        {
+            "contentType": "application/elm+json",
+            "data": base64.b64encode(json.dumps(elm, separators=(",", ":")).encode()).decode(),
+        }
+    )
     resource = {
         "resourceType": "Library",
         "id": ident["id"],
@@ -69,8 +76,11 @@ def _library_resource(elm: dict, cql_text: str | None) -> dict:
         "type": LIBRARY_TYPE,
         "content": content,
     }
-    related = [{"type": "depends-on", "resource": f"{CANONICAL_BASE}/Library/{i['path']}|{i['version']}"}
-               for i in includes if i.get("path") and i.get("version")]
+    related = [
+        {"type": "depends-on", "resource": f"{CANONICAL_BASE}/Library/{i['path']}|{i['version']}"}
+        for i in includes
+        if i.get("path") and i.get("version")
+    ]
     if related:
         resource["relatedArtifact"] = related
     return resource
@@ -113,5 +123,6 @@ def load_dtr(pack: RulePack) -> DtrPack | None:
         raise RulePackError(f"{folder}: ELM for library {library_id} not found (run node cql/tools/translate.mjs)")
     libraries = [_library_resource(elm_by_id[i], _cql_source(pack, folder, i)) for i in _needed(elm_by_id, library_id)]
     declared = tuple(d["name"] for d in (elm_by_id[library_id]["library"].get("parameters") or {}).get("def") or [])
-    return DtrPack(folder, questionnaire, library_id, library_version, prefetch, libraries, list(pack.valuesets),
-                   declared)
+    return DtrPack(
+        folder, questionnaire, library_id, library_version, prefetch, libraries, list(pack.valuesets), declared
+    )

@@ -6,6 +6,7 @@ order codes, policy profiles, card wording, suggestion templates), the CQL libra
 generic engine over these folders: a second procedure is a second folder. What a pack may hold, and
 what is checked before it is served: cql/schema/rule-pack.schema.json and packs/model.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,10 +52,15 @@ class RulePack:
 
     def pathway_rules(self, profile: Profile) -> list[dict]:
         """The profile's pathway table as the library's `PathwayRules` parameter."""
-        return [{"id": p["id"], "label": p["label"],
-                 "required": list(profile.pathways.get(p["id"], {}).get("required", profile.required)),
-                 "excluded": bool(profile.pathways.get(p["id"], {}).get("excluded", False))}
-                for p in self.pathways]
+        return [
+            {
+                "id": p["id"],
+                "label": p["label"],
+                "required": list(profile.pathways.get(p["id"], {}).get("required", profile.required)),
+                "excluded": bool(profile.pathways.get(p["id"], {}).get("excluded", False)),
+            }
+            for p in self.pathways
+        ]
 
     @property
     def service_id(self) -> str:
@@ -96,8 +102,11 @@ def _read_json(path: Path) -> dict:
 
 
 def _refuse(pack_json: Path, problems: list[str]) -> RulePackError:
-    more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])}{'; ...' if len(problems) > 4 else ''})" \
-        if len(problems) > 1 else ""
+    more = (
+        f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])}{'; ...' if len(problems) > 4 else ''})"
+        if len(problems) > 1
+        else ""
+    )
     return RulePackError(f"rule pack {pack_json} is invalid: {problems[0]}{more}")
 
 
@@ -115,8 +124,14 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
     # dtr/elm: the documentation questionnaire's pre-population library (packs/dtr.py), run by the same engine.
     dtr_elm = [_read_json(p) for p in sorted((folder / "dtr" / "elm").glob("*.json"))]
     elm = own_elm + dtr_elm + list(common_elm or [])
-    library = next((e["library"] for e in own_elm
-                    if e.get("library", {}).get("identifier", {}).get("id") == spec["library"]["id"]), None)
+    library = next(
+        (
+            e["library"]
+            for e in own_elm
+            if e.get("library", {}).get("identifier", {}).get("id") == spec["library"]["id"]
+        ),
+        None,
+    )
     if library is None:
         raise _refuse(pack_json, [f"$.library.id: no ELM for library {spec['library']['id']} in {elm_dir}"])
     valuesets = [_read_json(p) for p in sorted((folder / "valuesets").glob("*.json"))]
@@ -168,7 +183,8 @@ def add_local_codes(pack: RulePack, additions: dict[str, list[str]]) -> None:
             by_system.setdefault(system, []).append(code)
         for system, values in by_system.items():
             vs.setdefault("compose", {}).setdefault("include", []).append(
-                {"system": system, "concept": [{"code": c} for c in values]})
+                {"system": system, "concept": [{"code": c} for c in values]}
+            )
 
 
 def load_rule_packs(cql_root: str | Path, names: list[str] | None = None) -> dict[str, RulePack]:

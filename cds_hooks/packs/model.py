@@ -14,6 +14,7 @@ Each problem names the JSON path of the part at fault ($.suggestions[0].resource
 Sections the schema allows but this model does not type (a pack may carry more data for its CQL or
 its extension) stay reachable as `RulePackModel.section(name)`.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,9 @@ Status = Literal["met", "not-met", "not-documented", "waived", "unavailable"]
 RUNTIME_VALUES = {"level", "levels", "patientId", "userId"}
 # Each card wording key and the placeholders the card fills in it (pipeline/cards.py).
 WORDING_PLACEHOLDERS: dict[str, set[str]] = {
-    "levelsNotStated": set(), "levelMissing": set(), "urgentPrefix": set(),
+    "levelsNotStated": set(),
+    "levelMissing": set(),
+    "urgentPrefix": set(),
     "summaryAllMet": {"case", "required"},
     "summaryUnmet": {"case", "unmet", "required"},
     "summaryUncheckable": {"unchecked"},
@@ -49,8 +52,12 @@ WORDING_PLACEHOLDERS: dict[str, set[str]] = {
     "orderItem": {"label", "code"},
     "orderItemAtLevels": {"label", "code", "levels"},
     "whyUnmet": {"reasons"},
-    "requiredHeading": set(), "advisoryHeading": set(), "informationalHeading": set(),
-    "evidence": {"evidence"}, "outsideWindow": {"evidence"}, "next": {"step"},
+    "requiredHeading": set(),
+    "advisoryHeading": set(),
+    "informationalHeading": set(),
+    "evidence": {"evidence"},
+    "outsideWindow": {"evidence"},
+    "next": {"step"},
     "sourcesFailed": {"sources"},
     "profileLine": {"label", "version", "payer"},
     "profilePayer": {"payer"},
@@ -191,7 +198,7 @@ def _path(parts) -> str:
 def schema_problems(document: Any) -> list[str]:
     """Shape problems, each as "<JSON path>: <what is wrong>", most specific first."""
     problems = []
-    for error in sorted(_validator().iter_errors(document), key=lambda e: (list(map(str, e.absolute_path)))):
+    for error in sorted(_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path))):
         # A failed oneOf/anyOf reports its best-matching branch's error, which names the real cause.
         leaf = best_match([error]) if error.context else error
         message = leaf.message
@@ -205,8 +212,12 @@ def _placeholders(text: str) -> set[str]:
     return set(PLACEHOLDER.findall(text))
 
 
-def reference_problems(doc: dict, library_parameters: set[str] | None = None,
-                       library_valuesets: set[str] | None = None, valuesets: set[str] | None = None) -> list[str]:
+def reference_problems(
+    doc: dict,
+    library_parameters: set[str] | None = None,
+    library_valuesets: set[str] | None = None,
+    valuesets: set[str] | None = None,
+) -> list[str]:
     """The cross-references between a pack's parts (see the module docstring), on a schema-valid document.
 
     `library_parameters` / `library_valuesets`: what the pack's ELM declares; `valuesets`: the URLs
@@ -220,7 +231,9 @@ def reference_problems(doc: dict, library_parameters: set[str] | None = None,
             problems.append(f"$.criteria[{i}].id: {cid!r} is declared twice")
     for i, name in enumerate(doc.get("extensions", [])):
         if name not in KNOWN_EXTENSIONS:
-            problems.append(f"$.extensions[{i}]: unknown extension {name!r} (known: {', '.join(sorted(KNOWN_EXTENSIONS))})")
+            problems.append(
+                f"$.extensions[{i}]: unknown extension {name!r} (known: {', '.join(sorted(KNOWN_EXTENSIONS))})"
+            )
     profiles = doc["profiles"]
     if doc["defaultProfile"] not in profiles:
         problems.append(f"$.defaultProfile: {doc['defaultProfile']!r} is not a profile")
@@ -233,27 +246,34 @@ def reference_problems(doc: dict, library_parameters: set[str] | None = None,
             if cid not in known:
                 problems.append(f"{_path(['profiles', name, 'required', j])}: {cid!r} is not a declared criterion")
             elif next(c for c in doc["criteria"] if c["id"] == cid).get("informational"):
-                problems.append(f"{_path(['profiles', name, 'required', j])}: {cid!r} is informational and "
-                                "cannot be required")
+                problems.append(
+                    f"{_path(['profiles', name, 'required', j])}: {cid!r} is informational and cannot be required"
+                )
         pathway_ids = {w["id"] for w in doc.get("pathways", [])}
         for pid, rule in (profile.get("pathways") or {}).items():
             if pid not in pathway_ids:
                 problems.append(f"{_path(['profiles', name, 'pathways', pid])}: {pid!r} is not a declared pathway")
             for j, cid in enumerate(rule.get("required", [])):
                 if cid not in known:
-                    problems.append(f"{_path(['profiles', name, 'pathways', pid, 'required', j])}: {cid!r} is not "
-                                    "a declared criterion")
+                    problems.append(
+                        f"{_path(['profiles', name, 'pathways', pid, 'required', j])}: {cid!r} is not "
+                        "a declared criterion"
+                    )
         if library_parameters is not None:
             for param in profile["parameters"]:
                 if param not in library_parameters:
-                    problems.append(f"{_path(['profiles', name, 'parameters', param])}: the library "
-                                    f"{doc['library']['id']} declares no parameter {param!r}")
+                    problems.append(
+                        f"{_path(['profiles', name, 'parameters', param])}: the library "
+                        f"{doc['library']['id']} declares no parameter {param!r}"
+                    )
     fillable = parameters_everywhere | RUNTIME_VALUES
 
     def check_text(path: list, text: str, allowed: set[str]) -> None:
         for name in sorted(_placeholders(text) - allowed):
-            problems.append(f"{_path(path)}: placeholder {{{name}}} is filled by nothing (neither a parameter "
-                            "of every profile nor a value the card provides)")
+            problems.append(
+                f"{_path(path)}: placeholder {{{name}}} is filled by nothing (neither a parameter "
+                "of every profile nor a value the card provides)"
+            )
 
     for i, c in enumerate(doc["criteria"]):
         check_text(["criteria", i, "title"], c["title"], fillable)
@@ -264,7 +284,9 @@ def reference_problems(doc: dict, library_parameters: set[str] | None = None,
     codes = doc.get("codes", {})
     for i, s in enumerate(doc.get("suggestions", [])):
         if s["when"]["criterion"] not in known:
-            problems.append(f"$.suggestions[{i}].when.criterion: {s['when']['criterion']!r} is not a declared criterion")
+            problems.append(
+                f"$.suggestions[{i}].when.criterion: {s['when']['criterion']!r} is not a declared criterion"
+            )
         check_text(["suggestions", i, "label"], s["label"], fillable)
         check_text(["suggestions", i, "description"], s["description"], fillable)
         for path, node in _walk(s["resource"], ["suggestions", i, "resource"]):

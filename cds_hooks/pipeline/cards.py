@@ -15,6 +15,7 @@ priority alone never changes the indicator, and a card about an urgent order nev
 measures (what the urgent pathway `withholds` in the pack). The summary always keeps its verdict
 within the 140 characters: levels, codes and the procedure's label are shortened or left out first.
 """
+
 from __future__ import annotations
 
 import copy
@@ -82,6 +83,7 @@ def plain_number(value):
 
 # ---------------------------------------------------------------- evidence descriptions
 
+
 def _concept_text(concept) -> str | None:
     if not isinstance(concept, dict):
         return None
@@ -97,8 +99,17 @@ def _concept_text(concept) -> str | None:
 
 
 def _date(resource: dict) -> str | None:
-    for key in ("effectiveDateTime", "performedDateTime", "started", "recordedDate", "onsetDateTime",
-                "authoredOn", "issued", "dateAsserted", "occurrenceDateTime"):
+    for key in (
+        "effectiveDateTime",
+        "performedDateTime",
+        "started",
+        "recordedDate",
+        "onsetDateTime",
+        "authoredOn",
+        "issued",
+        "dateAsserted",
+        "occurrenceDateTime",
+    ):
         if isinstance(resource.get(key), str):
             return resource[key][:10]
     for key in ("effectivePeriod", "performedPeriod", "period", "onsetPeriod", "effectivePeriod"):
@@ -165,11 +176,15 @@ def _describe_derived(obs: dict, when: str | None) -> str:
     line += f": {value.lower()}" if value else ""
     line += f" at {site}" if site else ""
     line += f" — “{source.get('quote', '')}”"
-    overruled = [_parts(e) for e in obs.get("extension") or []
-                 if isinstance(e, dict) and e.get("url") == _SUPERSEDED_EXTENSION]
+    overruled = [
+        _parts(e) for e in obs.get("extension") or [] if isinstance(e, dict) and e.get("url") == _SUPERSEDED_EXTENSION
+    ]
     if overruled:
-        line += " (the impression wins over the findings section, which reads " + "; ".join(
-            f"{o.get('reading', '')}: “{o.get('quote', '')}”" for o in overruled) + ")"
+        line += (
+            " (the impression wins over the findings section, which reads "
+            + "; ".join(f"{o.get('reading', '')}: “{o.get('quote', '')}”" for o in overruled)
+            + ")"
+        )
     return line
 
 
@@ -217,6 +232,7 @@ def describe(reference: str, resources: dict[str, dict]) -> str:
 
 
 # ---------------------------------------------------------------- card assembly
+
 
 def _levels_text(ctx: CardContext, levels: list[str]) -> str:
     return ", ".join(levels) if levels else ctx.pack.wording.say("levelsNotStated")
@@ -301,8 +317,9 @@ def _code_list(case: SurgicalCase, joiner: str) -> str:
 
     The same code at the same levels twice (a co-surgeon's order) is one procedure.
     """
-    counts = Counter(code for code, _ in dict.fromkeys((o.code, tuple(o.levels)) for o in case.orders)
-                     if code != "text")
+    counts = Counter(
+        code for code, _ in dict.fromkeys((o.code, tuple(o.levels)) for o in case.orders) if code != "text"
+    )
     return joiner.join(f"{code}x{n}" if n > 1 else code for code, n in counts.items())
 
 
@@ -312,23 +329,30 @@ def _fits(text: str) -> bool:
 
 def summary_of(ctx: CardContext, verdict: Verdict) -> str:
     """The card's summary; the verdict always fits, whatever must give way first (codes, levels, label)."""
-    values = {"required": len(verdict.required), "unmet": len(verdict.unmet) - len(verdict.unchecked),
-              "unchecked": len(verdict.unchecked)}
+    values = {
+        "required": len(verdict.required),
+        "unmet": len(verdict.unmet) - len(verdict.unchecked),
+        "unchecked": len(verdict.unchecked),
+    }
     key = verdict.name
     if key == "incomplete" and not values["unmet"]:
         key = "incomplete-unchecked" if values["unchecked"] else "incomplete-met"
-    phrases = [fill_text(ctx.pack.cards["verdicts"][key], values),
-               fill_text(ctx.pack.cards["verdictsShort"][key], values)]
+    phrases = [
+        fill_text(ctx.pack.cards["verdicts"][key], values),
+        fill_text(ctx.pack.cards["verdictsShort"][key], values),
+    ]
     prefix = "Urgent " if ctx.case.urgent else ""
     levels = ", ".join(ctx.case.levels) if ctx.case.levels else "level not stated"
     span = levels_span(ctx.case.levels) or "level not stated"
     label = ctx.case.label
     codes, short_codes = _code_list(ctx.case, ", "), _code_list(ctx.case, "+")
-    whats = [f"{levels} {label}" + (f" ({codes})" if codes else ""),
-             f"{span} {label}" + (f" ({short_codes})" if short_codes else ""),
-             f"{span} {label}",
-             f"{span}" + (f" ({short_codes})" if short_codes else ""),
-             span]
+    whats = [
+        f"{levels} {label}" + (f" ({codes})" if codes else ""),
+        f"{span} {label}" + (f" ({short_codes})" if short_codes else ""),
+        f"{span} {label}",
+        f"{span}" + (f" ({short_codes})" if short_codes else ""),
+        span,
+    ]
     for phrase in phrases:
         for what in whats:
             for lead in (prefix, ""):
@@ -336,7 +360,7 @@ def summary_of(ctx: CardContext, verdict: Verdict) -> str:
                 if _fits(candidate):
                     return candidate
     room = SUMMARY_LIMIT - 1 - len(f": {phrases[1]}")
-    return f"{span[:max(room - 1, 0)]}…: {phrases[1]}"
+    return f"{span[: max(room - 1, 0)]}…: {phrases[1]}"
 
 
 def _why_unread(ctx: CardContext, types: list[str]) -> str:
@@ -359,8 +383,16 @@ def shown_reason(ctx: CardContext, result: CriterionResult) -> str:
 
 
 # Evidence reads best from the study to the finding to the treatment.
-_EVIDENCE_ORDER = ["ImagingStudy", "DiagnosticReport", "Observation", "Condition", "Procedure", "Encounter",
-                   "MedicationRequest", "MedicationStatement"]
+_EVIDENCE_ORDER = [
+    "ImagingStudy",
+    "DiagnosticReport",
+    "Observation",
+    "Condition",
+    "Procedure",
+    "Encounter",
+    "MedicationRequest",
+    "MedicationStatement",
+]
 
 
 def _evidence_key(reference: str, resources: dict[str, dict]):
@@ -412,8 +444,12 @@ def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) 
     say = ctx.pack.wording.say
     header: list[str] = []
     orders = "; ".join(
-        say("orderItemAtLevels" if o.levels else "orderItem", label=o.label,
-            code=o.code_text, levels=", ".join(o.levels))
+        say(
+            "orderItemAtLevels" if o.levels else "orderItem",
+            label=o.label,
+            code=o.code_text,
+            levels=", ".join(o.levels),
+        )
         for o in ctx.case.orders
     )
     if verdict.name == "excluded-indication":
@@ -441,10 +477,14 @@ def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) 
     required = set(verdict.required)
     sections = (
         (say("requiredHeading"), [c["id"] for c in ctx.pack.criteria if c["id"] in required]),
-        (say("advisoryHeading"), [c["id"] for c in ctx.pack.criteria
-                      if c["id"] not in required and not c.get("informational")]),
-        (say("informationalHeading"), [c["id"] for c in ctx.pack.criteria
-                           if c["id"] not in required and c.get("informational")]),
+        (
+            say("advisoryHeading"),
+            [c["id"] for c in ctx.pack.criteria if c["id"] not in required and not c.get("informational")],
+        ),
+        (
+            say("informationalHeading"),
+            [c["id"] for c in ctx.pack.criteria if c["id"] not in required and c.get("informational")],
+        ),
     )
     for heading, ids in sections:
         ids = [i for i in ids if i in grouped]
@@ -459,8 +499,9 @@ def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) 
         lines.append("")
         lines.append(f"**{wording.get('heading', 'Could not be checked')}:**")
         for t in ctx.failed_sources:
-            lines.append("- " + fill_text(wording.get("source", "{types}: {why}"),
-                                          {"types": t, "why": _why_unread(ctx, [t])}))
+            lines.append(
+                "- " + fill_text(wording.get("source", "{types}: {why}"), {"types": t, "why": _why_unread(ctx, [t])})
+            )
     lines.append("")
     payer = say("profilePayer", payer=ctx.choice.payer_name) if ctx.choice.payer_name else ""
     lines.append(say("profileLine", label=profile.label, version=profile.version, payer=payer))
@@ -524,11 +565,18 @@ def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[tuple
             resource.pop("bodySite")
         if not _valid_fhir(resource):
             continue
-        out.append((spec.get("id", ""), {
-            "label": fill_text(spec["label"], vals),
-            "uuid": str(uuid.uuid4()),
-            "actions": [{"type": "create", "description": fill_text(spec["description"], vals), "resource": resource}],
-        }))
+        out.append(
+            (
+                spec.get("id", ""),
+                {
+                    "label": fill_text(spec["label"], vals),
+                    "uuid": str(uuid.uuid4()),
+                    "actions": [
+                        {"type": "create", "description": fill_text(spec["description"], vals), "resource": resource}
+                    ],
+                },
+            )
+        )
     return out
 
 
@@ -555,9 +603,13 @@ def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
         card["overrideReasons"] = [dict(r) for r in ctx.pack.override_reasons]
     links = []
     if ctx.policy_url:
-        links.append({"label": ctx.pack.wording.say("policyLink", label=profile.label, version=profile.version),
-                      "url": ctx.policy_url,
-                      "type": "absolute"})
+        links.append(
+            {
+                "label": ctx.pack.wording.say("policyLink", label=profile.label, version=profile.version),
+                "url": ctx.policy_url,
+                "type": "absolute",
+            }
+        )
     links.extend(dict(link) for link in ctx.pack.links)
     if links:
         card["links"] = links
@@ -586,8 +638,16 @@ def unreadable_record_card(pack: RulePack, why: str) -> dict:
         "summary": wording["summary"],
         "indicator": "info",
         "detail": fill_text(wording["detail"], {"why": reason, "procedure": pack.procedure_name})
-        + "\n\n" + pack.cards["disclaimer"],
+        + "\n\n"
+        + pack.cards["disclaimer"],
         "source": {"label": pack.cards["topic"]["display"], "topic": dict(pack.cards["topic"])},
-        "extension": {VERDICT_KEY: {"verdict": "record-unreadable", "pathway": None, "required": [],
-                                    "unreadSources": ["Patient"], "suggestions": []}},
+        "extension": {
+            VERDICT_KEY: {
+                "verdict": "record-unreadable",
+                "pathway": None,
+                "required": [],
+                "unreadSources": ["Patient"],
+                "suggestions": [],
+            }
+        },
     }

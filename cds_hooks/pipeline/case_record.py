@@ -11,6 +11,7 @@ payer's reviewer is likely to raise and what the record offers against each.
 The reviewer's wording and the packet's documents are rule pack data (`review.json` in the pack's
 folder); this module only assembles them. Nothing here decides a status: the CQL did.
 """
+
 from __future__ import annotations
 
 import functools
@@ -127,8 +128,15 @@ def _documents(ctx: CardContext, results: list[CriterionResult], review: dict, v
             status = "not-read"
         else:
             status = "missing"
-        out.append({"id": doc["id"], "title": fill_text(doc["title"], values), "needed": _needed(doc, required),
-                    "status": status, "resources": described if status in ("present", "outside-window") else []})
+        out.append(
+            {
+                "id": doc["id"],
+                "title": fill_text(doc["title"], values),
+                "needed": _needed(doc, required),
+                "status": status,
+                "resources": described if status in ("present", "outside-window") else [],
+            }
+        )
     return out
 
 
@@ -150,15 +158,17 @@ def _objections(criteria: list[dict], review: dict) -> list[dict]:
             continue
         said = wording.get(c["id"], {}).get(c["status"])
         said = said if isinstance(said, dict) else {"objection": said}
-        out.append({
-            "criterion": c["id"],
-            "level": c["level"],
-            "objection": said.get("objection") or f"{c['title']}: {c['statusLabel'].lower()}.",
-            "finding": c["reason"],
-            "seen": c["evidence"],
-            "answer": said.get("answer") or ANSWERS[c["status"]],
-            "next": c["next"],
-        })
+        out.append(
+            {
+                "criterion": c["id"],
+                "level": c["level"],
+                "objection": said.get("objection") or f"{c['title']}: {c['statusLabel'].lower()}.",
+                "finding": c["reason"],
+                "seen": c["evidence"],
+                "answer": said.get("answer") or ANSWERS[c["status"]],
+                "next": c["next"],
+            }
+        )
     return out
 
 
@@ -175,8 +185,12 @@ def _patient(resources: dict[str, dict], patient_id: str, reference_date: str) -
     names = p.get("name") if isinstance(p.get("name"), list) else []
     name = next((n for n in names if isinstance(n, dict)), {})
     text = name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""]).strip()
-    return {"name": text or None, "birthDate": p.get("birthDate"), "gender": p.get("gender"),
-            "age": _age(p.get("birthDate"), reference_date)}
+    return {
+        "name": text or None,
+        "birthDate": p.get("birthDate"),
+        "gender": p.get("gender"),
+        "age": _age(p.get("birthDate"), reference_date),
+    }
 
 
 def _reason(c: dict) -> str:
@@ -186,19 +200,31 @@ def _reason(c: dict) -> str:
 
 def _sentences(ctx: CardContext, patient: dict, criteria: list[dict], failed: list[str]) -> list[str]:
     """The case in three sentences: who and what, what the record supports, what it does not (yet)."""
-    who = " ".join(str(x) for x in (f"{patient['age']}-year-old" if patient["age"] is not None else None,
-                                    patient["gender"]) if x) or "Patient"
+    who = (
+        " ".join(
+            str(x)
+            for x in (f"{patient['age']}-year-old" if patient["age"] is not None else None, patient["gender"])
+            if x
+        )
+        or "Patient"
+    )
     codes = ", ".join(dict.fromkeys(c for c in ctx.case.codes if c != "text"))
     levels = ", ".join(ctx.case.levels) or "level not stated"
     payer = f", covered by {ctx.choice.payer_name}" if ctx.choice.payer_name else ""
     urgency = "urgent " if ctx.case.urgent else ""
-    first = (f"{who}{payer}, for {urgency}{ctx.case.label}" + (f" ({codes})" if codes else "")
-             + f" at {levels}, planned {ctx.case.reference_date}.")
+    first = (
+        f"{who}{payer}, for {urgency}{ctx.case.label}"
+        + (f" ({codes})" if codes else "")
+        + f" at {levels}, planned {ctx.case.reference_date}."
+    )
     required = [c for c in criteria if c["kind"] == "required"]
     met = [c for c in required if c["status"] not in UNMET]
     unmet = [c for c in required if c["status"] in UNMET]
-    second = ("For it, the record shows: " + "; ".join(_reason(c) for c in met) + ".") if met else \
-        "The record meets none of the required criteria."
+    second = (
+        ("For it, the record shows: " + "; ".join(_reason(c) for c in met) + ".")
+        if met
+        else "The record meets none of the required criteria."
+    )
     if unmet:
         third = "Against it: " + "; ".join(_reason(c) for c in unmet) + "."
     else:
@@ -223,13 +249,27 @@ def case_record(ctx: CardContext, results: list[CriterionResult]) -> dict:
             "levels": list(ctx.case.levels),
             "referenceDate": ctx.case.reference_date,
             "urgent": ctx.case.urgent,
-            "orders": [{"reference": o.reference, "code": o.code, "label": o.label, "display": o.display,
-                        "levels": o.levels, "priority": o.priority} for o in ctx.case.orders],
+            "orders": [
+                {
+                    "reference": o.reference,
+                    "code": o.code,
+                    "label": o.label,
+                    "display": o.display,
+                    "levels": o.levels,
+                    "priority": o.priority,
+                }
+                for o in ctx.case.orders
+            ],
         },
         "patient": patient,
         "payer": ctx.choice.payer_name,
-        "profile": {"name": profile.name, "label": profile.label, "version": profile.version,
-                    "url": ctx.policy_url, "parameters": values},
+        "profile": {
+            "name": profile.name,
+            "label": profile.label,
+            "version": profile.version,
+            "url": ctx.policy_url,
+            "parameters": values,
+        },
         "summary": _sentences(ctx, patient, criteria, ctx.failed_sources),
         "criteria": criteria,
         "unavailable": list(ctx.failed_sources),

@@ -23,6 +23,7 @@ update is the order as the client sent it, with only its coverage-information ex
 An order that already carries this information, or got it earlier in the same hookInstance, is not
 updated again.
 """
+
 from __future__ import annotations
 
 import copy
@@ -80,31 +81,46 @@ def verdict(results: list[CriterionResult], required: tuple[str, ...] | list[str
     not_met = sorted(c for c, s in overall.items() if s == "not-met")
     undocumented = sorted(c for c, s in overall.items() if s == "not-documented")
     if unavailable:
-        return Verdict("indeterminate", "auth-needed", None,
-                       "Could not be checked (a data source failed): " + ", ".join(unavailable), "technical")
+        return Verdict(
+            "indeterminate",
+            "auth-needed",
+            None,
+            "Could not be checked (a data source failed): " + ", ".join(unavailable),
+            "technical",
+        )
     if not_met:
         text = f"{len(not_met)} of {len(overall)} required criteria not met ({', '.join(not_met)})"
         if undocumented:
             text += f"; not documented: {', '.join(undocumented)}"
         return Verdict("covered", "auth-needed", "clinical", text + " — likely to fail review")
     if undocumented:
-        return Verdict("covered", "auth-needed", "clinical",
-                       "Required criteria not documented: " + ", ".join(undocumented))
-    return Verdict("covered", "auth-needed", None,
-                   f"All {len(overall)} required criteria documented; prior authorization still decides")
+        return Verdict(
+            "covered", "auth-needed", "clinical", "Required criteria not documented: " + ", ".join(undocumented)
+        )
+    return Verdict(
+        "covered",
+        "auth-needed",
+        None,
+        f"All {len(overall)} required criteria documented; prior authorization still decides",
+    )
 
 
-NO_COVERAGE = Verdict("indeterminate", "auth-needed", None,
-                      "No active Coverage in the record: the payer's criteria could not be attributed",
-                      "coverage-not-found")
+NO_COVERAGE = Verdict(
+    "indeterminate",
+    "auth-needed",
+    None,
+    "No active Coverage in the record: the payer's criteria could not be attributed",
+    "coverage-not-found",
+)
 
 
 def _part(url: str, **value) -> dict:
     return {"url": url, **value}
 
 
-def coverage_extension(v: Verdict, coverage_ref: dict, assertion_id: str, on: date,
-                       billing_codes: list[dict], questionnaire: str | None) -> dict:
+def coverage_extension(
+    v: Verdict, coverage_ref: dict, assertion_id: str, on: date, billing_codes: list[dict], questionnaire: str | None
+) -> dict:
     """One ext-coverage-information extension (parts in the profile's order)."""
     reason = {"text": v.reason_text}
     if v.reason_code:
@@ -130,8 +146,11 @@ _TRACE_PARTS = ("date", "coverage-assertion-id")
 
 
 def _information(extensions: list[dict]) -> list[dict]:
-    return [{**e, "extension": [p for p in e.get("extension", []) if p.get("url") not in _TRACE_PARTS]}
-            for e in extensions if isinstance(e, dict)]
+    return [
+        {**e, "extension": [p for p in e.get("extension", []) if p.get("url") not in _TRACE_PARTS]}
+        for e in extensions
+        if isinstance(e, dict)
+    ]
 
 
 def digest(extensions: list[dict]) -> str:
@@ -163,16 +182,25 @@ class CoverageLedger:
 
 def _billing_codes(order) -> list[dict]:
     code = order.resource.get("code") if isinstance(order.resource.get("code"), dict) else {}
-    return [{k: c[k] for k in ("system", "code", "display") if isinstance(c.get(k), str)}
-            for c in code.get("coding") or [] if isinstance(c, dict) and c.get("code") == order.code]
+    return [
+        {k: c[k] for k in ("system", "code", "display") if isinstance(c.get(k), str)}
+        for c in code.get("coding") or []
+        if isinstance(c, dict) and c.get("code") == order.code
+    ]
 
 
 def _active_coverages(coverages: list[dict]) -> list[dict]:
     return [c for c in coverages if isinstance(c.get("id"), str) and c.get("status", "active") == "active"]
 
 
-def system_actions(cases: list[tuple[SurgicalCase, Verdict]], coverages: list[dict], hook_instance: str,
-                   questionnaire: str | None, ledger: CoverageLedger, today: date) -> list[dict]:
+def system_actions(
+    cases: list[tuple[SurgicalCase, Verdict]],
+    coverages: list[dict],
+    hook_instance: str,
+    questionnaire: str | None,
+    ledger: CoverageLedger,
+    today: date,
+) -> list[dict]:
     """CDS Hooks 2.0 `systemActions`: one `update` per fusion order whose coverage information is new."""
     actions = []
     active = _active_coverages(coverages)
@@ -182,12 +210,22 @@ def system_actions(cases: list[tuple[SurgicalCase, Verdict]], coverages: list[di
             if not isinstance(resource.get("id"), str):
                 continue  # an update needs the order's id to name the order it changes
             order_ref = f"{resource['resourceType']}/{resource['id']}"
-            targets = [({"reference": f"Coverage/{c['id']}"}, case_verdict) for c in active] or \
-                [({"display": "No active Coverage in the record"}, NO_COVERAGE)]
+            targets = [({"reference": f"Coverage/{c['id']}"}, case_verdict) for c in active] or [
+                ({"display": "No active Coverage in the record"}, NO_COVERAGE)
+            ]
             extensions = [
-                coverage_extension(v, ref, str(uuid.uuid5(_ASSERTION_NAMESPACE,
-                                                          f"{hook_instance}|{order_ref}|{json.dumps(ref, sort_keys=True)}")),
-                                   today, _billing_codes(order), questionnaire)
+                coverage_extension(
+                    v,
+                    ref,
+                    str(
+                        uuid.uuid5(
+                            _ASSERTION_NAMESPACE, f"{hook_instance}|{order_ref}|{json.dumps(ref, sort_keys=True)}"
+                        )
+                    ),
+                    today,
+                    _billing_codes(order),
+                    questionnaire,
+                )
                 for ref, v in targets
             ]
             existing = resource.get("extension") if isinstance(resource.get("extension"), list) else []
@@ -198,11 +236,14 @@ def system_actions(cases: list[tuple[SurgicalCase, Verdict]], coverages: list[di
             if not ledger.first_time(hook_instance, order_ref, info):
                 continue
             updated = copy.deepcopy(resource)
-            updated["extension"] = [copy.deepcopy(e) for e in existing
-                                    if not (isinstance(e, dict) and e.get("url") == EXTENSION_URL)] + extensions
-            actions.append({
-                "type": "update",
-                "description": f"Coverage information for {order_ref}: {targets[0][1].reason_text}"[:500],
-                "resource": updated,
-            })
+            updated["extension"] = [
+                copy.deepcopy(e) for e in existing if not (isinstance(e, dict) and e.get("url") == EXTENSION_URL)
+            ] + extensions
+            actions.append(
+                {
+                    "type": "update",
+                    "description": f"Coverage information for {order_ref}: {targets[0][1].reason_text}"[:500],
+                    "resource": updated,
+                }
+            )
     return actions

@@ -4,6 +4,7 @@ The CQL library decides every status; this module only passes it the case (refer
 operative levels), the profile's parameters and the failed sources, and checks that what comes back
 is well formed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,8 +57,14 @@ class PathwayResult:
     excluded: bool = False
 
     def as_extension(self) -> dict:
-        return {"id": self.id, "label": self.label, "required": list(self.required), "reason": self.reason,
-                "evidence": list(self.evidence), "excluded": self.excluded}
+        return {
+            "id": self.id,
+            "label": self.label,
+            "required": list(self.required),
+            "reason": self.reason,
+            "evidence": list(self.evidence),
+            "excluded": self.excluded,
+        }
 
 
 @dataclass
@@ -86,9 +93,14 @@ def _pathway(raw, known: set[str]) -> PathwayResult | None:
     required = _strings(raw["required"])
     if set(required) - known:
         raise CriteriaError(f"pathway {raw['id']} requires unknown criteria {sorted(set(required) - known)}")
-    return PathwayResult(id=raw["id"], label=str(raw.get("label") or raw["id"]), required=required,
-                         reason=str(raw.get("reason") or ""), evidence=sorted(set(_strings(raw.get("evidence")))),
-                         excluded=raw.get("excluded") is True)
+    return PathwayResult(
+        id=raw["id"],
+        label=str(raw.get("label") or raw["id"]),
+        required=required,
+        reason=str(raw.get("reason") or ""),
+        evidence=sorted(set(_strings(raw.get("evidence")))),
+        excluded=raw.get("excluded") is True,
+    )
 
 
 def _strings(value) -> list[str]:
@@ -97,14 +109,26 @@ def _strings(value) -> list[str]:
     return [v for v in value if isinstance(v, str)]
 
 
-def evaluate_case(engine: CqlEngine, pack: RulePack, case: SurgicalCase, profile: Profile,
-                  data: PatientData, resources: list[dict] | EncodedResources | None = None) -> list[CriterionResult]:
+def evaluate_case(
+    engine: CqlEngine,
+    pack: RulePack,
+    case: SurgicalCase,
+    profile: Profile,
+    data: PatientData,
+    resources: list[dict] | EncodedResources | None = None,
+) -> list[CriterionResult]:
     """Evaluate the pack's library for one case; results ordered as the pack lists its criteria."""
     return evaluate_case_with_pathway(engine, pack, case, profile, data, resources).results
 
 
-def evaluate_case_with_pathway(engine: CqlEngine, pack: RulePack, case: SurgicalCase, profile: Profile,
-                               data: PatientData, resources: list[dict] | EncodedResources | None = None) -> CaseEvaluation:
+def evaluate_case_with_pathway(
+    engine: CqlEngine,
+    pack: RulePack,
+    case: SurgicalCase,
+    profile: Profile,
+    data: PatientData,
+    resources: list[dict] | EncodedResources | None = None,
+) -> CaseEvaluation:
     """The criterion results and the pathway of one case, from one engine call.
 
     `resources` is what the engine gets (default: all of `data`); the evaluator passes only what the

@@ -3,6 +3,7 @@
 Each stage lives in its own module; this one calls them in order and records what happened
 (the outcome feeds the HTTP response, the CLI, and later the audit trail and metrics).
 """
+
 from __future__ import annotations
 
 import json
@@ -88,8 +89,13 @@ class Evaluator:
             return Outcome({"cards": []}, timings=timings)
 
         t1 = time.perf_counter()
-        data = gather(request, self.prefetch, self.fetch_settings, started=started,
-                      optional=self.dtr.prefetch.keys() if self.dtr else ())
+        data = gather(
+            request,
+            self.prefetch,
+            self.fetch_settings,
+            started=started,
+            optional=self.dtr.prefetch.keys() if self.dtr else (),
+        )
         timings["data"] = time.perf_counter() - t1
         unknown = data.patient_unknown
         if unknown:
@@ -98,7 +104,8 @@ class Evaluator:
         if data.nothing_obtained:
             reasons = "; ".join(f"{s.key}: {s.reason}" for s in data.failed_sources[:3])
             raise PrefetchIncomplete(
-                data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons}).")
+                data, f"No patient data could be obtained from prefetch or the FHIR server ({reasons})."
+            )
 
         if self.config.report_text and self.pack.uses("spine"):  # report text reads spinal levels
             t_text = time.perf_counter()
@@ -154,8 +161,12 @@ class Evaluator:
                 EVALUATION_EXTENSION_KEY: {
                     "service": self.pack.service_id,
                     "profiles": [
-                        {"name": o.choice.profile.name, "label": o.choice.profile.label,
-                         "version": o.choice.profile.version, "card": o.card["uuid"]}
+                        {
+                            "name": o.choice.profile.name,
+                            "label": o.choice.profile.label,
+                            "version": o.choice.profile.version,
+                            "card": o.card["uuid"],
+                        }
                         for o in outcomes
                     ],
                     "dataSource": data.origin,
@@ -172,8 +183,9 @@ class Evaluator:
         """Every prefetch template of the service: the pack's, and the DTR questionnaire responses."""
         return {**self.pack.prefetch, **(self.dtr.prefetch if self.dtr else {})}
 
-    def _crd_step(self, request: HookRequest, response: dict, outcomes: list[CaseOutcome],
-                  coverages: list[dict]) -> None:
+    def _crd_step(
+        self, request: HookRequest, response: dict, outcomes: list[CaseOutcome], coverages: list[dict]
+    ) -> None:
         """Da Vinci CRD 2.2.1 on top of the cards: the client's configuration (which cards, how many,
         whether coverage information is sent) and the coverage information on every fusion order."""
         crd = read_configuration(request.raw)
@@ -183,9 +195,14 @@ class Evaluator:
         if not crd.coverage_info:
             return
         verdicts = [(o.case, verdict(o.results, o.choice.profile.required)) for o in outcomes]
-        actions = system_actions(verdicts, coverages, request.hook_instance,
-                                 self.dtr.questionnaire_canonical if self.dtr else None,
-                                 self.coverage_ledger, datetime.now(timezone.utc).date())
+        actions = system_actions(
+            verdicts,
+            coverages,
+            request.hook_instance,
+            self.dtr.questionnaire_canonical if self.dtr else None,
+            self.coverage_ledger,
+            datetime.now(timezone.utc).date(),
+        )
         if actions:
             response["systemActions"] = actions
 
@@ -195,24 +212,31 @@ class Evaluator:
 # cards). Over a limit the call is refused with 400 too-much-work: the orders are counted before
 # anything is fetched or evaluated, so the refusal comes at once.
 
+
 def _too_much(message: str) -> InvalidRequest:
     return InvalidRequest(message, code="too-much-work")
 
 
 def check_orders_limit(orders: int, config: Config) -> None:
     if orders > config.max_orders_per_call:
-        raise _too_much(f"context.draftOrders holds {orders} orders this service checks; one call may hold at most "
-                        f"{config.max_orders_per_call}")
+        raise _too_much(
+            f"context.draftOrders holds {orders} orders this service checks; one call may hold at most "
+            f"{config.max_orders_per_call}"
+        )
 
 
 def check_cases_limit(cases: int, config: Config) -> None:
     if cases > config.max_cases_per_call:
-        raise _too_much(f"context.draftOrders describes {cases} surgical cases; one call may ask for at most "
-                        f"{config.max_cases_per_call}")
+        raise _too_much(
+            f"context.draftOrders describes {cases} surgical cases; one call may ask for at most "
+            f"{config.max_cases_per_call}"
+        )
 
 
 def check_response_size(response: dict, config: Config) -> None:
     size = len(json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     if size > config.max_response_bytes:
-        raise _too_much(f"the cards for this call would take {size} bytes; the most one answer may take is "
-                        f"{config.max_response_bytes}")
+        raise _too_much(
+            f"the cards for this call would take {size} bytes; the most one answer may take is "
+            f"{config.max_response_bytes}"
+        )

@@ -6,6 +6,7 @@ the server the request named: no request goes to any other origin (a `next` link
 followed, redirects are not followed). Every request shares one deadline; 429/502/503/504 are
 retried a bounded number of times with backoff inside it; pages and bytes are capped.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -109,7 +110,7 @@ class FhirClient:
         while True:
             status, retry_after, body = self._get_once(url)
             if status in RETRY_STATUSES and attempt < self.retries:
-                delay = self.backoff * (2 ** attempt) * (1 + random.random() * 0.25)
+                delay = self.backoff * (2**attempt) * (1 + random.random() * 0.25)
                 if retry_after is not None:
                     delay = max(delay, retry_after)
                 if delay < self._left() - 0.05:
@@ -140,8 +141,9 @@ class FhirClient:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
             budget = remaining()
-            with self._session.get(url, headers=headers, timeout=(min(budget, self.timeout), budget),
-                                   stream=True, allow_redirects=False) as response:
+            with self._session.get(
+                url, headers=headers, timeout=(min(budget, self.timeout), budget), stream=True, allow_redirects=False
+            ) as response:
                 if response.status_code != 200:
                     return response.status_code, _retry_after(response.headers.get("Retry-After")), b""
                 body = read_capped(response, self.max_bytes, remaining)
@@ -191,4 +193,3 @@ class FhirClient:
     def close(self) -> None:
         self._closed = True
         self._session.close()
-

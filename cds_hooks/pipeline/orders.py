@@ -11,6 +11,7 @@ its code text names. Orders sharing `ServiceRequest.requisition` form one surgic
 each primary order is a case of its own, with the add-on orders that attach to it. Two cases for the
 same operation (the same codes, levels and date: a co-surgeon's order) are one case.
 """
+
 from __future__ import annotations
 
 import re
@@ -84,8 +85,11 @@ class SurgicalCase:
 def _codings(concept) -> list[dict]:
     if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
         return []
-    return [c for c in concept["coding"] if isinstance(c, dict) and isinstance(c.get("code"), str)
-            and isinstance(c.get("system"), (str, type(None)))]
+    return [
+        c
+        for c in concept["coding"]
+        if isinstance(c, dict) and isinstance(c.get("code"), str) and isinstance(c.get("system"), (str, type(None)))
+    ]
 
 
 def _texts(concept) -> list[str]:
@@ -129,8 +133,7 @@ def _requisition_key(order: dict) -> str | None:
 class OrderDetector:
     """Finds fusion orders using a rule pack's `orders` section and a site's local code map."""
 
-    def __init__(self, orders_spec: dict, local_codes: dict[str, str] | None = None,
-                 procedure_name: str = "procedure"):
+    def __init__(self, orders_spec: dict, local_codes: dict[str, str] | None = None, procedure_name: str = "procedure"):
         # The label of an order matched without one of its own (by text): the pack's procedure name.
         self.procedure_name = procedure_name
         self._by_code: dict[tuple[str, str], dict] = {}
@@ -158,8 +161,13 @@ class OrderDetector:
             found = self._concepts.get((c.get("system"), c["code"]))
             # A concept broader than the procedure ("spinal fusion", any region) needs the text to say which.
             if found and (named or not found.get("needsText")):
-                spec = {"system": c.get("system"), "code": c["code"], "label": found.get("label", self.procedure_name),
-                        "role": "primary", "attachesTo": []}
+                spec = {
+                    "system": c.get("system"),
+                    "code": c["code"],
+                    "label": found.get("label", self.procedure_name),
+                    "role": "primary",
+                    "attachesTo": [],
+                }
                 return spec, "concept", c.get("display")
         for c in codings:
             mapped = self._local.get(f"{c.get('system') or ''}|{c['code']}")
@@ -168,15 +176,19 @@ class OrderDetector:
         for c in codings:
             for p in self._prefixes:
                 if c.get("system") == p["system"] and c["code"].upper().startswith(p["prefix"]):
-                    spec = {"system": p["system"], "code": c["code"], "label": p["label"], "role": "primary",
-                            "attachesTo": []}
+                    spec = {
+                        "system": p["system"],
+                        "code": c["code"],
+                        "label": p["label"],
+                        "role": "primary",
+                        "attachesTo": [],
+                    }
                     return spec, "code-prefix", c.get("display")
         for text in texts:
             if any(p.search(text) for p in self._patterns):
                 spec = {"code": "text", "label": self.procedure_name, "role": "primary", "attachesTo": []}
                 return spec, "text", text
         return None, None, None
-
 
     def detect(self, resources: list[dict]) -> list[FusionOrder]:
         found: list[FusionOrder] = []
@@ -230,9 +242,7 @@ def group_cases(orders: list[FusionOrder], now: datetime | None = None) -> list[
             groups.append([o])
     for o in loose:
         if o.role != "primary":
-            host = next(
-                (g for g in groups if any(p.role == "primary" and p.code in o.attaches_to for p in g)), None
-            )
+            host = next((g for g in groups if any(p.role == "primary" and p.code in o.attaches_to for p in g)), None)
             if host is not None:
                 host.append(o)
             else:

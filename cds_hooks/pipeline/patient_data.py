@@ -12,6 +12,7 @@ that would need to fetch from any other server is refused with 403 before anythi
 whose prefetch covers every key never fetches, so its `fhirServer` is not checked. All fetches end
 by one deadline: sources still running then are `unavailable`, and the answer does not wait.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -172,8 +173,14 @@ def _fetch_one(client: FhirClient, key: str, query: str, rtype: str) -> SourceRe
     return SourceResult(key, rtype, FETCHED, resources)
 
 
-def gather(request: HookRequest, templates: dict[str, str], settings: FetchSettings,
-           client: FhirClient | None = None, started: float | None = None, optional=()) -> PatientData:
+def gather(
+    request: HookRequest,
+    templates: dict[str, str],
+    settings: FetchSettings,
+    client: FhirClient | None = None,
+    started: float | None = None,
+    optional=(),
+) -> PatientData:
     """Collect every prefetch key's data: from the request, or fetched in parallel.
 
     `started` (time.monotonic() when the hook call began) anchors the deadline; now by default.
@@ -198,18 +205,25 @@ def gather(request: HookRequest, templates: dict[str, str], settings: FetchSetti
             results[key] = SourceResult(key, rtype, FAILED, reason=str(exc))
     if queries and not request.fhir_server:
         for key in queries:
-            results[key] = SourceResult(key, resource_type_of(templates[key]), FAILED,
-                                        reason="not prefetched and no fhirServer to fetch it from")
+            results[key] = SourceResult(
+                key,
+                resource_type_of(templates[key]),
+                FAILED,
+                reason="not prefetched and no fhirServer to fetch it from",
+            )
         queries = {}
     if queries and client is None and not settings.policy.allows(request.fhir_server):
-        raise FhirServerNotAllowed("fhirServer is not on this service's list of allowed FHIR servers, and the "
-                                   "request's prefetch does not cover everything the service needs; nothing was fetched")
+        raise FhirServerNotAllowed(
+            "fhirServer is not on this service's list of allowed FHIR servers, and the "
+            "request's prefetch does not cover everything the service needs; nothing was fetched"
+        )
     if queries:
         own_client = client is None
         if client is None:
             token = request.fhir_authorization.access_token if request.fhir_authorization else None
             client = FhirClient(
-                request.fhir_server, token,
+                request.fhir_server,
+                token,
                 timeout=settings.timeout,
                 deadline=deadline,
                 max_pages=settings.max_pages,
@@ -222,8 +236,9 @@ def gather(request: HookRequest, templates: dict[str, str], settings: FetchSetti
         pool = ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="fhir-fetch")
         try:
             futures = {
-                key: pool.submit(contextvars.copy_context().run, _fetch_one, client, key, q,
-                                 resource_type_of(templates[key]))
+                key: pool.submit(
+                    contextvars.copy_context().run, _fetch_one, client, key, q, resource_type_of(templates[key])
+                )
                 for key, q in queries.items()
             }
             # The deadline is kept even if a socket misbehaves: whatever is unfinished then is given up.
@@ -233,8 +248,12 @@ def gather(request: HookRequest, templates: dict[str, str], settings: FetchSetti
                     results[key] = fut.result()
                 else:
                     log.warning("fetch of %s failed: deadline", key)
-                    results[key] = SourceResult(key, resource_type_of(templates[key]), FAILED,
-                                                reason="the FHIR server did not answer before the deadline")
+                    results[key] = SourceResult(
+                        key,
+                        resource_type_of(templates[key]),
+                        FAILED,
+                        reason="the FHIR server did not answer before the deadline",
+                    )
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             if own_client:

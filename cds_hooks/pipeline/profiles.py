@@ -4,6 +4,7 @@ Da Vinci CRD: coverage requirements depend on the patient's payer, found on the 
 names in `ServiceRequest.insurance`, else the patient's active Coverage. The payer -> profile map is
 rule pack data, overridable per site; an unknown payer gets the pack's default profile.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ def _active(coverage: dict) -> bool:
     return coverage.get("status") in (None, "active")
 
 
-def select_profile(pack: RulePack, coverages: list[dict], case: SurgicalCase,
-                   site_payers: dict[str, str] | None = None) -> ProfileChoice:
+def select_profile(
+    pack: RulePack, coverages: list[dict], case: SurgicalCase, site_payers: dict[str, str] | None = None
+) -> ProfileChoice:
     payers = {k.lower(): v for k, v in {**pack.payers, **(site_payers or {})}.items()}
     named = set()
     for order in case.orders:
@@ -61,8 +63,9 @@ def select_profile(pack: RulePack, coverages: list[dict], case: SurgicalCase,
         for key in _payer_keys(coverage):
             name = payers.get(key.lower())
             if name and name in pack.profiles:
-                return ProfileChoice(pack.profiles[name], key, f"Coverage/{coverage.get('id')}", True,
-                                     _payer_name(coverage))
+                return ProfileChoice(
+                    pack.profiles[name], key, f"Coverage/{coverage.get('id')}", True, _payer_name(coverage)
+                )
     first = candidates[0] if candidates else None
     payer = (_payer_keys(first) or [None])[0] if first else None
     coverage_ref = f"Coverage/{first.get('id')}" if first else None

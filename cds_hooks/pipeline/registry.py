@@ -1,4 +1,5 @@
 """The services an application serves: one Evaluator per rule pack, and the engine they share."""
+
 from __future__ import annotations
 
 from cds_hooks.auth.replay import MemoryReplayStore, ReplayStore
@@ -11,8 +12,9 @@ EXTENSION = "cds_hooks"  # the key of the registry in a Flask app's extensions (
 
 
 class ServiceRegistry:
-    def __init__(self, packs: dict[str, RulePack], engine: CqlEngine, config: Config,
-                 replay_store: ReplayStore | None = None):
+    def __init__(
+        self, packs: dict[str, RulePack], engine: CqlEngine, config: Config, replay_store: ReplayStore | None = None
+    ):
         self.config = config
         self.engine = engine
         self.replay_store = replay_store or MemoryReplayStore()
@@ -36,4 +38,3 @@ def engine_payload(packs: dict[str, RulePack]) -> tuple[list[dict], list[dict]]:
         for vs in pack.valuesets:
             valuesets[vs["url"]] = vs
     return list(libraries.values()), list(valuesets.values())
-

@@ -5,6 +5,7 @@
   caller's key (sandbox/client_jwt.py), with the cards rendered in the terminal (sandbox/terminal_cards.py).
 - `keys generate|jwks`: a key pair for signing, and the JWK Set to give the service.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,6 +28,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 # ------------------------------------------------------------------------------------- fixtures
+
 
 def _fixtures(args) -> int:
     from cds_hooks.sandbox.fixture_loader import FixtureLoader, LoadError, shared_keys
@@ -58,29 +60,58 @@ def _fixtures(args) -> int:
     except LoadError as exc:
         return _fail(str(exc), 1)
     if args.json:
-        print(json.dumps([{"fixture": r.fixture, "how": r.how, "note": r.note, "counts": r.counts(),
-                           "resources": [{"method": w.method, "url": w.url, "status": w.status,
-                                          "outcome": w.outcome, "detail": w.detail} for w in r.rows]}
-                          for r in reports], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "fixture": r.fixture,
+                        "how": r.how,
+                        "note": r.note,
+                        "counts": r.counts(),
+                        "resources": [
+                            {
+                                "method": w.method,
+                                "url": w.url,
+                                "status": w.status,
+                                "outcome": w.outcome,
+                                "detail": w.detail,
+                            }
+                            for w in r.rows
+                        ],
+                    }
+                    for r in reports
+                ],
+                indent=2,
+            )
+        )
     else:
-        verb = "would write" if args.dry_run and args.action == "load" else (
-            "would delete" if args.dry_run else ("wrote" if args.action == "load" else "removed"))
+        verb = (
+            "would write"
+            if args.dry_run and args.action == "load"
+            else ("would delete" if args.dry_run else ("wrote" if args.action == "load" else "removed"))
+        )
         for r in reports:
             for w in r.rows:
                 status = "" if w.status is None else str(w.status)
                 detail = f"  ({w.detail})" if w.detail else ""
                 print(f"{r.fixture:12} {w.method:6} {w.url:52} {status:>4} {w.outcome}{detail}")
             counts = ", ".join(f"{n} {k}" for k, n in sorted(r.counts().items()))
-            how = {"transaction": "in one transaction", "per-resource": "one resource at a time",
-                   "dry-run": "(dry run: nothing sent)"}[r.how]
-            print(f"{r.fixture}: {verb} {len(r.rows)} resources {how}: {counts}"
-                  + (f"; {r.note}" if r.note else ""), file=sys.stderr)
+            how = {
+                "transaction": "in one transaction",
+                "per-resource": "one resource at a time",
+                "dry-run": "(dry run: nothing sent)",
+            }[r.how]
+            print(
+                f"{r.fixture}: {verb} {len(r.rows)} resources {how}: {counts}" + (f"; {r.note}" if r.note else ""),
+                file=sys.stderr,
+            )
         if args.action == "remove" and keep:
             print(f"kept (shared with fixtures that stay): {', '.join(sorted(keep))}", file=sys.stderr)
     return 0 if all(r.ok for r in reports) else 1
 
 
 # ------------------------------------------------------------------------------------- keys
+
 
 def _keys(args) -> int:
     from cds_hooks.sandbox import client_jwt
@@ -111,6 +142,7 @@ def _keys(args) -> int:
 
 
 # ------------------------------------------------------------------------------------- invoke
+
 
 def _issuer(args):
     from cds_hooks.sandbox import client_jwt
@@ -154,9 +186,15 @@ def _draft_orders(args) -> tuple[dict, str | None]:
     if not args.patient:
         raise d.OrderError("--cpt needs --patient")
     catalogue = {c["code"]: c for c in d.catalogue_from_folder(CQL_ROOT)}
-    order = d.fusion_order(patient_id=args.patient, cpt=args.cpt, levels=d.parse_levels(args.level or []),
-                           priority=args.priority, user_id=args.user or DEFAULT_USER, occurrence=args.date,
-                           display=(catalogue.get(args.cpt) or {}).get("display"))
+    order = d.fusion_order(
+        patient_id=args.patient,
+        cpt=args.cpt,
+        levels=d.parse_levels(args.level or []),
+        priority=args.priority,
+        user_id=args.user or DEFAULT_USER,
+        occurrence=args.date,
+        display=(catalogue.get(args.cpt) or {}).get("display"),
+    )
     return d.bundle([order]), _fixture_for_patient(args.patient)
 
 
@@ -197,17 +235,28 @@ def _invoke(args) -> int:
     client = CdsClient(args.service_url, issuer, timeout=args.timeout)
     try:
         service = pick_service(client.discover(), args.service)
-        context = {"userId": user_id, "patientId": patient_id, **({"encounterId": args.encounter} if args.encounter else {})}
+        context = {
+            "userId": user_id,
+            "patientId": patient_id,
+            **({"encounterId": args.encounter} if args.encounter else {}),
+        }
         templates = service.get("prefetch") or {}
         prefetch = None
         if args.no_prefetch:
             note = "no prefetch: the service fetches from the FHIR server"
             if not args.fhir_server:
-                print("cds-hooks: --no-prefetch without --fhir-server leaves the service no data source",
-                      file=sys.stderr)
+                print(
+                    "cds-hooks: --no-prefetch without --fhir-server leaves the service no data source", file=sys.stderr
+                )
         elif args.fhir_server:
-            outcome = resolve_prefetch(templates, context, args.fhir_server, access_token=args.fhir_token,
-                                       user_id=user_id, timeout=args.timeout)
+            outcome = resolve_prefetch(
+                templates,
+                context,
+                args.fhir_server,
+                access_token=args.fhir_token,
+                user_id=user_id,
+                timeout=args.timeout,
+            )
             prefetch = outcome.prefetch
             note = "prefetch from " + args.fhir_server + ": " + "; ".join(f"{k} {v}" for k, v in outcome.notes.items())
         elif fixture_name:
@@ -215,9 +264,16 @@ def _invoke(args) -> int:
             note = f"prefetch from the bundled fixture {fixture_name!r} (no --fhir-server given)"
         else:
             return _fail(f"Patient/{patient_id} is not a bundled fixture: give --fhir-server (or --no-prefetch)")
-        request = order_sign_request(patient_id=patient_id, user_id=user_id, draft_orders=orders,
-                                     fhir_server=args.fhir_server, access_token=args.fhir_token,
-                                     service_id=service["id"], encounter_id=args.encounter, prefetch=prefetch)
+        request = order_sign_request(
+            patient_id=patient_id,
+            user_id=user_id,
+            draft_orders=orders,
+            fhir_server=args.fhir_server,
+            access_token=args.fhir_token,
+            service_id=service["id"],
+            encounter_id=args.encounter,
+            prefetch=prefetch,
+        )
         if args.save_request:
             Path(args.save_request).write_text(json.dumps(request, indent=2) + "\n", encoding="utf-8")
         exchange = client.call(service["id"], request)
@@ -227,18 +283,21 @@ def _invoke(args) -> int:
     signed = "signed JWT" if issuer else "no JWT (authentication must be off)"
     print(f"order-sign -> {client.service_url(service['id'])} ({signed}); {note}", file=sys.stderr)
     if args.json or not exchange.ok or not isinstance(exchange.body, dict):
-        print(json.dumps(exchange.body, indent=2, ensure_ascii=False) if not isinstance(exchange.body, str)
-              else exchange.body)
+        print(
+            json.dumps(exchange.body, indent=2, ensure_ascii=False)
+            if not isinstance(exchange.body, str)
+            else exchange.body
+        )
         if not exchange.ok:
             print(f"cds-hooks: the service answered {exchange.outcome()}", file=sys.stderr)
         return 0 if exchange.ok else 1
-    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
-                                         and not os.environ.get("NO_COLOR"))
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     print(render_response(exchange.body, colour=colour))
     return 0
 
 
 # ------------------------------------------------------------------------------------- parser
+
 
 def add_sandbox_commands(sub) -> None:
     from cds_hooks.sandbox.client_jwt import ALGORITHMS, DEFAULT_ALGORITHM, MAX_LIFETIME
@@ -251,17 +310,23 @@ def add_sandbox_commands(sub) -> None:
     fixtures.add_argument("--fhir-server", help="FHIR R4 base URL")
     fixtures.add_argument("--token", help="bearer token for the FHIR server")
     fixtures.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
-    fixtures.add_argument("--mode", choices=MODES, default="auto",
-                          help="transaction, one request per resource, or a transaction falling back to "
-                               "one per resource (default)")
+    fixtures.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="transaction, one request per resource, or a transaction falling back to one per resource (default)",
+    )
     fixtures.add_argument("--json", action="store_true", help="print the report as JSON")
     fixtures.add_argument("--fixtures", default=str(FIXTURES), help="fixture folder (default: %(default)s)")
     fixtures.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     fixtures.set_defaults(func=_fixtures)
 
     invoke = sub.add_parser("invoke", help="call the service's order-sign hook as an EHR would")
-    invoke.add_argument("--service-url", default=DEFAULT_SERVICE_URL,
-                        help="service base URL or its /cds-services URL (default: %(default)s)")
+    invoke.add_argument(
+        "--service-url",
+        default=DEFAULT_SERVICE_URL,
+        help="service base URL or its /cds-services URL (default: %(default)s)",
+    )
     invoke.add_argument("--service", help="service id (default: the one order-sign service in discovery)")
     invoke.add_argument("--order", help="a fixture order name (seed, meets-all, ...) or a draft-orders JSON file")
     invoke.add_argument("--cpt", help="CPT code of a fusion order to build (e.g. 22558)")
@@ -280,8 +345,9 @@ def add_sandbox_commands(sub) -> None:
     invoke.add_argument("--alg", choices=ALGORITHMS, help="check the key signs with this algorithm")
     invoke.add_argument("--jku", help="URL of the JWK Set, put in the JWT header")
     invoke.add_argument("--tenant", help="JWT tenant claim")
-    invoke.add_argument("--lifetime", type=int, default=MAX_LIFETIME,
-                        help=f"JWT lifetime in seconds (at most {MAX_LIFETIME})")
+    invoke.add_argument(
+        "--lifetime", type=int, default=MAX_LIFETIME, help=f"JWT lifetime in seconds (at most {MAX_LIFETIME})"
+    )
     invoke.add_argument("--json", action="store_true", help="print the response JSON instead of the cards")
     invoke.add_argument("--save-request", help="also write the request body to this file")
     invoke.add_argument("--color", choices=["auto", "always", "never"], default="auto")

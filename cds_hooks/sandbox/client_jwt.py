@@ -12,6 +12,7 @@ CDS Hooks 2.0, "Trusting CDS Clients": every call (discovery, a service, feedbac
 The public key is published as a JWK Set (RFC 7517); a `kid` defaults to the key's RFC 7638
 thumbprint, so the same key always gets the same id.
 """
+
 from __future__ import annotations
 
 import base64
@@ -74,8 +75,9 @@ def algorithm_for(key) -> str:
 
 def private_key_pem(key) -> bytes:
     """PKCS#8 PEM, unencrypted: the file is protected by its permissions."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def public_jwk(key, kid: str | None = None) -> dict:
@@ -84,8 +86,12 @@ def public_jwk(key, kid: str | None = None) -> dict:
     public = key.public_key() if hasattr(key, "public_key") else key
     if alg == "ES384":
         numbers = public.public_numbers()
-        jwk = {"kty": "EC", "crv": "P-384", "x": _b64url(_int_bytes(numbers.x, 48)),
-               "y": _b64url(_int_bytes(numbers.y, 48))}
+        jwk = {
+            "kty": "EC",
+            "crv": "P-384",
+            "x": _b64url(_int_bytes(numbers.x, 48)),
+            "y": _b64url(_int_bytes(numbers.y, 48)),
+        }
     else:
         numbers = public.public_numbers()
         jwk = {"kty": "RSA", "n": _b64url(_int_bytes(numbers.n)), "e": _b64url(_int_bytes(numbers.e))}
@@ -154,8 +160,16 @@ def load_signing_key(path: str | Path, kid: str | None = None) -> SigningKey:
     return SigningKey(key=key, kid=kid or jwk_kid or public_jwk(key)["kid"], alg=alg)
 
 
-def sign(signing_key: SigningKey, *, iss: str, aud: str, lifetime: int = MAX_LIFETIME,
-         tenant: str | None = None, jku: str | None = None, now: float | None = None) -> str:
+def sign(
+    signing_key: SigningKey,
+    *,
+    iss: str,
+    aud: str,
+    lifetime: int = MAX_LIFETIME,
+    tenant: str | None = None,
+    jku: str | None = None,
+    now: float | None = None,
+) -> str:
     """One JWT for one call to `aud`, valid for `lifetime` seconds (at most five minutes)."""
     if not iss:
         raise ValueError("iss is required")
@@ -184,8 +198,7 @@ class TokenIssuer:
     lifetime: int = MAX_LIFETIME
 
     def token_for(self, url: str) -> str:
-        return sign(self.signing_key, iss=self.iss, aud=url, lifetime=self.lifetime, tenant=self.tenant,
-                    jku=self.jku)
+        return sign(self.signing_key, iss=self.iss, aud=url, lifetime=self.lifetime, tenant=self.tenant, jku=self.jku)
 
     def headers_for(self, url: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token_for(url)}"}

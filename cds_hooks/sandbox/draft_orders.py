@@ -6,6 +6,7 @@ CodeableConcept per interspace, in the project's spinal-interspace code system),
 (routine | urgent | asap | stat), `occurrenceDateTime` (the planned date, which the criteria count
 back from).
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,8 +48,16 @@ def _catalogue(orders_spec: dict) -> list[dict]:
     out: list[dict] = []
     for role, key in (("primary", "primary"), ("add-on", "addOn")):
         for entry in orders_spec.get(key, []):
-            out.append({"code": entry["code"], "system": entry["system"], "display": entry.get("display"),
-                        "label": entry.get("label"), "role": role, "attachesTo": list(entry.get("attachesTo", []))})
+            out.append(
+                {
+                    "code": entry["code"],
+                    "system": entry["system"],
+                    "display": entry.get("display"),
+                    "label": entry.get("label"),
+                    "role": role,
+                    "attachesTo": list(entry.get("attachesTo", [])),
+                }
+            )
     return out
 
 
@@ -66,9 +75,18 @@ def catalogue_from_folder(cql_root: Path) -> list[dict]:
     return out
 
 
-def fusion_order(*, patient_id: str, cpt: str, levels: list[str], priority: str = "routine",
-                 user_id: str | None = None, occurrence: str | None = None, authored: str | None = None,
-                 display: str | None = None, order_id: str | None = None) -> dict:
+def fusion_order(
+    *,
+    patient_id: str,
+    cpt: str,
+    levels: list[str],
+    priority: str = "routine",
+    user_id: str | None = None,
+    occurrence: str | None = None,
+    authored: str | None = None,
+    display: str | None = None,
+    order_id: str | None = None,
+) -> dict:
     """One draft ServiceRequest for a lumbar fusion at `levels`."""
     if not cpt or not cpt.strip():
         raise OrderError("a CPT code is required")
@@ -91,8 +109,10 @@ def fusion_order(*, patient_id: str, cpt: str, levels: list[str], priority: str 
         "intent": "order",
         "category": [copy.deepcopy(SURGICAL_CATEGORY)],
         "priority": priority,
-        "code": {"coding": [{"system": CPT, "code": code, "display": display}],
-                 "text": f"{'-'.join(_span(levels))} {display}"},
+        "code": {
+            "coding": [{"system": CPT, "code": code, "display": display}],
+            "text": f"{'-'.join(_span(levels))} {display}",
+        },
         "subject": {"reference": f"Patient/{patient_id}"},
         "authoredOn": authored or date.today().isoformat(),
         "bodySite": [interspace_coding(level) for level in levels],
@@ -162,12 +182,19 @@ def order_summary(orders: dict) -> dict | None:
         return None
     first = requests_[0]
     codings = (first.get("code") or {}).get("coding") or []
-    levels = {c["code"] for r in requests_ for site in r.get("bodySite") or [] for c in site.get("coding") or []
-              if c.get("code") in INTERSPACES}
-    return {"cpt": next((c.get("code") for c in codings if c.get("system") == CPT), None),
-            "levels": [s for s in INTERSPACES if s in levels],
-            "priority": first.get("priority") or "routine",
-            "date": (first.get("occurrenceDateTime") or "")[:10] or None}
+    levels = {
+        c["code"]
+        for r in requests_
+        for site in r.get("bodySite") or []
+        for c in site.get("coding") or []
+        if c.get("code") in INTERSPACES
+    }
+    return {
+        "cpt": next((c.get("code") for c in codings if c.get("system") == CPT), None),
+        "levels": [s for s in INTERSPACES if s in levels],
+        "priority": first.get("priority") or "routine",
+        "date": (first.get("occurrenceDateTime") or "")[:10] or None,
+    }
 
 
 def describe_orders(orders: dict) -> str:
@@ -177,6 +204,9 @@ def describe_orders(orders: dict) -> str:
         r = e.get("resource") if isinstance(e, dict) else None
         if isinstance(r, dict):
             code = r.get("code") or {}
-            texts.append(code.get("text") or next((c.get("display") for c in code.get("coding") or []), None)
-                         or r.get("resourceType", "order"))
+            texts.append(
+                code.get("text")
+                or next((c.get("display") for c in code.get("coding") or []), None)
+                or r.get("resourceType", "order")
+            )
     return f"{len(texts)} order{'s' if len(texts) != 1 else ''}: " + "; ".join(texts)

@@ -6,6 +6,7 @@ the Library named by the Questionnaire's `cqf-library`). The result is a Questio
 progress; answered and marked completed it is stored in the record, where the next order-sign call
 reads it as attested evidence.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,11 +41,18 @@ def _answer(item: dict, value) -> list[dict]:
         return []
     kind = item["type"]
     if kind == "choice":
-        coding = next((o["valueCoding"] for o in item.get("answerOption") or []
-                       if o.get("valueCoding", {}).get("code") == value), None)
+        coding = next(
+            (o["valueCoding"] for o in item.get("answerOption") or [] if o.get("valueCoding", {}).get("code") == value),
+            None,
+        )
         return [{"valueCoding": coding}] if coding else []
-    key = {"integer": "valueInteger", "decimal": "valueDecimal", "boolean": "valueBoolean", "date": "valueDate",
-           "string": "valueString"}.get(kind)
+    key = {
+        "integer": "valueInteger",
+        "decimal": "valueDecimal",
+        "boolean": "valueBoolean",
+        "date": "valueDate",
+        "string": "valueString",
+    }.get(kind)
     if key is None:
         return []
     if kind == "date" and isinstance(value, str):
@@ -73,8 +81,9 @@ def prepopulate(engine, questionnaire: dict, resources: list[dict], patient_id: 
     }
 
 
-def complete(response: dict, answers: dict[str, list[dict]], author: dict, response_id: str,
-             when: datetime | None = None) -> dict:
+def complete(
+    response: dict, answers: dict[str, list[dict]], author: dict, response_id: str, when: datetime | None = None
+) -> dict:
     """The response with the user's answers (linkId -> answer list, replacing the pre-populated ones),
     completed, authored now by `author`."""
     out = copy.deepcopy(response)

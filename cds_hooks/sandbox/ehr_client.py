@@ -10,6 +10,7 @@ CDS Hooks 2.0:
   `fhirServer`, `fhirAuthorization`, `context`, `prefetch`.
 - "Trusting CDS Clients": every call carries a JWT whose `aud` is the URL called (sandbox/client_jwt.py).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -43,7 +44,7 @@ class Exchange:
         return 200 <= self.status < 300
 
     def outcome(self) -> str:
-        """"HTTP 401: <the service's reason>" (its `message`, else the start of a text body)."""
+        """ "HTTP 401: <the service's reason>" (its `message`, else the start of a text body)."""
         reason = self.body.get("message") or self.body.get("error") if isinstance(self.body, dict) else self.body
         reason = " ".join(str(reason or "").split())[:300]
         return f"HTTP {self.status}" + (f": {reason}" if reason else "")
@@ -64,8 +65,14 @@ def services_base(url: str) -> str:
 class CdsClient:
     """Calls one CDS service provider the way an EHR does, signing every call when given an issuer."""
 
-    def __init__(self, base_url: str, issuer: TokenIssuer | None = None, *, timeout: float = 30.0,
-                 session: requests.Session | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        issuer: TokenIssuer | None = None,
+        *,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+    ):
         self.discovery_url = services_base(base_url)
         self.issuer = issuer
         self.timeout = timeout
@@ -82,8 +89,7 @@ class CdsClient:
 
     def _call(self, method: str, url: str, body: dict | None = None) -> Exchange:
         try:
-            response = self._session.request(method, url, json=body, headers=self._headers(url),
-                                             timeout=self.timeout)
+            response = self._session.request(method, url, json=body, headers=self._headers(url), timeout=self.timeout)
         except requests.RequestException as exc:
             raise ClientError(f"cannot reach {url} ({type(exc).__name__})") from exc
         try:
@@ -96,9 +102,11 @@ class CdsClient:
         exchange = self._call("GET", self.discovery_url)
         body = exchange.body
         if not exchange.ok or not isinstance(body, dict) or not isinstance(body.get("services"), list):
-            raise ClientError(f"discovery at {self.discovery_url} answered {exchange.outcome()} "
-                              "without a services list" if exchange.ok else
-                              f"discovery at {self.discovery_url} answered {exchange.outcome()}")
+            raise ClientError(
+                f"discovery at {self.discovery_url} answered {exchange.outcome()} without a services list"
+                if exchange.ok
+                else f"discovery at {self.discovery_url} answered {exchange.outcome()}"
+            )
         return body
 
     def call(self, service_id: str, request: dict) -> Exchange:
@@ -112,8 +120,10 @@ def pick_service(discovery: dict, service_id: str | None = None, hook: str = "or
         for s in services:
             if s.get("id") == service_id:
                 return s
-        raise ClientError(f"discovery lists no service {service_id!r} "
-                          f"(it lists {', '.join(str(s.get('id')) for s in services) or 'none'})")
+        raise ClientError(
+            f"discovery lists no service {service_id!r} "
+            f"(it lists {', '.join(str(s.get('id')) for s in services) or 'none'})"
+        )
     matching = [s for s in services if s.get("hook") == hook]
     if len(matching) != 1:
         names = ", ".join(str(s.get("id")) for s in matching) or "none"
@@ -129,13 +139,22 @@ def _searchset(resources: list[dict]) -> dict:
 
 
 def _outcome(message: str) -> dict:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "exception", "diagnostics": message}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "exception", "diagnostics": message}],
+    }
 
 
-def resolve_prefetch(templates: dict[str, str], context: dict, fhir_server: str, *,
-                     access_token: str | None = None, user_id: str | None = None,
-                     timeout: float = 10.0, max_pages: int = 50) -> PrefetchOutcome:
+def resolve_prefetch(
+    templates: dict[str, str],
+    context: dict,
+    fhir_server: str,
+    *,
+    access_token: str | None = None,
+    user_id: str | None = None,
+    timeout: float = 10.0,
+    max_pages: int = 50,
+) -> PrefetchOutcome:
     """Run every prefetch template against `fhir_server` as the CDS client."""
     out = PrefetchOutcome()
     client = FhirClient(fhir_server, access_token, timeout=timeout, max_pages=max_pages, page_size=None)
@@ -169,10 +188,18 @@ def resolve_prefetch(templates: dict[str, str], context: dict, fhir_server: str,
     return out
 
 
-def order_sign_request(*, patient_id: str, user_id: str, draft_orders: dict, fhir_server: str | None = None,
-                       access_token: str | None = None, service_id: str | None = None,
-                       encounter_id: str | None = None, prefetch: dict | None = None,
-                       hook_instance: str | None = None) -> dict:
+def order_sign_request(
+    *,
+    patient_id: str,
+    user_id: str,
+    draft_orders: dict,
+    fhir_server: str | None = None,
+    access_token: str | None = None,
+    service_id: str | None = None,
+    encounter_id: str | None = None,
+    prefetch: dict | None = None,
+    hook_instance: str | None = None,
+) -> dict:
     """An `order-sign` request body (CDS Hooks 2.0 "HTTP Request"; hook order-sign v1.x context)."""
     context: dict = {"userId": user_id, "patientId": patient_id}
     if encounter_id:
@@ -182,8 +209,7 @@ def order_sign_request(*, patient_id: str, user_id: str, draft_orders: dict, fhi
     if fhir_server:
         request["fhirServer"] = fhir_server
     if fhir_server and access_token:
-        auth = {"access_token": access_token, "token_type": "Bearer", "expires_in": 300,
-                "scope": "patient/*.read"}
+        auth = {"access_token": access_token, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read"}
         if service_id:
             auth["subject"] = service_id
         request["fhirAuthorization"] = auth

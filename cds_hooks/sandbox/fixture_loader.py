@@ -9,6 +9,7 @@ write gets a second pass for anything the first pass could not write. Removal is
 a transaction of DELETEs, or one DELETE per resource, referencing resources first. Resources shared
 with fixtures that stay (the ordering surgeon) are kept.
 """
+
 from __future__ import annotations
 
 import json
@@ -122,8 +123,9 @@ def _outcome_text(response: requests.Response) -> str:
 class FixtureLoader:
     """Writes and removes fixture patients on one FHIR server."""
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 60.0,
-                 session: requests.Session | None = None):
+    def __init__(
+        self, base_url: str, token: str | None = None, *, timeout: float = 60.0, session: requests.Session | None = None
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session = session or requests.Session()
@@ -135,25 +137,33 @@ class FixtureLoader:
 
     def _send(self, method: str, url: str, body: dict | None = None) -> requests.Response:
         try:
-            response = self._session.request(method, url, headers=self._headers, timeout=self.timeout,
-                                             data=json.dumps(body) if body is not None else None)
+            response = self._session.request(
+                method,
+                url,
+                headers=self._headers,
+                timeout=self.timeout,
+                data=json.dumps(body) if body is not None else None,
+            )
         except requests.RequestException as exc:
             raise LoadError(f"cannot reach {self.base_url} ({type(exc).__name__})") from exc
         if response.status_code in (401, 403):
-            raise LoadError(f"{self.base_url} refused the request (HTTP {response.status_code}): "
-                            "check --token")
+            raise LoadError(f"{self.base_url} refused the request (HTTP {response.status_code}): check --token")
         return response
 
-    def _transaction(self, fixture: str, bundle: dict, method: str, resources: list[dict],
-                     outcome_2xx) -> Report | None:
+    def _transaction(
+        self, fixture: str, bundle: dict, method: str, resources: list[dict], outcome_2xx
+    ) -> Report | None:
         """Send one transaction; None when the server does not do transactions."""
         response = self._send("POST", self.base_url, bundle)
         try:
             body = response.json()
         except ValueError:
             body = None
-        answered = (isinstance(body, dict) and body.get("resourceType") == "Bundle"
-                    and body.get("type") == "transaction-response")
+        answered = (
+            isinstance(body, dict)
+            and body.get("resourceType") == "Bundle"
+            and body.get("type") == "transaction-response"
+        )
         if response.status_code in _NO_TRANSACTION or (response.ok and not answered):
             return None
         report = Report(fixture, "transaction")
@@ -180,8 +190,9 @@ class FixtureLoader:
                     status = response.status_code
                     results[_key(resource)] = Written(fixture, method, _key(resource), status, outcome_2xx(status))
                 else:
-                    results[_key(resource)] = Written(fixture, method, _key(resource), response.status_code,
-                                                      "failed", _outcome_text(response))
+                    results[_key(resource)] = Written(
+                        fixture, method, _key(resource), response.status_code, "failed", _outcome_text(response)
+                    )
                     failed.append(resource)
             if not failed or len(failed) == len(pending):
                 break
@@ -195,36 +206,67 @@ class FixtureLoader:
         """PUT every resource of one fixture patient."""
         resources = dependency_order(fixture.resources)
         if dry_run:
-            return Report(fixture.name, "dry-run", [Written(fixture.name, "PUT", _key(r), None, "planned")
-                                                    for r in resources])
+            return Report(
+                fixture.name, "dry-run", [Written(fixture.name, "PUT", _key(r), None, "planned") for r in resources]
+            )
 
         def outcome(status):
             return {201: "created", 200: "updated"}.get(status, "updated" if status and status < 300 else "failed")
 
-        return self._write(fixture.name, "PUT", fixture.bundle, fixture.resources, resources, outcome, mode,
-                           "the server refused the transaction; wrote one resource at a time")
+        return self._write(
+            fixture.name,
+            "PUT",
+            fixture.bundle,
+            fixture.resources,
+            resources,
+            outcome,
+            mode,
+            "the server refused the transaction; wrote one resource at a time",
+        )
 
-    def remove(self, fixture: FixturePatient, keep: set[str] | None = None, mode: str = "auto",
-               dry_run: bool = False) -> Report:
+    def remove(
+        self, fixture: FixturePatient, keep: set[str] | None = None, mode: str = "auto", dry_run: bool = False
+    ) -> Report:
         """DELETE every resource of one fixture patient except those in `keep` (`Type/id`)."""
         keep = keep or set()
         resources = [r for r in reversed(dependency_order(fixture.resources)) if _key(r) not in keep]
         if dry_run:
-            return Report(fixture.name, "dry-run", [Written(fixture.name, "DELETE", _key(r), None, "planned")
-                                                    for r in resources])
+            return Report(
+                fixture.name, "dry-run", [Written(fixture.name, "DELETE", _key(r), None, "planned") for r in resources]
+            )
 
         def outcome(status):
             if status in (404, 410):
                 return "not-found"
             return "deleted" if status and status < 300 else "failed"
 
-        bundle = {"resourceType": "Bundle", "type": "transaction",
-                  "entry": [{"request": {"method": "DELETE", "url": _key(r)}} for r in resources]}
-        return self._write(fixture.name, "DELETE", bundle, resources, resources, outcome, mode,
-                           "the server refused the transaction; deleted one resource at a time")
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"request": {"method": "DELETE", "url": _key(r)}} for r in resources],
+        }
+        return self._write(
+            fixture.name,
+            "DELETE",
+            bundle,
+            resources,
+            resources,
+            outcome,
+            mode,
+            "the server refused the transaction; deleted one resource at a time",
+        )
 
-    def _write(self, name: str, method: str, bundle: dict, in_bundle: list[dict], in_order: list[dict],
-               outcome, mode: str, fallback_note: str) -> Report:
+    def _write(
+        self,
+        name: str,
+        method: str,
+        bundle: dict,
+        in_bundle: list[dict],
+        in_order: list[dict],
+        outcome,
+        mode: str,
+        fallback_note: str,
+    ) -> Report:
         """The transaction `bundle` (modes auto and transaction), else one request per resource of
         `in_order` (mode put, or auto when the server refuses the transaction)."""
         if mode in ("auto", "transaction"):
@@ -232,8 +274,12 @@ class FixtureLoader:
             if report is not None:
                 return report
             if mode == "transaction":
-                return Report(name, "transaction", [Written(name, method, _key(r), None, "failed") for r in in_order],
-                              note="the server does not accept transactions; try --mode put")
+                return Report(
+                    name,
+                    "transaction",
+                    [Written(name, method, _key(r), None, "failed") for r in in_order],
+                    note="the server does not accept transactions; try --mode put",
+                )
         report = self._one_by_one(name, method, in_order, outcome)
         if mode == "auto":
             report.note = fallback_note

@@ -7,6 +7,7 @@ prefetch template (CDS Hooks 2.0, "Prefetch Template") from the patient's Bundle
 resource or `null`, a search gives a searchset Bundle of the patient's resources of that type. Search
 parameters other than the patient are not applied; the fixtures are written so that none is needed.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,9 @@ def _belongs_to(resource: dict, patient_id: str) -> bool:
     return False
 
 
-def fixture_prefetch(fixture: FixturePatient, templates: dict[str, str], context: dict,
-                     user_id: str | None = None) -> dict:
+def fixture_prefetch(
+    fixture: FixturePatient, templates: dict[str, str], context: dict, user_id: str | None = None
+) -> dict:
     """Prefetch for every template the fixture can answer (a template with an unknown token is left out)."""
     resources = fixture.resources
     out: dict = {}

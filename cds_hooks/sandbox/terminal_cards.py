@@ -6,6 +6,7 @@ shown as indented text (headings, bold, lists and checklists kept readable, link
 then the suggestions with what each action would do, the links, and the override reasons. The
 response's `systemActions` follow the cards: for each order, its Da Vinci CRD coverage information.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,13 @@ def _inline(text: str, style: Style) -> str:
 
 
 def _wrap(text: str, indent: str, hanging: str, width: int) -> list[str]:
-    wrapper = textwrap.TextWrapper(width=max(40, width), initial_indent=indent, subsequent_indent=hanging,
-                                   break_long_words=False, break_on_hyphens=False)
+    wrapper = textwrap.TextWrapper(
+        width=max(40, width),
+        initial_indent=indent,
+        subsequent_indent=hanging,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
     return wrapper.wrap(text) or [indent.rstrip()]
 
 
@@ -96,7 +102,9 @@ def render_card(card: dict, style: Style, width: int) -> list[str]:
     lines = [style(f" {indicator.upper()} ", BOLD, colour, REVERSE) + " " + style(card.get("summary", ""), BOLD)]
     source = card.get("source") or {}
     if source.get("label"):
-        lines.append("  " + style(f"from {source['label']}" + (f" <{source['url']}>" if source.get("url") else ""), DIM))
+        lines.append(
+            "  " + style(f"from {source['label']}" + (f" <{source['url']}>" if source.get("url") else ""), DIM)
+        )
     if card.get("detail"):
         lines.append("")
         lines.extend(markdown_lines(card["detail"], style, width))
@@ -140,13 +148,17 @@ def coverage_information(resource: dict) -> list[dict]:
 
 def _coverage_line(parts: dict) -> str:
     coverage = (parts.get("coverage") or [{}])[0] or {}
-    bits = [f"{coverage.get('reference') or coverage.get('display') or 'coverage'}",
-            f"covered: {', '.join(parts.get('covered') or ['?'])}"]
+    bits = [
+        f"{coverage.get('reference') or coverage.get('display') or 'coverage'}",
+        f"covered: {', '.join(parts.get('covered') or ['?'])}",
+    ]
     if parts.get("pa-needed"):
         bits.append(f"prior auth: {', '.join(parts['pa-needed'])}")
     if parts.get("doc-needed"):
-        bits.append(f"documentation: {', '.join(parts['doc-needed'])}"
-                    + (f" ({', '.join(parts.get('doc-purpose') or [])})" if parts.get("doc-purpose") else ""))
+        bits.append(
+            f"documentation: {', '.join(parts['doc-needed'])}"
+            + (f" ({', '.join(parts.get('doc-purpose') or [])})" if parts.get("doc-purpose") else "")
+        )
     if parts.get("questionnaire"):
         bits.append(f"questionnaire: {parts['questionnaire'][0]}")
     reason = (parts.get("reason") or [{}])[0] or {}

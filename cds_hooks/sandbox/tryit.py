@@ -12,6 +12,7 @@ completed QuestionnaireResponse in the prefetch. This blueprint serves the page,
 bodies and pre-populates the questionnaire; the criteria are evaluated only by the service. The FHIR server it reads is the configured one,
 never a URL from the browser.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -36,8 +37,10 @@ STATIC = Path(__file__).resolve().parent / "tryit_static"
 DEFAULT_USER = "Practitioner/surgeon-1"
 FIXTURE, FHIR = "fixture", "fhir"
 # Everything the page loads comes from this service; nothing from anywhere else.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
 
 bp = Blueprint("tryit", __name__, url_prefix="/try")
 
@@ -66,8 +69,14 @@ def asset(name: str):
 
 
 def _fixture_entry(fixture) -> dict:
-    entry = {"key": f"{FIXTURE}:{fixture.name}", "source": FIXTURE, "label": fixture.label(),
-             "patientId": fixture.patient_id, "order": None, "ordersText": None}
+    entry = {
+        "key": f"{FIXTURE}:{fixture.name}",
+        "source": FIXTURE,
+        "label": fixture.label(),
+        "patientId": fixture.patient_id,
+        "order": None,
+        "ordersText": None,
+    }
     if fixture.orders:
         entry["order"] = draft_orders.order_summary(fixture.orders)
         entry["ordersText"] = draft_orders.describe_orders(fixture.orders)
@@ -115,10 +124,17 @@ def patients():
         out["fixtureError"] = str(exc)
     if config.tryit_fhir_server:
         try:
-            for p in _server_patients(config.tryit_fhir_server, [f.patient_id for f in fixtures],
-                                      config.fhir_timeout):
-                out["patients"].append({"key": f"{FHIR}:{p['id']}", "source": FHIR, "label": _patient_label(p),
-                                        "patientId": p["id"], "order": None, "ordersText": None})
+            for p in _server_patients(config.tryit_fhir_server, [f.patient_id for f in fixtures], config.fhir_timeout):
+                out["patients"].append(
+                    {
+                        "key": f"{FHIR}:{p['id']}",
+                        "source": FHIR,
+                        "label": _patient_label(p),
+                        "patientId": p["id"],
+                        "order": None,
+                        "ordersText": None,
+                    }
+                )
         except FhirError as exc:
             out["fhirError"] = f"could not list patients on {config.tryit_fhir_server}: {exc}"
     return jsonify(out)
@@ -127,8 +143,14 @@ def patients():
 @bp.get("/api/orders")
 def orders():
     catalogue = draft_orders.order_catalogue(registry_of(current_app).packs())
-    return jsonify({"orders": catalogue, "levels": INTERSPACES, "priorities": list(draft_orders.PRIORITIES),
-                    "today": date.today().isoformat()})
+    return jsonify(
+        {
+            "orders": catalogue,
+            "levels": INTERSPACES,
+            "priorities": list(draft_orders.PRIORITIES),
+            "today": date.today().isoformat(),
+        }
+    )
 
 
 def _bad(message: str) -> InvalidRequest:
@@ -172,11 +194,20 @@ def build_request():
         orders = fixture.orders
     else:
         try:
-            orders = draft_orders.bundle([draft_orders.fusion_order(
-                patient_id=patient_id, cpt=cpt, levels=draft_orders.parse_levels(levels) if levels else [],
-                priority=str(body.get("priority") or "routine"), user_id=DEFAULT_USER,
-                occurrence=body.get("date") or None, display=(catalogue.get(cpt) or {}).get("display"),
-                order_id="tryit-order-1")])
+            orders = draft_orders.bundle(
+                [
+                    draft_orders.fusion_order(
+                        patient_id=patient_id,
+                        cpt=cpt,
+                        levels=draft_orders.parse_levels(levels) if levels else [],
+                        priority=str(body.get("priority") or "routine"),
+                        user_id=DEFAULT_USER,
+                        occurrence=body.get("date") or None,
+                        display=(catalogue.get(cpt) or {}).get("display"),
+                        order_id="tryit-order-1",
+                    )
+                ]
+            )
         except draft_orders.OrderError as exc:
             raise _bad(str(exc)) from exc
     context = {"userId": DEFAULT_USER, "patientId": patient_id}
@@ -189,14 +220,20 @@ def build_request():
     else:
         fhir_server = config.tryit_fhir_server
         if body.get("prefetch", True):
-            outcome = resolve_prefetch(templates, context, fhir_server, user_id=DEFAULT_USER,
-                                       timeout=config.fhir_timeout)
+            outcome = resolve_prefetch(
+                templates, context, fhir_server, user_id=DEFAULT_USER, timeout=config.fhir_timeout
+            )
             prefetch, notes = outcome.prefetch, outcome.notes
         else:
             prefetch = None
-    hook_request = order_sign_request(patient_id=patient_id, user_id=DEFAULT_USER,
-                                      draft_orders=orders, fhir_server=fhir_server,
-                                      service_id=evaluator.pack.service_id, prefetch=prefetch)
+    hook_request = order_sign_request(
+        patient_id=patient_id,
+        user_id=DEFAULT_USER,
+        draft_orders=orders,
+        fhir_server=fhir_server,
+        service_id=evaluator.pack.service_id,
+        prefetch=prefetch,
+    )
     return jsonify({"request": hook_request, "prefetchNotes": notes})
 
 
@@ -219,8 +256,15 @@ def prepopulate_questionnaire():
     draft = context.get("draftOrders") if isinstance(context.get("draftOrders"), dict) else {}
     prefetch = hook.get("prefetch") if isinstance(hook.get("prefetch"), dict) else {}
     resources = [r for value in prefetch.values() for r in resources_of(value)]
-    cases = group_cases(evaluator.detector.detect([e.get("resource") for e in draft.get("entry") or []
-                                                   if isinstance(e, dict) and isinstance(e.get("resource"), dict)]))
+    cases = group_cases(
+        evaluator.detector.detect(
+            [
+                e.get("resource")
+                for e in draft.get("entry") or []
+                if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+            ]
+        )
+    )
     if not cases:
         raise _bad("the request has no fusion order to document")
     coverages = [r for r in resources if r.get("resourceType") == "Coverage"]

@@ -9,6 +9,7 @@ the CQL library already reads (docs/criteria.md): `spinal-stenosis-grade`, `segm
 
 These Observations live only for one evaluation: nothing here writes to the EHR.
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,13 +42,23 @@ GRADE_CODES = {
     "severe": ("24484000", "Severe"),
 }
 GRADE_WORDS = {"none": "no stenosis", "mild-moderate": "mild to moderate", "moderate-severe": "moderate to severe"}
-COMPARTMENTS = {"central": ("central-canal", "Central canal"), "lateral-recess": ("lateral-recess", "Lateral recess"),
-                "foramen": ("neural-foramen", "Neural foramen")}
+COMPARTMENTS = {
+    "central": ("central-canal", "Central canal"),
+    "lateral-recess": ("lateral-recess", "Lateral recess"),
+    "foramen": ("neural-foramen", "Neural foramen"),
+}
 SIDES = {"left": "Left", "right": "Right", "bilateral": "Bilateral"}
 
 # DiagnosticReport.status -> the derived Observation's status; other statuses derive nothing.
-STATUS = {"final": "final", "amended": "amended", "corrected": "corrected", "appended": "amended",
-          "preliminary": "preliminary", "partial": "preliminary", "registered": "preliminary"}
+STATUS = {
+    "final": "final",
+    "amended": "amended",
+    "corrected": "corrected",
+    "appended": "amended",
+    "preliminary": "preliminary",
+    "partial": "preliminary",
+    "registered": "preliminary",
+}
 
 _RADIOGRAPH_CPT = re.compile(r"^721[0-2]\d$")
 _CROSS_SECTIONAL_CPT = {"72148", "72149", "72158", "72131", "72132", "72133", "72265"}
@@ -124,9 +135,13 @@ def is_imaging_report(report: dict) -> bool:
         if any(c.get("code") in _IMAGING_CATEGORY for c in _codings(cat)):
             return True
     codes = {c.get("code") for c in _codings(report.get("code"))}
-    if codes & (_CROSS_SECTIONAL_CPT | _DYNAMIC_CODES) or any(isinstance(c, str) and _RADIOGRAPH_CPT.match(c) for c in codes):
+    if codes & (_CROSS_SECTIONAL_CPT | _DYNAMIC_CODES) or any(
+        isinstance(c, str) and _RADIOGRAPH_CPT.match(c) for c in codes
+    ):
         return True
-    return bool(re.search(r"\b(?:MRI|MR|CT|x-?ray|XR|radiograph\w*|imaging|myelogra\w*)\b", _texts(report.get("code")), re.I))
+    return bool(
+        re.search(r"\b(?:MRI|MR|CT|x-?ray|XR|radiograph\w*|imaging|myelogra\w*)\b", _texts(report.get("code")), re.I)
+    )
 
 
 def modality(report: dict, studies: list[dict]) -> str | None:
@@ -219,9 +234,11 @@ def describe_finding(f: Finding) -> str:
             return f"no {where}stenosis"
         return f"{GRADE_WORDS.get(f.grade or '', f.grade or 'ungraded')} {where}stenosis"
     if f.kind == "listhesis":
-        bits = [f"grade {f.slip_grade}" if f.slip_grade else None,
-                {"antero": "anterolisthesis", "retro": "retrolisthesis"}.get(f.direction or "", "spondylolisthesis"),
-                f"{f.mm:g} mm" if f.mm is not None else None]
+        bits = [
+            f"grade {f.slip_grade}" if f.slip_grade else None,
+            {"antero": "anterolisthesis", "retro": "retrolisthesis"}.get(f.direction or "", "spondylolisthesis"),
+            f"{f.mm:g} mm" if f.mm is not None else None,
+        ]
         return " ".join(b for b in bits if b)
     if f.kind == "translation":
         return f"translation {f.mm:g} mm"
@@ -250,12 +267,22 @@ def to_observation(f: Finding, report: dict, studies: list[dict]) -> dict | None
         "id": _observation_id(report_ref, f),
         "extension": [_source_extension(SOURCE_EXTENSION, f)],
         "status": status,
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "imaging", "display": "Imaging"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "imaging",
+                        "display": "Imaging",
+                    }
+                ]
+            }
+        ],
     }
     for old in f.superseded:
-        obs["extension"].append(_source_extension(SUPERSEDED_EXTENSION, old,
-                                                  [{"url": "reading", "valueString": describe_finding(old)}]))
+        obs["extension"].append(
+            _source_extension(SUPERSEDED_EXTENSION, old, [{"url": "reading", "valueString": describe_finding(old)}])
+        )
     if isinstance(report.get("subject"), dict):
         obs["subject"] = dict(report["subject"])
     date = _report_date(report, studies)
@@ -263,58 +290,107 @@ def to_observation(f: Finding, report: dict, studies: list[dict]) -> dict | None
         obs["effectiveDateTime"] = date
     if f.kind == "stenosis":
         code, display = GRADE_CODES[f.grade]
-        obs["code"] = _concept(SPINE_FINDING, "spinal-stenosis-grade", "Spinal stenosis grade at one interspace",
-                               "Spinal stenosis grade (from the report text)")
+        obs["code"] = _concept(
+            SPINE_FINDING,
+            "spinal-stenosis-grade",
+            "Spinal stenosis grade at one interspace",
+            "Spinal stenosis grade (from the report text)",
+        )
         obs["valueCodeableConcept"] = _concept(SNOMED, code, display)
         components = []
         if f.compartment:
             c, d = COMPARTMENTS[f.compartment]
-            components.append({"code": _concept(SPINE_FINDING, "stenosis-compartment", "Stenosis compartment"),
-                               "valueCodeableConcept": _concept(SPINE_FINDING, c, d)})
+            components.append(
+                {
+                    "code": _concept(SPINE_FINDING, "stenosis-compartment", "Stenosis compartment"),
+                    "valueCodeableConcept": _concept(SPINE_FINDING, c, d),
+                }
+            )
         if f.side:
-            components.append({"code": _concept(SPINE_FINDING, "laterality", "Laterality"),
-                               "valueCodeableConcept": _concept(SPINE_FINDING, f.side, SIDES[f.side])})
+            components.append(
+                {
+                    "code": _concept(SPINE_FINDING, "laterality", "Laterality"),
+                    "valueCodeableConcept": _concept(SPINE_FINDING, f.side, SIDES[f.side]),
+                }
+            )
         if components:
             obs["component"] = components
     elif f.kind == "listhesis":
         components = []
         if f.direction:
-            components.append({"code": _concept(SPINE_FINDING, "slip-direction", "Direction of the slip"),
-                               "valueCodeableConcept": _concept(SPINE_FINDING, {"antero": "anterolisthesis", "retro": "retrolisthesis"}[f.direction],
-                                                                {"antero": "Anterolisthesis", "retro": "Retrolisthesis"}[f.direction])})
+            components.append(
+                {
+                    "code": _concept(SPINE_FINDING, "slip-direction", "Direction of the slip"),
+                    "valueCodeableConcept": _concept(
+                        SPINE_FINDING,
+                        {"antero": "anterolisthesis", "retro": "retrolisthesis"}[f.direction],
+                        {"antero": "Anterolisthesis", "retro": "Retrolisthesis"}[f.direction],
+                    ),
+                }
+            )
         if f.slip_grade is not None:
-            obs["code"] = _concept(SPINE_FINDING, "spondylolisthesis-grade", "Meyerding grade of spondylolisthesis",
-                                   "Meyerding grade (from the report text)")
+            obs["code"] = _concept(
+                SPINE_FINDING,
+                "spondylolisthesis-grade",
+                "Meyerding grade of spondylolisthesis",
+                "Meyerding grade (from the report text)",
+            )
             obs["valueInteger"] = f.slip_grade
             if f.mm is not None:
-                components.append({"code": _concept(SPINE_FINDING, "slip-distance", "Slip distance"),
-                                   "valueQuantity": {"value": f.mm, "unit": "mm", "system": UCUM, "code": "mm"}})
+                components.append(
+                    {
+                        "code": _concept(SPINE_FINDING, "slip-distance", "Slip distance"),
+                        "valueQuantity": {"value": f.mm, "unit": "mm", "system": UCUM, "code": "mm"},
+                    }
+                )
         else:
-            obs["code"] = _concept(SPINE_FINDING, "spondylolisthesis", "Spondylolisthesis at one interspace",
-                                   "Spondylolisthesis (from the report text)")
+            obs["code"] = _concept(
+                SPINE_FINDING,
+                "spondylolisthesis",
+                "Spondylolisthesis at one interspace",
+                "Spondylolisthesis (from the report text)",
+            )
             if f.mm is not None:
                 obs["valueQuantity"] = {"value": f.mm, "unit": "mm", "system": UCUM, "code": "mm"}
             else:
-                obs["dataAbsentReason"] = _concept("http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                                                   "not-performed", "Not Performed", "slip not measured")
+                obs["dataAbsentReason"] = _concept(
+                    "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                    "not-performed",
+                    "Not Performed",
+                    "slip not measured",
+                )
         if components:
             obs["component"] = components
     elif f.kind == "translation":
-        obs["code"] = _concept(SPINE_FINDING, "segmental-translation", "Segmental translation on flexion-extension views",
-                               "Segmental translation (from the report text)")
+        obs["code"] = _concept(
+            SPINE_FINDING,
+            "segmental-translation",
+            "Segmental translation on flexion-extension views",
+            "Segmental translation (from the report text)",
+        )
         obs["valueQuantity"] = {"value": f.mm, "unit": "mm", "system": UCUM, "code": "mm"}
     else:
-        obs["code"] = _concept(SPINE_FINDING, "segmental-angulation", "Segmental angulation on flexion-extension views",
-                               "Segmental angulation (from the report text)")
+        obs["code"] = _concept(
+            SPINE_FINDING,
+            "segmental-angulation",
+            "Segmental angulation on flexion-extension views",
+            "Segmental angulation (from the report text)",
+        )
         obs["valueQuantity"] = {"value": f.deg, "unit": "deg", "system": UCUM, "code": "deg"}
     obs["bodySite"] = interspace_coding(f.level)
-    obs["method"] = _concept(SPINE_FINDING, METHOD_CODE, "Extracted from report text",
-                             "Extracted from report text by fusion-cds rules")
-    obs["derivedFrom"] = [{"reference": report_ref}] + [{"reference": f"ImagingStudy/{s['id']}"} for s in studies if s.get("id")]
+    obs["method"] = _concept(
+        SPINE_FINDING, METHOD_CODE, "Extracted from report text", "Extracted from report text by fusion-cds rules"
+    )
+    obs["derivedFrom"] = [{"reference": report_ref}] + [
+        {"reference": f"ImagingStudy/{s['id']}"} for s in studies if s.get("id")
+    ]
     note = f"{describe_finding(f)} at {f.level}, from the report {f.section}: “{f.quote}”"
     if f.superseded:
-        note += " The impression is used; the findings section reads " + "; ".join(
-            f"{describe_finding(o)} (“{o.quote}”)" for o in f.superseded) + "."
+        note += (
+            " The impression is used; the findings section reads "
+            + "; ".join(f"{describe_finding(o)} (“{o.quote}”)" for o in f.superseded)
+            + "."
+        )
     obs["note"] = [{"text": note}]
     return obs
 
@@ -330,10 +406,13 @@ def derive(resources: list[dict]) -> list[dict]:
         if report.get("status") not in STATUS or not is_imaging_report(report):
             continue
         try:
-            studies = [index[f"ImagingStudy/{ref['reference'].rsplit('/', 1)[-1]}"]
-                       for ref in report.get("imagingStudy") or []
-                       if isinstance(ref, dict) and isinstance(ref.get("reference"), str)
-                       and f"ImagingStudy/{ref['reference'].rsplit('/', 1)[-1]}" in index]
+            studies = [
+                index[f"ImagingStudy/{ref['reference'].rsplit('/', 1)[-1]}"]
+                for ref in report.get("imagingStudy") or []
+                if isinstance(ref, dict)
+                and isinstance(ref.get("reference"), str)
+                and f"ImagingStudy/{ref['reference'].rsplit('/', 1)[-1]}" in index
+            ]
             parts = report_parts(report)
             if not parts:
                 continue

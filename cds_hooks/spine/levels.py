@@ -3,6 +3,7 @@
 Interspace codes are those of the project code system `spinal-interspace` (docs/criteria.md):
 `T12-L1`, `L1-L2`, `L2-L3`, `L3-L4`, `L4-L5`, `L5-S1`.
 """
+
 from __future__ import annotations
 
 import re
@@ -107,11 +108,14 @@ def interspaces_of_sites(concepts) -> list[str]:
     for concept in concepts:
         found.extend(interspaces_of_concept(concept))
         codings = concept.get("coding") if isinstance(concept, dict) and isinstance(concept.get("coding"), list) else []
-        vertebrae.update(SNOMED_VERTEBRAE[c["code"]] for c in codings
-                         if isinstance(c, dict) and c.get("system") == SNOMED and c.get("code") in SNOMED_VERTEBRAE)
+        vertebrae.update(
+            SNOMED_VERTEBRAE[c["code"]]
+            for c in codings
+            if isinstance(c, dict) and c.get("system") == SNOMED and c.get("code") in SNOMED_VERTEBRAE
+        )
     if len(vertebrae) >= 2:
         ranks = sorted(_VERTEBRAE.index(v) for v in vertebrae)
-        found.extend(INTERSPACES[ranks[0]:ranks[-1]])
+        found.extend(INTERSPACES[ranks[0] : ranks[-1]])
     return [s for s in INTERSPACES if s in found]
 
 

@@ -13,6 +13,7 @@ carry-over -> tokens (levels, grades, compartments, sides, cues) -> clauses and 
 findings. `extract_report` then applies the report-level rules: the impression wins over the
 findings section, duplicates collapse, and an ungraded mention yields to a graded one.
 """
+
 from __future__ import annotations
 
 import html
@@ -33,19 +34,19 @@ MAX_CHARS = 200_000
 class Finding:
     """One thing the report says, where it says it, and how sure it is."""
 
-    kind: str                      # stenosis | listhesis | translation | angulation
-    level: str | None              # spinal-interspace code, None when the text names none
-    status: str                    # present | negated | uncertain | historical
-    section: str                   # impression | findings
-    start: int                     # sentence offsets in the source text (characters)
+    kind: str  # stenosis | listhesis | translation | angulation
+    level: str | None  # spinal-interspace code, None when the text names none
+    status: str  # present | negated | uncertain | historical
+    section: str  # impression | findings
+    start: int  # sentence offsets in the source text (characters)
     end: int
-    quote: str                     # the sentence, whitespace collapsed
-    source: str = ""               # "conclusion", "presentedForm[0]", ...
+    quote: str  # the sentence, whitespace collapsed
+    source: str = ""  # "conclusion", "presentedForm[0]", ...
     compartment: str | None = None  # central | lateral-recess | foramen
-    side: str | None = None         # left | right | bilateral
-    grade: str | None = None        # stenosis grade (GRADES)
-    slip_grade: int | None = None   # Meyerding grade
-    direction: str | None = None    # antero | retro
+    side: str | None = None  # left | right | bilateral
+    grade: str | None = None  # stenosis grade (GRADES)
+    slip_grade: int | None = None  # Meyerding grade
+    direction: str | None = None  # antero | retro
     mm: float | None = None
     deg: float | None = None
     superseded: tuple["Finding", ...] = field(default=(), compare=False)
@@ -54,11 +55,16 @@ class Finding:
         return (self.kind, self.level, self.compartment, self.side)
 
     def value(self):
-        return {"stenosis": self.grade, "listhesis": (self.slip_grade, self.direction, self.mm),
-                "translation": self.mm, "angulation": self.deg}[self.kind]
+        return {
+            "stenosis": self.grade,
+            "listhesis": (self.slip_grade, self.direction, self.mm),
+            "translation": self.mm,
+            "angulation": self.deg,
+        }[self.kind]
 
 
 # ------------------------------------------------------------------ plain text with offsets
+
 
 @dataclass
 class PlainText:
@@ -74,8 +80,31 @@ class PlainText:
         return self.origin[min(start, last)], self.origin[min(max(end - 1, start), last)] + 1
 
 
-_BLOCK_TAGS = {"p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ol", "ul", "table",
-               "pre", "section", "article", "header", "footer", "blockquote", "dd", "dt", "hr"}
+_BLOCK_TAGS = {
+    "p",
+    "br",
+    "div",
+    "li",
+    "tr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ol",
+    "ul",
+    "table",
+    "pre",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "blockquote",
+    "dd",
+    "dt",
+    "hr",
+}
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)\b[^>]*?>|<!--.*?-->|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);", re.S)
 _SKIP = re.compile(r"<(script|style)\b.*?</\1\s*>", re.S | re.I)
 
@@ -119,7 +148,7 @@ def _html_to_text(source: str) -> PlainText:
         label = text0.strip()
         emit("\n", first_origin[0] if first_origin else 0)
         out.append(label)
-        origin.extend(first_origin[lead:lead + len(label)])
+        origin.extend(first_origin[lead : lead + len(label)])
         emit(": ", first_origin[-1] if first_origin else 0)
         for i, (chars, offs) in enumerate(row[1:], start=1):
             t = "".join(chars)
@@ -131,7 +160,7 @@ def _html_to_text(source: str) -> PlainText:
             if head:
                 emit(f"{head}: ", head_at)
             out.append(value)
-            origin.extend(offs[lead:lead + len(value)])
+            origin.extend(offs[lead : lead + len(value)])
             emit(". ", offs[-1] if offs else 0)
         emit("\n", first_origin[-1] if first_origin else 0)
 
@@ -139,7 +168,7 @@ def _html_to_text(source: str) -> PlainText:
         if any(a <= m.start() < b for a, b in skips):
             continue
         if m.start() > pos:
-            piece = source[pos:m.start()]
+            piece = source[pos : m.start()]
             if not any(a <= pos < b for a, b in skips):
                 text_piece(piece, pos)
         pos = m.end()
@@ -173,13 +202,15 @@ def _html_to_text(source: str) -> PlainText:
     # Entities decode to one character each but point at their '&'; pad origin if needed.
     if len(origin) < len(text):
         origin.extend([origin[-1] if origin else 0] * (len(text) - len(origin)))
-    return PlainText(text, origin[:len(text)])
+    return PlainText(text, origin[: len(text)])
 
 
 def plain_text(content: str, content_type: str | None = None) -> PlainText:
     content = content[:MAX_CHARS]
     kind = (content_type or "").split(";")[0].strip().lower()
-    if kind in ("text/html", "application/xhtml+xml") or (not kind and re.search(r"<(p|div|br|html|li)\b", content, re.I)):
+    if kind in ("text/html", "application/xhtml+xml") or (
+        not kind and re.search(r"<(p|div|br|html|li)\b", content, re.I)
+    ):
         return _html_to_text(content)
     return PlainText(content)
 
@@ -190,10 +221,19 @@ _SECTION = re.compile(
     r"(?im)^[ \t]*(?:\d+\.\s*)?(findings|impressions?|conclusions?|summary|opinion|interpretation|addendum|"
     r"clinical\s+history|history|indications?|reason\s+for\s+(?:exam|examination|study)|clinical\s+(?:information|indication|data)|"
     r"comparisons?|technique|procedure|examination|exam|date\s+of\s+exam|protocol|contrast|signed\s+by|electronically\s+signed)"
-    r"[ \t]*(?::|$)")
-_SECTION_KIND = {"findings": "findings", "impression": "impression", "impressions": "impression",
-                 "conclusion": "impression", "conclusions": "impression", "summary": "impression",
-                 "opinion": "impression", "interpretation": "impression", "addendum": "impression"}
+    r"[ \t]*(?::|$)"
+)
+_SECTION_KIND = {
+    "findings": "findings",
+    "impression": "impression",
+    "impressions": "impression",
+    "conclusion": "impression",
+    "conclusions": "impression",
+    "summary": "impression",
+    "opinion": "impression",
+    "interpretation": "impression",
+    "addendum": "impression",
+}
 
 
 def sections(text: str, default: str) -> list[tuple[str, int, int]]:
@@ -216,7 +256,9 @@ def sections(text: str, default: str) -> list[tuple[str, int, int]]:
     return [(k, s, e) for k, s, e in split if e > s]
 
 
-_OTHER_END = re.compile(r"\n[ \t]*\n|\n(?=[ \t]*(?:at\s+)?(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1)\b[^\n:]{0,40}:)", re.I)
+_OTHER_END = re.compile(
+    r"\n[ \t]*\n|\n(?=[ \t]*(?:at\s+)?(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1)\b[^\n:]{0,40}:)", re.I
+)
 
 
 @dataclass
@@ -224,13 +266,14 @@ class Sentence:
     start: int
     end: int
     text: str
-    paragraph_start: bool = False   # first sentence after a blank line, a list marker or a new line item
+    paragraph_start: bool = False  # first sentence after a blank line, a list marker or a new line item
 
 
 _ABBREV = re.compile(r"(?:\b(?:approx|vs|gr|e\.g|i\.e|dr|no|fig|ca|mr|st)|\b[A-Z])\.$", re.I)
 _LINE_START_BREAK = re.compile(
     r"[ \t]*(?:\d{1,2}[.)]\s|[-*\u2022]\s|(?:at\s+)?(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1)\b[^\n:]{0,40}:|[A-Za-z][A-Za-z /&-]{1,40}:)",
-    re.I)
+    re.I,
+)
 _LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])\s+")
 
 
@@ -274,8 +317,11 @@ def sentences(text: str, start: int, end: int) -> list[Sentence]:
         seg_start = b_start
         first = True
         for i in range(b_start, b_end):
-            if text[i] == "." and (i + 1 >= b_end or text[i + 1].isspace()) and \
-                    not _ABBREV.search(text[max(seg_start, i - 6):i + 1]):
+            if (
+                text[i] == "."
+                and (i + 1 >= b_end or text[i + 1].isspace())
+                and not _ABBREV.search(text[max(seg_start, i - 6) : i + 1])
+            ):
                 if _add_sentence(out, text, seg_start, i + 1, par and first):
                     first = False
                 seg_start = i + 1
@@ -309,11 +355,15 @@ _VERT = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
 _V = r"(?:T\s?12|L\s?[1-5]|S\s?1)"
 _INTERSPACE = re.compile(
     r"\b(T\s?12|L\s?[1-5])\s*(?:-|/|\u2013|\u2014)\s*(L\s?[1-5]|S\s?1|[1-5])\b(?!\s*(?:mm|cm|%|years?))"
-    r"|\b(L[1-5])(L[1-5]|S1)\b", re.I)
-_LEVEL_WORDS = re.compile(
-    r"\b(?:lumbo-?sacral|L\s*/\s*S|LS)\s+(?:junction|level|interspace|disc|segment)\b", re.I)
+    r"|\b(L[1-5])(L[1-5]|S1)\b",
+    re.I,
+)
+_LEVEL_WORDS = re.compile(r"\b(?:lumbo-?sacral|L\s*/\s*S|LS)\s+(?:junction|level|interspace|disc|segment)\b", re.I)
 _PAIR = re.compile(r"\b(T12|L[1-5])\b(?:\s+[\w,]+){0,4}?\s+(?:on|over|relative\s+to)\s+(L[1-5]|S1)\b", re.I)
-_SINGLE_SLIP = re.compile(r"\b(?:slip|listhesis|anterolisthesis|retrolisthesis|spondylolisthesis)\s+of\s+(L[1-5])\b(?!\s+(?:on|over|relative))", re.I)
+_SINGLE_SLIP = re.compile(
+    r"\b(?:slip|listhesis|anterolisthesis|retrolisthesis|spondylolisthesis)\s+of\s+(L[1-5])\b(?!\s+(?:on|over|relative))",
+    re.I,
+)
 
 
 def _vert(name: str) -> int | None:
@@ -342,8 +392,10 @@ def _interspace(m: re.Match) -> list[str]:
 
 # ------------------------------------------------------------------ tokens
 
-_GRADE_WORD = (r"(?:minimal(?:ly)?|slight(?:ly)?|trace|mild(?:ly)?|minor|moderate(?:ly)?|mod|severe(?:ly)?|"
-               r"marked(?:ly)?|high[- ]grade|critical(?:ly)?|advanced|sev|profound(?:ly)?)")
+_GRADE_WORD = (
+    r"(?:minimal(?:ly)?|slight(?:ly)?|trace|mild(?:ly)?|minor|moderate(?:ly)?|mod|severe(?:ly)?|"
+    r"marked(?:ly)?|high[- ]grade|critical(?:ly)?|advanced|sev|profound(?:ly)?)"
+)
 
 
 def _grade_of(word: str) -> str:
@@ -357,28 +409,55 @@ def _grade_of(word: str) -> str:
 
 _TOKEN_SPECS: list[tuple[str, str]] = [
     # Narrowing of something that is not a canal: never a stenosis.
-    ("NONSTEN", r"\b(?:disc|disk|joint|intervertebral)(?:\s+space)?(?:\s+height)?\s+(?:narrow\w*|loss)\b|\bnarrow(?:ing|ed)\s+(?:of\s+)?(?:the\s+)?(?:disc|disk|joint)\s+space\b"),
+    (
+        "NONSTEN",
+        r"\b(?:disc|disk|joint|intervertebral)(?:\s+space)?(?:\s+height)?\s+(?:narrow\w*|loss)\b|\bnarrow(?:ing|ed)\s+(?:of\s+)?(?:the\s+)?(?:disc|disk|joint)\s+space\b",
+    ),
     ("PROG", r"\bfrom\s+(" + _GRADE_WORD + r")\s+(?:to|into)\s+(" + _GRADE_WORD + r")\b"),
     ("CAP", r"\b(?:no|not)\s+more\s+than\b|\bat\s+most\b"),
-    ("UNC", r"\bcan\s*not\s+(?:be\s+)?(?:excluded|exclude|ruled?\s+out)\b|\bcan'?t\s+(?:be\s+)?(?:excluded|exclude|rule\s+out)\b|"
-            r"\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b|\bcannot\s+rule\s+out\b|\bpossibl[ey]\b|\bprobabl[ey]\b|"
-            r"\bquestionabl[ey]\b|\bquestion\s+of\b|\bsuspect(?:ed)?\b|\bsuspicious\s+for\b|\bmay\s+(?:represent|reflect|be|indicate)\b|"
-            r"\bmight\b|\bcould\s+(?:represent|be|reflect)\b|\bequivocal\b|\bindeterminate\b|\bborderline\b|"
-            r"\bsuggest(?:s|ive\s+of|ing)?\b|\bversus\b|\bvs\.?(?=\s)|\blikely\b(?!\s+(?:due|related|secondary|from|reflect\w*|degenerative|positional|postoperative|chronic|post))|(?<![\w?])\?(?=\s)"),
-    ("PSEUDO", r"\b(?:no|without)\s+(?:interval\s+|significant\s+|substantial\s+|appreciable\s+)*(?:change|increase|progression|worsening|difference)\b|"
-               r"\bnot\s+(?:significantly\s+|substantially\s+)?(?:changed|increased|progressed|worse(?:ned)?)\b|\bno\s+longer\s+\w+ed\s+to\b"),
+    (
+        "UNC",
+        r"\bcan\s*not\s+(?:be\s+)?(?:excluded|exclude|ruled?\s+out)\b|\bcan'?t\s+(?:be\s+)?(?:excluded|exclude|rule\s+out)\b|"
+        r"\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b|\bcannot\s+rule\s+out\b|\bpossibl[ey]\b|\bprobabl[ey]\b|"
+        r"\bquestionabl[ey]\b|\bquestion\s+of\b|\bsuspect(?:ed)?\b|\bsuspicious\s+for\b|\bmay\s+(?:represent|reflect|be|indicate)\b|"
+        r"\bmight\b|\bcould\s+(?:represent|be|reflect)\b|\bequivocal\b|\bindeterminate\b|\bborderline\b|"
+        r"\bsuggest(?:s|ive\s+of|ing)?\b|\bversus\b|\bvs\.?(?=\s)|\blikely\b(?!\s+(?:due|related|secondary|from|reflect\w*|degenerative|positional|postoperative|chronic|post))|(?<![\w?])\?(?=\s)",
+    ),
+    (
+        "PSEUDO",
+        r"\b(?:no|without)\s+(?:interval\s+|significant\s+|substantial\s+|appreciable\s+)*(?:change|increase|progression|worsening|difference)\b|"
+        r"\bnot\s+(?:significantly\s+|substantially\s+)?(?:changed|increased|progressed|worse(?:ned)?)\b|\bno\s+longer\s+\w+ed\s+to\b",
+    ),
     ("RESOLVED", r"\bresolved\b|\bno\s+longer\s+(?:seen|present|evident|visible|narrowed|stenotic|identified)\b"),
-    ("NEG", r"\bno\b|\bnot\b|\bwithout\b|\bnegative\s+for\b|\bfree\s+of\b|\babsence\s+of\b|\bnor\b|\bneither\b|\brather\s+than\b"),
-    ("POSTNEG", r"\bwidely\s+patent\b|\bpatent\b|\bunremarkable\b|\bnormal(?:ly)?\b|\bpreserved\b|\badequate\b|\bcapacious\b|\bwithin\s+normal\s+limits\b"),
+    (
+        "NEG",
+        r"\bno\b|\bnot\b|\bwithout\b|\bnegative\s+for\b|\bfree\s+of\b|\babsence\s+of\b|\bnor\b|\bneither\b|\brather\s+than\b",
+    ),
+    (
+        "POSTNEG",
+        r"\bwidely\s+patent\b|\bpatent\b|\bunremarkable\b|\bnormal(?:ly)?\b|\bpreserved\b|\badequate\b|\bcapacious\b|\bwithin\s+normal\s+limits\b",
+    ),
     ("REF", r"\bpreviously\s+(?:described|noted|seen|reported|demonstrated|identified|mentioned|visualized)\b"),
-    ("HISTPOST", r"\bon\s+(?:the\s+)?(?:prior|previous|earlier|last)\s+(?:study|exam(?:ination)?|mri|ct|scan|imaging)\b"),
-    ("HIST", r"\bpreviously\b|\bformerly\b|\bprior\b|\bhad\s+been\b|\bcompared\s+(?:to|with)\b(?=\s+" + _GRADE_WORD + r")"),
+    (
+        "HISTPOST",
+        r"\bon\s+(?:the\s+)?(?:prior|previous|earlier|last)\s+(?:study|exam(?:ination)?|mri|ct|scan|imaging)\b",
+    ),
+    (
+        "HIST",
+        r"\bpreviously\b|\bformerly\b|\bprior\b|\bhad\s+been\b|\bcompared\s+(?:to|with)\b(?=\s+" + _GRADE_WORD + r")",
+    ),
     ("NOW", r"\bnow\b|\bcurrently\b|\btoday\b|\bat\s+present\b|\bagain\b|\bremains\b"),
-    ("BLOCK", r"\b(?:remaining|other)\s+(?:lumbar\s+)?levels\b|\belsewhere\b|\bany\s+(?:other\s+)?level\b|\bevery\s+level\b|"
-              r"\ball\s+(?:other\s+)?levels\b|\bmultiple\s+levels\b|\bmultilevel\b|\bother\s+levels?\b"),
-    ("GRADE", r"\bmild(?:ly)?\s*(?:-?\s*to\s*-?|-|/|\u2013)\s*moderate(?:ly)?\b|"
-              r"\bmoderate(?:ly)?\s*(?:-?\s*to\s*-?|-|/|\u2013)\s*(?:severe(?:ly)?|marked(?:ly)?)\b|\bmod\s*-\s*sev(?:ere)?\b|\bmoderately\s+severe\b|"
-              r"\b" + _GRADE_WORD + r"\b"),
+    (
+        "BLOCK",
+        r"\b(?:remaining|other)\s+(?:lumbar\s+)?levels\b|\belsewhere\b|\bany\s+(?:other\s+)?level\b|\bevery\s+level\b|"
+        r"\ball\s+(?:other\s+)?levels\b|\bmultiple\s+levels\b|\bmultilevel\b|\bother\s+levels?\b",
+    ),
+    (
+        "GRADE",
+        r"\bmild(?:ly)?\s*(?:-?\s*to\s*-?|-|/|\u2013)\s*moderate(?:ly)?\b|"
+        r"\bmoderate(?:ly)?\s*(?:-?\s*to\s*-?|-|/|\u2013)\s*(?:severe(?:ly)?|marked(?:ly)?)\b|\bmod\s*-\s*sev(?:ere)?\b|\bmoderately\s+severe\b|"
+        r"\b" + _GRADE_WORD + r"\b",
+    ),
     ("MEYERDING", r"\b(?:meyerding\s+)?(?:grade|gr\.?)\s*(IV|V|I{1,3}|[1-5])\b(?!\s*(?:stenosis|narrowing))"),
     ("LISTHESIS", r"\b(?:antero|retro|spondylo)?listhesis\b|\banterior\s+slip(?:page)?\b|\bslip(?:page)?\b"),
     ("MM", r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:mm|millimet(?:er|re)s?)\b"),
@@ -386,26 +465,46 @@ _TOKEN_SPECS: list[tuple[str, str]] = [
     ("TRANSL", r"\btranslat\w*|\bmotion\b|\bexcursion\b|\bmovement\b|\binstability\b|\bmoves\b"),
     ("ANGUL", r"\bangul\w*|\bangular\b"),
     ("DYN", r"\bflexion\b|\bextension\b|\bdynamic\b|\bflex\s*/\s*ext\b"),
-    ("ASYM", r"\b[LR]\s*>\s*[LR]\b|\b(?:left|right)\s+(?:greater|worse)\s+than\s+(?:left|right)\b|"
-             r"\b(?:worse|greater|more\s+pronounced|more\s+severe)\s+on\s+the\s+(?:left|right)\b"),
-    ("COMP", r"\bneuro-?foramin(?:al|a)\b|\bneural\s+foramin(?:al|a)\b|\bneural\s+foramen\b|\bforamin(?:al|a)\b|\bforamen\b|"
-             r"\bBNF\b|\bNFN?\b|\blateral\s+recess(?:es)?\b|\bsubarticular(?:\s+(?:recess(?:es)?|zones?))?\b|"
-             r"\bcentral\s+canal\b|\bspinal\s+canal\b|\bspinal\s+stenosis\b|\bthecal\s+sac\b|\bcanal\b|\bcentral\b|\bCCS\b"),
-    ("SIDE", r"\bbilateral(?:ly)?\b|\bboth\b|\bb/l\b|\bbilat\b\.?|\bleft\b|\bright\b|\blt\b|\brt\b|\b[LR]\b(?=\s+(?:NF|neural|foram|lateral))"),
-    ("STEN", r"\bstenos[ie]s\b|\bstenotic\b|\bnarrow(?:ing|ed|s)?\b|\bencroach(?:ment|es|ing)?\b|\bcompromis(?:e|ed|es|ing)\b"),
+    (
+        "ASYM",
+        r"\b[LR]\s*>\s*[LR]\b|\b(?:left|right)\s+(?:greater|worse)\s+than\s+(?:left|right)\b|"
+        r"\b(?:worse|greater|more\s+pronounced|more\s+severe)\s+on\s+the\s+(?:left|right)\b",
+    ),
+    (
+        "COMP",
+        r"\bneuro-?foramin(?:al|a)\b|\bneural\s+foramin(?:al|a)\b|\bneural\s+foramen\b|\bforamin(?:al|a)\b|\bforamen\b|"
+        r"\bBNF\b|\bNFN?\b|\blateral\s+recess(?:es)?\b|\bsubarticular(?:\s+(?:recess(?:es)?|zones?))?\b|"
+        r"\bcentral\s+canal\b|\bspinal\s+canal\b|\bspinal\s+stenosis\b|\bthecal\s+sac\b|\bcanal\b|\bcentral\b|\bCCS\b",
+    ),
+    (
+        "SIDE",
+        r"\bbilateral(?:ly)?\b|\bboth\b|\bb/l\b|\bbilat\b\.?|\bleft\b|\bright\b|\blt\b|\brt\b|\b[LR]\b(?=\s+(?:NF|neural|foram|lateral))",
+    ),
+    (
+        "STEN",
+        r"\bstenos[ie]s\b|\bstenotic\b|\bnarrow(?:ing|ed|s)?\b|\bencroach(?:ment|es|ing)?\b|\bcompromis(?:e|ed|es|ing)\b",
+    ),
     ("ANAPH", r"\b(?:at\s+)?(?:this|that|the\s+same)\s+(?:level|segment)\b"),
 ]
 # Every token starts where no word character precedes it; testing that once per position, before the
 # alternatives, rejects mid-word positions in one step (the same matches, a third less time).
 _TOKEN_RE = re.compile(r"(?<!\w)(?:" + "|".join(f"(?P<{name}>{pattern})" for name, pattern in _TOKEN_SPECS) + ")", re.I)
 _CLAUSE_BREAK = re.compile(r";|\bbut\b|\bhowever\b|\bwhereas\b|\balthough\b|\bthough\b|:(?!\s*$)", re.I)
-_SEG_BREAK = re.compile(r",|\(|\)|&|\band\b|\bwith\b|\bresulting\s+in\b|\bcausing\b|\bwhich\b|\bthat\b|\bwhile\b|\bindicating\b|\bfollowing\b|\bdue\s+to\b", re.I)
+_SEG_BREAK = re.compile(
+    r",|\(|\)|&|\band\b|\bwith\b|\bresulting\s+in\b|\bcausing\b|\bwhich\b|\bthat\b|\bwhile\b|\bindicating\b|\bfollowing\b|\bdue\s+to\b",
+    re.I,
+)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
-_FILLER = set("""a an the of at in on to is are be there this these those level levels both either its
+_FILLER = set(
+    """a an the of at in on to is are be there this these those level levels both either its
               it s seen noted identified demonstrated appears appear appearing remains also each slightly
               which in of and or by from there's narrows narrow causing resulting results result
-              about approximately roughly measuring measures measure up some""".split())
-_DISC_WORDS = re.compile(r"^\s*(?:and\s+(?:left|right)\s+paracentral\s+|(?:left|right)\s+)?(?:disc|protrusion|herniation|extrusion|bulge|annular|fissure|tear|component|osteophyte)", re.I)
+              about approximately roughly measuring measures measure up some""".split()
+)
+_DISC_WORDS = re.compile(
+    r"^\s*(?:and\s+(?:left|right)\s+paracentral\s+|(?:left|right)\s+)?(?:disc|protrusion|herniation|extrusion|bulge|annular|fissure|tear|component|osteophyte)",
+    re.I,
+)
 
 
 @dataclass
@@ -424,7 +523,8 @@ def tokenize(sentence: str) -> list[Tok]:
 
     def add(tok: Tok) -> None:
         toks.append(tok)
-        covered[tok.start:tok.end] = b"\x01" * (tok.end - tok.start)
+        covered[tok.start : tok.end] = b"\x01" * (tok.end - tok.start)
+
     for m in _INTERSPACE.finditer(sentence):
         levels = _interspace(m)
         if levels:
@@ -441,7 +541,7 @@ def tokenize(sentence: str) -> list[Tok]:
             add(Tok("LEVEL", m.start(1), m.end(1), m.group(1), [INTERSPACES[a]]))
     taken = bytes(covered)  # the level tokens only: other tokens may not overlap them
     for m in _TOKEN_RE.finditer(sentence):
-        if 1 in taken[m.start():m.end()]:
+        if 1 in taken[m.start() : m.end()]:
             continue
         kind = m.lastgroup
         text = m.group(0)
@@ -464,8 +564,13 @@ def tokenize(sentence: str) -> list[Tok]:
             value = float(re.match(r"\d+(?:\.\d+)?", text).group(0))
         elif kind == "SIDE":
             w = text.lower().rstrip(".")
-            value = ("bilateral" if w.startswith(("bilat", "both", "b/l")) else
-                     "left" if w in ("left", "lt", "l") else "right")
+            value = (
+                "bilateral"
+                if w.startswith(("bilat", "both", "b/l"))
+                else "left"
+                if w in ("left", "lt", "l")
+                else "right"
+            )
         elif kind == "COMP":
             w = text.lower()
             if "foram" in w or w.startswith(("nf", "bnf")):
@@ -474,7 +579,7 @@ def tokenize(sentence: str) -> list[Tok]:
                 value = "lateral-recess"
             else:
                 value = "central"
-            if w == "central" and _DISC_WORDS.match(sentence[m.end():]):
+            if w == "central" and _DISC_WORDS.match(sentence[m.end() :]):
                 continue
         elif kind == "LISTHESIS":
             w = text.lower()
@@ -506,9 +611,14 @@ def _join_lists(toks: list[Tok]) -> list[Tok]:
             while j < len(toks):
                 k = j
                 connector = None
-                while k < len(toks) and (toks[k].kind == "SEG" and toks[k].text in (",", "and")
-                                         or toks[k].kind == "WORD" and toks[k].text.lower() in ("and", "or", "at", "through", "thru", "to")
-                                         or toks[k].kind == "NEG" and toks[k].text.lower() == "nor"):
+                while k < len(toks) and (
+                    toks[k].kind == "SEG"
+                    and toks[k].text in (",", "and")
+                    or toks[k].kind == "WORD"
+                    and toks[k].text.lower() in ("and", "or", "at", "through", "thru", "to")
+                    or toks[k].kind == "NEG"
+                    and toks[k].text.lower() == "nor"
+                ):
                     if toks[k].kind == "WORD" and toks[k].text.lower() in ("through", "thru", "to"):
                         connector = "range"
                     k += 1
@@ -517,7 +627,7 @@ def _join_lists(toks: list[Tok]) -> list[Tok]:
                     if connector == "range":
                         a = INTERSPACES.index(levels[-1])
                         b = INTERSPACES.index(nxt[0])
-                        levels.extend(INTERSPACES[a + 1:b])
+                        levels.extend(INTERSPACES[a + 1 : b])
                     levels.extend(nxt)
                     end = toks[k].end
                     j = k + 1
@@ -526,9 +636,15 @@ def _join_lists(toks: list[Tok]) -> list[Tok]:
             out.append(Tok("LEVEL", t.start, end, t.text, [s for s in INTERSPACES if s in levels]))
             i = j
             continue
-        if t.kind == "SIDE" and t.value in ("left", "right") and i + 2 < len(toks) \
-                and toks[i + 1].text.lower() in ("and", "or") and toks[i + 2].kind == "SIDE" \
-                and toks[i + 2].value in ("left", "right") and toks[i + 2].value != t.value:
+        if (
+            t.kind == "SIDE"
+            and t.value in ("left", "right")
+            and i + 2 < len(toks)
+            and toks[i + 1].text.lower() in ("and", "or")
+            and toks[i + 2].kind == "SIDE"
+            and toks[i + 2].value in ("left", "right")
+            and toks[i + 2].value != t.value
+        ):
             out.append(Tok("SIDE", t.start, toks[i + 2].end, "left and right", "bilateral"))
             i += 3
             continue
@@ -538,6 +654,7 @@ def _join_lists(toks: list[Tok]) -> list[Tok]:
 
 
 # ------------------------------------------------------------------ segments -> findings
+
 
 @dataclass
 class Segment:
@@ -556,8 +673,13 @@ class Segment:
 
     def bare(self) -> bool:
         """Only a grade (with side, level and cue words): "mild left", "previously severe", "mild at L3-4"."""
-        return (self.has("GRADE") or self.has("PROG")) and not self.has("COMP") and not self.has("STEN") \
-            and not self.has("LISTHESIS") and not self.content_words()
+        return (
+            (self.has("GRADE") or self.has("PROG"))
+            and not self.has("COMP")
+            and not self.has("STEN")
+            and not self.has("LISTHESIS")
+            and not self.content_words()
+        )
 
 
 def _segments(toks: list[Tok]) -> list[Segment]:
@@ -593,7 +715,15 @@ def _modality(seg: Segment, grade_tok: Tok | None) -> str:
         return "uncertain"
     if grade_tok is not None:
         idx = toks.index(grade_tok)
-        before = [t for t in toks[:idx] if not (t.kind == "WORD" and t.text.lower() in _FILLER | {"significant", "evidence", "definite", "appreciable", "focal", "residual"})]
+        before = [
+            t
+            for t in toks[:idx]
+            if not (
+                t.kind == "WORD"
+                and t.text.lower()
+                in _FILLER | {"significant", "evidence", "definite", "appreciable", "focal", "residual"}
+            )
+        ]
         if before and before[-1].kind == "HIST":
             return "historical"
         if seg.has("HISTPOST") and not seg.has("NOW"):
@@ -673,7 +803,9 @@ def _segment_side(seg: Segment) -> str | None:
     return sides[0] if sides else None
 
 
-def analyse_sentence(sent: Sentence, ctx: Context, section: str, source: str, pt: PlainText) -> tuple[list[Finding], list[str]]:
+def analyse_sentence(
+    sent: Sentence, ctx: Context, section: str, source: str, pt: PlainText
+) -> tuple[list[Finding], list[str]]:
     """Findings of one sentence and the levels it names (for carry-over)."""
     text = sent.text
     toks = tokenize(text)
@@ -765,7 +897,12 @@ def analyse_sentence(sent: Sentence, ctx: Context, section: str, source: str, pt
                 else:
                     emit(pg[0].value, _modality(prv, pg[0]))
                 continue
-            if (prv.has("NEG") or prv.has("POSTNEG")) and not prv.has("STEN") and not prv.kinds("GRADE") and not seg.content_words():
+            if (
+                (prv.has("NEG") or prv.has("POSTNEG"))
+                and not prv.has("STEN")
+                and not prv.kinds("GRADE")
+                and not seg.content_words()
+            ):
                 emit("none", "negated")
                 continue
         if nxt is not None and not seg.has("STEN") and not seg.content_words() and nxt.has("COMP"):
@@ -799,16 +936,25 @@ def analyse_sentence(sent: Sentence, ctx: Context, section: str, source: str, pt
         if not dynamic_sentence and not ctx.dynamic:
             mms = seg.kinds("MM")
             if not mms:
-                for nxt in segs[i + 1:]:
+                for nxt in segs[i + 1 :]:
                     if nxt.clause != seg.clause or nxt.has("LISTHESIS") or nxt.has("COMP"):
                         break
                     if nxt.has("MM") and not nxt.content_words():
                         mms = nxt.kinds("MM")
                         break
             mm = mms[0].value if mms else None
-        for lvl in (seg.levels or [None]):
-            out.append(Finding("listhesis", lvl, status, slip_grade=grade if not negated else None,
-                               direction=direction, mm=mm if not negated else None, **base))
+        for lvl in seg.levels or [None]:
+            out.append(
+                Finding(
+                    "listhesis",
+                    lvl,
+                    status,
+                    slip_grade=grade if not negated else None,
+                    direction=direction,
+                    mm=mm if not negated else None,
+                    **base,
+                )
+            )
 
     # ---------------------------------------------------------------- flexion-extension motion
     if dynamic_sentence or ctx.dynamic:
@@ -816,20 +962,24 @@ def analyse_sentence(sent: Sentence, ctx: Context, section: str, source: str, pt
         explicit = False
         for seg in segs:
             if seg.has("TRANSL"):
-                mms = [t for t in seg.kinds("MM") if not re.search(r"(?:less\s+than|<|under|up\s+to|below)\s*$", text[:t.start], re.I)]
+                mms = [
+                    t
+                    for t in seg.kinds("MM")
+                    if not re.search(r"(?:less\s+than|<|under|up\s+to|below)\s*$", text[: t.start], re.I)
+                ]
                 if any(t.kind == "NEG" for t in seg.toks) and not mms:
-                    for lvl in (seg.levels or [None]):
+                    for lvl in seg.levels or [None]:
                         out.append(Finding("translation", lvl, "negated", **base))
                     explicit = True
                     continue
                 if mms:
                     explicit = True
                     status = "uncertain" if seg.has("UNC") else "present"
-                    for lvl in (seg.levels or [None]):
+                    for lvl in seg.levels or [None]:
                         out.append(Finding("translation", lvl, status, mm=mms[-1].value, **base))
             if seg.has("ANGUL") and seg.has("DEG") and "cobb" not in seg.content_words():
                 status = "uncertain" if seg.has("UNC") else "present"
-                for lvl in (seg.levels or [None]):
+                for lvl in seg.levels or [None]:
                     out.append(Finding("angulation", lvl, status, deg=seg.kinds("DEG")[0].value, **base))
         if computed is not None and not explicit:
             levels = next((s.levels for s in segs if s.levels), None) or [None]
@@ -840,11 +990,12 @@ def analyse_sentence(sent: Sentence, ctx: Context, section: str, source: str, pt
 
 _FLEX_EXT = re.compile(
     r"(\d+(?:\.\d+)?)\s*mm\s+(?:in|on)\s+(?:the\s+)?(extension|flexion|neutral)\b[^.;]*?\b(?:and|to)\s+(\d+(?:\.\d+)?)\s*mm\s+(?:in|on)\s+(?:the\s+)?(extension|flexion)\b",
-    re.I)
+    re.I,
+)
 
 
 def _computed_translation(text: str) -> float | None:
-    """"measures 3 mm in extension and 7 mm in flexion" -> 4 mm of translation."""
+    """ "measures 3 mm in extension and 7 mm in flexion" -> 4 mm of translation."""
     m = _FLEX_EXT.search(text)
     if not m or m.group(2).lower() == m.group(4).lower():
         return None
@@ -856,17 +1007,35 @@ def _computed_translation(text: str) -> float | None:
 _HEADER = re.compile(
     r"^(?:at\s+)?((?:(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1)|L\s*/\s*S\s+junction|lumbosacral\s+junction)"
     r"(?:\s*(?:,|and|to|through|thru|-)\s*(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1))*)(?:\s+(?:level|interspace|disc\s+level))?\s*:\s*",
-    re.I)
+    re.I,
+)
 _LABEL = re.compile(r"^([A-Za-z][A-Za-z /&-]{1,40}?)\s*:\s*")
-_COMP_LABELS = {"central canal": "central", "canal": "central", "spinal canal": "central", "thecal sac": "central",
-                "neural foramina": "foramen", "foramina": "foramen", "neural foramen": "foramen", "foramen": "foramen",
-                "neuroforamina": "foramen", "lateral recesses": "lateral-recess", "lateral recess": "lateral-recess",
-                "subarticular recesses": "lateral-recess", "subarticular zones": "lateral-recess"}
-_RESET_LABELS = re.compile(r"^(?:alignment|vertebrae|vertebral\s+bodies|bones?|bone\s+marrow|marrow|conus(?:\s+medullaris)?|cord|"
-                           r"paraspinal.*|soft\s+tissues?|other(?:\s+levels)?|others|remaining\s+levels|visualized.*|sacrum|"
-                           r"sacroiliac.*|si\s+joints|kidneys|retroperitoneum|lower\s+thoracic.*|upper\s+lumbar.*|"
-                           r"additional\s+findings|incidental.*|hardware|postoperative.*)$", re.I)
-_DYNAMIC_REPORT = re.compile(r"\bflexion\b.{0,80}\bextension\b|\bextension\b.{0,80}\bflexion\b|\bflex\s*/\s*ext\b|\bdynamic\s+views\b", re.I | re.S)
+_COMP_LABELS = {
+    "central canal": "central",
+    "canal": "central",
+    "spinal canal": "central",
+    "thecal sac": "central",
+    "neural foramina": "foramen",
+    "foramina": "foramen",
+    "neural foramen": "foramen",
+    "foramen": "foramen",
+    "neuroforamina": "foramen",
+    "lateral recesses": "lateral-recess",
+    "lateral recess": "lateral-recess",
+    "subarticular recesses": "lateral-recess",
+    "subarticular zones": "lateral-recess",
+}
+_RESET_LABELS = re.compile(
+    r"^(?:alignment|vertebrae|vertebral\s+bodies|bones?|bone\s+marrow|marrow|conus(?:\s+medullaris)?|cord|"
+    r"paraspinal.*|soft\s+tissues?|other(?:\s+levels)?|others|remaining\s+levels|visualized.*|sacrum|"
+    r"sacroiliac.*|si\s+joints|kidneys|retroperitoneum|lower\s+thoracic.*|upper\s+lumbar.*|"
+    r"additional\s+findings|incidental.*|hardware|postoperative.*)$",
+    re.I,
+)
+_DYNAMIC_REPORT = re.compile(
+    r"\bflexion\b.{0,80}\bextension\b|\bextension\b.{0,80}\bflexion\b|\bflex\s*/\s*ext\b|\bdynamic\s+views\b",
+    re.I | re.S,
+)
 
 
 def is_dynamic(text: str) -> bool:
@@ -874,8 +1043,13 @@ def is_dynamic(text: str) -> bool:
     return bool(_DYNAMIC_REPORT.search(text))
 
 
-def extract_text(content: str, content_type: str | None = None, source: str = "",
-                 default_section: str = "findings", dynamic: bool | None = None) -> list[Finding]:
+def extract_text(
+    content: str,
+    content_type: str | None = None,
+    source: str = "",
+    default_section: str = "findings",
+    dynamic: bool | None = None,
+) -> list[Finding]:
     """Findings of one source text, in reading order, before the report-level rules."""
     pt = plain_text(content, content_type)
     text = pt.text
@@ -902,7 +1076,7 @@ def extract_text(content: str, content_type: str | None = None, source: str = ""
                 ctx.header_levels = levels or None
                 ctx.last_levels = None
                 body_start += m.end()
-                body = body[m.end():]
+                body = body[m.end() :]
             lm = _LABEL.match(body)
             if lm:
                 label = lm.group(1).strip().lower()
@@ -926,6 +1100,7 @@ def extract_text(content: str, content_type: str | None = None, source: str = ""
 
 
 # ------------------------------------------------------------------ report-level rules
+
 
 def _sides_overlap(a: str | None, b: str | None) -> bool:
     return a is None or b is None or a == b or "bilateral" in (a, b)
@@ -967,8 +1142,13 @@ def resolve(findings: list[Finding]) -> list[Finding]:
     ordered = [f for f in unique if id(f) in kept_ids]
     ordered = [replace(f, superseded=tuple(superseded[id(f)])) if id(f) in superseded else f for f in ordered]
     graded = {(f.level, f.compartment) for f in ordered if f.kind == "stenosis" and f.grade is not None}
-    ordered = [f for f in ordered if not (f.kind == "stenosis" and f.grade is None and f.status == "present"
-                                          and (f.level, f.compartment) in graded)]
+    ordered = [
+        f
+        for f in ordered
+        if not (
+            f.kind == "stenosis" and f.grade is None and f.status == "present" and (f.level, f.compartment) in graded
+        )
+    ]
     # Non-conflicting duplicate slips: keep the richer statement (impression on a tie).
     best: dict[str, Finding] = {}
     for f in ordered:
@@ -976,7 +1156,11 @@ def resolve(findings: list[Finding]) -> list[Finding]:
             cur = best.get(f.level)
             if cur is None or _richness(f) > _richness(cur):
                 best[f.level] = f
-    ordered = [f for f in ordered if not (f.kind == "listhesis" and f.status == "present" and f.level and best[f.level] is not f)]
+    ordered = [
+        f
+        for f in ordered
+        if not (f.kind == "listhesis" and f.status == "present" and f.level and best[f.level] is not f)
+    ]
     # A finding needs a level to be of use; only a denial without one is kept ("No listhesis.").
     return [f for f in ordered if f.level is not None or (f.status == "negated" and f.kind != "stenosis")]
 
@@ -992,8 +1176,11 @@ def _overruled_by(f: Finding, imp: list[Finding]):
         if f.grade is None:
             return None
         graded = [i for i in same_level if i.grade is not None]
-        exact = [i for i in graded if f.compartment is not None and i.compartment == f.compartment
-                 and _sides_overlap(i.side, f.side)]
+        exact = [
+            i
+            for i in graded
+            if f.compartment is not None and i.compartment == f.compartment and _sides_overlap(i.side, f.side)
+        ]
         if exact:
             match = [i for i in exact if i.grade == f.grade]
             return True if match else exact[0]
@@ -1013,8 +1200,9 @@ def _overruled_by(f: Finding, imp: list[Finding]):
         return None
     if f.kind == "listhesis":
         i = same_level[0]
-        conflict = (f.slip_grade is not None and i.slip_grade is not None and f.slip_grade != i.slip_grade) or \
-                   (f.direction is not None and i.direction is not None and f.direction != i.direction)
+        conflict = (f.slip_grade is not None and i.slip_grade is not None and f.slip_grade != i.slip_grade) or (
+            f.direction is not None and i.direction is not None and f.direction != i.direction
+        )
         if conflict:
             return i
         return None  # duplicates are collapsed to the richer statement afterwards

@@ -5,6 +5,7 @@ safety counts (a negated, uncertain, prior or superseded statement counted as a 
 `cds-hooks report-text bench` prints the extraction time per report. The gold set and its
 annotation rules are in eval/report_text/gold.toml; docs/report-text.md explains the metrics.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,21 @@ GOLD = REPO_ROOT / "eval" / "report_text" / "gold.toml"
 # Targets checked by the test suite (tests/test_report_text_gold.py) and shown by the command.
 LEVEL_GRADE_TARGET = 0.95
 
-FIELDS = ["stenosis.level", "stenosis.compartment", "stenosis.side", "stenosis.grade", "negation", "uncertainty",
-          "listhesis.level", "listhesis.direction", "listhesis.grade", "listhesis.mm", "translation", "angulation",
-          "sentence"]
+FIELDS = [
+    "stenosis.level",
+    "stenosis.compartment",
+    "stenosis.side",
+    "stenosis.grade",
+    "negation",
+    "uncertainty",
+    "listhesis.level",
+    "listhesis.direction",
+    "listhesis.grade",
+    "listhesis.mm",
+    "translation",
+    "angulation",
+    "sentence",
+]
 
 
 def load_gold(path: Path = GOLD) -> list[dict]:
@@ -34,8 +47,16 @@ def load_gold(path: Path = GOLD) -> list[dict]:
 
 def run_passage(passage: dict) -> list[Finding]:
     section = "impression" if passage.get("source") == "conclusion" else "findings"
-    return extract_report([(passage.get("source", "presentedForm[0]"), passage["text"],
-                            passage.get("content_type", "text/plain"), section)])
+    return extract_report(
+        [
+            (
+                passage.get("source", "presentedForm[0]"),
+                passage["text"],
+                passage.get("content_type", "text/plain"),
+                section,
+            )
+        ]
+    )
 
 
 def _num(v):
@@ -76,9 +97,20 @@ def _items(findings: list[dict], pid: str) -> dict[str, set]:
 
 
 def as_gold_shape(f: Finding) -> dict:
-    out = {"kind": f.kind, "level": f.level, "status": f.status, "compartment": f.compartment, "side": f.side,
-           "direction": f.direction, "mm": f.mm, "deg": f.deg, "quote": f.quote, "start": f.start, "end": f.end,
-           "section": f.section}
+    out = {
+        "kind": f.kind,
+        "level": f.level,
+        "status": f.status,
+        "compartment": f.compartment,
+        "side": f.side,
+        "direction": f.direction,
+        "mm": f.mm,
+        "deg": f.deg,
+        "quote": f.quote,
+        "start": f.start,
+        "end": f.end,
+        "section": f.section,
+    }
     out["grade"] = f.grade if f.kind == "stenosis" else f.slip_grade
     return out
 
@@ -130,18 +162,24 @@ class Report:
 
     def as_dict(self) -> dict:
         return {
-            "split": self.split, "passages": self.passages,
-            "levelGradeAccuracy": self.level_grade_accuracy, "levelGradeCorrect": self.level_correct,
+            "split": self.split,
+            "passages": self.passages,
+            "levelGradeAccuracy": self.level_grade_accuracy,
+            "levelGradeCorrect": self.level_correct,
             "levelGradeTotal": self.level_total,
-            "negatedAsPresent": self.negated_as_present, "uncertainAsPresent": self.uncertain_as_present,
+            "negatedAsPresent": self.negated_as_present,
+            "uncertainAsPresent": self.uncertain_as_present,
             "priorOrSupersededAsPresent": self.prior_as_present,
-            "fields": {k: {"tp": c.tp, "fp": c.fp, "fn": c.fn, "precision": c.precision, "recall": c.recall}
-                       for k, c in self.fields.items()},
+            "fields": {
+                k: {"tp": c.tp, "fp": c.fp, "fn": c.fn, "precision": c.precision, "recall": c.recall}
+                for k, c in self.fields.items()
+            },
         }
 
 
 def _safety(pid: str, gold: list[dict], pred: list[dict], report: Report) -> None:
     """A prediction counted as present where the gold only has a denied/hedged/prior statement."""
+
     def key(f, with_comp=True):
         return (f["kind"], f.get("level"), f.get("compartment") if with_comp else None)
 
@@ -160,15 +198,23 @@ def _safety(pid: str, gold: list[dict], pred: list[dict], report: Report) -> Non
                 continue
             if g.get("level") is None and (p["kind"], p.get("level")) in present_gold_levels:
                 continue
-            if key(p) in present_gold or (g.get("compartment") is None and (p["kind"], p.get("level")) in present_gold_levels):
+            if key(p) in present_gold or (
+                g.get("compartment") is None and (p["kind"], p.get("level")) in present_gold_levels
+            ):
                 continue
             if g["status"] in ("negated",):
-                report.negated_as_present.append(f"{pid}: {p['kind']} {p.get('level')} {p.get('compartment')} ← “{g['evidence']}”")
+                report.negated_as_present.append(
+                    f"{pid}: {p['kind']} {p.get('level')} {p.get('compartment')} ← “{g['evidence']}”"
+                )
             elif g["status"] == "uncertain":
-                report.uncertain_as_present.append(f"{pid}: {p['kind']} {p.get('level')} {p.get('compartment')} ← “{g['evidence']}”")
+                report.uncertain_as_present.append(
+                    f"{pid}: {p['kind']} {p.get('level')} {p.get('compartment')} ← “{g['evidence']}”"
+                )
             else:
                 if p.get("grade") == g.get("grade"):
-                    report.prior_as_present.append(f"{pid}: {p['kind']} {p.get('level')} {p.get('grade')} ← “{g['evidence']}”")
+                    report.prior_as_present.append(
+                        f"{pid}: {p['kind']} {p.get('level')} {p.get('grade')} ← “{g['evidence']}”"
+                    )
             break
 
 
@@ -196,8 +242,14 @@ def evaluate(passages: list[dict], split: str = "all") -> Report:
         for g in gold:
             if g["status"] != "present":
                 continue
-            match = [p for p in pred if p["status"] == "present" and p["kind"] == g["kind"]
-                     and p["level"] == g.get("level") and p["compartment"] == g.get("compartment")]
+            match = [
+                p
+                for p in pred
+                if p["status"] == "present"
+                and p["kind"] == g["kind"]
+                and p["level"] == g.get("level")
+                and p["compartment"] == g.get("compartment")
+            ]
             if not match:
                 continue
             evidence = " ".join(g["evidence"].split()).lower()
@@ -237,11 +289,13 @@ def format_report(reports: list[Report], verbose: bool = False) -> str:
         lines.append(row)
     lines.append("")
     for r in reports:
-        lines.append(f"[{r.split}] level-grade accuracy {_pct(r.level_grade_accuracy).strip()} "
-                     f"({r.level_correct}/{r.level_total}, target >= {LEVEL_GRADE_TARGET}); "
-                     f"negated counted as present: {len(r.negated_as_present)} (target 0); "
-                     f"uncertain counted as present: {len(r.uncertain_as_present)}; "
-                     f"prior or superseded counted as present: {len(r.prior_as_present)}")
+        lines.append(
+            f"[{r.split}] level-grade accuracy {_pct(r.level_grade_accuracy).strip()} "
+            f"({r.level_correct}/{r.level_total}, target >= {LEVEL_GRADE_TARGET}); "
+            f"negated counted as present: {len(r.negated_as_present)} (target 0); "
+            f"uncertain counted as present: {len(r.uncertain_as_present)}; "
+            f"prior or superseded counted as present: {len(r.prior_as_present)}"
+        )
     for r in reports:
         for item in r.negated_as_present + r.uncertain_as_present + r.prior_as_present:
             lines.append(f"  ! {item}")
@@ -295,7 +349,9 @@ def run_bench(gold_path: Path = GOLD, repeat: int = 20) -> int:
                 times.append((time.perf_counter() - t0) * 1000)
         times.sort()
         chars = sum(len(p[1]) for parts in corpus for p in parts) / len(corpus)
-        print(f"{label}: {len(corpus)} reports x {repeat}, mean {statistics.mean(times):.2f} ms, "
-              f"median {statistics.median(times):.2f} ms, p95 {times[int(len(times) * 0.95) - 1]:.2f} ms, "
-              f"max {times[-1]:.2f} ms per report (mean {chars:.0f} characters)")
+        print(
+            f"{label}: {len(corpus)} reports x {repeat}, mean {statistics.mean(times):.2f} ms, "
+            f"median {statistics.median(times):.2f} ms, p95 {times[int(len(times) * 0.95) - 1]:.2f} ms, "
+            f"max {times[-1]:.2f} ms per report (mean {chars:.0f} characters)"
+        )
     return 0

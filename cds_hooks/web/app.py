@@ -1,4 +1,5 @@
 """The application factory."""
+
 from __future__ import annotations
 
 import logging
@@ -13,16 +14,29 @@ from cds_hooks.engine.compiled.adapter import CompiledEngine, engine_from_config
 from cds_hooks.ops import logs
 from cds_hooks.packs.loader import add_local_codes, load_rule_packs
 from cds_hooks.pipeline.registry import EXTENSION, ServiceRegistry, engine_payload
-from cds_hooks.web import (authentication, case_view, cors, discovery, dtr, feedback, fhir_types, openapi, operations,
-                           policies, request_limits, service)
+from cds_hooks.web import (
+    authentication,
+    case_view,
+    cors,
+    discovery,
+    dtr,
+    feedback,
+    fhir_types,
+    openapi,
+    operations,
+    policies,
+    request_limits,
+    service,
+)
 from cds_hooks.web.http_errors import register_error_handlers
 from cds_hooks.web.recording import EXTENSION as RECORDER, audit_parts
 
 log = logging.getLogger("cds_hooks")
 
 
-def create_app(config: Config | None = None, engine: CqlEngine | CompiledEngine | None = None,
-               serving: bool = True) -> Flask:
+def create_app(
+    config: Config | None = None, engine: CqlEngine | CompiledEngine | None = None, serving: bool = True
+) -> Flask:
     """Build the service: load the rule packs, build the CQL engine `config.cql_engine` names (the
     compiled engine compiles every library here, so unsupported ELM stops the start), register the routes.
 
@@ -54,8 +68,9 @@ def create_app(config: Config | None = None, engine: CqlEngine | CompiledEngine 
     app.extensions[fhir_types.EXTENSION] = fhir_types.load(_find_node_modules(None))
 
     if config.auth_disabled and serving:
-        log.warning("CALLER AUTHENTICATION IS OFF: any caller can use this service. "
-                    "Use this only for local development.")
+        log.warning(
+            "CALLER AUTHENTICATION IS OFF: any caller can use this service. Use this only for local development."
+        )
     register_error_handlers(app)
     # Order matters: request id first, then CORS preflights (no credentials), then the caller's JWT,
     # then the body. Each applies to every route under /cds-services, present or added later.

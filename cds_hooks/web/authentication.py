@@ -4,6 +4,7 @@ A refused call answers 401 with a short reason and `WWW-Authenticate: Bearer err
 neither the reason nor the logs ever contain the token. When the database-backed replay check cannot
 reach the audit database the call answers 503 `audit-unavailable` with `Retry-After`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,7 @@ def init_app(app: Flask, config: Config, replay_store: ReplayStore, jwks: JwksCa
         if request.method == "OPTIONS" or not is_protected(request.path):
             return None
         try:
-            g.caller = verifier.verify(request.headers.get("Authorization"),
-                                       endpoint_urls(config, request.path))
+            g.caller = verifier.verify(request.headers.get("Authorization"), endpoint_urls(config, request.path))
         except AuditUnavailable as exc:
             # 503 with Retry-After by the error handlers; the log says why, never the token.
             log.error("caller check failed: audit database unavailable (%s)", type(exc.__cause__).__name__)

@@ -6,6 +6,7 @@ user was shown and, per case, the evaluation (pipeline/case_record.py). Nothing 
 a page shows exactly what the card said and what it rested on. Templates are Jinja2 with
 autoescaping (templates/); no Flask here, so the command line renders the same pages.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -16,8 +17,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KIND_ORDER = (("Required", "required"), ("Advisory", "advisory"), ("Informational", "informational"))
 
-_env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "css"]),
-                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    autoescape=select_autoescape(["html", "css"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 _env.autoescape = True  # the stylesheet is included into HTML: escape everything that is not markup
 
 
@@ -54,12 +60,18 @@ def render_case_view(document: dict, card_uuid: str, brief_url: str | None = Non
     card, ev = case_of(document, card_uuid)
     groups = [(heading, [c for c in ev["criteria"] if c["kind"] == kind]) for heading, kind in KIND_ORDER]
     return _env.get_template("case_view.html").render(
-        ev=ev, card=card, groups=[g for g in groups if g[1]], brief_url=brief_url, pathway=_pathway(ev),
-        evaluated_at=_evaluated_at(document))
+        ev=ev,
+        card=card,
+        groups=[g for g in groups if g[1]],
+        brief_url=brief_url,
+        pathway=_pathway(ev),
+        evaluated_at=_evaluated_at(document),
+    )
 
 
-def render_brief(document: dict, card_uuids: list[str] | None = None, back_url: str | None = None,
-                 now: datetime | None = None) -> str:
+def render_brief(
+    document: dict, card_uuids: list[str] | None = None, back_url: str | None = None, now: datetime | None = None
+) -> str:
     """One printable page per case (every case of the call unless `card_uuids` names some)."""
     uuids = card_uuids or [c.get("card") for c in document.get("cases") or []]
     briefs = []
@@ -67,8 +79,16 @@ def render_brief(document: dict, card_uuids: list[str] | None = None, back_url: 
         _, ev = case_of(document, card_uuid)
         required = [c for c in ev["criteria"] if c["kind"] == "required"]
         clauses = list({c["id"]: c for c in required}.values())  # one per criterion, whatever its levels
-        briefs.append({"ev": ev, "pathway": _pathway(ev), "back_url": back_url, "required": required,
-                       "clauses": clauses, "evaluated_at": _evaluated_at(document)})
+        briefs.append(
+            {
+                "ev": ev,
+                "pathway": _pathway(ev),
+                "back_url": back_url,
+                "required": required,
+                "clauses": clauses,
+                "evaluated_at": _evaluated_at(document),
+            }
+        )
     if not briefs:
         raise CaseNotFound("no case in this call")
     prepared = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")

@@ -7,6 +7,7 @@ brief (`/cases/{call}/{card}/brief`, same signature) are rendered from the call'
 (web/case_pages.py), never from a new evaluation; every opening is written to the audit access log
 before the page is sent. An expired, altered or foreign link is refused with 403 and opens nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,7 @@ HEADERS = {
     "X-Robots-Tag": "noindex",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; "
-                               "base-uri 'none'; form-action 'none'",
+    "base-uri 'none'; form-action 'none'",
 }
 
 
@@ -61,7 +62,8 @@ def attach_links(response: dict, call_id: str, base_url: str) -> None:
     for card in response.get("cards") or []:
         params = signer.issue(call_id, card["uuid"])
         card.setdefault("links", []).append(
-            {"label": LINK_LABEL, "url": case_url(base_url, call_id, card["uuid"], params), "type": "absolute"})
+            {"label": LINK_LABEL, "url": case_url(base_url, call_id, card["uuid"], params), "type": "absolute"}
+        )
 
 
 def _page(html: str, status: int = 200) -> Response:
@@ -103,7 +105,9 @@ def _refused(exc: Exception):
     failure = describe(exc)
     if failure.code == "internal-error":
         log.error("case view failed: %s", type(exc).__name__)  # the class only: the message may hold patient data
-    html = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{failure.status}</title></head>"
-            f"<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto'>"
-            f"<h1>The case view cannot be shown</h1><p>{escape(failure.message)}</p></body></html>")
+    html = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{failure.status}</title></head>"
+        f"<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto'>"
+        f"<h1>The case view cannot be shown</h1><p>{escape(failure.message)}</p></body></html>"
+    )
     return _page(html, failure.status)

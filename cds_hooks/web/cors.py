@@ -8,6 +8,7 @@ responses to an allowed origin carry `Access-Control-Allow-Origin` with that ori
 credentials; the JWT travels in a header, so no cookies are involved). Every response on these
 routes carries `Vary: Origin`, so a cache never serves one origin's answer to another.
 """
+
 from __future__ import annotations
 
 from flask import Flask, request
@@ -54,10 +55,14 @@ def init_app(app: Flask, config) -> None:
         methods = _route_methods(app, request.path)
         if not methods:
             return error_response(404, "not-found", "no such endpoint")
-        wanted_headers = {h.strip().lower() for h in
-                          request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()}
-        if (not _origin_allowed(origins, origin) or wanted_method.upper() not in methods
-                or not wanted_headers <= set(ALLOWED_REQUEST_HEADERS)):
+        wanted_headers = {
+            h.strip().lower() for h in request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()
+        }
+        if (
+            not _origin_allowed(origins, origin)
+            or wanted_method.upper() not in methods
+            or not wanted_headers <= set(ALLOWED_REQUEST_HEADERS)
+        ):
             response = error_response(403, "cors-refused", "this origin, method or header is not allowed")
             response.headers["Vary"] = "Origin"
             return response

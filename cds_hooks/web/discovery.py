@@ -5,6 +5,7 @@ Each service is described by its rule pack: `hook`, `title`, `description`, `id`
 `davinci-crd.configuration-options`: hooks/crd_config.py). The prefetch includes the documentation
 questionnaire's responses when the pack has one (packs/dtr.py).
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify

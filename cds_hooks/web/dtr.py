@@ -8,6 +8,7 @@ first entry is the Questionnaire, then the Libraries and ValueSets it needs (DTR
 Here the base is `/cds-services/{service}/dtr`, behind the same caller authentication as the hook:
 the DTR client is the EHR that called the hook. Bad input answers 400 with an OperationOutcome.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
@@ -39,8 +40,9 @@ def questionnaire_package(service_id: str):
         return _outcome(400, "structure", "the body must be a FHIR Parameters resource")
     params = _parameters(body)
     coverages = [p for p in params if p["name"] == "coverage"]
-    if not coverages or not all(isinstance(p.get("resource"), dict)
-                                and p["resource"].get("resourceType") == "Coverage" for p in coverages):
+    if not coverages or not all(
+        isinstance(p.get("resource"), dict) and p["resource"].get("resourceType") == "Coverage" for p in coverages
+    ):
         return _outcome(400, "required", "coverage (a Coverage resource) is required, once per coverage")
     wanted = [p.get("valueCanonical") for p in params if p["name"] == "questionnaire"]
     if any(not isinstance(w, str) for w in wanted):
@@ -48,6 +50,5 @@ def questionnaire_package(service_id: str):
     dtr = evaluator.dtr
     if wanted and not any(dtr.accepts(w) for w in wanted):
         return _outcome(404, "not-found", "no such questionnaire on this service")
-    out = {"resourceType": "Parameters",
-           "parameter": [{"name": "PackageBundle", "resource": dtr.package_bundle()}]}
+    out = {"resourceType": "Parameters", "parameter": [{"name": "PackageBundle", "resource": dtr.package_bundle()}]}
     return jsonify(out), 200, {"Content-Type": "application/fhir+json"}

@@ -1,4 +1,5 @@
 """What the application holds for its views (Flask's `app.extensions`): the services it serves."""
+
 from __future__ import annotations
 
 from flask import Flask

@@ -7,6 +7,7 @@ keeps no audit trail at all. Feedback on a card this service does not know (retu
 purged) is stored all the same, marked unmatched, and listed in the answer: the user's action is
 evidence worth keeping, and the client cannot correct it anyway.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,9 @@ def receive_feedback(service_id: str):
         raise UnknownService(service_id)
     recorder = recorder_of(current_app)
     if recorder.store is None:
-        raise ServiceUnavailable("this deployment keeps no audit trail to store feedback in", code="feedback-unavailable")
+        raise ServiceUnavailable(
+            "this deployment keeps no audit trail to store feedback in", code="feedback-unavailable"
+        )
     entries = parse_feedback(json_body())
     reasons = {r["code"]: r.get("display") for r in evaluator.pack.override_reasons if r.get("code")}
     try:
@@ -42,10 +45,12 @@ def receive_feedback(service_id: str):
         raise AuditUnavailable("The feedback could not be stored; retry later.") from exc
     for e in result.stored:
         recorder.metrics.observe_feedback(service_id, e.outcome, (e.reason or {}).get("code"), reasons)
-    return jsonify({
-        "received": len(entries),
-        "stored": len(result.stored),
-        "duplicates": result.duplicates,
-        "unmatchedCards": result.unmatched_cards,
-        "unmatchedSuggestions": result.unmatched_suggestions,
-    })
+    return jsonify(
+        {
+            "received": len(entries),
+            "stored": len(result.stored),
+            "duplicates": result.duplicates,
+            "unmatchedCards": result.unmatched_cards,
+            "unmatchedSuggestions": result.unmatched_suggestions,
+        }
+    )

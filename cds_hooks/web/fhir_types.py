@@ -13,6 +13,7 @@ sent as a string) is refused: the call answers 400 naming the element's path, ne
 engine. Elements the model does not know (extensions' siblings such as `_birthDate`, vendor
 additions) and nulls are left alone, as is everything under a resource type the model does not know.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,10 @@ _PREFETCH_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # with seconds and a zone, so this pattern accepts every valid one).
 _YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
 _DATE = re.compile(_YEAR + r"(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?")
-_DATE_TIME = re.compile(_YEAR + r"(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:"
-                        r"([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?")
+_DATE_TIME = re.compile(
+    _YEAR + r"(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:"
+    r"([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,7 @@ _SYSTEM = {
     "System.Integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "System.Decimal": (_is_number, "a number"),
     "System.Date": (lambda v: isinstance(v, str) and _DATE.fullmatch(v) is not None, "a FHIR date string"),
-    "System.DateTime": (lambda v: isinstance(v, str) and _DATE_TIME.fullmatch(v) is not None,
-                        "a FHIR dateTime string"),
+    "System.DateTime": (lambda v: isinstance(v, str) and _DATE_TIME.fullmatch(v) is not None, "a FHIR dateTime string"),
 }
 _STRING = (lambda v: isinstance(v, str), "a string")
 
@@ -94,8 +96,10 @@ class FhirTypes:
                 for choice in spec.findall(f"{_NS}choice"):
                     type_name = choice.get("name")
                     # FHIR JSON spells a choice with its type's name, first letter upper case.
-                    yield name + type_name[:1].upper() + type_name[1:], \
-                        _Element(f"{choice.get('namespace')}.{type_name}", False)
+                    yield (
+                        name + type_name[:1].upper() + type_name[1:],
+                        _Element(f"{choice.get('namespace')}.{type_name}", False),
+                    )
             elif kind == "NamedTypeSpecifier":
                 yield name, _Element(f"{spec.get('namespace')}.{spec.get('name')}", False)
 
@@ -180,7 +184,8 @@ def check_hook_resources(types: FhirTypes, body: dict) -> None:
     orders = context.get("draftOrders") if isinstance(context, dict) else None
     if isinstance(orders, list):
         for i, order in enumerate(orders):
-            types.check_resource(order.get("resource", order) if isinstance(order, dict) else None,
-                                 f"context.draftOrders[{i}]")
+            types.check_resource(
+                order.get("resource", order) if isinstance(order, dict) else None, f"context.draftOrders[{i}]"
+            )
     else:
         types.check_resource(orders, "context.draftOrders")

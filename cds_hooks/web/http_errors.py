@@ -8,6 +8,7 @@ caller got) both go through `describe`.
 CDS Hooks 2.0 ("HTTP Response") leaves error bodies to the service; ours are always JSON and never
 carry a stack trace, a token or a patient identifier.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,17 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from cds_hooks.auth.case_links import LinkRefused
-from cds_hooks.errors import (CdsError, FhirServerNotAllowed, InvalidRequest, PrefetchIncomplete, RequestTooLarge,
-                              RulePackMalfunction, ServiceUnavailable, UnknownService, UnsupportedMediaType)
+from cds_hooks.errors import (
+    CdsError,
+    FhirServerNotAllowed,
+    InvalidRequest,
+    PrefetchIncomplete,
+    RequestTooLarge,
+    RulePackMalfunction,
+    ServiceUnavailable,
+    UnknownService,
+    UnsupportedMediaType,
+)
 
 log = logging.getLogger("cds_hooks.errors")
 

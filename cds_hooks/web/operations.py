@@ -3,6 +3,7 @@
 Readiness means the CQL engine answers a ping and, when the audit trail is on, the audit database
 answers a query: without either, hook calls would fail, so a load balancer should send none.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify

@@ -4,6 +4,7 @@ Da Vinci CRD ("Auditing"): the record of a call is evidence, so a successful res
 once its row is committed; when the row cannot be written the caller gets 503 instead of cards that
 were never recorded. Failed calls are recorded too (status, error code and class), best effort.
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,12 +48,16 @@ class Recorder:
                 self.store.record_call(call, durable=must_persist and gives_advice(call))
             except Exception as exc:  # noqa: BLE001 - whatever the database says, the caller gets 503
                 self.metrics.audit_failures.labels("call").inc()
-                log.error("audit write failed: %s (%s)", type(exc).__name__,
-                          "answered 503 audit-unavailable" if must_persist else f"the caller got {call.status}")
+                log.error(
+                    "audit write failed: %s (%s)",
+                    type(exc).__name__,
+                    "answered 503 audit-unavailable" if must_persist else f"the caller got {call.status}",
+                )
                 if must_persist:
                     self._observe(call, service_label, 503)
-                    raise AuditUnavailable("The call could not be recorded in the audit trail, so no cards are "
-                                           "returned; retry later.") from exc
+                    raise AuditUnavailable(
+                        "The call could not be recorded in the audit trail, so no cards are returned; retry later."
+                    ) from exc
             else:
                 self.metrics.observe_audit_write(service_label, time.perf_counter() - t0)
         self._observe(call, service_label, call.status)
@@ -62,7 +67,9 @@ class Recorder:
         ok = status == 200 and call.outcome is not None and call.mode == "live"
         self.metrics.calls_by_mode.labels(service_label, call.mode).inc()
         self.metrics.observe_call(
-            service_label, status, time.perf_counter() - call.started,
+            service_label,
+            status,
+            time.perf_counter() - call.started,
             call.outcome.timings if call.outcome else None,
             call.patient_data,
             call.outcome.response.get("cards", []) if ok else [],

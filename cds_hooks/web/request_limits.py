@@ -8,6 +8,7 @@ view first reads its body (`json_body()`), so they happen inside the view and a 
 body is still recorded in the audit trail. `application/json`
 and `application/fhir+json` (or any `application/*+json`) are accepted, with `charset=utf-8` or none.
 """
+
 from __future__ import annotations
 
 import json
@@ -125,8 +126,9 @@ def parse_body(data: bytes, max_depth: int):
     except RecursionError:
         raise InvalidRequest(f"the JSON body nests deeper than {max_depth} levels", code="too-deep") from None
     except _DuplicateKey as exc:
-        raise InvalidRequest(f"the JSON body repeats the key {_field_name(exc.key)} in one object",
-                             code="malformed-json") from None
+        raise InvalidRequest(
+            f"the JSON body repeats the key {_field_name(exc.key)} in one object", code="malformed-json"
+        ) from None
     except ValueError:
         raise InvalidRequest("the request body is not valid JSON", code="malformed-json") from None
     if depth_of(body) > max_depth:
@@ -213,14 +215,24 @@ def check_hook_fields(body) -> None:
         for key in ("patientId", "encounterId"):
             value = context.get(key)
             # FHIR R4 "id" datatype: [A-Za-z0-9\-\.]{1,64}; dots alone would be a path segment.
-            if isinstance(value, str) and value.strip() and (
-                    not _FHIR_ID.fullmatch(value.strip()) or not value.strip("." + " ")):
+            if (
+                isinstance(value, str)
+                and value.strip()
+                and (not _FHIR_ID.fullmatch(value.strip()) or not value.strip("." + " "))
+            ):
                 raise InvalidRequest(f"context.{key} must be a FHIR resource id")
     server = body.get("fhirServer")
     if isinstance(server, str) and server.strip():
         parts = urlsplit(server.strip())
-        if (len(server) > MAX_URL_CHARS or _CONTROL.search(server) or parts.scheme not in ("http", "https")
-                or not parts.hostname or parts.username or parts.password or parts.fragment):
+        if (
+            len(server) > MAX_URL_CHARS
+            or _CONTROL.search(server)
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username
+            or parts.password
+            or parts.fragment
+        ):
             raise InvalidRequest("fhirServer must be an absolute http(s) URL")
     auth = body.get("fhirAuthorization")
     if isinstance(auth, dict):

@@ -6,6 +6,7 @@ service, 412 when no patient data can be obtained ("HTTP Response": the service 
 the data it needs). Every call, whatever its status, is recorded in the audit trail (web/recording.py).
 In shadow mode, or for a site switched off (audit/go_live.py), the answer is `{"cards": []}`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,28 +54,38 @@ def call_service(service_id: str, call: CallRecord):
     decision = decide_call(hook_request)
     call.mode, call.site = decision.mode, decision.site
     if decision.mode == OFF:  # switched off for this site: no data read, no evaluation
-        log.info("hook answered", extra={"fields": {"service": service_id, "hook_instance": hook_request.hook_instance,
-                                                    "mode": OFF, "cards": 0}})
+        log.info(
+            "hook answered",
+            extra={
+                "fields": {"service": service_id, "hook_instance": hook_request.hook_instance, "mode": OFF, "cards": 0}
+            },
+        )
         return jsonify(call.response_sent())
     try:
         outcome = evaluator.evaluate(hook_request, public_base_url())
     except EngineError as exc:
-        raise ServiceUnavailable(f"the criteria engine could not evaluate this request ({exc.kind})",
-                                 code="engine-unavailable") from exc
+        raise ServiceUnavailable(
+            f"the criteria engine could not evaluate this request ({exc.kind})", code="engine-unavailable"
+        ) from exc
     except CriteriaError as exc:
         raise RulePackMalfunction("the rule pack returned malformed results") from exc
     if decision.mode == LIVE:
         attach_links(outcome.response, call.id, public_base_url())  # part of what is recorded and sent
     call.outcome = outcome  # recorded (committed) by @recorded before the response leaves
     data = outcome.data
-    log.info("hook answered", extra={"fields": {
-        "service": service_id,
-        "hook_instance": hook_request.hook_instance,
-        "patient": pseudonym(current_app, hook_request.patient_id),
-        "cards": len(outcome.response["cards"]),
-        "mode": decision.mode,
-        "data_source": data.origin if data else None,
-        "unavailable": data.failed_types if data else [],
-        "timings_ms": {k: round(v * 1000, 1) for k, v in outcome.timings.items()},
-    }})
+    log.info(
+        "hook answered",
+        extra={
+            "fields": {
+                "service": service_id,
+                "hook_instance": hook_request.hook_instance,
+                "patient": pseudonym(current_app, hook_request.patient_id),
+                "cards": len(outcome.response["cards"]),
+                "mode": decision.mode,
+                "data_source": data.origin if data else None,
+                "unavailable": data.failed_types if data else [],
+                "timings_ms": {k: round(v * 1000, 1) for k, v in outcome.timings.items()},
+            }
+        },
+    )
     return jsonify(outcome.response if decision.mode == LIVE else call.response_sent())

@@ -5,6 +5,7 @@ module once in its master process (preload) and forks its workers from it; each 
 its own CQL engine workers (CqlEngine re-initialises its pool after a fork) and warms them up before
 it accepts a request (cds_hooks/engine/warmup.py).
 """
+
 from cds_hooks.web.app import create_app
 
 app = create_app()

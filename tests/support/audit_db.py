@@ -1,4 +1,5 @@
 """Audit databases for the tests: settings with real keys, clearing between tests, raw reads."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,7 @@ KEYS = {"test-k1": new_key()}
 PSEUDONYM_KEY = new_key()
 
 
-def audit_settings(database_url: str, var_dir, keys: dict[str, str] | None = None,
-                   key_id: str | None = None) -> dict:
+def audit_settings(database_url: str, var_dir, keys: dict[str, str] | None = None, key_id: str | None = None) -> dict:
     """Config keyword arguments for an audit database with explicit keys."""
     keys = keys or KEYS
     return {

@@ -1,5 +1,6 @@
 """Debian's chromium through Playwright, for the browser tests: no network features of its own (the
 machine has no network), a new, empty profile each time, nothing downloaded."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,8 +8,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @contextmanager
@@ -19,8 +28,13 @@ def chromium(profile: Path, width: int, height: int = 900):
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run ./scripts/setup --test"
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": width, "height": height}, device_scale_factor=1)
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": width, "height": height},
+            device_scale_factor=1,
+        )
         try:
             yield context
         finally:

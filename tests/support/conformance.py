@@ -2,6 +2,7 @@
 
 CDS Hooks 2.0, "CDS Service Response" and "Card Attributes".
 """
+
 from __future__ import annotations
 
 import uuid as uuidlib

@@ -8,6 +8,7 @@ Results are compared as the worker serialises them (JSON): the same structure, t
 numbers (an int and a float are equal when their values are; a boolean never equals a number). An
 evaluation that raises must raise under both (messages are not compared).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,15 +62,18 @@ class Report:
     disagreements: list = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.cases} patients, {self.defines} define results compared, {self.errors_both} raised under both, "
-                f"{len(self.disagreements)} disagreements")
+        return (
+            f"{self.cases} patients, {self.defines} define results compared, {self.errors_both} raised under both, "
+            f"{len(self.disagreements)} disagreements"
+        )
 
 
 class Judge:
     """Holds both engines loaded with the same library."""
 
-    def __init__(self, elm, includes, valuesets, workers: int = 2, timeout: float = 60.0,
-                 expressions: list[str] | None = None):
+    def __init__(
+        self, elm, includes, valuesets, workers: int = 2, timeout: float = 60.0, expressions: list[str] | None = None
+    ):
         """`expressions`: only these defines (all of the library's when None)."""
         from cds_hooks.engine.bridge import CqlEngine  # narrow import point: the engine bridge
 
@@ -86,10 +90,17 @@ class Judge:
 
     def run_reference(self, case: Case):
         from cds_hooks.engine.bridge import EngineError
+
         try:
-            return self.reference.evaluate(self.lib_id, self.lib_version, case.resources, case.patient_id,
-                                           case.parameters, self.expressions,
-                                           execution_datetime="2024-06-01T12:00:00.000Z")
+            return self.reference.evaluate(
+                self.lib_id,
+                self.lib_version,
+                case.resources,
+                case.patient_id,
+                case.parameters,
+                self.expressions,
+                execution_datetime="2024-06-01T12:00:00.000Z",
+            )
         except EngineError as exc:
             if exc.kind in ("timeout", "crashed", "unavailable"):
                 raise
@@ -97,8 +108,13 @@ class Judge:
 
     def run_compiled(self, case: Case, names):
         try:
-            return self.compiled.evaluate(case.resources, case.parameters, case.patient_id, expressions=names,
-                                          execution_datetime="2024-06-01T12:00:00.000Z")
+            return self.compiled.evaluate(
+                case.resources,
+                case.parameters,
+                case.patient_id,
+                expressions=names,
+                execution_datetime="2024-06-01T12:00:00.000Z",
+            )
         except ParameterError:
             return ("error", "parameter")
         except (CqlError, ValueError, TypeError, AttributeError, KeyError, IndexError, ZeroDivisionError) as exc:
@@ -115,11 +131,21 @@ class Judge:
             with lock:
                 report.cases += 1
                 if isinstance(ref, tuple) or isinstance(got, tuple):
-                    if isinstance(ref, tuple) and isinstance(got, tuple) and ref[1].split(":")[0] == got[1].split(":")[0]:
+                    if (
+                        isinstance(ref, tuple)
+                        and isinstance(got, tuple)
+                        and ref[1].split(":")[0] == got[1].split(":")[0]
+                    ):
                         report.errors_both += 1
                     else:
-                        report.disagreements.append((case.name, "*", ref if isinstance(ref, tuple) else "ok",
-                                                     got if isinstance(got, tuple) else "ok"))
+                        report.disagreements.append(
+                            (
+                                case.name,
+                                "*",
+                                ref if isinstance(ref, tuple) else "ok",
+                                got if isinstance(got, tuple) else "ok",
+                            )
+                        )
                         if on_disagreement:
                             on_disagreement(case, "*", ref, got)
                     return
@@ -139,6 +165,7 @@ class Judge:
 def fixture_cases() -> list[Case]:
     """The engine call of every fixture request (first case) and of the long-history patient."""
     from benchmarks.engine_ab import engine_calls
+
     _, calls = engine_calls()
     return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
 
@@ -149,8 +176,11 @@ CORPORA = REPO / "fhir_fixtures" / "corpus"
 def corpus_cases(pack: str = "lumbar-fusion") -> list[Case]:
     """The engine call of every request of the pack's adversarial corpus (fhir_fixtures/corpus/<pack>/)."""
     from benchmarks.engine_ab import engine_calls
-    requests = [(p.stem, json.loads(p.read_text(encoding="utf-8")))
-                for p in sorted((CORPORA / pack / "requests").glob("*.json"))]
+
+    requests = [
+        (p.stem, json.loads(p.read_text(encoding="utf-8")))
+        for p in sorted((CORPORA / pack / "requests").glob("*.json"))
+    ]
     _, calls = engine_calls(pack, requests)
     return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
 
@@ -162,11 +192,32 @@ def all_fixture_case_variants(cases: list[Case] | None = None) -> list[Case]:
     for c in fixture_cases() if cases is None else cases:
         out.append(c)
         p = dict(c.parameters)
-        out.append(Case(c.name + "+levels", c.resources, {**p, "OperativeLevels": ["L3-L4", "L4-L5", "L5-S1"]}, c.patient_id))
+        out.append(
+            Case(c.name + "+levels", c.resources, {**p, "OperativeLevels": ["L3-L4", "L4-L5", "L5-S1"]}, c.patient_id)
+        )
         out.append(Case(c.name + "+nolevel", c.resources, {**p, "OperativeLevels": []}, c.patient_id))
-        out.append(Case(c.name + "+failed", c.resources, {**p, "FailedSources": ["Condition", "Observation", "Procedure"]}, c.patient_id))
-        out.append(Case(c.name + "+policy", c.resources, {**p, "SpondylolisthesisInstability": "grade2+", "AdmitDiscogenic": True,
-                                                           "ImagingWindowMonths": 24, "ReferenceDate": "2025-02-28"}, c.patient_id))
+        out.append(
+            Case(
+                c.name + "+failed",
+                c.resources,
+                {**p, "FailedSources": ["Condition", "Observation", "Procedure"]},
+                c.patient_id,
+            )
+        )
+        out.append(
+            Case(
+                c.name + "+policy",
+                c.resources,
+                {
+                    **p,
+                    "SpondylolisthesisInstability": "grade2+",
+                    "AdmitDiscogenic": True,
+                    "ImagingWindowMonths": 24,
+                    "ReferenceDate": "2025-02-28",
+                },
+                c.patient_id,
+            )
+        )
     return out
 
 
@@ -188,11 +239,20 @@ def main(argv=None) -> int:
         report.disagreements += corpus.disagreements
         if args.generated:
             from tests.support.cql_patients import generate_cases
+
             g = judge.compare(generate_cases(args.generated, args.seed), threads=args.workers)
             print("generated:", g.summary())
             report.disagreements += g.disagreements
         for d in report.disagreements[: args.show]:
-            print("DISAGREE", d[0], d[1], "\n  reference:", json.dumps(d[2])[:800], "\n  compiled: ", json.dumps(d[3])[:800])
+            print(
+                "DISAGREE",
+                d[0],
+                d[1],
+                "\n  reference:",
+                json.dumps(d[2])[:800],
+                "\n  compiled: ",
+                json.dumps(d[3])[:800],
+            )
         return 1 if report.disagreements else 0
     finally:
         judge.close()

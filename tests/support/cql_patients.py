@@ -5,6 +5,7 @@ refuted entries, free-text levels and several operative levels.
 One generator, two drivers: `Draw` over random.Random (fast batches for the CLI) and `HypothesisDraw` over
 a hypothesis `data` object (tests/test_cqlcompile_generated.py, so failures shrink).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,11 @@ def _vs_codes():
     out = {}
     for p in sorted(VS_DIR.glob("*.json")):
         d = json.loads(p.read_text())
-        codes = [(i.get("system"), c["code"]) for i in (d.get("compose") or {}).get("include", []) for c in i.get("concept", [])]
+        codes = [
+            (i.get("system"), c["code"])
+            for i in (d.get("compose") or {}).get("include", [])
+            for c in i.get("concept", [])
+        ]
         out[p.stem] = codes
     return out
 
@@ -34,8 +39,11 @@ class _Codes(dict):
 
 VS = _Codes(_vs_codes())
 # The parameters the pack's library declares: a generated case sets only those.
-PARAMETERS = {p["name"] for elm in sorted((VS_DIR.parent / "elm").glob("*.json"))
-              for p in (json.loads(elm.read_text())["library"].get("parameters") or {}).get("def", [])}
+PARAMETERS = {
+    p["name"]
+    for elm in sorted((VS_DIR.parent / "elm").glob("*.json"))
+    for p in (json.loads(elm.read_text())["library"].get("parameters") or {}).get("def", [])
+}
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -44,11 +52,36 @@ IS = "http://fusion-cds.example.org/fhir/CodeSystem/spinal-interspace"
 CPT = "http://www.ama-assn.org/go/cpt"
 LEVELS = ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
 DISCS = ["76206002", "80064006", "67459009", "62551000", "84020006", "715056000", "999999"]
-LEVEL_TEXTS = ["L4-5", "L5/S1", "L5S1", "L4–5", "lumbosacral", "at L3 - L4", "t12-l1 and L1/2", "L45", "no level", "",
-               "l2\u2014l3", "C5-6", "L4 L5", "L5-S1\nL4-5"]
+LEVEL_TEXTS = [
+    "L4-5",
+    "L5/S1",
+    "L5S1",
+    "L4–5",
+    "lumbosacral",
+    "at L3 - L4",
+    "t12-l1 and L1/2",
+    "L45",
+    "no level",
+    "",
+    "l2\u2014l3",
+    "C5-6",
+    "L4 L5",
+    "L5-S1\nL4-5",
+]
 GRADES = ["24484000", "371924009", "6736007", "371923003", "255604002", "260413007", "12345"]
-GRADE_TEXT = ["severe", "moderate to severe", "moderately-severe", "mild to moderate", "moderate", "mild", "none",
-              "Severe central stenosis", "MILD", "mildly / moderate", None]
+GRADE_TEXT = [
+    "severe",
+    "moderate to severe",
+    "moderately-severe",
+    "mild to moderate",
+    "moderate",
+    "mild",
+    "none",
+    "Severe central stenosis",
+    "MILD",
+    "mildly / moderate",
+    None,
+]
 UNITS = ["mm", "cm", "%", "deg", "°", "ng/mL", "m", "", None, "weird", "mg/dL", "1"]
 TZ = ["", "Z", "+00:00", "-05:00", "+05:30", "+14:00", "-12:00"]
 
@@ -70,6 +103,7 @@ class Draw:
 class HypothesisDraw:
     def __init__(self, data):
         from hypothesis import strategies as st
+
         self.data, self.st = data, st
 
     def choice(self, seq):
@@ -85,6 +119,7 @@ class HypothesisDraw:
 def _date(d: Draw, ref, precision=None):
     """Mostly inside the last ~15 months before the reference date (window edges included), some far off."""
     import datetime as _dt
+
     back = d.choice([0, 1, 7, 30, 42, 90, 180, 364, 365, 366, 420, d.int(0, 460), d.int(0, 460), d.int(0, 1500), -3])
     when = ref - _dt.timedelta(days=back)
     if d.bool(0.1):
@@ -99,6 +134,7 @@ def _date(d: Draw, ref, precision=None):
     if prec == "invalid":
         return d.choice([f"{y}-02-30", "2024-13-01", "not a date", f"{y}-{m:02d}-{day:02d}T25:00:00Z"])
     import calendar
+
     day = min(day, calendar.monthrange(y, m)[1])
     s = f"{y:04d}-{m:02d}-{day:02d}"
     if prec == "datetime":
@@ -151,13 +187,29 @@ def _status_cc(d, system, codes):
 
 
 def condition(d: Draw, i: int, y: int):
-    codes = VS["fusion-pathway-diagnoses"] + VS["red-flag-diagnoses"] + VS["discogenic-diagnoses"] + VS["supporting-diagnoses"] + VS["spondylolisthesis-diagnoses"]
+    codes = (
+        VS["fusion-pathway-diagnoses"]
+        + VS["red-flag-diagnoses"]
+        + VS["discogenic-diagnoses"]
+        + VS["supporting-diagnoses"]
+        + VS["spondylolisthesis-diagnoses"]
+    )
     r = {"resourceType": "Condition", "id": f"c{i}"}
-    r["code"] = _cc(d, codes, ["Lumbar stenosis", None], [(ICD, "S32.009A"), (ICD, "M54.5"), (ICD, "M43.17"), (ICD, "M53.2X7")])
-    cs = _status_cc(d, "http://terminology.hl7.org/CodeSystem/condition-clinical", ["active", "recurrence", "relapse", "inactive", "resolved"])
+    r["code"] = _cc(
+        d, codes, ["Lumbar stenosis", None], [(ICD, "S32.009A"), (ICD, "M54.5"), (ICD, "M43.17"), (ICD, "M53.2X7")]
+    )
+    cs = _status_cc(
+        d,
+        "http://terminology.hl7.org/CodeSystem/condition-clinical",
+        ["active", "recurrence", "relapse", "inactive", "resolved"],
+    )
     if cs is not None:
         r["clinicalStatus"] = cs
-    vs = _status_cc(d, "http://terminology.hl7.org/CodeSystem/condition-ver-status", ["confirmed", "refuted", "entered-in-error", "provisional"])
+    vs = _status_cc(
+        d,
+        "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+        ["confirmed", "refuted", "entered-in-error", "provisional"],
+    )
     if vs is not None:
         r["verificationStatus"] = vs
     site = _level_site(d)
@@ -176,24 +228,59 @@ def condition(d: Draw, i: int, y: int):
 
 
 def observation(d: Draw, i: int, y: int):
-    kinds = ["stenosis", "translation", "angulation", "slip", "slipgrade", "cobb", "sva", "smoking", "cotinine", "other",
-             "ptvisits", "positional"]
+    kinds = [
+        "stenosis",
+        "translation",
+        "angulation",
+        "slip",
+        "slipgrade",
+        "cobb",
+        "sva",
+        "smoking",
+        "cotinine",
+        "other",
+        "ptvisits",
+        "positional",
+    ]
     k = d.choice(kinds)
     if k == "ptvisits":
         return pt_visits(d, i, y)
     if k == "positional":
         return positional_slip(d, i, y)
-    code = {"stenosis": (SF, "spinal-stenosis-grade"), "translation": (SF, "segmental-translation"),
-            "angulation": (SF, "segmental-angulation"), "slip": (SF, "spondylolisthesis"),
-            "slipgrade": (SF, "spondylolisthesis-grade"), "cobb": (SCT, "285285000"), "sva": (SF, "sagittal-vertical-axis"),
-            "smoking": (LOINC, "72166-2"), "cotinine": d.choice(VS["cotinine-tests"]), "other": (LOINC, "1234-5")}[k]
-    r = {"resourceType": "Observation", "id": f"o{i}", "status": d.choice(["final", "amended", "corrected", "preliminary", "entered-in-error", "final"]),
-         "code": {"coding": [{"system": code[0], "code": code[1]}]}}
+    code = {
+        "stenosis": (SF, "spinal-stenosis-grade"),
+        "translation": (SF, "segmental-translation"),
+        "angulation": (SF, "segmental-angulation"),
+        "slip": (SF, "spondylolisthesis"),
+        "slipgrade": (SF, "spondylolisthesis-grade"),
+        "cobb": (SCT, "285285000"),
+        "sva": (SF, "sagittal-vertical-axis"),
+        "smoking": (LOINC, "72166-2"),
+        "cotinine": d.choice(VS["cotinine-tests"]),
+        "other": (LOINC, "1234-5"),
+    }[k]
+    r = {
+        "resourceType": "Observation",
+        "id": f"o{i}",
+        "status": d.choice(["final", "amended", "corrected", "preliminary", "entered-in-error", "final"]),
+        "code": {"coding": [{"system": code[0], "code": code[1]}]},
+    }
     if d.bool(0.3):
         r["method"] = {"coding": [{"system": SF, "code": "report-text-extraction"}]}
     if d.bool(0.3):
-        r["derivedFrom"] = [{"reference": d.choice(["ImagingStudy/is1", "DiagnosticReport/dr2", "Observation/o3",
-                                                    "https://ehr.example.org/fhir/ImagingStudy/9", ""])}]
+        r["derivedFrom"] = [
+            {
+                "reference": d.choice(
+                    [
+                        "ImagingStudy/is1",
+                        "DiagnosticReport/dr2",
+                        "Observation/o3",
+                        "https://ehr.example.org/fhir/ImagingStudy/9",
+                        "",
+                    ]
+                )
+            }
+        ]
     site = _level_site(d)
     if site:
         r["bodySite"] = site[0]
@@ -228,11 +315,15 @@ def observation(d: Draw, i: int, y: int):
         if d.bool(0.85):
             r["valueInteger"] = d.choice([1, 2, 3, 4])
     elif k == "smoking":
-        r["valueCodeableConcept"] = _cc(d, [(SCT, c) for c in ("266919005", "8517006", "266927001", "77176002")],
-                                        ["Never smoker", "Current smoker", None])
+        r["valueCodeableConcept"] = _cc(
+            d,
+            [(SCT, c) for c in ("266919005", "8517006", "266927001", "77176002")],
+            ["Never smoker", "Current smoker", None],
+        )
         if d.bool(0.5):
-            r["component"] = [{"code": {"coding": [{"system": LOINC, "code": "74010-0"}]},
-                               "valueDateTime": _date(d, y)}]
+            r["component"] = [
+                {"code": {"coding": [{"system": LOINC, "code": "74010-0"}]}, "valueDateTime": _date(d, y)}
+            ]
         elif d.bool(0.3):
             r.pop("valueCodeableConcept", None)
             r["valueDateTime"] = _date(d, y)
@@ -241,8 +332,12 @@ def observation(d: Draw, i: int, y: int):
 
 def pt_visits(d: Draw, i: int, y: int):
     """A PT discharge summary: visits attended over one episode (spine-finding#pt-visits-attended)."""
-    r = {"resourceType": "Observation", "id": f"o{i}", "status": d.choice(["final", "amended", "preliminary", "entered-in-error"]),
-         "code": {"coding": [{"system": SF, "code": "pt-visits-attended"}]}}
+    r = {
+        "resourceType": "Observation",
+        "id": f"o{i}",
+        "status": d.choice(["final", "amended", "preliminary", "entered-in-error"]),
+        "code": {"coding": [{"system": SF, "code": "pt-visits-attended"}]},
+    }
     if d.bool(0.9):
         q = {"value": d.choice([0, 1, 6, 8, 12, 12.7, 24, -2, 3.5])}
         unit = d.choice(["visits", "{visits}", "1", None, "wk"])
@@ -268,24 +363,39 @@ def pt_visits(d: Draw, i: int, y: int):
 
 def positional_slip(d: Draw, i: int, y: int):
     """A slip measured in flexion or extension (body position extension, slip distance as value or component)."""
-    r = {"resourceType": "Observation", "id": f"o{i}", "status": d.choice(["final", "final", "preliminary"]),
-         "code": {"coding": [{"system": SF, "code": "spondylolisthesis"}]},
-         "effectiveDateTime": d.choice([_date(d, y), "2024-05-01", "2024-05-01T10:00:00Z"])}
+    r = {
+        "resourceType": "Observation",
+        "id": f"o{i}",
+        "status": d.choice(["final", "final", "preliminary"]),
+        "code": {"coding": [{"system": SF, "code": "spondylolisthesis"}]},
+        "effectiveDateTime": d.choice([_date(d, y), "2024-05-01", "2024-05-01T10:00:00Z"]),
+    }
     site = _level_site(d)
     if site:
         r["bodySite"] = site[0]
     if d.bool(0.85):
-        r["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/observation-bodyPosition",
-                           "valueCodeableConcept": _cc(d, [(SCT, "10904000"), (SCT, "40199007")],
-                                                       ["Flexion", "extension view", "FLEXION", "standing", None])}]
+        r["extension"] = [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/observation-bodyPosition",
+                "valueCodeableConcept": _cc(
+                    d,
+                    [(SCT, "10904000"), (SCT, "40199007")],
+                    ["Flexion", "extension view", "FLEXION", "standing", None],
+                ),
+            }
+        ]
     q = {"value": d.choice([0, 2, 3.5, 4, 6.5, 9]), "unit": d.choice(["mm", "cm", "deg", "", "weird"])}
     if q["unit"] in ("mm", "cm", "deg"):
         q["system"], q["code"] = "http://unitsofmeasure.org", q["unit"]
     if d.bool(0.7):
         r["valueQuantity"] = q
     else:
-        r["component"] = [{"code": {"coding": [{"system": SF, "code": d.choice(["slip-distance", "slip-angle"])}]},
-                           "valueQuantity": q}]
+        r["component"] = [
+            {
+                "code": {"coding": [{"system": SF, "code": d.choice(["slip-distance", "slip-angle"])}]},
+                "valueQuantity": q,
+            }
+        ]
     if d.bool(0.2):
         r["method"] = {"coding": [{"system": SF, "code": "report-text-extraction"}]}
     return r
@@ -295,17 +405,35 @@ def _reasons(d: Draw, r: dict) -> None:
     """reasonCode / reasonReference: a lumbar diagnosis, a lumbar site, something else, or a Condition."""
     if d.bool(0.4):
         codes = VS["fusion-pathway-diagnoses"] + VS["supporting-diagnoses"] + VS["discogenic-diagnoses"]
-        r["reasonCode"] = [_cc(d, codes, ["low back pain", None], [(ICD, "M25.561"), (SCT, DISCS[0])]) or {"text": "LBP"}]
+        r["reasonCode"] = [
+            _cc(d, codes, ["low back pain", None], [(ICD, "M25.561"), (SCT, DISCS[0])]) or {"text": "LBP"}
+        ]
     if d.bool(0.3):
-        r["reasonReference"] = [{"reference": d.choice(["Condition/c0", "Condition/c1", "Condition/c2", "Observation/o1",
-                                                        "Condition/unknown"])}]
+        r["reasonReference"] = [
+            {
+                "reference": d.choice(
+                    ["Condition/c0", "Condition/c1", "Condition/c2", "Observation/o1", "Condition/unknown"]
+                )
+            }
+        ]
 
 
 def procedure(d: Draw, i: int, y: int):
-    codes = (VS["pt-treatment"] + VS["pt-evaluation"] + VS["epidural-steroid-injection"] + VS["facet-evaluation"]
-             + VS["flexion-extension-radiographs"] + VS["prior-fusion"] + VS["chiropractic-treatment"])
-    r = {"resourceType": "Procedure", "id": f"p{i}", "status": d.choice(["completed", "completed", "stopped", "in-progress", "entered-in-error"]),
-         "code": _cc(d, codes, ["Physical therapy", None])}
+    codes = (
+        VS["pt-treatment"]
+        + VS["pt-evaluation"]
+        + VS["epidural-steroid-injection"]
+        + VS["facet-evaluation"]
+        + VS["flexion-extension-radiographs"]
+        + VS["prior-fusion"]
+        + VS["chiropractic-treatment"]
+    )
+    r = {
+        "resourceType": "Procedure",
+        "id": f"p{i}",
+        "status": d.choice(["completed", "completed", "stopped", "in-progress", "entered-in-error"]),
+        "code": _cc(d, codes, ["Physical therapy", None]),
+    }
     if r["code"] is None:
         r.pop("code")
     k = d.choice(["dt", "period", "period-open", "none", "string"])
@@ -318,9 +446,14 @@ def procedure(d: Draw, i: int, y: int):
     elif k == "string":
         r["performedString"] = "last spring"
     if d.bool(0.2):
-        r["outcome"] = d.choice([{"coding": [{"system": SF, "code": "pt-not-tolerated"}]},
-                                 {"coding": [{"system": SCT, "code": "407563006"}]}, {"text": "Patient unable to tolerate therapy"},
-                                 {"text": "good progress"}])
+        r["outcome"] = d.choice(
+            [
+                {"coding": [{"system": SF, "code": "pt-not-tolerated"}]},
+                {"coding": [{"system": SCT, "code": "407563006"}]},
+                {"text": "Patient unable to tolerate therapy"},
+                {"text": "good progress"},
+            ]
+        )
     if d.bool(0.1):
         r["statusReason"] = {"text": "intolerance of exercises"}
     if d.bool(0.3):
@@ -330,7 +463,11 @@ def procedure(d: Draw, i: int, y: int):
 
 
 def encounter(d: Draw, i: int, y: int):
-    r = {"resourceType": "Encounter", "id": f"e{i}", "status": d.choice(["finished", "finished", "cancelled", "in-progress"])}
+    r = {
+        "resourceType": "Encounter",
+        "id": f"e{i}",
+        "status": d.choice(["finished", "finished", "cancelled", "in-progress"]),
+    }
     if d.bool(0.9):
         r["type"] = [_cc(d, VS["pt-encounter-type"], ["PT visit"], [(CPT, "99214")]) or {"text": "visit"}]
     if d.bool(0.9):
@@ -340,12 +477,25 @@ def encounter(d: Draw, i: int, y: int):
 
 
 def imaging_study(d: Draw, i: int, y: int):
-    r = {"resourceType": "ImagingStudy", "id": f"is{i}", "status": d.choice(["available", "cancelled", "entered-in-error", "registered"])}
+    r = {
+        "resourceType": "ImagingStudy",
+        "id": f"is{i}",
+        "status": d.choice(["available", "cancelled", "entered-in-error", "registered"]),
+    }
     if d.bool(0.7):
-        r["procedureCode"] = [_cc(d, VS["lumbar-mri-ct"] + VS["flexion-extension-radiographs"], ["MRI lumbar spine", "CT L-spine", "MRI brain"],
-                                  [(CPT, "70551")]) or {"text": "MRI"}]
+        r["procedureCode"] = [
+            _cc(
+                d,
+                VS["lumbar-mri-ct"] + VS["flexion-extension-radiographs"],
+                ["MRI lumbar spine", "CT L-spine", "MRI brain"],
+                [(CPT, "70551")],
+            )
+            or {"text": "MRI"}
+        ]
     if d.bool(0.7):
-        r["modality"] = [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": d.choice(["MR", "CT", "CR"])}]
+        r["modality"] = [
+            {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": d.choice(["MR", "CT", "CR"])}
+        ]
     if d.bool(0.6):
         r["description"] = d.choice(["MRI LUMBAR SPINE", "lumbosacral ct", "Brain MRI", "L-spine", "L spine\tw/o"])
     if d.bool(0.9):
@@ -354,8 +504,12 @@ def imaging_study(d: Draw, i: int, y: int):
 
 
 def diagnostic_report(d: Draw, i: int, y: int):
-    r = {"resourceType": "DiagnosticReport", "id": f"dr{i}", "status": d.choice(["final", "amended", "preliminary", "cancelled", "entered-in-error", "appended"]),
-         "code": _cc(d, VS["lumbar-mri-ct"] + VS["flexion-extension-radiographs"], ["MRI"]) or {"text": "report"}}
+    r = {
+        "resourceType": "DiagnosticReport",
+        "id": f"dr{i}",
+        "status": d.choice(["final", "amended", "preliminary", "cancelled", "entered-in-error", "appended"]),
+        "code": _cc(d, VS["lumbar-mri-ct"] + VS["flexion-extension-radiographs"], ["MRI"]) or {"text": "report"},
+    }
     e = d.choice(["dt", "period", "issued", "none"])
     if e == "dt":
         r["effectiveDateTime"] = _date(d, y)
@@ -364,22 +518,40 @@ def diagnostic_report(d: Draw, i: int, y: int):
     elif e == "issued":
         r["issued"] = _date(d, y, "datetime")
     if d.bool(0.5):
-        r["conclusion"] = d.choice(["Solid fusion at L4-L5.", "Nonunion at L5-S1 with hardware loosening.",
-                                    "No evidence of pseudarthrosis.", "Findings suggest pseudo-arthrosis.",
-                                    "Failed fusion L4-5", "without nonunion", "Moderate stenosis at L4-L5.", ""])
+        r["conclusion"] = d.choice(
+            [
+                "Solid fusion at L4-L5.",
+                "Nonunion at L5-S1 with hardware loosening.",
+                "No evidence of pseudarthrosis.",
+                "Findings suggest pseudo-arthrosis.",
+                "Failed fusion L4-5",
+                "without nonunion",
+                "Moderate stenosis at L4-L5.",
+                "",
+            ]
+        )
     if d.bool(0.3):
-        r["result"] = [{"reference": f"Observation/o{d.int(0, 20)}"}] + ([{"display": "no reference"}] if d.bool(0.2) else [])
+        r["result"] = [{"reference": f"Observation/o{d.int(0, 20)}"}] + (
+            [{"display": "no reference"}] if d.bool(0.2) else []
+        )
     if d.bool(0.3):
         r["imagingStudy"] = [{"reference": f"ImagingStudy/is{d.int(0, 20)}"}]
     return r
 
 
 def medication(d: Draw, i: int, y: int, statement: bool):
-    r = {"resourceType": "MedicationStatement" if statement else "MedicationRequest", "id": f"m{i}",
-         "status": d.choice(["active", "completed", "entered-in-error", "cancelled", "draft", "not-taken", "stopped"])}
+    r = {
+        "resourceType": "MedicationStatement" if statement else "MedicationRequest",
+        "id": f"m{i}",
+        "status": d.choice(["active", "completed", "entered-in-error", "cancelled", "draft", "not-taken", "stopped"]),
+    }
     if d.bool(0.9):
-        r["medicationCodeableConcept"] = _cc(d, VS["neuropathic-medications"], ["Gabapentin 300 mg", "LYRICA", "meloxicam", None],
-                                             [("http://www.nlm.nih.gov/research/umls/rxnorm", "41493")]) or {"text": "pregabalin"}
+        r["medicationCodeableConcept"] = _cc(
+            d,
+            VS["neuropathic-medications"],
+            ["Gabapentin 300 mg", "LYRICA", "meloxicam", None],
+            [("http://www.nlm.nih.gov/research/umls/rxnorm", "41493")],
+        ) or {"text": "pregabalin"}
     else:
         r["medicationReference"] = {"reference": "Medication/x"}
     if statement:
@@ -397,31 +569,79 @@ def medication(d: Draw, i: int, y: int, statement: bool):
 
 def patient_case(d: Draw, n: int) -> Case:
     import datetime as _dt
+
     yy = d.choice([2023, 2024, 2025, 2026])
-    ref = d.choice([f"{yy}-02-29" if yy % 4 == 0 else f"{yy}-02-28", f"{yy}-03-31", f"{yy}-01-01", f"{yy}-12-31", f"{yy}-06-15", f"{yy}-08-31"])
+    ref = d.choice(
+        [
+            f"{yy}-02-29" if yy % 4 == 0 else f"{yy}-02-28",
+            f"{yy}-03-31",
+            f"{yy}-01-01",
+            f"{yy}-12-31",
+            f"{yy}-06-15",
+            f"{yy}-08-31",
+        ]
+    )
     y = _dt.date.fromisoformat(ref)
     pid = f"gen-{n}"
     res = [{"resourceType": "Patient", "id": pid}]
-    makers = [condition, condition, observation, observation, observation, procedure, procedure, procedure, encounter, imaging_study, diagnostic_report,
-              lambda d, i, y: medication(d, i, y, False), lambda d, i, y: medication(d, i, y, True)]
+    makers = [
+        condition,
+        condition,
+        observation,
+        observation,
+        observation,
+        procedure,
+        procedure,
+        procedure,
+        encounter,
+        imaging_study,
+        diagnostic_report,
+        lambda d, i, y: medication(d, i, y, False),
+        lambda d, i, y: medication(d, i, y, True),
+    ]
     for i in range(d.choice([0, 3, 8, 15, 25, d.int(0, 30)])):
         res.append(d.choice(makers)(d, i, y))
     if d.bool(0.05) and len(res) > 1:
         res.append(res[-1])  # an exact duplicate
-    levels = d.choice([[], ["L4-L5"], ["L5-S1"], ["L4-L5", "L5-S1"], ["L3-L4", "L4-L5", "L5-S1"], ["T12-L1"], ["L4-L5", "L4-L5"]])
-    params = {"ReferenceDate": ref, "OperativeLevels": levels,
-              "FailedSources": d.choice([[]] * 6 + [["Observation"], ["Condition", "Procedure"]])}
+    levels = d.choice(
+        [[], ["L4-L5"], ["L5-S1"], ["L4-L5", "L5-S1"], ["L3-L4", "L4-L5", "L5-S1"], ["T12-L1"], ["L4-L5", "L4-L5"]]
+    )
+    params = {
+        "ReferenceDate": ref,
+        "OperativeLevels": levels,
+        "FailedSources": d.choice([[]] * 6 + [["Observation"], ["Condition", "Procedure"]]),
+    }
     if d.bool(0.3):
-        params.update({"SpondylolisthesisInstability": d.choice(["any", "grade2+"]), "AdmitDiscogenic": d.bool(),
-                       "MinPTSessions": d.choice([1, 6, 12]), "ConservativeWindowMonths": d.choice([1, 6, 12, 24]),
-                       "ImagingWindowMonths": d.choice([6, 12, 36]), "TranslationMM": d.choice([3.0, 4.0, 4.5]),
-                       "CotinineMaxNgPerML": d.choice([10.0, 3.0]), "NicotineFreeWeeks": d.choice([4, 6]),
-                       "RedFlagWindowDays": d.choice([30, 90, 365]), "PTEpisodeGapDays": d.choice([14, 30, 60]),
-                       "MinCareMonths": d.choice([3, 6]), "CountOtherModalities": d.bool(),
-                       "PathwayRules": d.choice([[], [{"id": "stenosis-instability", "label": "Stenosis with instability",
-                                                       "required": ["imaging", "conservative-care"], "excluded": False}],
-                                                 [{"id": "discogenic", "label": "Discogenic pain", "required": [],
-                                                   "excluded": True}]])})
+        params.update(
+            {
+                "SpondylolisthesisInstability": d.choice(["any", "grade2+"]),
+                "AdmitDiscogenic": d.bool(),
+                "MinPTSessions": d.choice([1, 6, 12]),
+                "ConservativeWindowMonths": d.choice([1, 6, 12, 24]),
+                "ImagingWindowMonths": d.choice([6, 12, 36]),
+                "TranslationMM": d.choice([3.0, 4.0, 4.5]),
+                "CotinineMaxNgPerML": d.choice([10.0, 3.0]),
+                "NicotineFreeWeeks": d.choice([4, 6]),
+                "RedFlagWindowDays": d.choice([30, 90, 365]),
+                "PTEpisodeGapDays": d.choice([14, 30, 60]),
+                "MinCareMonths": d.choice([3, 6]),
+                "CountOtherModalities": d.bool(),
+                "PathwayRules": d.choice(
+                    [
+                        [],
+                        [
+                            {
+                                "id": "stenosis-instability",
+                                "label": "Stenosis with instability",
+                                "required": ["imaging", "conservative-care"],
+                                "excluded": False,
+                            }
+                        ],
+                        [{"id": "discogenic", "label": "Discogenic pain", "required": [], "excluded": True}],
+                    ]
+                ),
+            }
+        )
     params = {k: v for k, v in params.items() if k in PARAMETERS}
     return Case(pid, res, params, pid)
 

@@ -1,6 +1,7 @@
 """Read deploy/Dockerfile as Docker would: instructions (continuation lines joined), stages, and the
 final stage's ENV, USER, WORKDIR, ENTRYPOINT and HEALTHCHECK, so tests can check the image's
 invariants and start the service with the same command and environment shape."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,7 @@ class Stage:
         for ins in self.all("ENV"):
             for pair in shlex.split(ins.args):
                 key, _, value = pair.partition("=")
-                out[key] = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?",
-                                  lambda m: out.get(m.group(1), m.group(0)), value)
+                out[key] = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: out.get(m.group(1), m.group(0)), value)
         return out
 
     def exec_form(self, keyword: str) -> list[str] | None:

@@ -15,6 +15,7 @@ the same host and port, outside the base path: another tenant's base), `huge` (a
 
 Every request is recorded with its headers, so tests can see where a token went.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,12 @@ class FaultyFhirServer(LoopbackServer):
     # -- answers ----------------------------------------------------------------------------------
 
     def _bundle(self, resources: list[dict], links: list[dict] | None = None) -> bytes:
-        bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-                  "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources]}
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(resources),
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
+        }
         if links:
             bundle["link"] = links
         return json.dumps(bundle).encode()
@@ -88,7 +93,7 @@ class FaultyFhirServer(LoopbackServer):
                 for i in range(len(body)):
                     if self.stopping.wait(0.2):
                         return None
-                    handler.wfile.write(body[i:i + 1])
+                    handler.wfile.write(body[i : i + 1])
                     handler.wfile.flush()
             except OSError:
                 pass  # the service hung up at its deadline, as it should
@@ -121,8 +126,11 @@ class FaultyFhirServer(LoopbackServer):
             return Answer(200, FHIR, self._bundle(resources, [{"relation": "next", "url": nxt}]))
         if fault == "huge":
             pad = "x" * 2_500_000
-            return Answer(200, FHIR, json.dumps({"resourceType": "Bundle", "type": "searchset",
-                                                 "entry": [], "padding": pad}).encode())
+            return Answer(
+                200,
+                FHIR,
+                json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": [], "padding": pad}).encode(),
+            )
         if fault == "not-fhir":
             return Answer(200, {"Content-Type": "application/json"}, b'[{"not": "a resource"}]')
         if fault == "html":

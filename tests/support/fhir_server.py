@@ -1,4 +1,5 @@
 """Start and stop the real FHIR R4 server (sekmet-fhir, in .venv-fhir) used by the tests."""
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,10 @@ class FhirServer:
         cfg.write_text(json.dumps(settings))  # JSON is valid YAML
         log = open(self.workdir / "server.log", "wb")
         self._proc = subprocess.Popen(
-            [str(SEKMET), "serve", "-c", str(cfg)], cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+            [str(SEKMET), "serve", "-c", str(cfg)],
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "SEKMET_CONFIG": str(cfg)},
         )
         deadline = time.monotonic() + timeout

@@ -1,4 +1,5 @@
 """Helpers to reshape fixture requests and read results back from cards."""
+
 from __future__ import annotations
 
 import copy
@@ -9,10 +10,17 @@ from .conformance import assert_conformant
 
 SERVICE = "/cds-services/lumbar-fusion"
 PREFETCH_TYPES = {
-    "patient": "Patient", "coverage": "Coverage", "conditions": "Condition", "procedures": "Procedure",
-    "encounters": "Encounter", "imagingStudies": "ImagingStudy", "diagnosticReports": "DiagnosticReport",
-    "observations": "Observation", "medicationRequests": "MedicationRequest",
-    "medicationStatements": "MedicationStatement", "documentReferences": "DocumentReference",
+    "patient": "Patient",
+    "coverage": "Coverage",
+    "conditions": "Condition",
+    "procedures": "Procedure",
+    "encounters": "Encounter",
+    "imagingStudies": "ImagingStudy",
+    "diagnosticReports": "DiagnosticReport",
+    "observations": "Observation",
+    "medicationRequests": "MedicationRequest",
+    "medicationStatements": "MedicationStatement",
+    "documentReferences": "DocumentReference",
 }
 
 
@@ -43,8 +51,12 @@ def with_resources(request: dict, items: list[dict]) -> dict:
         if key == "patient":
             continue
         chosen = [copy.deepcopy(r) for r in items if r["resourceType"] == rtype]
-        out["prefetch"][key] = {"resourceType": "Bundle", "type": "searchset", "total": len(chosen),
-                                "entry": [{"resource": r} for r in chosen]}
+        out["prefetch"][key] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(chosen),
+            "entry": [{"resource": r} for r in chosen],
+        }
     return out
 
 

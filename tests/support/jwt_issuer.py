@@ -1,6 +1,7 @@
 """A CDS client's signing side for the tests: keys generated per run, JWK Sets served over real HTTP
 on 127.0.0.1, and JWTs shaped like CDS Hooks 2.0 "Trusting CDS Clients" requires (or deliberately not).
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,8 +25,11 @@ def b64url(data: bytes) -> str:
 
 
 def public_jwk(private_key, kid: str, alg: str | None = None) -> dict:
-    jwk = json.loads(jwt.algorithms.get_default_algorithms()[
-        "ES384" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "RS384"].to_jwk(private_key.public_key()))
+    jwk = json.loads(
+        jwt.algorithms.get_default_algorithms()[
+            "ES384" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "RS384"
+        ].to_jwk(private_key.public_key())
+    )
     jwk["kid"] = kid
     jwk["use"] = "sig"
     if alg:
@@ -64,8 +68,9 @@ class Signer:
         self.jwks_path = f"{prefix}/jwks.json"
         self.jku_path = f"{prefix}/rotating/jwks.json"
         server.sets[self.jwks_path] = {"keys": [public_jwk(self.ec, "ec-1"), public_jwk(self.rsa, "rsa-1")]}
-        server.sets[self.jku_path] = {"keys": [public_jwk(self.jku_ec, "jku-ec-1", "ES384"),
-                                               public_jwk(self.jku_rsa, "jku-rsa-1", "RS384")]}
+        server.sets[self.jku_path] = {
+            "keys": [public_jwk(self.jku_ec, "jku-ec-1", "ES384"), public_jwk(self.jku_rsa, "jku-rsa-1", "RS384")]
+        }
 
     @property
     def jwks_url(self) -> str:
@@ -84,20 +89,38 @@ class Signer:
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def token(self, aud, *, alg: str = "ES384", key=None, kid: str | None = None, headers: dict | None = None,
-              **claim_overrides) -> str:
+    def token(
+        self,
+        aud,
+        *,
+        alg: str = "ES384",
+        key=None,
+        kid: str | None = None,
+        headers: dict | None = None,
+        **claim_overrides,
+    ) -> str:
         if key is None:
             key = self.ec if alg.startswith("ES") else self.rsa
         if kid is None:
-            kid = "ec-1" if key is self.ec else "rsa-1" if key is self.rsa else \
-                "jku-ec-1" if key is self.jku_ec else "jku-rsa-1" if key is self.jku_rsa else "unknown"
+            kid = (
+                "ec-1"
+                if key is self.ec
+                else "rsa-1"
+                if key is self.rsa
+                else "jku-ec-1"
+                if key is self.jku_ec
+                else "jku-rsa-1"
+                if key is self.jku_rsa
+                else "unknown"
+            )
         head = {"kid": kid, "typ": "JWT", **(headers or {})}
         head = {k: v for k, v in head.items() if v is not None}
         return jwt.encode(self.claims(aud, **claim_overrides), key, algorithm=alg, headers=head)
 
     def public_pem(self) -> bytes:
-        return self.rsa.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        return self.rsa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
 
 def unsigned(header: dict, claims: dict, signature: bytes = b"") -> str:

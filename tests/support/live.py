@@ -5,6 +5,7 @@ carried (method, path, Authorization header), so a test can inspect exactly what
 `TransactionRefusingFront` forwards every request to a real FHIR server except a transaction (a
 POST on the base), which it answers the way servers without transaction support do.
 """
+
 from __future__ import annotations
 
 import io
@@ -63,15 +64,21 @@ class TransactionRefusingFront:
 
     def __call__(self, environ, start_response):
         request = Request(environ)
-        rest = request.path[len(self.prefix):] if request.path.startswith(self.prefix) else request.path
+        rest = request.path[len(self.prefix) :] if request.path.startswith(self.prefix) else request.path
         if request.method == "POST" and rest.strip("/") == "":
             self.refused += 1
-            outcome = {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "not-supported", "diagnostics": "transaction is not supported"}]}
-            return Response(json.dumps(outcome), status=405,
-                            content_type="application/fhir+json")(environ, start_response)
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {"severity": "error", "code": "not-supported", "diagnostics": "transaction is not supported"}
+                ],
+            }
+            return Response(json.dumps(outcome), status=405, content_type="application/fhir+json")(
+                environ, start_response
+            )
         url = self.fhir_base + rest + (("?" + request.query_string.decode()) if request.query_string else "")
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept", "authorization")}
         upstream = requests.request(request.method, url, data=request.get_data(), headers=headers, timeout=30)
-        return Response(upstream.content, status=upstream.status_code,
-                        content_type=upstream.headers.get("Content-Type"))(environ, start_response)
+        return Response(
+            upstream.content, status=upstream.status_code, content_type=upstream.headers.get("Content-Type")
+        )(environ, start_response)

@@ -4,6 +4,7 @@
 The server refuses to run as root, so as root it runs as the `postgres` user the package creates.
 `CDS_TEST_POSTGRES_URL` (a server URL whose user may create databases) replaces it.
 """
+
 from __future__ import annotations
 
 import glob
@@ -17,8 +18,10 @@ from pathlib import Path
 
 from .fhir_server import free_port
 
-MISSING = ("PostgreSQL server programs (initdb, pg_ctl) not found: run ./scripts/setup --test as root "
-           "(it installs Debian's postgresql package), or set CDS_TEST_POSTGRES_URL to a server")
+MISSING = (
+    "PostgreSQL server programs (initdb, pg_ctl) not found: run ./scripts/setup --test as root "
+    "(it installs Debian's postgresql package), or set CDS_TEST_POSTGRES_URL to a server"
+)
 
 
 def server_bindir() -> Path | None:
@@ -57,10 +60,23 @@ class PostgresServer:
 
     def resume(self) -> None:
         """Start the server on its existing data (after `start`, or again after `pause`)."""
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
-                   "-c max_connections=100 -c shared_buffers=32MB")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "server.log"),
-                  "-w", "-t", "60", "start")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
+            "-c max_connections=100 -c shared_buffers=32MB"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def pause(self) -> None:
         """Stop the server as a crash would (immediate shutdown), keeping its data for `resume`."""

@@ -1,4 +1,5 @@
 """Waiting for a server process the test started: it answers, or it has failed."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,8 +8,9 @@ import time
 import requests
 
 
-def wait_until_answering(proc: subprocess.Popen, url: str, timeout: float, interval: float = 0.2,
-                         request_timeout: float = 1.0) -> bool:
+def wait_until_answering(
+    proc: subprocess.Popen, url: str, timeout: float, interval: float = 0.2, request_timeout: float = 1.0
+) -> bool:
     """True once `url` answers 200; False when the process exits or `timeout` seconds pass first."""
     deadline = time.monotonic() + timeout
     while True:

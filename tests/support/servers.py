@@ -3,6 +3,7 @@
 `LoopbackServer` runs a stdlib ThreadingHTTPServer on a free port in a daemon thread and hands each
 request to `respond(request)`, which returns (status, headers, body) or writes the answer itself.
 """
+
 from __future__ import annotations
 
 import threading
@@ -73,8 +74,7 @@ class LoopbackServer(ABC):
         self._httpd.owner = self  # type: ignore[attr-defined]
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name=f"loopback-{self.port}")
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True, name=f"loopback-{self.port}")
 
     def start(self) -> "LoopbackServer":
         self._thread.start()
@@ -109,5 +109,8 @@ class Recorder(LoopbackServer):
     prove that nothing (least of all a token) was sent here."""
 
     def respond(self, seen, handler):
-        return Answer(200, {"Content-Type": "application/fhir+json"},
-                      b'{"resourceType": "Bundle", "type": "searchset", "entry": []}')
+        return Answer(
+            200,
+            {"Content-Type": "application/fhir+json"},
+            b'{"resourceType": "Bundle", "type": "searchset", "entry": []}',
+        )

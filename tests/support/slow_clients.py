@@ -5,6 +5,7 @@ proxy of deploy/nginx/ started in front of a server the tests run.
 never finish it, the way a Slowloris-style attacker does, from one thread; it only ever connects to
 127.0.0.1 and stops by itself after `max_seconds`.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,8 +72,16 @@ class SlowClients:
     """`headers` connections that drip an endless request header and `bodies` that send a whole header
     announcing a large body, then drip it; one byte per connection every `interval` seconds."""
 
-    def __init__(self, port: int, path: str, *, headers: int = 100, bodies: int = 100, interval: float = 1.0,
-                 max_seconds: float = 60.0):
+    def __init__(
+        self,
+        port: int,
+        path: str,
+        *,
+        headers: int = 100,
+        bodies: int = 100,
+        interval: float = 1.0,
+        max_seconds: float = 60.0,
+    ):
         self.port = port
         self.path = path
         self.counts = (headers, bodies)

@@ -1,4 +1,5 @@
 """Alembic environment: migrations run on the connection `database.upgrade()` hands over."""
+
 from alembic import context
 
 from cds_hooks.audit.schema import metadata

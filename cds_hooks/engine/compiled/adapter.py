@@ -5,6 +5,7 @@ The application factory, the production server's warm-up and `cds-hooks doctor` 
 `engine_from_config(config)`; the reference engine (cql-execution in Node workers) stays the judge
 (tests/support/cql_judge.py) and the fallback a setting away.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,6 +55,7 @@ class CompiledEngine:
 
     def _find(self, library_id, version):
         from cds_hooks.engine.bridge import EngineError
+
         hits = [l for (i, v), l in self._libs.items() if i == library_id and (version is None or v == version)]
         if not hits:
             raise EngineError("evaluation", f"library {library_id} is not loaded", "not_loaded")
@@ -61,16 +63,28 @@ class CompiledEngine:
             raise EngineError("evaluation", f"library {library_id} is loaded in several versions", "bad_request")
         return hits[0]
 
-    def evaluate(self, library_id, library_version, resources, patient_id, parameters, expressions=None, *,
-                 execution_datetime=None, timeout=None) -> dict:
+    def evaluate(
+        self,
+        library_id,
+        library_version,
+        resources,
+        patient_id,
+        parameters,
+        expressions=None,
+        *,
+        execution_datetime=None,
+        timeout=None,
+    ) -> dict:
         from cds_hooks.engine.bridge import EngineError
+
         if self._closed:
             raise EngineError("unavailable", "the CQL engine is closed")
         lib = self._find(library_id, library_version)
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            out = lib.evaluate(resources, parameters, patient_id, expressions=expressions,
-                               execution_datetime=execution_datetime)
+            out = lib.evaluate(
+                resources, parameters, patient_id, expressions=expressions, execution_datetime=execution_datetime
+            )
         except ParameterError as exc:
             raise EngineError("evaluation", str(exc), "parameter") from None
         except KeyError as exc:
@@ -89,6 +103,7 @@ class CompiledEngine:
 
     def stats(self) -> dict:
         import resource
+
         return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "libraries": len(self._libs)}
 
     def worker_pids(self) -> list[int]:
@@ -102,6 +117,7 @@ def engine_for(setting: str = "compiled", **reference_kwargs):
         return CompiledEngine()
     if choice == "reference":
         from cds_hooks.engine.bridge import CqlEngine
+
         return CqlEngine(**reference_kwargs)
     raise ValueError(f"the CQL engine must be 'compiled' or 'reference', not {choice!r}")
 
@@ -109,9 +125,14 @@ def engine_for(setting: str = "compiled", **reference_kwargs):
 def engine_from_config(config, workers: int | None = None):
     """The engine `config.cql_engine` names, with the service's engine settings (`workers` overrides
     `engine_workers`, the number of Node processes of the reference engine)."""
-    return engine_for(config.cql_engine, node_executable=config.node_executable,
-                      workers=workers or config.engine_workers, timeout=config.engine_timeout,
-                      max_heap_mb=config.engine_heap_mb, cache_dir=config.engine_cache_dir)
+    return engine_for(
+        config.cql_engine,
+        node_executable=config.node_executable,
+        workers=workers or config.engine_workers,
+        timeout=config.engine_timeout,
+        max_heap_mb=config.engine_heap_mb,
+        cache_dir=config.engine_cache_dir,
+    )
 
 
 __all__ = ["CompiledEngine", "engine_for", "engine_from_config", "UnsupportedElm"]

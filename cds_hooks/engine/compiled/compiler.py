@@ -5,6 +5,7 @@ function; each query a nested function with one loop. Values are plain FHIR JSON
 runtime.py. Everything the compiler does not know fails here, at load, with the node type and where it is
 (UnsupportedElm), never at call time.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,7 +103,9 @@ class LibraryUnit:
         self.lib = elm["library"]
         self.key = key
         self.name = self.lib["identifier"]["id"]
-        self.defs = {d["name"]: d for d in (self.lib.get("statements") or {}).get("def", []) if d.get("type") != "FunctionDef"}
+        self.defs = {
+            d["name"]: d for d in (self.lib.get("statements") or {}).get("def", []) if d.get("type") != "FunctionDef"
+        }
         self.funcs: dict[str, list[dict]] = {}
         for d in (self.lib.get("statements") or {}).get("def", []):
             if d.get("type") == "FunctionDef":
@@ -219,7 +222,11 @@ class Compiler:
             if not sig:
                 self.fail(node, f"FunctionRef {node['name']!r} without signature among {len(cands)} overloads")
             want = [_spec(s) for s in sig]
-            match = [c for c in cands if [_spec(o.get("operandTypeSpecifier") or o.get("operandType")) for o in c.get("operand", [])] == want]
+            match = [
+                c
+                for c in cands
+                if [_spec(o.get("operandTypeSpecifier") or o.get("operandType")) for o in c.get("operand", [])] == want
+            ]
             if len(match) != 1:
                 self.fail(node, f"FunctionRef {node['name']!r}: {len(match)} overloads match its signature")
             fd = match[0]
@@ -269,7 +276,9 @@ class Compiler:
                 _, fd, _ = self.func_ref(unit, node)
             except UnsupportedElm:
                 return None
-            return _spec(fd.get("resultTypeSpecifier")) or (("N", fd["resultTypeName"]) if fd.get("resultTypeName") else None)
+            return _spec(fd.get("resultTypeSpecifier")) or (
+                ("N", fd["resultTypeName"]) if fd.get("resultTypeName") else None
+            )
         if k == "As":
             return _spec(node.get("asTypeSpecifier")) or ("N", node["asType"])
         if k == "Retrieve":
@@ -374,8 +383,12 @@ class Compiler:
         ops = node.get("operand") or []
         # Inline FHIRHelpers-style accessors: `define function F(x FHIR.prim): x.value`.
         body = fd["expression"]
-        if (len(ops) == 1 and body.get("type") == "Property" and body.get("path") == "value"
-                and body.get("source", {}).get("type") == "OperandRef"):
+        if (
+            len(ops) == 1
+            and body.get("type") == "Property"
+            and body.get("path") == "value"
+            and body.get("source", {}).get("type") == "OperandRef"
+        ):
             ot = _spec(fd["operand"][0].get("operandTypeSpecifier") or fd["operand"][0].get("operandType"))
             if ot and ot[0] == "N" and _short(ot[1]) in PRIMITIVES:
                 inner = self.expr(ops[0], unit, scope, pre, depth)
@@ -445,7 +458,9 @@ class Compiler:
 
     def x_Code(self, node, unit, scope, pre, depth):
         cs = unit.codesystems.get(node["system"]["name"]) if node.get("system") else None
-        return self.const(rt.Code(node["code"], cs["id"] if cs else None, node.get("version"), node.get("display")), "code")
+        return self.const(
+            rt.Code(node["code"], cs["id"] if cs else None, node.get("version"), node.get("display")), "code"
+        )
 
     def x_ConceptRef(self, node, unit, scope, pre, depth):
         cd = unit.concepts.get(node["name"])
@@ -459,8 +474,12 @@ class Compiler:
             self.fail(node, "InValueSet with a valueset expression")
         vs = self.x_ValueSetRef(node["valueset"], unit, scope, pre, depth)
         code = node["code"]
-        if (code.get("type") == "FunctionRef" and code.get("libraryName") and code["name"] == "ToConcept"
-                and self._is_fhirhelpers_toconcept(unit, code)):
+        if (
+            code.get("type") == "FunctionRef"
+            and code.get("libraryName")
+            and code["name"] == "ToConcept"
+            and self._is_fhirhelpers_toconcept(unit, code)
+        ):
             inner = self.expr(code["operand"][0], unit, scope, pre, depth)
             return f"_in_vs_cc({inner}, {vs})"
         return f"_in_valueset({self.expr(code, unit, scope, pre, depth)}, {vs})"
@@ -469,7 +488,11 @@ class Compiler:
         _, fd, _ = self.func_ref(unit, code)
         # The FHIRHelpers shape: if concept is null then null else Concept { codes: coding C return ToCode(C), display: text.value }
         e = fd["expression"]
-        return e.get("type") == "If" and e["else"].get("type") == "Instance" and e["else"].get("classType") == SYS + "Concept"
+        return (
+            e.get("type") == "If"
+            and e["else"].get("type") == "Instance"
+            and e["else"].get("classType") == SYS + "Concept"
+        )
 
     def x_AnyInValueSet(self, node, unit, scope, pre, depth):
         if not node.get("valueset"):
@@ -526,7 +549,13 @@ class Compiler:
             src_node = node["source"]
             stype = self.static_type(src_node, unit, scope)
             # value of a FHIR primitive element: fuse with the element access
-            if path == "value" and stype and stype[0] == "N" and _short(stype[1]) in PRIMITIVES and stype[1].startswith(FHIR):
+            if (
+                path == "value"
+                and stype
+                and stype[0] == "N"
+                and _short(stype[1]) in PRIMITIVES
+                and stype[1].startswith(FHIR)
+            ):
                 if src_node.get("type") == "Property" and not self._is_choice(src_node, unit, scope):
                     inner = self._fhir_element_raw(src_node, unit, scope, pre, depth)
                     return self.prim_value(_short(stype[1]), inner, node)
@@ -671,7 +700,9 @@ class Compiler:
         self.fail(node, f"Is {target}")
 
     def x_Tuple(self, node, unit, scope, pre, depth):
-        parts = [f"{e['name']!r}: {self.expr(e.get('value'), unit, scope, pre, depth)}" for e in node.get("element", [])]
+        parts = [
+            f"{e['name']!r}: {self.expr(e.get('value'), unit, scope, pre, depth)}" for e in node.get("element", [])
+        ]
         return "_Tup({" + ", ".join(parts) + "})"
 
     def x_Instance(self, node, unit, scope, pre, depth):
@@ -772,6 +803,7 @@ class Compiler:
                 return f"{fn}({a}, {b}, {node['precision'].lower()!r})"
             a, b = self.args(node, unit, scope, pre, depth)
             return f"{fn}({a}, {b})"
+
         return f
 
     def x_Equal(self, node, unit, scope, pre, depth):
@@ -892,7 +924,9 @@ class Compiler:
     def x_Union(self, node, unit, scope, pre, depth):
         ops = node["operand"]
         a, b = self.args(node, unit, scope, pre, depth)
-        both_list = any(o.get("type") == "As" and (o.get("asTypeSpecifier") or {}).get("type") == "ListTypeSpecifier" for o in ops)
+        both_list = any(
+            o.get("type") == "As" and (o.get("asTypeSpecifier") or {}).get("type") == "ListTypeSpecifier" for o in ops
+        )
         return f"_union({a}, {b}, {both_list!r})"
 
     def x_Flatten(self, node, unit, scope, pre, depth):
@@ -960,7 +994,9 @@ class Compiler:
     def x_ConvertQuantity(self, node, unit, scope, pre, depth):
         target = node["operand"][1]
         if target.get("type") == "Literal" and rt._fix_unit(target.get("value")) not in rt._UNITS:
-            self.fail(node, f"ConvertQuantity to unit {target.get('value')!r} (not in the compiled evaluator's UCUM table)")
+            self.fail(
+                node, f"ConvertQuantity to unit {target.get('value')!r} (not in the compiled evaluator's UCUM table)"
+            )
         a, b = self.args(node, unit, scope, pre, depth)
         return f"_convert_quantity({a}, {b})"
 
@@ -978,12 +1014,19 @@ class Compiler:
 
     def x_DateTime(self, node, unit, scope, pre, depth):
         fields = ("year", "month", "day", "hour", "minute", "second", "millisecond", "timezoneOffset")
-        args = [f"{'tz' if f == 'timezoneOffset' else f}={self.expr(node[f], unit, scope, pre, depth)}"
-                for f in fields if node.get(f) is not None]
+        args = [
+            f"{'tz' if f == 'timezoneOffset' else f}={self.expr(node[f], unit, scope, pre, depth)}"
+            for f in fields
+            if node.get(f) is not None
+        ]
         return f"_datetime_new(ctx.now{''.join(', ' + a for a in args)})"
 
     def x_Date(self, node, unit, scope, pre, depth):
-        args = [f"{f}={self.expr(node[f], unit, scope, pre, depth)}" for f in ("year", "month", "day") if node.get(f) is not None]
+        args = [
+            f"{f}={self.expr(node[f], unit, scope, pre, depth)}"
+            for f in ("year", "month", "day")
+            if node.get(f) is not None
+        ]
         return f"_date_new({', '.join(args)})"
 
     def x_DateTimeComponentFrom(self, node, unit, scope, pre, depth):
@@ -1020,8 +1063,10 @@ class Compiler:
         return self._list_set_op("_intersect", node, *a)
 
     def x_IndexOf(self, node, unit, scope, pre, depth):
-        return (f"_index_of({self.expr(node['source'], unit, scope, pre, depth)}, "
-                f"{self.expr(node['element'], unit, scope, pre, depth)})")
+        return (
+            f"_index_of({self.expr(node['source'], unit, scope, pre, depth)}, "
+            f"{self.expr(node['element'], unit, scope, pre, depth)})"
+        )
 
     def x_Indexer(self, node, unit, scope, pre, depth):
         a, b = self.args(node, unit, scope, pre, depth)
@@ -1042,8 +1087,10 @@ class Compiler:
 
     # -- strings
     def x_Split(self, node, unit, scope, pre, depth):
-        return (f"_split({self.expr(node['stringToSplit'], unit, scope, pre, depth)}, "
-                f"{self.expr(node.get('separator'), unit, scope, pre, depth)})")
+        return (
+            f"_split({self.expr(node['stringToSplit'], unit, scope, pre, depth)}, "
+            f"{self.expr(node.get('separator'), unit, scope, pre, depth)})"
+        )
 
     def x_Substring(self, node, unit, scope, pre, depth):
         s = self.expr(node["stringToSub"], unit, scope, pre, depth)
@@ -1052,8 +1099,10 @@ class Compiler:
         return f"_substring({s}, {i}, {n})"
 
     def x_PositionOf(self, node, unit, scope, pre, depth):
-        return (f"_position_of({self.expr(node['pattern'], unit, scope, pre, depth)}, "
-                f"{self.expr(node['string'], unit, scope, pre, depth)})")
+        return (
+            f"_position_of({self.expr(node['pattern'], unit, scope, pre, depth)}, "
+            f"{self.expr(node['string'], unit, scope, pre, depth)})"
+        )
 
     def x_Message(self, node, unit, scope, pre, depth):
         # The reference returns the source whatever the severity (no message listener is installed);
@@ -1246,6 +1295,7 @@ _RELATIONS = {
 def _relation_method(fn, swap, points_only):
     def method(self, node, unit, scope, pre, depth):
         return self._relation(fn, node, unit, scope, pre, depth, swap=swap, points_only=points_only)
+
     return method
 
 

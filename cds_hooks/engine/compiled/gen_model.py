@@ -5,6 +5,7 @@ The compiled evaluator needs three facts the ELM does not carry: the order in wh
 tries the choices of a choice element (the model info's order, not the ELM's alphabetical one), each
 type's base type (for `as`/`is` on subtypes such as Age of Quantity) and which FHIR types are primitives.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,11 +42,23 @@ def generate(node_modules: str) -> dict:
                 elements.setdefault(name, {})[el.get("name")] = el.get("elementType")
     # cql-exec-fhir treats a lower-case FHIR type, and a class over Element with one String `value`
     # (the R4 model info's code bindings such as ObservationStatus), as a primitive with _name siblings.
-    primitives = sorted(n for n in base if n[:1].islower() or (
-        base[n] == "Element" and counts.get(n) == 1 and elements.get(n, {}).get("value") == "System.String"
-        and n not in choices))
-    return {"base": base, "choices": choices, "primitives": primitives,
-            "primitiveValue": {n: _value_type(n, base, elements) for n in primitives}}
+    primitives = sorted(
+        n
+        for n in base
+        if n[:1].islower()
+        or (
+            base[n] == "Element"
+            and counts.get(n) == 1
+            and elements.get(n, {}).get("value") == "System.String"
+            and n not in choices
+        )
+    )
+    return {
+        "base": base,
+        "choices": choices,
+        "primitives": primitives,
+        "primitiveValue": {n: _value_type(n, base, elements) for n in primitives},
+    }
 
 
 def _value_type(name: str, base: dict, elements: dict) -> str | None:
@@ -58,5 +71,7 @@ def _value_type(name: str, base: dict, elements: dict) -> str | None:
 
 
 if __name__ == "__main__":
-    OUT.write_text(json.dumps(generate(sys.argv[1] if len(sys.argv) > 1 else "node_modules"), indent=0, sort_keys=True) + "\n")
+    OUT.write_text(
+        json.dumps(generate(sys.argv[1] if len(sys.argv) > 1 else "node_modules"), indent=0, sort_keys=True) + "\n"
+    )
     print(f"wrote {OUT}")

@@ -6,6 +6,7 @@
 `resources` are plain FHIR JSON dicts (never copied or wrapped); `results` maps define name -> the value
 serialised exactly as the reference engine's worker serialises it (engine_js/worker.mjs serialize()).
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,6 +26,7 @@ class ParameterError(ValueError):
 
 
 # ------------------------------------------------------------------------------ helpers for generated code
+
 
 def _g(o, k):
     if o is None:
@@ -57,7 +59,10 @@ def _gpl(o, k):
     es = list(e) if isinstance(e, list) else [e]
     while len(vs) < len(es):
         vs.append(None)
-    return [x if x is not None else (rt.ExtOnly(y) if y is not None else None) for x, y in zip(vs, es + [None] * (len(vs) - len(es)))]
+    return [
+        x if x is not None else (rt.ExtOnly(y) if y is not None else None)
+        for x, y in zip(vs, es + [None] * (len(vs) - len(es)))
+    ]
 
 
 def _pv(v):
@@ -184,9 +189,16 @@ def _as_system(v, name):
         return None
     t = type(v)
     ok = {
-        "String": t is str, "Boolean": t is bool, "Integer": t is int or (t is float and v.is_integer()),
-        "Decimal": t in (int, float), "Date": t is rt.CDate, "DateTime": t is rt.CDateTime,
-        "Quantity": t is rt.Quantity, "Code": t is rt.Code, "Concept": t is rt.Concept, "Any": True,
+        "String": t is str,
+        "Boolean": t is bool,
+        "Integer": t is int or (t is float and v.is_integer()),
+        "Decimal": t in (int, float),
+        "Date": t is rt.CDate,
+        "DateTime": t is rt.CDateTime,
+        "Quantity": t is rt.Quantity,
+        "Code": t is rt.Code,
+        "Concept": t is rt.Concept,
+        "Any": True,
     }.get(name)
     if ok is None:
         raise CqlError(f"As System.{name} is not supported")
@@ -309,41 +321,122 @@ def _sort(values, keys):
 
 
 HELPERS = {
-    "_g": _g, "_gp": _gp, "_gpl": _gpl, "_pv": _pv, "_prop_any": _prop_any, "_attr": _attr,
-    "_choice_as": _choice_as, "_in_vs_cc": _in_vs_cc, "_any_in_valueset": _any_in_valueset,
-    "_in_valueset": rt.in_valueset, "_coalesce": _coalesce, "_coalesce1": _coalesce1, "_truthy": _truthy,
-    "_eq_simple": _eq_simple, "_as_system": _as_system, "_is_system": _is_system, "_negate": _negate,
-    "_distinct_or_null": _distinct_or_null, "_sort": _sort,
-    "_fhir_datetime": rt.fhir_datetime, "_fhir_date": rt.fhir_date,
-    "_Tup": rt.Tup, "_Quantity": rt.Quantity, "_Code": rt.Code, "_Concept": rt.Concept, "_Interval": rt.Interval,
-    "_to_concept": rt.to_concept, "_equivalent": rt.equivalent, "_equals": rt.equals,
-    "_and3": rt.and3, "_or3": rt.or3, "_not3": rt.not3,
-    "_less": rt.less, "_greater": rt.greater, "_less_or_equal": rt.less_or_equal, "_greater_or_equal": rt.greater_or_equal,
-    "_add": rt.add, "_subtract": rt.subtract, "_multiply": rt.multiply, "_divide": rt.divide,
-    "_truncated_divide": rt.truncated_divide, "_to_decimal": rt.to_decimal, "_to_string": rt.to_string,
-    "_to_list": rt.to_list, "_concat": rt.concat, "_combine": rt.combine, "_lower": rt.js_lower, "_upper": rt.js_upper,
-    "_matches": rt.matches, "_replace_matches": rt.replace_matches, "_starts_with": rt.starts_with,
-    "_ends_with": rt.ends_with, "_exists": rt.exists, "_union": rt.union, "_flatten": rt.flatten,
-    "_distinct": rt.distinct, "_in_op": rt.in_op, "_contains_op": rt.contains_op, "_first": rt.first, "_last": rt.last,
-    "_singleton_from": rt.singleton_from, "_count": rt.count, "_agg_sum": rt.agg_sum, "_agg_max": rt.agg_max,
-    "_agg_min": rt.agg_min, "_expand": rt.expand_intervals, "_interval_start": rt.interval_start,
-    "_interval_end": rt.interval_end, "_date_from": rt.date_from, "_duration_between": rt.duration_between,
-    "_choice_any": _choice_any, "_strict_as": _strict_as, "_message": _message, "_raise": _raise,
-    "_convert_quantity": rt.convert_quantity, "_to_quantity": rt.to_quantity, "_to_integer": rt.to_integer,
-    "_to_date": rt.to_date, "_to_datetime": rt.to_datetime, "_datetime_new": rt.datetime_new,
-    "_date_new": rt.date_new, "_component_from": rt.component_from, "_same_as": rt.same_as,
-    "_same_or_before": rt.same_or_before, "_same_or_after": rt.same_or_after, "_before": rt.before,
-    "_after": rt.after, "_overlaps": rt.overlaps, "_overlaps_before": rt.overlaps_before,
-    "_overlaps_after": rt.overlaps_after, "_meets": rt.meets, "_meets_before": rt.meets_before,
-    "_meets_after": rt.meets_after, "_includes": rt.includes, "_proper_includes": rt.proper_includes,
-    "_width": rt.width, "_except": rt.list_except, "_intersect": rt.list_intersect, "_index_of": rt.index_of,
-    "_indexer": rt.indexer, "_js_length": rt.js_length, "_split": rt.split, "_substring": rt.substring,
-    "_position_of": rt.position_of, "_truncate": rt.truncate, "_floor": rt.floor_, "_ceiling": rt.ceiling,
-    "_abs": rt.abs_, "_round": rt.round_, "_modulo": rt.modulo, "_as_spec": rt.as_spec,
+    "_g": _g,
+    "_gp": _gp,
+    "_gpl": _gpl,
+    "_pv": _pv,
+    "_prop_any": _prop_any,
+    "_attr": _attr,
+    "_choice_as": _choice_as,
+    "_in_vs_cc": _in_vs_cc,
+    "_any_in_valueset": _any_in_valueset,
+    "_in_valueset": rt.in_valueset,
+    "_coalesce": _coalesce,
+    "_coalesce1": _coalesce1,
+    "_truthy": _truthy,
+    "_eq_simple": _eq_simple,
+    "_as_system": _as_system,
+    "_is_system": _is_system,
+    "_negate": _negate,
+    "_distinct_or_null": _distinct_or_null,
+    "_sort": _sort,
+    "_fhir_datetime": rt.fhir_datetime,
+    "_fhir_date": rt.fhir_date,
+    "_Tup": rt.Tup,
+    "_Quantity": rt.Quantity,
+    "_Code": rt.Code,
+    "_Concept": rt.Concept,
+    "_Interval": rt.Interval,
+    "_to_concept": rt.to_concept,
+    "_equivalent": rt.equivalent,
+    "_equals": rt.equals,
+    "_and3": rt.and3,
+    "_or3": rt.or3,
+    "_not3": rt.not3,
+    "_less": rt.less,
+    "_greater": rt.greater,
+    "_less_or_equal": rt.less_or_equal,
+    "_greater_or_equal": rt.greater_or_equal,
+    "_add": rt.add,
+    "_subtract": rt.subtract,
+    "_multiply": rt.multiply,
+    "_divide": rt.divide,
+    "_truncated_divide": rt.truncated_divide,
+    "_to_decimal": rt.to_decimal,
+    "_to_string": rt.to_string,
+    "_to_list": rt.to_list,
+    "_concat": rt.concat,
+    "_combine": rt.combine,
+    "_lower": rt.js_lower,
+    "_upper": rt.js_upper,
+    "_matches": rt.matches,
+    "_replace_matches": rt.replace_matches,
+    "_starts_with": rt.starts_with,
+    "_ends_with": rt.ends_with,
+    "_exists": rt.exists,
+    "_union": rt.union,
+    "_flatten": rt.flatten,
+    "_distinct": rt.distinct,
+    "_in_op": rt.in_op,
+    "_contains_op": rt.contains_op,
+    "_first": rt.first,
+    "_last": rt.last,
+    "_singleton_from": rt.singleton_from,
+    "_count": rt.count,
+    "_agg_sum": rt.agg_sum,
+    "_agg_max": rt.agg_max,
+    "_agg_min": rt.agg_min,
+    "_expand": rt.expand_intervals,
+    "_interval_start": rt.interval_start,
+    "_interval_end": rt.interval_end,
+    "_date_from": rt.date_from,
+    "_duration_between": rt.duration_between,
+    "_choice_any": _choice_any,
+    "_strict_as": _strict_as,
+    "_message": _message,
+    "_raise": _raise,
+    "_convert_quantity": rt.convert_quantity,
+    "_to_quantity": rt.to_quantity,
+    "_to_integer": rt.to_integer,
+    "_to_date": rt.to_date,
+    "_to_datetime": rt.to_datetime,
+    "_datetime_new": rt.datetime_new,
+    "_date_new": rt.date_new,
+    "_component_from": rt.component_from,
+    "_same_as": rt.same_as,
+    "_same_or_before": rt.same_or_before,
+    "_same_or_after": rt.same_or_after,
+    "_before": rt.before,
+    "_after": rt.after,
+    "_overlaps": rt.overlaps,
+    "_overlaps_before": rt.overlaps_before,
+    "_overlaps_after": rt.overlaps_after,
+    "_meets": rt.meets,
+    "_meets_before": rt.meets_before,
+    "_meets_after": rt.meets_after,
+    "_includes": rt.includes,
+    "_proper_includes": rt.proper_includes,
+    "_width": rt.width,
+    "_except": rt.list_except,
+    "_intersect": rt.list_intersect,
+    "_index_of": rt.index_of,
+    "_indexer": rt.indexer,
+    "_js_length": rt.js_length,
+    "_split": rt.split,
+    "_substring": rt.substring,
+    "_position_of": rt.position_of,
+    "_truncate": rt.truncate,
+    "_floor": rt.floor_,
+    "_ceiling": rt.ceiling,
+    "_abs": rt.abs_,
+    "_round": rt.round_,
+    "_modulo": rt.modulo,
+    "_as_spec": rt.as_spec,
 }
 
 
 # ------------------------------------------------------------------------------ evaluation context
+
 
 class Context:
     __slots__ = ("cache", "params", "passed", "by_type", "now", "_codes")
@@ -405,8 +498,12 @@ def _convert_param(value, spec, name):
     if kind == "I":
         if not isinstance(value, dict):
             fail("an interval")
-        return rt.Interval(_convert_param(value.get("low"), spec[1], name), _convert_param(value.get("high"), spec[1], name),
-                           value.get("lowClosed", True), value.get("highClosed", True))
+        return rt.Interval(
+            _convert_param(value.get("low"), spec[1], name),
+            _convert_param(value.get("high"), spec[1], name),
+            value.get("lowClosed", True),
+            value.get("highClosed", True),
+        )
     if kind == "T":
         if not isinstance(value, dict):
             fail("an object")
@@ -446,12 +543,15 @@ def _convert_param(value, spec, name):
     if t == SYS + "Concept":
         if not isinstance(value, dict) or not isinstance(value.get("codes"), list):
             fail('{"codes": [...], "display"}')
-        return rt.Concept([_convert_param(c, ("N", SYS + "Code"), f"{name}.codes[{i}]") for i, c in enumerate(value["codes"])],
-                          value.get("display"))
+        return rt.Concept(
+            [_convert_param(c, ("N", SYS + "Code"), f"{name}.codes[{i}]") for i, c in enumerate(value["codes"])],
+            value.get("display"),
+        )
     raise ParameterError(f"parameter {name}: unsupported parameter type {t}")
 
 
 # ------------------------------------------------------------------------------ the library
+
 
 class CompiledLibrary:
     def __init__(self, name, version, source, entry, namespace, param_defs, param_defaults, retrieve_types):
@@ -466,20 +566,30 @@ class CompiledLibrary:
         self._fns = {n: namespace[f] for n, f in entry.items()}
 
     @classmethod
-    def load(cls, elm: dict, valuesets: list[dict] | None = None, includes: list[dict] | None = None,
-             expressions: list[str] | None = None) -> "CompiledLibrary":
+    def load(
+        cls,
+        elm: dict,
+        valuesets: list[dict] | None = None,
+        includes: list[dict] | None = None,
+        expressions: list[str] | None = None,
+    ) -> "CompiledLibrary":
         """Translate and compile; raises UnsupportedElm naming the construct for anything not supported."""
         comp = Compiler(elm, includes or [], valuesets or [])
         lib = elm["library"]
         param_defs = {}
         default_fns = {}
         from cds_hooks.engine.compiled.compiler import Scope
+
         for p in (lib.get("parameters") or {}).get("def", []):
-            spec = _spec(p.get("parameterTypeSpecifier")) or _spec(p.get("resultTypeSpecifier")) or (
-                ("N", p["resultTypeName"]) if p.get("resultTypeName") else None)
+            spec = (
+                _spec(p.get("parameterTypeSpecifier"))
+                or _spec(p.get("resultTypeSpecifier"))
+                or (("N", p["resultTypeName"]) if p.get("resultTypeName") else None)
+            )
             if spec is None and p.get("default") is not None:
                 spec = _spec((p["default"] or {}).get("resultTypeSpecifier")) or (
-                    ("N", p["default"]["resultTypeName"]) if p["default"].get("resultTypeName") else None)
+                    ("N", p["default"]["resultTypeName"]) if p["default"].get("resultTypeName") else None
+                )
             param_defs[p["name"]] = spec
             if p.get("default") is not None:
                 comp.where = f"{lib['identifier']['id']} parameter {p['name']}"
@@ -497,8 +607,16 @@ class CompiledLibrary:
         code = compile(src, f"<cql {lib['identifier']['id']}>", "exec")
         exec(code, ns)
         defaults = {n: ns[f] for n, f in default_fns.items()}
-        return cls(lib["identifier"]["id"], lib["identifier"].get("version"), src, entry, ns, param_defs, defaults,
-                   frozenset(comp.retrieve_types))
+        return cls(
+            lib["identifier"]["id"],
+            lib["identifier"].get("version"),
+            src,
+            entry,
+            ns,
+            param_defs,
+            defaults,
+            frozenset(comp.retrieve_types),
+        )
 
     # -- evaluation
     def convert_parameters(self, parameters: dict | None) -> dict:
@@ -512,8 +630,13 @@ class CompiledLibrary:
             out[name] = _convert_param(value, spec, name)
         return out
 
-    def context(self, resources: list[dict], parameters: dict | None, patient_id: str | None = None,
-                execution_datetime: str | None = None) -> Context:
+    def context(
+        self,
+        resources: list[dict],
+        parameters: dict | None,
+        patient_id: str | None = None,
+        execution_datetime: str | None = None,
+    ) -> Context:
         by_type: dict[str, list] = {}
         patient = None
         for r in resources:
@@ -531,7 +654,9 @@ class CompiledLibrary:
             else:
                 lst.append(r)
         # the context patient first, as cql-exec-fhir takes the bundle's first Patient
-        by_type["Patient"] = [patient if patient is not None else {"resourceType": "Patient", "id": patient_id}] + by_type.get("Patient", [])
+        by_type["Patient"] = [
+            patient if patient is not None else {"resourceType": "Patient", "id": patient_id}
+        ] + by_type.get("Patient", [])
         params = self.convert_parameters(parameters)
         rt.JSON_KEYS.clear()
         now = rt.parse_datetime(execution_datetime) if execution_datetime else _now()
@@ -543,9 +668,15 @@ class CompiledLibrary:
             params.setdefault(name, None)
         return ctx
 
-    def evaluate(self, resources: list[dict], parameters: dict | None = None, patient_id: str | None = None,
-                 expressions: list[str] | None = None, execution_datetime: str | None = None,
-                 serialize: bool = True) -> dict:
+    def evaluate(
+        self,
+        resources: list[dict],
+        parameters: dict | None = None,
+        patient_id: str | None = None,
+        expressions: list[str] | None = None,
+        execution_datetime: str | None = None,
+        serialize: bool = True,
+    ) -> dict:
         ctx = self.context(resources, parameters, patient_id, execution_datetime)
         names = expressions if expressions is not None else list(self._fns)
         out = {}
@@ -560,6 +691,7 @@ class CompiledLibrary:
 
 def _now():
     import time as _t
+
     t = _t.time()
     lt = _t.localtime(t)
     return rt.CDateTime(lt.tm_year, lt.tm_mon, lt.tm_mday, lt.tm_hour, lt.tm_min, lt.tm_sec, int((t % 1) * 1000))

@@ -6,6 +6,7 @@ subclass, so it can be told apart from FHIR JSON). Every operator mirrors cql-ex
 engine), including its three-valued logic, precision handling and its quirks; where the reference's
 behaviour is surprising, the comment says so.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -125,6 +126,7 @@ def decimal_adjust_round8(x: float) -> float:
 
 # ------------------------------------------------------------------------------------------ date/times
 
+
 def _local_offset_hours() -> float:
     # cql-execution: (new Date().getTimezoneOffset() / 60) * -1, i.e. the offset in force now.
     return _time.localtime().tm_gmtoff / 3600
@@ -163,8 +165,9 @@ class CDateTime:
     __slots__ = DT_FIELDS + ("tz",)
     is_date = False
 
-    def __init__(self, year=None, month=None, day=None, hour=None, minute=None, second=None, millisecond=None,
-                 tz=LOCAL_OFFSET):
+    def __init__(
+        self, year=None, month=None, day=None, hour=None, minute=None, second=None, millisecond=None, tz=LOCAL_OFFSET
+    ):
         self.year, self.month, self.day = year, month, day
         self.hour, self.minute, self.second, self.millisecond = hour, minute, second, millisecond
         self.tz = tz
@@ -184,8 +187,15 @@ class CDateTime:
         return CDateTime(*self.fields(), tz=self.tz)
 
     def _full(self):
-        return (self.year, self.month or 1, self.day or 1, self.hour or 0, self.minute or 0, self.second or 0,
-                self.millisecond or 0)
+        return (
+            self.year,
+            self.month or 1,
+            self.day or 1,
+            self.hour or 0,
+            self.minute or 0,
+            self.second or 0,
+            self.millisecond or 0,
+        )
 
     def epoch_ms(self):
         return _ms_of(*self._full(), LOCAL_OFFSET if self.tz is None else self.tz)
@@ -272,8 +282,16 @@ def _end_of(full, prec):
     return full
 
 
-_CASUAL_MS = {"year": 365 * _DAY_MS, "month": 30 * _DAY_MS, "week": 7 * _DAY_MS, "day": _DAY_MS,
-              "hour": 3600000, "minute": 60000, "second": 1000, "millisecond": 1}
+_CASUAL_MS = {
+    "year": 365 * _DAY_MS,
+    "month": 30 * _DAY_MS,
+    "week": 7 * _DAY_MS,
+    "day": _DAY_MS,
+    "hour": 3600000,
+    "minute": 60000,
+    "second": 1000,
+    "millisecond": 1,
+}
 
 
 def _luxon_plus(full, tz, field, offset):
@@ -373,9 +391,12 @@ class CDate:
         return CDate(*res[:3]).reduced(prec)
 
 
-_DT_RE = re.compile(r"(\d{4})(-(\d{2}))?(-(\d{2}))?(T((\d{2})(:(\d{2})(:(\d{2})(\.(\d+))?)?)?)?(Z|(([+-])(\d{2})(:?(\d{2}))?))?)?")
+_DT_RE = re.compile(
+    r"(\d{4})(-(\d{2}))?(-(\d{2}))?(T((\d{2})(:(\d{2})(:(\d{2})(\.(\d+))?)?)?)?(Z|(([+-])(\d{2})(:?(\d{2}))?))?)?"
+)
 _DT_VALID = re.compile(
-    r"^\d{4}(-\d{2}(-\d{2}(T(Z|[+-]\d{2}:\d{2}|\d{2}(Z|[+-]\d{2}:\d{2}|:\d{2}(Z|[+-]\d{2}:\d{2}|:\d{2}(Z|[+-]\d{2}:\d{2}|\.\d{3}(Z|[+-]\d{2}:\d{2})?)?)?)?)?)?)?)?$")
+    r"^\d{4}(-\d{2}(-\d{2}(T(Z|[+-]\d{2}:\d{2}|\d{2}(Z|[+-]\d{2}:\d{2}|:\d{2}(Z|[+-]\d{2}:\d{2}|:\d{2}(Z|[+-]\d{2}:\d{2}|\.\d{3}(Z|[+-]\d{2}:\d{2})?)?)?)?)?)?)?)?$"
+)
 _D_VALID = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
 
@@ -478,6 +499,7 @@ def fhir_date(raw):
 
 # -- comparisons (AbstractDate.before/after/sameOr*/sameAs)
 
+
 def _align(a, b, precision):
     """Returns (a, b, fields) ready for the field loop, or None when the reference returns null early."""
     if a.is_date and not b.is_date:
@@ -569,6 +591,7 @@ def _dt_precision_equal_fields(a, b):
 
 # ------------------------------------------------------------------------------------------ uncertainty
 
+
 class Uncertainty:
     __slots__ = ("low", "high")
 
@@ -630,6 +653,7 @@ def _unc_cmp(a, b, op):
 
 # ---------------------------------------------------------------------------------------------- logic
 
+
 def and3(a, b):
     if a is False or b is False:
         return False
@@ -660,23 +684,76 @@ def truthy(v):
 # A small explicit UCUM table: unit -> (dimension, factor to the dimension's base). Any unit not listed is
 # not assumed to be anything: creating or converting a Quantity with it raises (UnitError).
 _UNITS = {
-    "1": ("1", 1.0), "%": ("1", 0.01),
-    "m": ("L", 1.0), "cm": ("L", 0.01), "mm": ("L", 0.001), "um": ("L", 1e-6), "km": ("L", 1000.0),
-    "[in_i]": ("L", 0.0254), "[ft_i]": ("L", 0.3048),
-    "deg": ("A", math.pi / 180), "rad": ("A", 1.0), "'": ("A", math.pi / 180 / 60), "''": ("A", math.pi / 180 / 3600),
-    "g": ("M", 1.0), "mg": ("M", 1e-3), "ug": ("M", 1e-6), "ng": ("M", 1e-9), "kg": ("M", 1000.0),
-    "g/L": ("M/V", 1.0), "mg/L": ("M/V", 1e-3), "ug/L": ("M/V", 1e-6), "ng/L": ("M/V", 1e-9),
-    "g/dL": ("M/V", 10.0), "mg/dL": ("M/V", 1e-2), "ug/dL": ("M/V", 1e-5), "ng/dL": ("M/V", 1e-8),
-    "g/mL": ("M/V", 1000.0), "mg/mL": ("M/V", 1.0), "ug/mL": ("M/V", 1e-3), "ng/mL": ("M/V", 1e-6),
-    "L": ("V", 1.0), "dL": ("V", 0.1), "mL": ("V", 1e-3),
-    "ms": ("T", 1e-3), "s": ("T", 1.0), "min": ("T", 60.0), "h": ("T", 3600.0), "d": ("T", 86400.0),
-    "wk": ("T", 604800.0), "mo": ("T", 2629800.0), "a": ("T", 31557600.0),
+    "1": ("1", 1.0),
+    "%": ("1", 0.01),
+    "m": ("L", 1.0),
+    "cm": ("L", 0.01),
+    "mm": ("L", 0.001),
+    "um": ("L", 1e-6),
+    "km": ("L", 1000.0),
+    "[in_i]": ("L", 0.0254),
+    "[ft_i]": ("L", 0.3048),
+    "deg": ("A", math.pi / 180),
+    "rad": ("A", 1.0),
+    "'": ("A", math.pi / 180 / 60),
+    "''": ("A", math.pi / 180 / 3600),
+    "g": ("M", 1.0),
+    "mg": ("M", 1e-3),
+    "ug": ("M", 1e-6),
+    "ng": ("M", 1e-9),
+    "kg": ("M", 1000.0),
+    "g/L": ("M/V", 1.0),
+    "mg/L": ("M/V", 1e-3),
+    "ug/L": ("M/V", 1e-6),
+    "ng/L": ("M/V", 1e-9),
+    "g/dL": ("M/V", 10.0),
+    "mg/dL": ("M/V", 1e-2),
+    "ug/dL": ("M/V", 1e-5),
+    "ng/dL": ("M/V", 1e-8),
+    "g/mL": ("M/V", 1000.0),
+    "mg/mL": ("M/V", 1.0),
+    "ug/mL": ("M/V", 1e-3),
+    "ng/mL": ("M/V", 1e-6),
+    "L": ("V", 1.0),
+    "dL": ("V", 0.1),
+    "mL": ("V", 1e-3),
+    "ms": ("T", 1e-3),
+    "s": ("T", 1.0),
+    "min": ("T", 60.0),
+    "h": ("T", 3600.0),
+    "d": ("T", 86400.0),
+    "wk": ("T", 604800.0),
+    "mo": ("T", 2629800.0),
+    "a": ("T", 31557600.0),
 }
-CQL_DATE_UNITS = {"year": "a", "years": "a", "month": "mo", "months": "mo", "week": "wk", "weeks": "wk",
-                  "day": "d", "days": "d", "hour": "h", "hours": "h", "minute": "min", "minutes": "min",
-                  "second": "s", "seconds": "s", "millisecond": "ms", "milliseconds": "ms"}
-UCUM_TO_CQL_DATE = {"a": "year", "mo": "month", "wk": "week", "d": "day", "h": "hour", "min": "minute",
-                    "s": "second", "ms": "millisecond"}
+CQL_DATE_UNITS = {
+    "year": "a",
+    "years": "a",
+    "month": "mo",
+    "months": "mo",
+    "week": "wk",
+    "weeks": "wk",
+    "day": "d",
+    "days": "d",
+    "hour": "h",
+    "hours": "h",
+    "minute": "min",
+    "minutes": "min",
+    "second": "s",
+    "seconds": "s",
+    "millisecond": "ms",
+    "milliseconds": "ms",
+}
+UCUM_TO_CQL_DATE = {
+    "a": "year",
+    "mo": "month",
+    "wk": "week",
+    "d": "day",
+    "h": "hour",
+    "min": "minute",
+    "s": "second",
+    "ms": "millisecond",
+}
 
 
 class UnitError(CqlError):
@@ -779,6 +856,7 @@ def date_add_quantity(d, q, scale):
 
 # ---------------------------------------------------------------------------------------------- clinical
 
+
 class Code:
     __slots__ = ("code", "system", "version", "display")
 
@@ -796,6 +874,7 @@ class Concept:
 
 class ValueSet:
     """A value set prepared for membership: a frozenset of (system, code)."""
+
     __slots__ = ("id", "version", "pairs", "codes_only", "systems")
 
     def __init__(self, id, version, codes):
@@ -826,7 +905,9 @@ def in_valueset(code, vs: ValueSet):
     if len(cl) == 1 and type(cl[0]) is str:
         if cl[0] in vs.codes_only:
             if len(set(vs.systems)) > 1:
-                raise CqlError("In (valueset) is ambiguous -- multiple codes with multiple code systems exist in value set.")
+                raise CqlError(
+                    "In (valueset) is ambiguous -- multiple codes with multiple code systems exist in value set."
+                )
             return True
         return False
     pairs = vs.pairs
@@ -860,6 +941,7 @@ def code_has_match(a, b):
 
 # ---------------------------------------------------------------------------------------------- interval
 
+
 class Interval:
     __slots__ = ("low", "high", "low_closed", "high_closed", "point_type")
 
@@ -870,8 +952,13 @@ class Interval:
         self.high_closed = True if high_closed is None else high_closed
 
     def __str__(self):
-        return ("[" if self.low_closed else "(") + js_to_string(self.low) + ", " + js_to_string(self.high) + (
-            "]" if self.high_closed else ")")
+        return (
+            ("[" if self.low_closed else "(")
+            + js_to_string(self.low)
+            + ", "
+            + js_to_string(self.high)
+            + ("]" if self.high_closed else ")")
+        )
 
 
 MIN_DATETIME = None
@@ -997,12 +1084,15 @@ def interval_end(ivl):
 
 # ---------------------------------------------------------------------------------------------- tuples
 
+
 class Tup(dict):
     """A CQL Tuple (kept apart from FHIR JSON objects, which are plain dicts)."""
+
     __slots__ = ()
 
 
 # ---------------------------------------------------------------------------------------------- equality
+
 
 def equals(a, b):
     """comparison.equals (three-valued)."""
@@ -1064,10 +1154,16 @@ def _closed(i):
     point = i.low if i.low is not None else i.high
     if point is None:
         return Interval(i.low, i.high, i.low_closed or i.low is not None, i.high_closed or i.high is not None)
-    low = _min_for(point) if (i.low_closed and i.low is None) else (
-        _successor(i.low) if (not i.low_closed and i.low is not None) else i.low)
-    high = _max_for(point) if (i.high_closed and i.high is None) else (
-        _predecessor(i.high) if (not i.high_closed and i.high is not None) else i.high)
+    low = (
+        _min_for(point)
+        if (i.low_closed and i.low is None)
+        else (_successor(i.low) if (not i.low_closed and i.low is not None) else i.low)
+    )
+    high = (
+        _max_for(point)
+        if (i.high_closed and i.high is None)
+        else (_predecessor(i.high) if (not i.high_closed and i.high is not None) else i.high)
+    )
     if low is None:
         low = Uncertainty(_min_for(point), high)
     if high is None:
@@ -1102,6 +1198,7 @@ _WS_RE = re.compile(r"[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u2
 
 def _fold(s):
     import unicodedata
+
     s = _WS_RE.sub(" ", s)
     return "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c)).casefold()
 
@@ -1170,13 +1267,27 @@ def greater(a, b, precision=None):
 
 
 def less_or_equal(a, b, precision=None):
-    return _cmp_dispatch(a, b, lambda x, y: x <= y, dt_same_or_before, Quantity.same_or_before,
-                         lambda u, v: not3(u.greater_than(v)), precision)
+    return _cmp_dispatch(
+        a,
+        b,
+        lambda x, y: x <= y,
+        dt_same_or_before,
+        Quantity.same_or_before,
+        lambda u, v: not3(u.greater_than(v)),
+        precision,
+    )
 
 
 def greater_or_equal(a, b, precision=None):
-    return _cmp_dispatch(a, b, lambda x, y: x >= y, dt_same_or_after, Quantity.same_or_after,
-                         lambda u, v: not3(u.less_than(v)), precision)
+    return _cmp_dispatch(
+        a,
+        b,
+        lambda x, y: x >= y,
+        dt_same_or_after,
+        Quantity.same_or_after,
+        lambda u, v: not3(u.less_than(v)),
+        precision,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- distinct
@@ -1270,6 +1381,7 @@ def distinct_resources(lst):
 
 
 # ---------------------------------------------------------------------------------------------- lists
+
 
 def union(a, b, both_null_list):
     if a is None and b is None:
@@ -1489,11 +1601,11 @@ def js_regex(pattern: str, anchored: bool) -> re.Pattern:
                 out.append(r"(?:(?<=[A-Za-z0-9_])(?![A-Za-z0-9_])|(?<![A-Za-z0-9_])(?=[A-Za-z0-9_]))")
             elif e == "B" and not in_class:
                 out.append(r"(?:(?<=[A-Za-z0-9_])(?=[A-Za-z0-9_])|(?<![A-Za-z0-9_])(?![A-Za-z0-9_]))")
-            elif e == "u" and pattern[i:i + 4].isalnum() and len(pattern[i:i + 4]) == 4:
-                out.append("\\u" + pattern[i:i + 4])
+            elif e == "u" and pattern[i : i + 4].isalnum() and len(pattern[i : i + 4]) == 4:
+                out.append("\\u" + pattern[i : i + 4])
                 i += 4
             elif e == "x":
-                out.append("\\x" + pattern[i:i + 2])
+                out.append("\\x" + pattern[i : i + 2])
                 i += 2
             elif e in "123456789" and not in_class:
                 out.append("\\" + e)
@@ -1515,17 +1627,17 @@ def js_regex(pattern: str, anchored: bool) -> re.Pattern:
         elif c == "[":
             in_class = True
             out.append(c)
-            if pattern[i + 1:i + 2] == "^":
+            if pattern[i + 1 : i + 2] == "^":
                 out.append("^")
                 i += 1
-            if pattern[i + 1:i + 2] == "]":
+            if pattern[i + 1 : i + 2] == "]":
                 # JS: [] matches nothing, [^] anything
                 _unsupported(pattern, "empty character class")
         elif c == ".":
             out.append("[^\\n\\r\\u2028\\u2029]")
         elif c == "$":
             out.append("\\Z")
-        elif c == "(" and pattern[i + 1:i + 3] == "?<" and pattern[i + 3:i + 4] not in ("=", "!"):
+        elif c == "(" and pattern[i + 1 : i + 3] == "?<" and pattern[i + 3 : i + 4] not in ("=", "!"):
             out.append("(?P<")
             i += 3
             continue
@@ -1582,7 +1694,7 @@ def _js_replacement(sub: str):
                     i += 2
                     continue
                 if e.isdigit():
-                    two = sub[i + 1:i + 3]
+                    two = sub[i + 1 : i + 3]
                     if len(two) == 2 and two.isdigit() and 1 <= int(two) <= (m.re.groups):
                         out.append(m.group(int(two)) or "")
                         i += 3
@@ -1594,6 +1706,7 @@ def _js_replacement(sub: str):
             out.append(c)
             i += 1
         return "".join(out)
+
     return repl
 
 
@@ -1615,7 +1728,7 @@ def js_upper(s):
 def starts_with(s, p):
     if s is None or p is None:
         return None
-    return s[:len(p)] == p
+    return s[: len(p)] == p
 
 
 def ends_with(s, p):
@@ -1635,6 +1748,7 @@ def concat(*args):
 
 
 # ---------------------------------------------------------------------------------------------- arithmetic
+
 
 def _overflows(v):
     if v is None:
@@ -1749,8 +1863,10 @@ def to_decimal(arg):
     if arg is None:
         return None
     if type(arg) is Uncertainty:
-        return Uncertainty(limit_decimal_precision(_parse_float(js_to_string(arg.low))),
-                           limit_decimal_precision(_parse_float(js_to_string(arg.high))))
+        return Uncertainty(
+            limit_decimal_precision(_parse_float(js_to_string(arg.low))),
+            limit_decimal_precision(_parse_float(js_to_string(arg.high))),
+        )
     d = _parse_float(js_to_string(arg))
     d = limit_decimal_precision(d) if d == d else d
     return d if (d == d and valid_decimal(d)) else None
@@ -1856,6 +1972,7 @@ def date_from(d):
 
 # ---------------------------------------------------------------------------------------------- FHIR
 
+
 def fhir_code_of(cc):
     """Retrieve filtering: the codings of a CodeableConcept / Coding / code JSON value as Code objects."""
     if cc is None:
@@ -1873,6 +1990,7 @@ def fhir_code_of(cc):
 
 
 # ---------------------------------------------------------------------------------------------- results
+
 
 def serialize(v):
     """The worker's serialize(): a define's value as JSON."""
@@ -1896,8 +2014,12 @@ def serialize(v):
     if t is Concept:
         return {"codes": [serialize(c) for c in v.codes], "display": v.display}
     if t is Interval:
-        return {"low": serialize(v.low), "high": serialize(v.high), "lowClosed": v.low_closed,
-                "highClosed": v.high_closed}
+        return {
+            "low": serialize(v.low),
+            "high": serialize(v.high),
+            "lowClosed": v.low_closed,
+            "highClosed": v.high_closed,
+        }
     if t is Uncertainty:
         return serialize(v.low) if v.is_point() else {"low": serialize(v.low), "high": serialize(v.high)}
     if t is Tup:
@@ -1911,6 +2033,7 @@ def serialize(v):
 
 class ExtOnly:
     """A FHIR primitive present only through its `_name` sibling (extensions, no value)."""
+
     __slots__ = ("json",)
 
     def __init__(self, json):
@@ -1919,6 +2042,7 @@ class ExtOnly:
 
 # ------------------------------------------------------------------------------------ conversions
 # cql-execution 3.3 elm/type.js, elm/datetime.js and datatypes/quantity.js, operator for operator.
+
 
 def convert_quantity(q, unit):
     """ConvertQuantity: the quantity in `unit`, or null when the units are not commensurable (the
@@ -1962,7 +2086,10 @@ def to_quantity(v):
     return Quantity(value, m.group(3).strip() if m.group(3) is not None else "")
 
 
-_JS_INT_PREFIX = re.compile(r"[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*([+-]?)(0[xX][0-9a-fA-F]+|\d+)", re.ASCII)
+_JS_INT_PREFIX = re.compile(
+    r"[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*([+-]?)(0[xX][0-9a-fA-F]+|\d+)",
+    re.ASCII,
+)
 
 
 def to_integer(v):
@@ -2000,8 +2127,9 @@ def to_datetime(v, now):
     return parse_datetime(js_to_string(v))
 
 
-def datetime_new(now, year=None, month=None, day=None, hour=None, minute=None, second=None, millisecond=None,
-                 tz=_DT_CACHE):
+def datetime_new(
+    now, year=None, month=None, day=None, hour=None, minute=None, second=None, millisecond=None, tz=_DT_CACHE
+):
     """The DateTime() constructor; without an offset, the evaluation's, cut to an Integer as the
     reference does (it passes it through an Integer literal)."""
     if tz is _DT_CACHE:
@@ -2375,6 +2503,7 @@ def _round8(x):
 
 # ------------------------------------------------------------------------------------- list operators
 
+
 def list_except(a, b):
     if a is None:
         return None
@@ -2421,7 +2550,7 @@ def indexer(operand, index):
         units = _utf16(operand)
         if index < 0 or index >= len(units) // 2:
             return None
-        return units[2 * index:2 * index + 2].decode("utf-16-le", "surrogatepass")
+        return units[2 * index : 2 * index + 2].decode("utf-16-le", "surrogatepass")
     if index < 0 or index >= len(operand):
         return None
     return operand[index]
@@ -2429,6 +2558,7 @@ def indexer(operand, index):
 
 # ----------------------------------------------------------------------------------- string operators
 # JavaScript strings count UTF-16 code units: so do these.
+
 
 def _utf16(s):
     return s.encode("utf-16-le", "surrogatepass")
@@ -2456,10 +2586,10 @@ def substring(s, start, length=None):
     if not _bmp(s):
         u = _utf16(s)
         end = len(u) if length is None else 2 * (start + max(0, length))
-        return u[2 * start:end].decode("utf-16-le", "surrogatepass")
+        return u[2 * start : end].decode("utf-16-le", "surrogatepass")
     if length is None:
         return s[start:]
-    return s[start:start + max(0, length)]
+    return s[start : start + max(0, length)]
 
 
 def position_of(pattern, s):
@@ -2477,6 +2607,7 @@ def position_of(pattern, s):
 # ------------------------------------------------------------------------------ rounding and sign
 # elm/arithmetic.js: JavaScript Math on numbers. Anything else would be NaN there and carried on as
 # such; here it is an error, so the judge sees it rather than a silently different value.
+
 
 def _number(v, what):
     if not is_num(v) or type(v) is bool:
@@ -2548,18 +2679,24 @@ def matches_spec(v, spec) -> bool:
         if v is None:
             return True
         name = spec[1]
-        short = name[len(SYSTEM):] if name.startswith(SYSTEM) else None
+        short = name[len(SYSTEM) :] if name.startswith(SYSTEM) else None
         if short in _SYSTEM_MATCH:
             return bool(_SYSTEM_MATCH[short](v))
         return not (type(v) is list or isinstance(v, Interval))  # the reference's default: anything else
     if kind == "L":
         return type(v) is list and all(matches_spec(x, spec[1]) for x in v)
     if kind == "T":
-        return (v is not None and isinstance(v, dict)
-                and all(name not in v or matches_spec(v[name], t) for name, t in spec[1].items()))
+        return (
+            v is not None
+            and isinstance(v, dict)
+            and all(name not in v or matches_spec(v[name], t) for name, t in spec[1].items())
+        )
     if kind == "I":
-        return (isinstance(v, Interval) and (v.low is None or matches_spec(v.low, spec[1]))
-                and (v.high is None or matches_spec(v.high, spec[1])))
+        return (
+            isinstance(v, Interval)
+            and (v.low is None or matches_spec(v.low, spec[1]))
+            and (v.high is None or matches_spec(v.high, spec[1]))
+        )
     if kind == "C":
         return any(matches_spec(v, c) for c in spec[1])
     return True

@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-25
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -52,8 +53,9 @@ def upgrade() -> None:
         sa.Column("levels", sa.JSON()),
         sa.Column("required_unmet", sa.Integer()),
         sa.PrimaryKeyConstraint("uuid", name="pk_audit_card"),
-        sa.ForeignKeyConstraint(["call_id"], ["audit_call.id"], name="fk_audit_card_call_id_audit_call",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["audit_call.id"], name="fk_audit_card_call_id_audit_call", ondelete="CASCADE"
+        ),
     )
     op.create_index("ix_audit_card_call_id", "audit_card", ["call_id"])
 
@@ -64,8 +66,9 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("label", sa.String(300), nullable=False),
         sa.PrimaryKeyConstraint("uuid", name="pk_audit_suggestion"),
-        sa.ForeignKeyConstraint(["card_uuid"], ["audit_card.uuid"], name="fk_audit_suggestion_card_uuid_audit_card",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["card_uuid"], ["audit_card.uuid"], name="fk_audit_suggestion_card_uuid_audit_card", ondelete="CASCADE"
+        ),
     )
     op.create_index("ix_audit_suggestion_card_uuid", "audit_suggestion", ["card_uuid"])
 
@@ -78,8 +81,9 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("required", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_audit_criterion"),
-        sa.ForeignKeyConstraint(["card_uuid"], ["audit_card.uuid"], name="fk_audit_criterion_card_uuid_audit_card",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["card_uuid"], ["audit_card.uuid"], name="fk_audit_criterion_card_uuid_audit_card", ondelete="CASCADE"
+        ),
     )
     op.create_index("ix_audit_criterion_card_uuid", "audit_criterion", ["card_uuid"])
 
@@ -100,8 +104,9 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(64)),
         sa.Column("sealed", sa.LargeBinary()),
         sa.PrimaryKeyConstraint("id", name="pk_feedback"),
-        sa.ForeignKeyConstraint(["call_id"], ["audit_call.id"], name="fk_feedback_call_id_audit_call",
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["audit_call.id"], name="fk_feedback_call_id_audit_call", ondelete="SET NULL"
+        ),
         sa.UniqueConstraint("digest", name="uq_feedback_digest"),
     )
     op.create_index("ix_feedback_received_at", "feedback", ["received_at"])
@@ -114,8 +119,9 @@ def upgrade() -> None:
         sa.Column("suggestion_uuid", sa.String(100), nullable=False),
         sa.Column("matched", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_feedback_suggestion"),
-        sa.ForeignKeyConstraint(["feedback_id"], ["feedback.id"], name="fk_feedback_suggestion_feedback_id_feedback",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["feedback_id"], ["feedback.id"], name="fk_feedback_suggestion_feedback_id_feedback", ondelete="CASCADE"
+        ),
     )
     op.create_index("ix_feedback_suggestion_feedback_id", "feedback_suggestion", ["feedback_id"])
     op.create_index("ix_feedback_suggestion_suggestion_uuid", "feedback_suggestion", ["suggestion_uuid"])
@@ -142,6 +148,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("replay_jti", "access_log", "feedback_suggestion", "feedback", "audit_criterion",
-                  "audit_suggestion", "audit_card", "audit_call"):
+    for table in (
+        "replay_jti",
+        "access_log",
+        "feedback_suggestion",
+        "feedback",
+        "audit_criterion",
+        "audit_suggestion",
+        "audit_card",
+        "audit_call",
+    ):
         op.drop_table(table)
