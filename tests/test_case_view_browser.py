@@ -7,6 +7,9 @@ both are saved to docs/images/ for docs/surgeons.md. From the try-it page, the l
 Chromium starts with no network features and an empty profile; the pages load nothing from anywhere.
 """
 
+import os
+import tempfile
+from pathlib import Path
 import base64
 import re
 from urllib.parse import urlsplit
@@ -25,7 +28,13 @@ from support.live import LiveServer
 
 pytestmark = [pytest.mark.browser]
 
-IMAGES = REPO / "docs" / "images"
+# The pictures in docs/ are refreshed on request only (CDS_UPDATE_SCREENSHOTS=1): a test run leaves
+# the checkout as it was (the brief shows the time it was prepared, so every picture differs).
+IMAGES = (
+    REPO / "docs" / "images"
+    if os.environ.get("CDS_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="case-view-shots-"))
+)
 CASES = ["seed", "meets-all", "no-imaging", "red-flag"]  # red-flag: an urgent order
 
 

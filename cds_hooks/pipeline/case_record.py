@@ -241,8 +241,15 @@ def case_record(ctx: CardContext, results: list[CriterionResult]) -> dict:
     review = review_data(ctx.pack)
     criteria = [_criterion(ctx, r, values) for r in results]
     patient = _patient(ctx.resources, ctx.patient_id, ctx.case.reference_date)
+    pathway = getattr(ctx, "pathway", None)
     return {
         "procedure": ctx.pack.procedure_name,
+        # The payer pathway the library chose (docs/criteria.md, "Pathways"), as the surgeon was told.
+        "pathway": (
+            {"id": pathway.id, "label": pathway.label, "reason": pathway.reason, "excluded": pathway.excluded}
+            if pathway is not None
+            else None
+        ),
         "case": {
             "label": ctx.case.label,
             "codes": [c for c in ctx.case.codes if c != "text"],

@@ -48,8 +48,12 @@ def _evaluated_at(document: dict) -> str | None:
 
 def _pathway(ev: dict) -> str:
     """The pathway the record supports; before the rule pack names pathways, its indication finding."""
-    if ev.get("pathway"):
-        return str(ev["pathway"])
+    pathway = ev.get("pathway")
+    if isinstance(pathway, dict):
+        text = f"{pathway['label']} — {pathway['reason'].rstrip('.')}"
+        return f"{text} (the policy excludes or restricts fusion for this indication)" if pathway.get("excluded") else text
+    if pathway:
+        return str(pathway)
     indication = next((c for c in ev["criteria"] if c["id"] == "indication"), None)
     if indication is None:
         return "not named by this rule pack"
