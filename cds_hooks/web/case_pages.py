@@ -51,7 +51,9 @@ def _pathway(ev: dict) -> str:
     pathway = ev.get("pathway")
     if isinstance(pathway, dict):
         text = f"{pathway['label']} — {pathway['reason'].rstrip('.')}"
-        return f"{text} (the policy excludes or restricts fusion for this indication)" if pathway.get("excluded") else text
+        return (
+            f"{text} (the policy excludes or restricts fusion for this indication)" if pathway.get("excluded") else text
+        )
     if pathway:
         return str(pathway)
     indication = next((c for c in ev["criteria"] if c["id"] == "indication"), None)
