@@ -34,3 +34,23 @@ def test_the_fixtures_validate():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_the_committed_corpus_is_what_make_corpus_writes():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fixtures" / "make_corpus.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, "regenerate: python3 scripts/fixtures/make_corpus.py\n" + result.stdout[-2000:]
+
+
+def test_the_corpus_validates():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fixtures" / "validate_corpus.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
