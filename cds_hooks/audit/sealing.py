@@ -71,7 +71,7 @@ class Sealer:
 
     def seal(self, content, row_id: str) -> tuple[str, bytes]:
         """(key id, sealed bytes) for any JSON-serialisable `content` of row `row_id`."""
-        # A lone surrogate cannot be UTF-8: written as its JSON escape (\\udXXX) it reads back the same.
+        # A lone surrogate cannot be UTF-8: written as its JSON escape (a \\ud800-style escape) it reads back the same.
         text = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
         plain = zlib.compress(text.encode("utf-8", "backslashreplace"))
         nonce = os.urandom(_NONCE)
