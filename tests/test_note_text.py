@@ -150,7 +150,7 @@ def test_a_symptom_onset_is_a_date():
     assert only("Onset of R leg pain 3 weeks ago without injury.", "symptom-duration").get("onset") == "2026-05-25"
 
 
-def test_html_is_read_as_text_with_the_standard_parser():
+def test_html_is_read_as_text_without_its_markup_or_scripts():
     text = note_plain_text(
         "<html><body><p>Smoking status: <b>Never</b></p><script>x</script></body></html>", "text/html"
     )

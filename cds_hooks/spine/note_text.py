@@ -1,7 +1,7 @@
 """Facts a payer asks about, read from clinical-note text by explicit rules.
 
 Reads the text of a clinical note (FHIR R4 DocumentReference attachment: plain text, or HTML turned
-into text with the standard library's `html.parser`) and returns facts of six types, as
+into text by the report reader's HTML-to-text) and returns facts of six types, as
 eval/note_text/README.md defines them: physical-therapy attendance (sessions, dates, weeks, body
 region, status), other conservative care, nicotine status (product, current/former/never, quit date),
 medication trials (drug, dates, dose, outcome), symptom onset or duration, and red flags. Every fact
@@ -19,8 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 
+from cds_hooks.spine.report_text import plain_text
 from cds_hooks.spine.note_dates import as_months, as_weeks, find_dates, find_length, months_before, number
 
 TYPES = ("pt-attendance", "conservative-care", "nicotine", "medication-trial", "symptom-duration", "red-flag")
@@ -73,75 +73,15 @@ class NoteFact:
 # ------------------------------------------------------------------ text
 
 
-class _TextParser(HTMLParser):
-    """HTML to text: tags dropped, block tags as line breaks, script/style skipped, entities decoded."""
-
-    BLOCKS = {
-        "p",
-        "br",
-        "div",
-        "li",
-        "tr",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "ul",
-        "ol",
-        "table",
-        "pre",
-        "section",
-        "article",
-        "header",
-        "footer",
-        "blockquote",
-        "dd",
-        "dt",
-        "hr",
-        "title",
-    }
-    CELLS = {"td", "th"}
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in ("script", "style"):
-            self._skip += 1
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-        elif tag in self.CELLS:
-            self.parts.append(" | ")
-
-    def handle_endtag(self, tag):
-        if tag in ("script", "style"):
-            self._skip = max(0, self._skip - 1)
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data):
-        if not self._skip:
-            self.parts.append(data)
-
-
 def note_plain_text(content: str, content_type: str | None = None) -> str:
-    """The text to read: HTML (by content type, or markup in untyped text) through html.parser."""
-    content = content[:MAX_CHARS]
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind in ("text/html", "application/xhtml+xml") or (
-        not kind and re.search(r"<(p|div|br|html|li|body)\b", content, re.I)
-    ):
-        parser = _TextParser()
-        parser.feed(content)
-        parser.close()
-        text = "".join(parser.parts).replace("\xa0", " ")
-        text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)
-        return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    return content
+    """The text to read: HTML (by content type, or markup in untyped text) through the report reader's
+    HTML-to-text (spine/report_text.py: tags out, entities decoded, blocks and table rows as lines)."""
+    read = plain_text(content[:MAX_CHARS], content_type)
+    if read.origin is None:  # not HTML: the note's own text, offsets unchanged
+        return read.text
+    text = read.text.replace("\xa0", " ")
+    text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 
 # ------------------------------------------------------------------ sentences and clauses
