@@ -218,3 +218,38 @@ def test_an_unprefetched_questionnaire_key_is_no_data_not_a_failed_source(client
     """Supplementary evidence never marks a source failed nor forces a fetch."""
     out = client.post("/cds-services/lumbar-fusion", json=request_fixture("seed")).get_json()
     assert out["extension"]["org.example.fusion-cds.evaluation"]["unavailableSources"] == []
+
+
+def _nicotine_with(app, client, qr: dict, tag: str) -> dict:
+    body = copy.deepcopy(request_fixture("seed"))
+    body["hookInstance"] += tag
+    body["prefetch"]["questionnaireResponses"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": qr}],
+    }
+    return nicotine(client.post("/cds-services/lumbar-fusion", json=body).get_json()["cards"][0])
+
+
+def test_an_attested_former_smoker_without_a_quit_date_is_not_met_or_documented(app, client):
+    """Attested is not more than coded: a former smoker with no quit date proves no abstinence window."""
+    result = _nicotine_with(app, client, attested(app, client, "8517006", None), "-no-quit-date")
+    assert result["status"] == "not-documented"
+
+
+def test_an_unfinished_attestation_counts_for_nothing(app, client):
+    qr = attested(app, client, "266919005", None)
+    qr["status"] = "in-progress"
+    assert _nicotine_with(app, client, qr, "-in-progress")["status"] == "not-documented"
+
+
+def test_an_answer_to_another_questionnaire_counts_for_nothing(app, client):
+    qr = attested(app, client, "266919005", None)
+    qr["questionnaire"] = "http://example.org/fhir/Questionnaire/intake"
+    assert _nicotine_with(app, client, qr, "-other-questionnaire")["status"] == "not-documented"
+
+
+def test_an_attestation_dated_after_the_surgery_date_counts_for_nothing(app, client):
+    qr = attested(app, client, "266919005", None)
+    qr["authored"] = "2027-01-05T09:00:00+00:00"
+    assert _nicotine_with(app, client, qr, "-after-reference")["status"] == "not-documented"
