@@ -98,7 +98,7 @@ def check(path):
         extra = set(r) - {"id", "split", "style", "note_date", "text", "facts", "comment"}
         if extra:
             err(f"unknown keys {extra}")
-        if r.get("split") not in ("dev", "heldout"):
+        if r.get("split") not in ("dev", "heldout", "heldout-2"):
             err("split")
         if r.get("style") not in STYLES:
             err(f"style {r.get('style')}")

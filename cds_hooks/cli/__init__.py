@@ -177,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     note_text.add_argument("action", choices=["eval", "bench"])
     note_text.add_argument(
         "--split",
-        choices=["dev", "heldout"],
+        choices=["dev", "heldout", "heldout-2"],
         default="dev",
-        help="eval: the gold split to score (default dev; heldout is for the final run)",
+        help="eval: the gold split to score (default dev; heldout is spent, heldout-2 is for the final run)",
     )
     note_text.add_argument("--gold", help="gold set (default eval/note_text/gold.jsonl)")
     note_text.add_argument("--verbose", action="store_true", help="list every miss and extra")
