@@ -190,3 +190,71 @@ def test_ruled_out_later_in_the_clause_negates_the_red_flag():
 def test_a_time_ago_is_an_onset_not_a_trial_length():
     f = only("Gabapentin 300 mg tid was started 2 months ago and is helping.", "medication-trial")
     assert (f.get("start"), f.get("weeks")) == ("2026-04", None)
+
+
+def test_a_request_for_pt_visits_is_a_plan_whatever_number_it_carries():
+    f = only("PT Auth Request: 8 visits requested for lumbago (M54.50)", "pt-attendance")
+    assert (f.assertion, f.get("sessions_attended"), f.get("sessions_planned")) == ("planned", None, 8)
+
+
+def test_an_authorization_in_brackets_is_the_plan_and_the_visits_been_to_are_the_count():
+    (f,) = [
+        f
+        for f in facts("PT for lumbar HNP authorized 6/1 (12 visits); pt has been to 5 so far.", "pt-attendance")
+        if f.assertion == "present"
+    ]
+    assert (f.get("sessions_attended"), f.get("sessions_planned")) == (5, 12)
+
+
+def test_numbers_in_words_count_in_n_of_m():
+    f = only("She attended eight of twelve prescribed visits for her lower back.", "pt-attendance")
+    assert (f.get("sessions_attended"), f.get("sessions_planned"), f.get("region")) == (8, 12, "lumbar")
+
+
+def test_remaining_visits_are_not_visits_attended():
+    assert [f.get("sessions_attended") for f in facts("Visit #9\nDx: LBP\nRemaining visits: 3.", "pt-attendance")] == [
+        9
+    ]
+
+
+def test_a_payers_requirement_of_pt_and_nicotine_abstinence_is_no_fact():
+    assert facts("Insurance requires 6 weeks of PT and nicotine abstinence before lumbar fusion can be approved.") == []
+
+
+def test_an_unticked_box_denies_the_care_it_names():
+    (f,) = [f for f in facts("[x] NSAIDs  [ ] Epidural injection", "conservative-care") if f.get("modality") == "other"]
+    assert f.assertion == "negated"
+
+
+def test_a_tobacco_status_field_takes_its_product_and_quit_date_from_the_next_fields():
+    f = only("Tobacco use: Former\nType: Cigarettes\nQuit date: 09/14/2025", "nicotine")
+    assert (f.assertion, f.get("status"), f.get("product"), f.get("quit_date")) == (
+        "present",
+        "former",
+        "cigarettes",
+        "2025-09-14",
+    )
+
+
+def test_a_restart_in_the_next_sentence_makes_the_former_status_historical():
+    found = facts("He used to smoke until 2019. He picked it back up in March.", "nicotine")
+    assert sorted((f.get("status"), f.assertion) for f in found) == [("current", "present"), ("former", "historical")]
+
+
+def test_a_quit_claim_doubted_in_the_same_sentence_is_hedged():
+    f = only("She insists she quit cigarettes in May.", "nicotine")
+    assert (f.get("status"), f.assertion) == ("former", "hedged")
+
+
+def test_dependence_in_remission_is_former_not_current():
+    f = only("PROBLEM LIST\n- Nicotine dependence, cigarettes, in remission", "nicotine")
+    assert (f.get("status"), f.assertion) == ("former", "present")
+
+
+def test_a_stop_date_is_not_the_start_of_a_trial():
+    f = only("Gabapentin 300 mg | Discontinued 05/01/2026 - ineffective | 05/01/2026", "medication-trial")
+    assert (f.get("start"), f.get("stop")) == (None, "2026-05-01")
+
+
+def test_a_negative_workup_after_the_term_denies_the_red_flag():
+    assert only("Metastatic workup negative.", "red-flag").assertion == "negated"

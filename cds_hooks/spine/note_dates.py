@@ -104,7 +104,15 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
         # ranges whose first date borrows the second's year: 7/15-8/26/26, Jan-May 2026, Feb 3 - Mar 10, 2026
         ("md-mdy", r"(?<![\d/])(\d{1,2})/(\d{1,2})\s*[-–]\s*(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"),
         ("mon-mon-y", rf"\b({_MONTH})\s*[-–]\s*({_MONTH})\s+(\d{{4}})\b"),
-        ("mond-mond-y", rf"\b({_MONTH})\s+(\d{{1,2}})\s*[-–]\s*({_MONTH})\s+(\d{{1,2}}),?\s+(\d{{4}})\b"),
+        # "between October and December of last year": both months of the named year
+        (
+            "mon-mon-rel",
+            rf"\b({_MONTH})\s+(?:and|to|through)\s+({_MONTH})\s+(?:of\s+)?(last|this)\s+year\b",
+        ),
+        (
+            "mond-mond-y",
+            rf"\b({_MONTH})\s+(\d{{1,2}})\s*(?:[-–]|\bto\b|\bthrough\b)\s*({_MONTH})\s+(\d{{1,2}}),?\s+(\d{{4}})\b",
+        ),
         ("mdy", r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])"),
         ("my", r"(?<![\d/])(\d{1,2})/(\d{4})(?![\d/])"),
         ("mondy", rf"\b({_MONTH})\s+(\d{{1,2}}),?\s+(\d{{4}})\b"),
@@ -113,7 +121,7 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
         ("y", r"(?<![\d/.])((?:19|20)\d{2})(?![\d/])"),
         (
             "ago",
-            rf"(?<!over )(?<!than )(?<!few )\b(?:about\s+|approximately\s+|~\s*)?({NUMBER})\s+(day|week|wk|month|mo|year|yr)s?\s+ago\b",
+            rf"(?<!over )(?<!than )(?<!few )(?<![>+<])\b(?:about\s+|approximately\s+|~\s*)?({NUMBER})\s+(day|week|wk|month|mo|year|yr)s?\s+ago\b",
         ),
         ("last-year", r"\blast\s+(?:year|fall|autumn|spring|summer|winter)\b"),
         ("this-year", r"\b(?:this\s+year|the\s+summer|this\s+summer|this\s+spring)\b"),
@@ -148,6 +156,9 @@ def _resolve(name: str, m: re.Match, note: dt.date) -> DateHit | None:
         y = _year(g[4])
         a, b = _ymd(y, int(g[0]), int(g[1])), _ymd(y, int(g[2]), int(g[3]))
         return DateHit(s, e, a, b) if a and b else None
+    if name == "mon-mon-rel":
+        y = note.year - (1 if g[2].lower() == "last" else 0)
+        return DateHit(s, e, _ym(y, _month_of(g[0])), _ym(y, _month_of(g[1])))
     if name == "mon-mon-y":
         y = int(g[2])
         return DateHit(s, e, _ym(y, _month_of(g[0])), _ym(y, _month_of(g[1])))

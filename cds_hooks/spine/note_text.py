@@ -213,6 +213,9 @@ def _family(
     return not _SELF.search(before[rel[-1].end() :])
 
 
+_UNTICKED = re.compile(r"\[\s\]\s*[\w-]*\s*$")
+
+
 def _negated_before(before: str) -> bool:
     """A negation cue before the term that still reaches it (no verb or stop word in between)."""
     if _NEG_CLAUSE.search(before):
@@ -296,7 +299,7 @@ _REGIONS = [
     for name, p in (
         (
             "lumbar",
-            r"\b(?:lumbar|lumbosacral|low\s+back|LBP|lumbago|sciatica|(?:his|her|the|their|for)\s+back|back\s+pain|"
+            r"\b(?:lumbar|lumbosacral|thoracolumbar|low(?:er)?\s+back|L/S\s+spine|LBP|lumbago|sciatica|(?:his|her|the|their|for)\s+back|back\s+pain|"
             r"L[1-5](?:-[1-5S])?\s+(?:radiculopathy|ESI)|L[1-5]-(?:L?[1-5]|S1)|DDD|M54\.[14]\d?|M54\.5\d?|M48\.06\d?|M51\.[123]6|M51\.[123]7)\b",
         ),
         ("cervical", r"\b(?:cervical|neck|C[2-7](?:-[3-7T])?\s+radiculopathy|\(C[2-8]\))"),
@@ -326,23 +329,37 @@ _PT_WORD_I = re.compile(r"\b(?:physical\s+therapy|physiotherapy|aquatic\s+therap
 _OTHER_CARE_IN_CLAUSE = re.compile(r"\b(?:acupuncture|chiropract\w*|adjustments|massage|injections?|ESI)\b", re.I)
 _THERAPY_NOTE = re.compile(
     r"^\s*(?:(?:outpatient\s+)?(?:PT|physical\s+therapy|rehab)\b.*\b(?:discharge|re-?eval\w*|progress|summary|note)|"
-    r"visit\s*#|daily\s+treatment\s+note|PT\s+DISCHARGE)",
+    r"visit\s*#|daily\s+treatment\s+note|PT\s+DISCHARGE|discharge\s+(?:from\s+)?(?:aquatic\s+|physical\s+)?therapy|"
+    r"(?:outpatient\s+)?rehab\b.*\bdischarge|discharge\s+note|d/c\s+summary)",
     re.I,
 )
-_DX_FIELD = re.compile(r"\b(?:diagnosis|dx|referring\s+dx|body\s+region)\s*:\s*([^\n]*)", re.I)
+_DX_FIELD = re.compile(
+    r"\b(?:diagnosis|dx|referring\s+dx|body\s+region|region(?:\s+treated)?|body\s+part)\s*:\s*([^\n]*)", re.I
+)
+# A first line that only names the service and the kind of note ("Physical therapy - discontinued").
+_PT_TITLE = re.compile(
+    r"^\s*(?:discharge\s+(?:from\s+)?)?(?:outpatient\s+)?(?:(?-i:PT)|physical\s+therapy|aquatic\s+therapy|rehab)"
+    r"(?:\s*[-–:|]\s*[\w\s/]{0,25})?[.:]?\s*$",
+    re.I,
+)
 
 _COUNT_PATTERNS = [
     re.compile(p, re.I)
     for p in (
-        r"(?P<a>\d+)\s*(?:of|/)\s*(?P<p>\d+)\s+(?:authorized\s+|scheduled\s+|planned\s+|prescribed\s+)?(?:visits|sessions)",
-        r"\battended\s+(?P<a>\d+)\s+of\s+(?P<p>\d+)",
+        r"\bhas\s+been\s+to\s+(?P<a>\d+)\b",
+        r"^\s*attended\s*:\s*(?P<a>\d+)\b",
+        r"^\s*(?:A\s*:\s*)?visit\s+(?P<a>\d+)\s*\.?\s*$",
+        r"(?P<a>\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|eighteen|twenty)\s*(?:of|/)\s*(?P<p>\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|eighteen|twenty)\s+(?:authorized\s+|scheduled\s+|planned\s+|prescribed\s+)?(?:visits|sessions)",
+        r"\battended\s+(?P<a>\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|eighteen|twenty)\s+of\s+(?P<p>\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|eighteen|twenty)",
+        r"\bvisits\s*:\s*(?P<a>\d+)\s+attended\s*/\s*(?P<p>\d+)",
+        r"\(\s*visit\s+(?P<a>\d+)\s*\)",
         r"\bvisits?\s+attended\s*:\s*(?P<a>\d+|_+)\s*/\s*(?P<p>\d+)",
-        r"\bvisit\s+(?P<a>\d+)\s+of\s+(?P<p>\d+)\s+planned",
+        r"\bvisit\s+(?P<a>\d+)\s+of\s+(?P<p>\d+)\b",
         r"\bauth\s*:\s*(?P<a>\d+)\s*/\s*(?P<p>\d+)\s+used",
         r"(?<!remaining\s)\b(?:total\s+visits|visits\s+to\s+date|#\s*visits|visits)\s*:\s*(?P<a>\d+)",
         r"\bvisit\s*#\s*:?\s*(?P<a>\d+)",
         r"\btreatment\s+note\s*#\s*(?P<a>\d+)",
-        r"\binitial\s+evaluation\b[^.]*?\band\s+(?P<f>\d+|one|two|three|four|five|six)\s+follow-up\s+visits",
+        r"\b(?:initial\s+)?evaluation\b[^.]*?\b(?:and|plus)\s+(?P<f>\d+|one|two|three|four|five|six|seven|eight|nine|ten)\s+(?:follow-up|treatment)\s+(?:visits|sessions)",
         r"(?:~\s*|approximately\s+|about\s+)?(?<!remaining\s)(?P<a>\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fourteen|sixteen)(?:-\d+)?\s+(?:PT\s+|physical\s+therapy\s+|therapy\s+|outpatient\s+)?(?:visits|sessions)\b",
         r"\bPT\s+x\s*(?P<a>\d+)\s+sessions",
         r"\battended\s+(?P<all>all)\s+visits",
@@ -389,7 +406,29 @@ def _pt_status(text: str, attended, planned) -> str | None:
     return found[0] if found else None
 
 
+def _month_days(note_date: dt.date, text: str) -> list[str]:
+    """Visit dates listed as m/d without a year ("(7/9, 7/16)"): the latest such day not after the note."""
+    out = []
+    for m in re.finditer(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?![\d/])", text):
+        try:
+            day = dt.date(note_date.year, int(m.group(1)), int(m.group(2)))
+        except ValueError:
+            return []
+        if day > note_date:
+            day = day.replace(year=day.year - 1)
+        out.append(day.isoformat())
+    return out
+
+
 def _pt_dates(note: _Note, text: str) -> tuple[str | None, str | None]:
+    listed = re.search(r"\(([^()]*\d[^()]*)\)", text)
+    if listed and re.fullmatch(r"[\d/,\s]+", listed.group(1)):
+        hits = note.dates(listed.group(1))
+        if len(hits) >= 2:
+            return hits[0].value, hits[-1].value
+        days = _month_days(note.date, listed.group(1))
+        if len(days) >= 2:
+            return days[0], days[-1]
     hits = [h for h in note.dates(text)]
     if not hits:
         return None, None
@@ -419,7 +458,11 @@ def _pt_facts(note: _Note) -> list[NoteFact]:
     )
     facts: list[NoteFact] = []
     for sent in note.sents:
-        if _THERAPY_NOTE.search(sent.text) and sent.line == 0 and not any(p.search(sent.text) for p in _COUNT_PATTERNS):
+        if (
+            sent.line == 0
+            and not any(p.search(sent.text) for p in _COUNT_PATTERNS)
+            and (_THERAPY_NOTE.search(sent.text) or (sent is note.sents[0] and _PT_TITLE.match(sent.text)))
+        ):
             continue  # the note's title
         clauses = sent.clauses
         if re.match(r"\s*PT\s*(?::|\|)", sent.text):
@@ -429,6 +472,8 @@ def _pt_facts(note: _Note) -> list[NoteFact]:
             count = None
             for p in _COUNT_PATTERNS:
                 m = p.search(c)
+                if m and re.search(r"\bremaining\b[^.;:]*$", c[: m.start()] + m.group(0).split(":")[0], re.I):
+                    continue  # "Remaining authorized visits: 3" counts what is left, not what was attended
                 if m:
                     count = m
                     break
@@ -441,6 +486,10 @@ def _pt_facts(note: _Note) -> list[NoteFact]:
                 continue
             if re.search(r"\bconservative\s+(?:care|therapy)\b", c, re.I) and count is None:
                 continue
+            if re.search(
+                r"\brequires?\b|\brequired\b|\bmust\s+(?:have|document)\b|\bcriteri(?:a|on)\b", sent.text, re.I
+            ):
+                continue  # a payer's requirement, not care given
             fact = _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_dates, facts)
             if fact is None:
                 continue
@@ -460,12 +509,41 @@ def _pt_facts(note: _Note) -> list[NoteFact]:
                     facts[-1] = fact
                 continue
             facts.append(fact)
+    facts = _merge_course_mentions(note, facts)
     counted = [f for f in facts if f.assertion == "present" and f.get("sessions_attended") is not None]
     if len(counted) == 1 and counted[0].get("status") is None:
         counted[0].fields["status"] = _pt_status(
             text, counted[0].get("sessions_attended"), counted[0].get("sessions_planned")
         )
     return facts
+
+
+def _merge_course_mentions(note: _Note, facts: list[NoteFact]) -> list[NoteFact]:
+    """One course told twice in one note: "since starting therapy 5 weeks ago ... A: Visit 9" and a form's
+    "Plan: 12 visits" next to "Attended: 9" are one course, the counted statement kept."""
+    counted = [f for f in facts if f.assertion == "present" and f.get("sessions_attended") is not None]
+    if len(counted) != 1:
+        return facts
+    course = counted[0]
+    out = []
+    for f in facts:
+        if (
+            f is not course
+            and f.get("sessions_attended") is None
+            and (course.get("region") is None or f.get("region") in (None, course.get("region")))
+        ):
+            plan = re.match(r"\s*plan\s*:\s*(\d+)\s+visits\b", note.text[f.sentence_start : f.sentence_end], re.I)
+            if plan and f.assertion == "planned":
+                if course.get("sessions_planned") is None:
+                    course.fields["sessions_planned"] = int(plan.group(1))
+                continue
+            if f.assertion == "present" and f.start < course.start and not note.text[f.start : f.end].isupper():
+                for k in ("start", "region"):
+                    if course.fields.get(k) is None:
+                        course.fields[k] = f.get(k)
+                continue
+        out.append(f)
+    return out
 
 
 def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_dates, previous) -> NoteFact | None:
@@ -490,6 +568,12 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
     )
     hedged = _HEDGE_BEFORE.search(before) or re.search(r"\bmay\s+have\s+had\b|\bthinks\b|\bcannot\s+recall\b", c, re.I)
     blank = count is not None and count.groupdict().get("a") and count.group("a").startswith("_")
+    requested = re.search(
+        r"\brequest(?:ed|s)?\b|\bauth\w*\s+request\b|\bpending\s+approval\b|\bvisits\s+authori[sz]ed\s*:|"
+        r"\bauthori[sz]ed\b[^;.]*\(\s*\d+\s+visits\s*\)",
+        c,
+        re.I,
+    ) and not re.search(r"\battended\b|\bused\b|\bhas\s+been\s+to\b|\bcompleted\b|\bvisit\s+\d+\s+of\b", c, re.I)
     planned = blank or (
         count is None
         and (
@@ -508,7 +592,7 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
         assertion = "negated"
     elif hedged:
         assertion = "hedged"
-    elif planned:
+    elif planned or requested or re.match(r"\s*plan\s*:", c, re.I):
         assertion = "planned"
     else:
         assertion = "present"
@@ -522,9 +606,26 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
         elif g.get("a"):
             attended = int(number(g["a"]) or 0) or None
         if g.get("p"):
-            planned_n = int(g["p"])
+            planned_n = int(number(g["p"]) or 0) or None
     elif blank:
         planned_n = int(count.group("p"))
+    if assertion == "planned" and count is not None and re.match(r"\s*plan\s*:", c, re.I):
+        attended, planned_n = None, int(number(re.findall(r"\d+", count.group(0))[-1]) or 0) or None
+    if requested and count is not None:
+        # "Visits requested: 8", "requested 12": the number is what was asked for, never what was attended
+        attended, planned_n = None, int(number(re.findall(r"\d+", count.group(0))[-1]) or 0) or None
+    elif requested:
+        num = re.search(
+            r"\brequested\s*:?\s*(\d+)|(\d+)\s+visits\s+requested|visits\s+(?:requested|authori[sz]ed)\s*:\s*(\d+)",
+            c,
+            re.I,
+        )
+        if num:
+            planned_n = int(next(g for g in num.groups() if g))
+    if assertion == "present" and planned_n is None:
+        auth = re.search(r"\bauthori[sz]ed\b[^;.]*?\(\s*(\d+)\s+visits\s*\)", sent.text, re.I)
+        if auth and count is not None and clause.start - sent.start > auth.end():
+            planned_n = int(auth.group(1))
     if zero:
         attended = None
     # Region: the clause, then the sentence, then the note's diagnosis line or (therapy note) its only region.
@@ -593,7 +694,9 @@ def _pt_fact(note, sent, clause, count, has_word, doc_region, therapy_note, doc_
         ):
             end = start
     weeks = None
-    cleaned = re.sub(r"\b\d+\s*x\s*/\s*w(?:ee)?k\b", "", c)
+    cleaned = re.sub(
+        r"\b\d+\s*x\s*/\s*w(?:ee)?k\b|\b(?:once|twice|three\s+times|\d+\s*(?:x|times))\s+(?:a|per)\s+week\b", "", c
+    )
     length = find_length(cleaned[max(0, anchor.start() - 40) :])
     if length and length[1] in ("week", "month"):
         weeks = as_weeks(length[0], length[1])
@@ -714,6 +817,7 @@ def _care_facts(note: _Note, pt: list[NoteFact]) -> list[NoteFact]:
                         assertion = "family"
                     elif (
                         _negated_before(before)
+                        or _UNTICKED.search(before)
                         or re.search(
                             r"^\s*(?:\|\s*[^|]*\|\s*)?(?:not\s+tried|:\s*no\b)|^\s*:?\s*No\b|\bavoided\b|"
                             r"\bnot\s+been\s+doing\b|\bnot\s+tried\b",
@@ -725,7 +829,15 @@ def _care_facts(note: _Note, pt: list[NoteFact]) -> list[NoteFact]:
                         assertion = "negated"
                     elif re.search(r"\bcontinue\s+(?:the\s+|with\s+)?$", before, re.I):
                         assertion = "present"
-                    elif _PLANNED.search(before) or re.search(r"\brecommend", before, re.I):
+                    elif (
+                        _PLANNED.search(before)
+                        or re.search(r"\brecommend|\btry\b", before, re.I)
+                        or re.match(
+                            r"\s*(?:therapy\s+)?(?:was\s+|is\s+)?(?:recommended|suggested|ordered|advised)\b",
+                            after,
+                            re.I,
+                        )
+                    ):
                         assertion = "planned"
                     else:
                         assertion = "present"
@@ -780,7 +892,10 @@ def _care_facts(note: _Note, pt: list[NoteFact]) -> list[NoteFact]:
 _PRODUCTS = [
     (name, re.compile(p, re.I))
     for name, p in (
-        ("nrt", r"\bnicotine\s+(?:gum|patch(?:es)?|lozenges?)\b"),
+        (
+            "nrt",
+            r"\bnicotine\s+(?:gum|patch(?:es)?|lozenges?)\b|(?<!lidocaine\s)(?<!fentanyl\s)(?<!butrans\s)\bpatch\b",
+        ),
         ("cigar", r"\bcigars?\b"),
         ("vaping", r"\bvap(?:e|es|ed|ing)\b|\be-?cig(?:arette)?s?\b(?:\s+use)?|\bpods\b"),
         (
@@ -794,6 +909,8 @@ _PRODUCTS = [
         ("any", r"\btobacco\b|\bnicotine\b"),
     )
 ]
+# A bare "patch" is NRT only in a sentence about smoking ("quit cigs, still using patch 14mg").
+_NICOTINE_CONTEXT = re.compile(r"\b(?:cig\w*|smok\w*|vap\w*|nicotine|tobacco)\b", re.I)
 _NICOTINE_SKIP = re.compile(
     r"\bcessation\b|\bcounsel\w*|\bscreening\b|\bsecondhand\b|\bpassive\s+exposure\b|\bChantix\b|\brisks?\s+of\b|"
     r"\bcontraindication\b|\bsee\s+social\b|\breplacement\s+options\b|\bcotinine\b",
@@ -804,7 +921,8 @@ _CANNABIS = re.compile(r"\b(?:marijuana|cannabis|THC|CBD)\b", re.I)
 
 _NEVER = re.compile(r"\bnever\b(?!\s+went)", re.I)
 _FORMER = re.compile(
-    r"(?<!to\s)(?<!to\squit\s)\b(?:(?<!\bto\s)quit|quitting|stopped|has\s+not\s+(?:used|smoked|vaped)\b[^.;]*\bsince|(?:smoke|tobacco|nicotine)-?\s?free|ex-?smoker|former|until\s+\d{4}|none\s+since|none\s+x|no\s+cigarettes\s+x|"
+    r"(?<!to\s)(?<!to\squit\s)\b(?:(?<!\bto\s)quit|quitting|stopped|has\s+not\s+(?:used|smoked|vaped|had)\b[^.;]*\bsince|"
+    r"in\s+remission|off\s+(?:cig\w*|tobacco|nicotine)|used\s+to|(?:smoke|tobacco|nicotine)-?\s?free(?!,?\s+per\b)|ex-?smoker|former|until\s+\d{4}|none\s+since|none\s+x|no\s+cigarettes\s+x|"
     r"denies\s+any\s+nicotine\s+since|not\s+touched\s+an?\s+\w+\s+since)\b",
     re.I,
 )
@@ -825,9 +943,120 @@ def _cue_owner(cue: re.Match, spans: list[tuple[int, int]]) -> tuple[int, int] |
     return before[-1] if before else (after[0] if after else None)
 
 
-def _nicotine_facts(note: _Note) -> list[NoteFact]:
+_STATUS_FIELD = re.compile(
+    r"^\s*(?:tobacco(?:\s+use)?|nicotine(?:\s+use)?|tobacco/nicotine)\s*:\s*(former|quit|current|never)\b(.*)$", re.I
+)
+_TYPE_FIELD = re.compile(r"^\s*(?:types?|products?)\s*:\s*(.+?)\.?\s*$", re.I)
+_LAST_USE_FIELD = re.compile(r"^\s*last\s+(?:nicotine|tobacco)\s+use\s*:", re.I)
+_FORMER_FIELD = re.compile(r"^\s*former\s*:\s*yes\b", re.I)
+# "Tobacco:", "Tobacco use:", "Tobacco/Nicotine:" as a field label names no product
+_LABEL = re.compile(
+    r"\b(?:tobacco|nicotine)(?:\s+use)?(?=\s*:)|\btobacco(?=/nicotine\s*:)|(?<=tobacco/)nicotine(?=\s*:)", re.I
+)
+
+
+def _nicotine_form(note: _Note) -> tuple[list[NoteFact], set[int]]:
+    """EHR social-history fields: a status field, the product in the next "Type:" field, the quit date in a
+    "Quit date:" field ("Tobacco use: Former / Type: Cigarettes / Quit date: 09/14/2025")."""
     facts: list[NoteFact] = []
+    used: set[int] = set()
+    sents = note.sents
+    for si, sent in enumerate(sents):
+        m = _STATUS_FIELD.match(sent.text)
+        if m and any(p.search(m.group(2)) for name, p in _PRODUCTS if name != "any"):
+            m = None  # "Tobacco use: current every day smoker": the product is in the field; read as prose
+        if m:
+            word = m.group(1).lower()
+            status = {"quit": "former"}.get(word, word)
+            product, type_si = "any", None
+            for n in range(si + 1, min(si + 4, len(sents))):
+                t = _TYPE_FIELD.match(sents[n].text)
+                if t:
+                    named = [name for name, p in _PRODUCTS if p.search(t.group(1)) and name != "any"]
+                    if len(named) == 1:
+                        product, type_si = named[0], n
+                    break
+            quit_date = None
+            if status == "former" and re.search(r"\bquit\b", m.group(2), re.I):
+                hits = note.dates(m.group(2))
+                quit_date = hits[0].value if hits else None
+            elif status == "former":
+                for n in range(si + 1, min(si + 4, len(sents))):
+                    if re.match(r"\s*quit\s+date\s*:", sents[n].text, re.I):
+                        hits = note.dates(sents[n].text)
+                        quit_date = hits[0].value if hits else None
+                        used.add(n)
+                        break
+            used.update({si} | ({type_si} if type_si is not None else set()))
+            facts.append(
+                _fact(
+                    note,
+                    "nicotine",
+                    "present",
+                    sent.start,
+                    sent.end,
+                    sent,
+                    status=status,
+                    product=product,
+                    quit_date=quit_date,
+                    amount=None,
+                )
+            )
+            continue
+        if _LAST_USE_FIELD.match(sent.text):
+            hits = note.dates(sent.text)
+            used.add(si)
+            if hits:
+                facts.append(
+                    _fact(
+                        note,
+                        "nicotine",
+                        "present",
+                        sent.start,
+                        sent.end,
+                        sent,
+                        status="former",
+                        product="any",
+                        quit_date=hits[0].value,
+                        amount=None,
+                    )
+                )
+            continue
+        if _FORMER_FIELD.match(sent.text):
+            prev = sents[si - 1].text if si else ""
+            named = [name for name, p in _PRODUCTS if p.search(prev) and name != "any"]
+            product = named[0] if len(named) == 1 else "any"
+            tail = sent.text[_FORMER_FIELD.match(sent.text).end() :]
+            hits = note.dates(tail) if re.search(r"\bquit\b", tail, re.I) else []
+            used.add(si)
+            facts.append(
+                _fact(
+                    note,
+                    "nicotine",
+                    "present",
+                    sent.start,
+                    sent.end,
+                    sent,
+                    status="former",
+                    product=product,
+                    quit_date=hits[0].value if hits else None,
+                    amount=None,
+                )
+            )
+    return facts, used
+
+
+def _nicotine_facts(note: _Note) -> list[NoteFact]:
+    facts, used = _nicotine_form(note)
     for si, sent in enumerate(note.sents):
+        if si in used:
+            continue
+        if re.search(r"-free\b[^\n]*\[\s*x\s*\]\s*yes\b", sent.text, re.I):
+            continue
+        if re.search(
+            r"\brequires?\b|\brequired\b|\bcriteri(?:a|on)\b|\bbefore\s+\w+\s+fusion\s+can\b", sent.text, re.I
+        ):
+            continue  # a payer's requirement names nicotine without saying anything about the patient  # "Nicotine-free >= 6 wks: [X] Yes": the form's question, the answer is in its other fields
         for clause in sent.clauses:
             c = clause.text
             if re.search(r"\bdoes\s+not\s+consider\b", c, re.I):
@@ -840,6 +1069,16 @@ def _nicotine_facts(note: _Note) -> list[NoteFact]:
                 for m in p.finditer(c):
                     if any(a < m.end() and m.start() < b for a, b in taken):
                         continue
+                    if product == "any" and _LABEL.match(c, m.start()):
+                        continue
+                    if product == "nrt" and m.group(0).lower() == "patch" and not _NICOTINE_CONTEXT.search(sent.text):
+                        continue
+                    if (
+                        product == "cigarettes"
+                        and m.group(0).lower().startswith("smok")
+                        and re.search(r"\bcigars?\b", c, re.I)
+                    ):
+                        continue  # "smokes cigars": the cigar is the product
                     taken.append((m.start(), m.end()))
                     found.append((product, m))
             named = [x for x in found if x[0] != "any"]
@@ -867,8 +1106,24 @@ def _nicotine_facts(note: _Note) -> list[NoteFact]:
                 done.add(product)
                 statuses = [st for span, st in status_of.items() if product_of.get(span) == product]
                 status = "never" if "never" in statuses else "former" if "former" in statuses else "current"
+                if (
+                    status == "current"
+                    and re.fullmatch(r"smoked|vaped|chewed", m.group(0), re.I)
+                    and not _RELATIVE.search(c[: m.start()])
+                    and not re.search(r"\b(?:still|currently|now|daily|every\s+day|continues)\b", c, re.I)
+                ):
+                    # "She smoked for about ten years in her twenties": a past habit, not said to be current
+                    status = "former"
                 facts += _nicotine_fact(note, si, sent, clause, m, product, status)
-    return _first_of_each(facts, lambda f: (f.get("product"), f.get("status"), f.assertion))
+    out: dict[tuple, NoteFact] = {}
+    for f in facts:
+        key = (f.get("product"), f.get("status"), f.assertion)
+        if key not in out or (out[key].get("quit_date") is None and f.get("quit_date") is not None):
+            out[key] = f  # one fact per product, status and assertion; the one that dates the quit
+    return list(out.values())
+
+
+_RESTART = re.compile(r"\b(?:restarted|picked\s+it\s+(?:back\s+)?up|started\s+(?:again|back)|resumed|relapsed)\b", re.I)
 
 
 def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]:
@@ -881,19 +1136,25 @@ def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]
     if _family(text, sent, note.lines, note.family_lines, a0, clause):
         assertion = "family"
     elif status == "current" and (
-        re.search(r"\bdenies\b|\bhas\s+not\s+used\b|\bnot\s+using\b", before, re.I)
+        re.search(r"\bdenies\b|\bhas\s+not\s+used\b|\bnot\s+using\b|\bno\s+history\s+of\b", before, re.I)
+        or re.search(r"\[\s\]\s*yes\b[^\n]*\[x\]\s*no\b", c, re.I)
         or re.search(r"\bnon-?smoker\b", m.group(0), re.I)
         or re.search(r"\bdoes\s+not\b|\bno\s+nicotine\b|:\s*no\s*(?:$|[.,;|])", c, re.I)
         or (re.search(r"\bor\b|,", before) and re.search(r"\bdenies\b", sent.text[: a0 - sent.start], re.I))
     ):
         assertion = "negated"
-    elif re.search(r"\bmight\b|\bI\s+understand\b|\bmay\b|\bsays\s+(?:he|she)\s+stopped\b", c, re.I):
+    elif re.search(r"\bmight\b|\bI\s+understand\b|\bmay\b|\bsays\s+(?:he|she)\s+stopped\b", c, re.I) or re.search(
+        # the patient's word put in doubt in the same sentence: "I suspect", "she insists", "his wife says he still"
+        r"\bI\s+suspect\b|\binsists\b|\b(?:wife|husband|partner|family)\s+says\b|\bclaims\b|\bper\s+(?:pt|patient)\)",
+        sent.text,
+        re.I,
+    ):
         assertion = "hedged"
     elif status == "current" and re.search(r"\b(?:hx|h/o|history)\s+of\s+smoking\b|\bhx\s+of\b", c, re.I):
         assertion, status = "hedged", "former"
     elif status == "current" and re.search(r"\bat\s+that\s+time\b", c, re.I):
         assertion = "historical"
-    elif status == "former" and re.search(r"\brestarted\b", text[a1 : clause.end], re.I):
+    elif status == "former" and _restart_after(note, si, a1, clause):
         assertion = "historical"
     else:
         assertion = "present"
@@ -921,17 +1182,17 @@ def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]
             amount=amount,
         )
     ]
-    restart = re.search(r"\brestarted\b", text[a1 : clause.end], re.I)
-    if status == "former" and restart:
-        r0 = a1 + restart.start()
+    restart = _restart_after(note, si, a1, clause) if status == "former" and assertion == "historical" else None
+    if restart:
+        r0, r1, rsent = restart
         out.append(
             _fact(
                 note,
                 "nicotine",
                 "present",
                 r0,
-                r0 + len("restarted"),
-                sent,
+                r1,
+                rsent,
                 status="current",
                 product=product,
                 quit_date=None,
@@ -939,6 +1200,19 @@ def _nicotine_fact(note, si, sent, clause, m, product, status) -> list[NoteFact]
             )
         )
     return out
+
+
+def _restart_after(note: _Note, si: int, a1: int, clause: Clause):
+    """A restart after a former status, in its clause or the next sentence ("He picked it back up in March")."""
+    m = _RESTART.search(note.text, a1, clause.end)
+    if m:
+        return m.start(), m.end(), note.sents[si]
+    if si + 1 < len(note.sents):
+        nxt = note.sents[si + 1]
+        m = _RESTART.search(note.text, nxt.start, nxt.end)
+        if m and not any(p.search(nxt.text) for name, p in _PRODUCTS):
+            return m.start(), m.end(), nxt
+    return None
 
 
 def _quit_date(note: _Note, c: str, sent: Sentence, si: int) -> str | None:
@@ -1043,7 +1317,7 @@ DRUGS = {
 _DRUG_RE = re.compile(r"\b(" + "|".join(sorted(DRUGS, key=len, reverse=True)) + r")\b", re.I)
 _DOSE = re.compile(
     r"^\s*(?::\s*)?\(?\s*(?P<dose>(?:(?:up\s+to\s+)?\d+(?:\.\d+)?(?:\s*mg)?(?:\s*→\s*\d+\s*mg)?(?:\s+PO)?(?:\s+(?:daily|bid|tid|qid|qhs|q\d+h|"
-    r"twice\s+daily|once\s+daily|BID|TID|QID))?(?:\s+(?:qhs|prn|PRN))*(?:\s+titrating\s+to\s+\d+\s*mg\s+(?:tid|bid))?)|"
+    r"twice\s+daily|once\s+daily|three\s+times\s+(?:a\s+day|daily)|BID|TID|QID))?(?:\s+(?:qhs|prn|PRN))*(?:\s+titrating\s+to\s+\d+\s*mg\s+(?:tid|bid))?)|"
     r"gel\s+QID|dosepak\s+x\d)",
     re.I,
 )
@@ -1091,6 +1365,16 @@ _SIDE_EFFECT = re.compile(
 )
 
 
+def _med_date_cue(before: str) -> str | None:
+    if re.search(
+        r"\b(?:stopped|d/c'?d|discontinued|finished|until|off\s+since|tapered\s+off)\b[^,;()]*$", before, re.I
+    ):
+        return "stop"
+    if re.search(r"\b(?:increased|decreased|titrated|reduced|changed|switched)\b[^,;()]*$", before, re.I):
+        return "change"
+    return None
+
+
 def _medication_facts(note: _Note) -> list[NoteFact]:
     text = note.text
     facts: list[NoteFact] = []
@@ -1117,7 +1401,8 @@ def _medication_facts(note: _Note) -> list[NoteFact]:
                 own,
                 re.I,
             ) or re.search(
-                r"\bdenies\b|\bno\s+$|\bdeclined\b|\bdeclines\b|\brefused\b|\brefuses\b|\bnever\s+(?:took|taken|tried)\b",
+                r"\bdenies\b|\bno\s+$|\bdeclined\b|\bdeclines\b|\brefused\b|\brefuses\b|\bnever\s+(?:took|taken|tried)\b|"
+                r"\bnot\s+(?:taking|on)\s+$",
                 prefix,
                 re.I,
             ):
@@ -1199,9 +1484,20 @@ def _medication_facts(note: _Note) -> list[NoteFact]:
                         if re.fullmatch(r"\s*(?:-|–|to)\s*", scope[a.end : b.start]):
                             start, stop = a.value, b.value
                             break
+                    else:
+                        # The words before a date say what it dates: a stop ("stopped 7/1") or a dose change
+                        # ("increased ... in August"), neither of which is the start of the trial.
+                        cued = [(h, _med_date_cue(scope[max(0, h.start - 60) : h.start])) for h in hits]
+                        if any(cue for _, cue in cued):
+                            first_cue = next(h.start for h, cue in cued if cue)
+                            starts = [h.value for h, cue in cued if cue is None and h.start < first_cue]
+                            stops = [h.value for h, cue in cued if cue == "stop"]
+                            start = starts[0] if starts else None
+                            stop = stops[0] if stops else None
                 if re.search(r"\btold\s+to\s+stop\b", prefix, re.I) and start:
                     start, stop = None, start
-                if start is None:
+                if start is None and not (_PT_WORD.search(lead) or _PT_WORD_I.search(lead)):
+                    # a date in the lead-in dates the trial, unless it belongs to a PT course named there
                     lh = note.dates(lead)
                     start = lh[0].value if lh else None
                 length = find_length(scope)
@@ -1425,7 +1721,7 @@ def _red_flag_facts(note: _Note) -> list[NoteFact]:
                     elif (
                         _negated_before(before)
                         or re.match(
-                            r"\s*(?::\s*(?:N|no|none|neg)\b|was\s+ruled\s+out|ruled\s+out|intact|"
+                            r"\s*(?::\s*(?:N|no|none|neg)\b|was\s+ruled\s+out|ruled\s+out|intact|(?:work-?up|w/u|screen)\s+(?:was\s+)?negative|"
                             r"\s*(?:was\s+)?negative)",
                             after,
                             re.I,
@@ -1442,7 +1738,9 @@ def _red_flag_facts(note: _Note) -> list[NoteFact]:
                         and not re.search(r"\+", before)
                     ):
                         assertion = "negated"
-                    elif _HISTORICAL.search(c) and not re.search(r"\bnew\b|\bnow\b|\bdiagnosed\s+\d", c, re.I):
+                    elif (
+                        _HISTORICAL.search(c) or re.search(r"\b(?:19|20)\d{2}\b[^.;]*\bs/p\b", after, re.I)
+                    ) and not re.search(r"\bnew\b|\bnow\b|\bdiagnosed\s+\d", c, re.I):
                         assertion = "historical"
                     else:
                         assertion = "present"
