@@ -136,6 +136,7 @@ class Report:
     any_assertion: dict[str, Counts] = field(default_factory=lambda: {t: Counts() for t in TYPES})
     fields: dict[str, Counts] = field(default_factory=dict)  # "type.field" -> tp (same) / fn (different)
     met: Counts = field(default_factory=Counts)
+    met_by_type: dict[str, Counts] = field(default_factory=dict)  # the same figure, per fact type
     met_errors: list[str] = field(default_factory=list)
     non_present_as_present: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -151,7 +152,12 @@ class Report:
             "present": {t: _counts(c) for t, c in self.present.items()},
             "anyAssertion": {t: _counts(c) for t, c in self.any_assertion.items()},
             "fieldAccuracy": {k: (c.tp / (c.tp + c.fn) if c.tp + c.fn else None) for k, c in self.fields.items()},
-            "metCapable": {**_counts(self.met), "target": MET_PRECISION_TARGET, "errors": self.met_errors},
+            "metCapable": {
+                **_counts(self.met),
+                "target": MET_PRECISION_TARGET,
+                "byType": {t: _counts(c) for t, c in self.met_by_type.items()},
+                "errors": self.met_errors,
+            },
             "nonPresentAsPresent": self.non_present_as_present,
         }
 
@@ -217,10 +223,13 @@ def evaluate(passages: list[dict], split: str = "all") -> Report:
                     report.present[t].fn += 1
                 report.errors.append(f"{pid} missed {t} {g['assertion']} {_key(g)[1:]} «{g['span']}»")
             if p is not None and can_turn_met(p):
+                by_type = report.met_by_type.setdefault(t, Counts())
                 if _met_correct(g, p):
                     report.met.tp += 1
+                    by_type.tp += 1
                 else:
                     report.met.fp += 1
+                    by_type.fp += 1
                     report.met_errors.append(
                         f"{pid}: {t} {_key(p)[1:]} "
                         + (
@@ -237,6 +246,7 @@ def evaluate(passages: list[dict], split: str = "all") -> Report:
                     )
             if g is not None and can_turn_met(g) and (p is None or not can_turn_met(p)):
                 report.met.fn += 1
+                report.met_by_type.setdefault(t, Counts()).fn += 1
     return report
 
 
@@ -279,6 +289,10 @@ def format_report(reports: list[Report], verbose: bool = False) -> str:
             f"({r.met.tp}/{r.met.tp + r.met.fp}, target >= {MET_PRECISION_TARGET}), recall "
             f"{_pct(r.met.recall).strip()}; non-present mentions read as present: {len(r.non_present_as_present)}"
         )
+        for t, c in sorted(r.met_by_type.items()):
+            lines.append(
+                f"  {t:20} precision {_pct(c.precision).strip()} ({c.tp}/{c.tp + c.fp}), recall {_pct(c.recall).strip()}"
+            )
         for e in r.met_errors + r.non_present_as_present:
             lines.append(f"  ! {e}")
     if verbose:
