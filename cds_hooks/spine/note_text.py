@@ -912,7 +912,7 @@ _PRODUCTS = [
 # A bare "patch" is NRT only in a sentence about smoking ("quit cigs, still using patch 14mg").
 _NICOTINE_CONTEXT = re.compile(r"\b(?:cig\w*|smok\w*|vap\w*|nicotine|tobacco)\b", re.I)
 _NICOTINE_SKIP = re.compile(
-    r"\bcessation\b|\bcounsel\w*|\bscreening\b|\bsecondhand\b|\bpassive\s+exposure\b|\bChantix\b|\brisks?\s+of\b|"
+    r"\bcessation\b|\bcounsel\w*|\bscreening\b|\bsecondhand\b|\bpassive\s+exposure\b|\bChantix\b|\brisks?\b|"
     r"\bcontraindication\b|\bsee\s+social\b|\breplacement\s+options\b|\bcotinine\b",
     re.I,
 )
