@@ -186,3 +186,119 @@ def test_the_note_patients_are_what_make_note_patients_writes(tmp_path):
             fresh = json.loads((tmp_path / folder / f"{name}.json").read_text(encoding="utf-8"))
             committed = json.loads((REPO / "fhir_fixtures" / folder / f"{name}.json").read_text(encoding="utf-8"))
             assert fresh == committed, f"regenerate: python3 scripts/fixtures/make_note_patients.py ({folder}/{name})"
+
+
+# ------------------------------------------------------------------ both engines
+
+
+def _engine_cases():
+    """The engine calls of the note patients (notes read and derived as the service does), under every
+    use a pack can give each note fact."""
+    from cds_hooks.config import Config
+    from cds_hooks.hooks.hook_request import parse_hook_request
+    from cds_hooks.packs.loader import load_rule_packs
+    from cds_hooks.pipeline.criteria import parameters_for
+    from cds_hooks.pipeline.evaluation import Evaluator
+    from cds_hooks.pipeline.orders import group_cases
+    from cds_hooks.pipeline.patient_data import gather
+    from cds_hooks.pipeline.profiles import select_profile
+    from cds_hooks.spine.derived_findings import derive as derive_findings
+    from cds_hooks.spine.note_findings import derive as derive_notes, readable_notes
+    from tests.support.cql_judge import Case
+
+    config = Config.development()
+    pack = load_rule_packs(config.cql_root)["lumbar-fusion"]
+    evaluator = Evaluator(pack, engine=None, config=config)
+    vaping = request_fixture("notes-vaping")
+    requests = [
+        ("notes-pt", request_fixture("notes-pt")),
+        ("vapes-daily", with_note_text(vaping, "notevape-progress", "Social history: she vapes daily.")),
+        ("vapes-older", with_note_text(vaping, "notevape-progress", "She vapes daily.", date="2026-08-03T10:00:00Z")),
+        ("vape-denied", with_note_text(vaping, "notevape-progress", "Denies vaping. Her husband vapes.")),
+    ]
+    cases = []
+    for name, body in requests:
+        hook_request = parse_hook_request(body, pack.hook)
+        case = group_cases(evaluator.detector.detect(hook_request.draft_orders))[0]
+        data = gather(hook_request, pack.prefetch, evaluator.fetch_settings)
+        data.add_derived(derive_findings(data.resources))
+        data.add_derived(derive_notes(data.resources, {}, case.reference_date))
+        assert readable_notes(data.resources, case.reference_date)
+        profile = select_profile(pack, data.of_type("Coverage"), case, config.payer_profiles).profile
+        params = parameters_for(case, profile, data, pack)
+        for pt in ("off", "shown", "may-meet"):
+            for nicotine in ("off", "shown", "against-met"):
+                cases.append(
+                    Case(
+                        f"{name}+{pt}+{nicotine}",
+                        data.resources,
+                        {**params, "NotePTAttendanceUse": pt, "NoteNicotineUse": nicotine},
+                        data.patient_id,
+                    )
+                )
+    return cases
+
+
+def test_the_note_defines_agree_between_the_reference_engine_and_the_compiled_evaluator():
+    from tests.support.cql_judge import Judge, load_pack_files
+
+    elm, inc, vs = load_pack_files()
+    judge = Judge(elm, inc, vs, workers=2)
+    try:
+        report = judge.compare(_engine_cases())
+    finally:
+        judge.close()
+    assert report.cases == 36 and report.errors_both == 0, report.summary()
+    assert not report.disagreements, report.summary() + "\n" + str(report.disagreements[:3])[:2000]
+
+
+# ------------------------------------------------------------------ the pack's noteEvidence section
+
+
+def _rule(doc, fact):
+    return next(r for r in doc["noteEvidence"] if r["fact"] == fact)
+
+
+def test_no_shipped_profile_lets_a_note_of_pt_attendance_meet_a_criterion():
+    from cds_hooks.packs.loader import load_rule_packs
+    from cds_hooks.config import Config
+
+    pack = load_rule_packs(Config.development().cql_root)["lumbar-fusion"]
+    assert {pack.note_parameters(p)["NotePTAttendanceUse"] for p in pack.profiles.values()} == {"shown"}
+    assert {pack.note_parameters(p)["NoteNicotineUse"] for p in pack.profiles.values()} == {"against-met"}
+
+
+def test_a_profile_may_be_given_its_own_note_allowance(tmp_path):
+    from cds_hooks.packs.loader import load_rule_packs
+    from test_rule_pack import _pack_copy
+
+    root = _pack_copy(tmp_path, lambda doc: _rule(doc, "pt-attendance").update(profiles={"strict": "off"}))
+    pack = load_rule_packs(root)["lumbar-fusion"]
+    assert pack.note_parameters(pack.profiles["strict"])["NotePTAttendanceUse"] == "off"
+    assert pack.note_parameters(pack.profiles["default"])["NotePTAttendanceUse"] == "shown"
+
+
+def test_a_use_a_note_fact_cannot_have_is_refused(tmp_path):
+    from test_rule_pack import _refusal
+
+    message = _refusal(tmp_path, lambda doc: _rule(doc, "nicotine-status").update(use="may-meet"))
+    assert "$.noteEvidence[1].use: a nicotine-status fact cannot be used 'may-meet'" in message
+
+
+def test_an_unknown_note_fact_is_refused(tmp_path):
+    from test_rule_pack import _refusal
+
+    message = _refusal(tmp_path, lambda doc: _rule(doc, "pt-attendance").update(fact="red-flag"))
+    assert "$.noteEvidence[0].fact: 'red-flag' is no note fact" in message
+
+
+def test_a_note_allowance_for_an_undeclared_profile_criterion_or_parameter_is_refused(tmp_path):
+    from test_rule_pack import _refusal
+
+    def change(doc):
+        _rule(doc, "pt-attendance").update(profiles={"nosuch": "off"}, criterion="physio", parameter="NotePT")
+
+    message = _refusal(tmp_path, change)
+    assert "$.noteEvidence[0].profiles.nosuch: 'nosuch' is not a profile" in message
+    assert "$.noteEvidence[0].criterion: 'physio' is not a declared criterion" in message
+    assert "$.noteEvidence[0].parameter: the library LumbarFusionCriteria declares no parameter 'NotePT'" in message

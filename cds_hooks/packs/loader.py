@@ -49,6 +49,8 @@ class RulePack:
     elm: list[dict] = field(default_factory=list)
     valuesets: list[dict] = field(default_factory=list)
     pathways: list[dict] = field(default_factory=list)
+    # pack.json `noteEvidence` as written: what facts from notes may count for (docs/note-text.md)
+    note_evidence: list[dict] = field(default_factory=list)
 
     def pathway_rules(self, profile: Profile) -> list[dict]:
         """The profile's pathway table as the library's `PathwayRules` parameter."""
@@ -61,6 +63,10 @@ class RulePack:
             }
             for p in self.pathways
         ]
+
+    def note_parameters(self, profile: Profile) -> dict[str, str]:
+        """The profile's note allowances as the library's parameters ({"NoteNicotineUse": "against-met"})."""
+        return {r["parameter"]: r.get("profiles", {}).get(profile.name, r["use"]) for r in self.note_evidence}
 
     @property
     def service_id(self) -> str:
@@ -161,6 +167,7 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
         links=spec.get("links", []),
         override_reasons=spec.get("overrideReasons", []),
         pathways=spec.get("pathways", []),
+        note_evidence=spec.get("noteEvidence", []),
         elm=elm,
         valuesets=valuesets,
     )

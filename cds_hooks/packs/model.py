@@ -65,6 +65,15 @@ WORDING_PLACEHOLDERS: dict[str, set[str]] = {
 }
 PLACEHOLDER = re.compile(r"\{([A-Za-z][A-Za-z0-9]*)\}")
 
+# ---- facts from notes (pack.json `noteEvidence`, docs/note-text.md)
+# Per note fact (a note-finding code of spine/note_findings.py): the uses the CQL can give it. A fact
+# that can turn a criterion to met ("may-meet") is offered only where the library reads it that way;
+# current nicotine use is evidence against "met" only.
+NOTE_FACT_USES: dict[str, tuple[str, ...]] = {
+    "pt-attendance": ("off", "shown", "may-meet"),
+    "nicotine-status": ("off", "shown", "against-met"),
+}
+
 
 class _Part(BaseModel):
     # Frozen: a loaded pack is shared by every call. Extra keys are those the schema allows and the
@@ -151,6 +160,20 @@ class Suggestion(_Part):
     resource: dict[str, Any]
 
 
+class NoteEvidenceRule(_Part):
+    """What one note fact may count for, for one criterion (pack.json `noteEvidence`)."""
+
+    fact: str
+    criterion: str
+    parameter: str
+    use: str
+    profiles: dict[str, str] = Field(default_factory=dict)
+    basis: str
+
+    def use_for(self, profile: str) -> str:
+        return self.profiles.get(profile, self.use)
+
+
 class RulePackModel(_Part):
     """pack.json, typed. Built only from a document that passed `check_document`."""
 
@@ -168,6 +191,7 @@ class RulePackModel(_Part):
     suggestions: tuple[Suggestion, ...] = ()
     links: tuple[dict[str, Any], ...] = ()
     override_reasons: tuple[Coding, ...] = Field((), alias="overrideReasons")
+    note_evidence: tuple[NoteEvidenceRule, ...] = Field((), alias="noteEvidence")
 
     @classmethod
     def from_document(cls, document: dict) -> "RulePackModel":
@@ -304,9 +328,53 @@ def reference_problems(
             re.compile(pattern)
         except re.error as exc:
             problems.append(f"$.orders.textPatterns[{i}]: not a regular expression ({exc})")
+    problems += _note_evidence_problems(doc, known, library_parameters)
     if library_valuesets is not None and valuesets is not None:
         for url in sorted(library_valuesets - valuesets):
             problems.append(f"$.library: the library uses value set {url} and valuesets/ has no file for it")
+    return problems
+
+
+def _note_evidence_problems(doc: dict, known: set[str], library_parameters: set[str] | None) -> list[str]:
+    """`noteEvidence`: a known note fact, once; a use that fact can have (here and per profile); a declared
+    criterion and profile; a parameter the library declares and no profile sets as a threshold."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    profiles = doc["profiles"]
+    for i, rule in enumerate(doc.get("noteEvidence", [])):
+        where = ["noteEvidence", i]
+        fact = rule["fact"]
+        if fact not in NOTE_FACT_USES:
+            problems.append(
+                f"{_path(where + ['fact'])}: {fact!r} is no note fact a criterion can read "
+                f"(known: {', '.join(sorted(NOTE_FACT_USES))})"
+            )
+            continue
+        if fact in seen:
+            problems.append(f"{_path(where + ['fact'])}: {fact!r} has a second rule")
+        seen.add(fact)
+        allowed = NOTE_FACT_USES[fact]
+        for path, use in [(where + ["use"], rule["use"])] + [
+            (where + ["profiles", name], use) for name, use in rule.get("profiles", {}).items()
+        ]:
+            if use not in allowed:
+                problems.append(f"{_path(path)}: a {fact} fact cannot be used {use!r} (allowed: {', '.join(allowed)})")
+        for name in rule.get("profiles", {}):
+            if name not in profiles:
+                problems.append(f"{_path(where + ['profiles', name])}: {name!r} is not a profile")
+        if rule["criterion"] not in known:
+            problems.append(f"{_path(where + ['criterion'])}: {rule['criterion']!r} is not a declared criterion")
+        if library_parameters is not None and rule["parameter"] not in library_parameters:
+            problems.append(
+                f"{_path(where + ['parameter'])}: the library {doc['library']['id']} declares no parameter "
+                f"{rule['parameter']!r}"
+            )
+        for name, profile in profiles.items():
+            if rule["parameter"] in profile["parameters"]:
+                problems.append(
+                    f"{_path(['profiles', name, 'parameters', rule['parameter']])}: set by "
+                    f"$.noteEvidence[{i}], not by a profile"
+                )
     return problems
 
 

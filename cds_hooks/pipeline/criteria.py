@@ -82,6 +82,8 @@ def parameters_for(case: SurgicalCase, profile: Profile, data: PatientData, pack
     }
     if pack is not None and pack.pathways:
         params["PathwayRules"] = pack.pathway_rules(profile)
+    if pack is not None:
+        params.update(pack.note_parameters(profile))
     return params
 
 

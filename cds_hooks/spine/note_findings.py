@@ -258,6 +258,8 @@ def to_observation(f: NoteFact, doc: dict, source: str, written: dt.date) -> dic
                     {"url": "sentenceStart", "valueInteger": f.sentence_start},
                     {"url": "sentenceEnd", "valueInteger": f.sentence_end},
                     {"url": "quote", "valueString": f.quote},
+                    # the note's own date: what a criterion compares with the coded data's dates
+                    {"url": "noteDate", "valueDate": written.isoformat()},
                 ],
             }
         ],

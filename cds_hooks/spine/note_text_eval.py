@@ -1,6 +1,6 @@
 """Evaluation of the note reader against the hand-annotated gold set, and its benchmark.
 
-`cds-hooks note-text eval [--split dev|heldout]` prints precision and recall per fact type (facts
+`cds-hooks note-text eval [--split dev|heldout|heldout-2]` prints precision and recall per fact type (facts
 asserted `present`, and facts of every assertion), field accuracy of the matched facts, and the
 precision of the facts that can turn a criterion to "met"; `cds-hooks note-text bench` prints the
 extraction time per note. The gold set and its annotation rules are in eval/note_text/README.md;
