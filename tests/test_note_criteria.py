@@ -18,21 +18,12 @@ import pytest
 
 from conftest import patient_bundle, request_fixture
 from support.hooks import call, result, statuses
+from test_fixture_patients import EXPECTED
 
 REPO = Path(__file__).resolve().parent.parent
 
 # meets-all's statuses (fhir_fixtures/patients/README.md): every criterion met from coded data.
-MEETS_ALL = {
-    "indication": "met",
-    "imaging-severity@L4-L5": "met",
-    "conservative-care": "met",
-    "instability@L4-L5": "met",
-    "injection-trial": "met",
-    "neuropathic-medication": "met",
-    "facet-evaluation": "met",
-    "nicotine": "met",
-    "red-flags": "not-documented",
-}
+MEETS_ALL = EXPECTED["meets-all"][1]
 
 
 def only_card(body):
