@@ -182,6 +182,8 @@ def test_list_names_every_fixture_patient():
         "meets-all",
         "no-imaging",
         "non-fusion",
+        "notes-pt",
+        "notes-vaping",
         "red-flag",
         "seed",
     ]
