@@ -218,7 +218,9 @@ def test_an_answer_larger_than_the_response_limit_is_a_400(engine, tmp_path, see
     from cds_hooks.web.app import create_app
 
     app = create_app(Config.development(var_dir=tmp_path, max_response_bytes=10_000), engine=engine)
-    refused(app.test_client().post(SERVICE, json=seed_request), "too-much-work", "bytes")
+    # Three cases of the seed: three cards, well over the smallest limit a site can set.
+    request = with_orders(seed_request, 3, distinct_dates=True)
+    refused(app.test_client().post(SERVICE, json=request), "too-much-work", "bytes")
 
 
 def test_the_seed_case_is_well_inside_every_work_limit(client, seed_request):

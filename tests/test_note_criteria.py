@@ -163,6 +163,27 @@ def test_a_vaping_note_older_than_the_coded_status_does_not_override_it_but_is_n
     assert "2026-08-03" in r["reason"] and "vapes daily" in r["reason"]
 
 
+def test_a_newer_note_of_current_vaping_takes_away_the_nicotine_free_date_of_a_recent_quit(client):
+    # Strict profile (nicotine required): coded former smoker who quit 2026-11-23, recorded 2026-12-07.
+    # Alone that is a gap closed by time; a note of 2026-12-10 that she vapes daily means the quit date
+    # no longer tells when she will be nicotine-free, so the card gives no date.
+    req = json.loads(
+        (REPO / "fhir_fixtures/corpus/lumbar-fusion/requests/c06-recent-quit-outranks-old-cotinine.json").read_text()
+    )
+    note = copy.deepcopy(request_fixture("notes-vaping")["prefetch"]["documentReferences"])
+    doc = note["entry"][0]["resource"]
+    doc["subject"] = {"reference": "Patient/" + req["context"]["patientId"]}
+    req["prefetch"]["documentReferences"] = note
+    before = only_card(call(client, req))
+    assert "nicotine-free for 6 weeks on" in before["detail"]  # the note, by URL on no server, is not read
+
+    req = with_note_text(req, doc["id"], "Social history: she vapes daily.", date="2026-12-10T09:00:00Z")
+    card = only_card(call(client, req))
+    r = result(card, "nicotine")
+    assert r["status"] == "not-met" and "vapes daily" in r["reason"]
+    assert "nicotine-free for 6 weeks on" not in card["detail"]
+
+
 # ------------------------------------------------------------------ the fixtures themselves
 
 

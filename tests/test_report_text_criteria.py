@@ -13,6 +13,8 @@ from support.hooks import call, plus, result, resources, with_resources, without
 
 from cds_hooks.web.app import create_app
 from cds_hooks.config import Config
+from cds_hooks.hooks.hook_request import parse_hook_request
+from cds_hooks.web.extensions import registry_of
 
 STENOSIS_CONDITIONS = ("Condition/seed-stenosis-l5s1", "Condition/seed-stenosis-l4l5")
 INTERSPACE = "http://fusion-cds.example.org/fhir/CodeSystem/spinal-interspace"
@@ -72,12 +74,19 @@ def test_seed_verdict_stands_without_its_coded_stenosis_conditions(client):
     assert result(text, "indication")["status"] == "not-met"
 
 
-def test_the_card_quotes_the_impression_sentence_as_evidence(client):
-    detail = card_of(client, seed_without_coded_stenosis())["detail"]
-    assert f"— “{L5S1_IMPRESSION}”" in detail
+def case_view_evidence(app, req, criterion: str) -> str:
+    """The evidence lines the case view shows for a criterion (the evaluation's case record)."""
+    evaluator = registry_of(app).get("lumbar-fusion")
+    (case,) = evaluator.evaluate(parse_hook_request(req, evaluator.pack.hook)).cases
+    return "\n".join(e["text"] for c in case.record["criteria"] if c["id"] == criterion for e in c["evidence"])
+
+
+def test_the_case_view_quotes_the_impression_sentence_as_evidence(app):
+    evidence = case_view_evidence(app, seed_without_coded_stenosis(), "imaging-severity")
+    assert f"— “{L5S1_IMPRESSION}”" in evidence
     assert (
         "Report text (impression, 2026-09-02): Spinal stenosis grade: mild, neural foramen, bilateral at L5-S1"
-        in detail
+        in evidence
     )
 
 
@@ -153,17 +162,16 @@ def test_a_preliminary_report_text_does_not_count(client):
     assert result(card_of(client, req), "imaging-severity", "L5-S1")["status"] == "not-documented"
 
 
-def test_the_card_says_when_the_impression_overrules_the_findings(client):
+def test_the_case_view_says_when_the_impression_overrules_the_findings(app, client):
     report = (
         "FINDINGS:\nL5-S1: Moderate central canal stenosis.\n\nIMPRESSION:\nMild central canal stenosis at L5-S1.\n"
     )
     req = with_report_text(seed_without_coded_stenosis(), None, presented=report)
-    card = card_of(client, req)
-    r = result(card, "imaging-severity", "L5-S1")
+    r = result(card_of(client, req), "imaging-severity", "L5-S1")
     assert r["status"] == "not-met" and "is mild" in r["reason"]
     assert (
         "the impression wins over the findings section, which reads moderate central canal stenosis: "
-        "“L5-S1: Moderate central canal stenosis.”" in card["detail"]
+        "“L5-S1: Moderate central canal stenosis.”" in case_view_evidence(app, req, "imaging-severity")
     )
 
 

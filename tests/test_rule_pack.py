@@ -151,6 +151,57 @@ def test_a_placeholder_nothing_fills_is_refused(tmp_path):
     assert "$.criteria[2].nextSteps.not-met: placeholder {MinPTVisits}" in _refusal(tmp_path, change)
 
 
+def test_a_gap_closing_in_an_undeclared_way_is_refused(tmp_path):
+    def change(doc):
+        doc["cards"]["gaps"]["criteria"]["nicotine"]["closes"]["not-met"]["kind"] = "paperwork"
+
+    assert "$.cards.gaps.criteria.nicotine.closes.not-met.kind: 'paperwork' is not one of" in _refusal(tmp_path, change)
+
+
+def test_a_gap_naming_a_suggestion_that_does_not_close_it_is_refused(tmp_path):
+    # The facet referral answers an advisory criterion: it cannot be offered for an instability gap.
+    def change(doc):
+        doc["cards"]["gaps"]["criteria"]["instability"]["closes"]["not-documented"]["suggestion"] = (
+            "refer-facet-evaluation"
+        )
+
+    message = _refusal(tmp_path, change)
+    assert "$.cards.gaps.criteria.instability.closes.not-documented.suggestion" in message
+    assert "not offered for instability not-documented" in message
+
+
+def test_a_dated_gap_line_without_an_undated_line_is_refused(tmp_path):
+    # A date is never guessed: where the library gives none, the pack must say something else.
+    def change(doc):
+        del doc["cards"]["gaps"]["criteria"]["conservative-care"]["closes"]["not-met"]["undated"]
+
+    message = _refusal(tmp_path, change)
+    assert (
+        "$.cards.gaps.criteria.conservative-care.closes.not-met: a line that gives a date needs an `undated`" in message
+    )
+
+
+def test_an_undated_gap_line_cannot_use_a_date(tmp_path):
+    def change(doc):
+        doc["cards"]["gaps"]["criteria"]["nicotine"]["closes"]["not-met"]["undated"] += " Earliest {earliest}."
+
+    assert "$.cards.gaps.criteria.nicotine.closes.not-met.undated: placeholder {earliest}" in _refusal(tmp_path, change)
+
+
+def test_a_criterion_a_profile_can_require_needs_a_gap_line_for_each_unmet_status(tmp_path):
+    def change(doc):
+        del doc["cards"]["gaps"]["criteria"]["nicotine"]["closes"]["not-documented"]
+
+    assert "no line for nicotine not-documented, which a profile can require" in _refusal(tmp_path, change)
+
+
+def test_a_gap_dates_expression_the_library_does_not_define_is_refused(tmp_path):
+    def change(doc):
+        doc["library"]["gapDatesExpression"] = "Gap Date"
+
+    assert "$.library.gapDatesExpression: the library defines no 'Gap Date'" in _refusal(tmp_path, change)
+
+
 def test_a_payer_mapped_to_no_profile_is_refused(tmp_path):
     def change(doc):
         doc["payers"]["ACME"] = "lenient"

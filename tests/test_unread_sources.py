@@ -7,6 +7,7 @@ that could not be read makes the verdict `incomplete`: a warning, never "all cri
 
 from conftest import request_fixture
 from support.hooks import call, result
+from support.card_text import rendered_lines
 
 VERDICT = "org.example.fusion-cds.verdict"
 
@@ -38,15 +39,19 @@ def test_the_card_never_reports_imaging_it_could_not_read_as_missing(client):
     assert severity["reason"].startswith("DiagnosticReport, ImagingStudy could not be read")
     assert "HTTP 503" in severity["reason"]
     assert "No lumbar MRI" not in card["detail"] and "No lumbar MRI" not in severity["reason"]
-    assert card["detail"].count("nothing is concluded from records that were not seen") == 2  # "why" and the level
+    unchecked = [line for line in rendered_lines(card["detail"]) if line.startswith("**Could not be checked:**")]
+    assert unchecked[0].startswith(
+        "**Could not be checked:** Stenosis grade on MRI/CT — DiagnosticReport, ImagingStudy"
+    )
+    assert all("nothing is concluded from records that were not seen" in line for line in unchecked)
 
 
 def test_the_card_lists_each_source_that_could_not_be_read_with_its_reason(client):
     denied = outcome("forbidden", "Access to Procedure is not permitted by the granted scopes")
     (card,) = call(client, meets_all(procedures=denied))["cards"]
     assert (
-        "**Could not be checked:**\n- Procedure: Access to Procedure is not permitted by the granted scopes"
-        in card["detail"]
+        "**Could not be checked:** Physical therapy — Procedure could not be read "
+        "(Access to Procedure is not permitted by the granted scopes)" in card["detail"]
     )
     assert result(card, "conservative-care")["status"] == "unavailable"
     assert "verdict incomplete" in card["summary"]

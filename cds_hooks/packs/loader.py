@@ -147,6 +147,10 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
         library_valuesets={v["id"] for v in library.get("valueSets", {}).get("def", [])},
         valuesets={v.get("url") for v in valuesets},
     )
+    defines = {d.get("name") for d in library.get("statements", {}).get("def", [])}
+    for key in ("resultsExpression", "pathwayExpression", "gapDatesExpression"):
+        if key in spec["library"] and spec["library"][key] not in defines:
+            problems.append(f"$.library.{key}: the library defines no {spec['library'][key]!r}")
     if problems:
         raise _refuse(pack_json, problems)
     model = RulePackModel.from_document(spec)

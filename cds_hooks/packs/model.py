@@ -103,6 +103,7 @@ class Library(_Part):
     id: str
     version: str
     results_expression: str = Field("Criteria", alias="resultsExpression")
+    gap_dates_expression: str | None = Field(None, alias="gapDatesExpression")
 
 
 class Profile(_Part):
@@ -129,6 +130,100 @@ class Criterion(_Part):
     next_steps: dict[Status, str] = Field(default_factory=dict, alias="nextSteps")
 
 
+# ---------------------------------------------------------------- the short card's gaps (cards.gaps)
+
+GapStatus = Literal["not-met", "not-documented"]
+# What a gap line fills besides the profile's parameters (pipeline/cards.py, "gap lines").
+GAP_VALUES = {"levels", "finding", "since", "earliest"}
+GAP_DATED = {"since", "earliest"}
+GAP_WORDING_PLACEHOLDERS = {"line": {"group", "gap"}, "unavailable": {"name", "reason"}, "withheld": {"name", "status"}}
+
+
+class GapEntry(_Part):
+    """How one unmet status of a criterion closes (`kind`, a group's `closes`) and what its line says."""
+
+    kind: str
+    text: str
+    undated: str | None = None
+    suggestion: str | None = None
+
+
+class GapCriterion(_Part):
+    name: str
+    closes: dict[GapStatus, GapEntry]
+
+
+class GapGroup(_Part):
+    closes: str
+    label: str
+
+
+class Gaps(_Part):
+    """pack.json `cards.gaps`: the gap lines of the short card, grouped by how they close."""
+
+    groups: tuple[GapGroup, ...]
+    line: str
+    unavailable: str
+    withheld: str
+    criteria: dict[str, GapCriterion]
+
+
+def gap_problems(doc: dict, fillable: set[str]) -> list[str]:
+    """Cross-references of `cards.gaps`: declared criteria, groups and suggestions (whose `when` covers the
+    gap), placeholders the card fills, an `undated` line wherever a date may be missing, and a line for
+    every unmet status of every criterion a profile or pathway can require."""
+    gaps = doc["cards"].get("gaps")
+    if gaps is None:
+        return []
+    problems: list[str] = []
+    base = ["cards", "gaps"]
+    known = {c["id"] for c in doc["criteria"]}
+    kinds = [g["closes"] for g in gaps["groups"]]
+    for i, kind in enumerate(kinds):
+        if kinds.index(kind) != i:
+            problems.append(f"{_path(base + ['groups', i, 'closes'])}: {kind!r} is declared twice")
+    for key, allowed in GAP_WORDING_PLACEHOLDERS.items():
+        for name in sorted(_placeholders(gaps[key]) - allowed):
+            problems.append(f"{_path(base + [key])}: placeholder {{{name}}} is filled by nothing")
+    suggestions = {s["id"]: s["when"] for s in doc.get("suggestions", []) if "id" in s}
+    for cid, spec in gaps["criteria"].items():
+        if cid not in known:
+            problems.append(f"{_path(base + ['criteria', cid])}: {cid!r} is not a declared criterion")
+        for status, entry in spec["closes"].items():
+            path = base + ["criteria", cid, "closes", status]
+            if entry["kind"] not in kinds:
+                problems.append(f"{_path(path + ['kind'])}: {entry['kind']!r} is not one of $.cards.gaps.groups")
+            for key in ("text", "undated"):
+                allowed = fillable | GAP_VALUES if key == "text" else (fillable | GAP_VALUES) - GAP_DATED
+                for name in sorted(_placeholders(entry.get(key, "")) - allowed):
+                    problems.append(f"{_path(path + [key])}: placeholder {{{name}}} is filled by nothing")
+            if "undated" not in entry and (entry["kind"] == "time" or _placeholders(entry["text"]) & GAP_DATED):
+                problems.append(
+                    f"{_path(path)}: a line that gives a date needs an `undated` line for when none is known"
+                )
+            when = suggestions.get(entry.get("suggestion")) if "suggestion" in entry else None
+            if "suggestion" in entry and when is None:
+                problems.append(f"{_path(path + ['suggestion'])}: {entry['suggestion']!r} is not a suggestion id")
+            elif when is not None and (when["criterion"] != cid or status not in when["status"]):
+                problems.append(
+                    f"{_path(path + ['suggestion'])}: {entry['suggestion']!r} is not offered for {cid} {status}"
+                )
+    requirable = {cid for p in doc["profiles"].values() for cid in p["required"]}
+    requirable |= {
+        cid
+        for p in doc["profiles"].values()
+        for r in (p.get("pathways") or {}).values()
+        for cid in r.get("required", [])
+    }
+    for cid in sorted(requirable & known):
+        for status in ("not-met", "not-documented"):
+            if status not in gaps["criteria"].get(cid, {}).get("closes", {}):
+                problems.append(
+                    f"{_path(base + ['criteria'])}: no line for {cid} {status}, which a profile can require"
+                )
+    return problems
+
+
 class CardWording(_Part):
     """Every word of a card that is not a criterion's own (pack.json `cards`)."""
 
@@ -141,6 +236,7 @@ class CardWording(_Part):
     informational_labels: dict[Status, str] = Field(default_factory=dict, alias="informationalLabels")
     informational_icons: dict[Status, str] = Field(default_factory=dict, alias="informationalIcons")
     wording: dict[str, str]
+    gaps: Gaps | None = None
 
     def say(self, key: str, **values: Any) -> str:
         """The wording `key` with its placeholders filled (the keys were checked at load)."""
@@ -305,6 +401,7 @@ def reference_problems(
             check_text(["criteria", i, "nextSteps", status], text, fillable)
     for key, text in doc["cards"]["wording"].items():
         check_text(["cards", "wording", key], text, WORDING_PLACEHOLDERS.get(key, set()))
+    problems.extend(gap_problems(doc, fillable))
     codes = doc.get("codes", {})
     for i, s in enumerate(doc.get("suggestions", [])):
         if s["when"]["criterion"] not in known:

@@ -1,10 +1,16 @@
-"""Cards: one per surgical case, criterion by criterion, with evidence and next steps.
+"""Cards: one per surgical case: the verdict, what the record supports and what stands between the
+order and an approval, each gap with how it closes.
 
 CDS Hooks 2.0, "CDS Service Response" / "Card Attributes": `uuid`, `summary` (< 140 characters),
 `detail` (GitHub-flavoured markdown), `indicator` (info | warning | critical), `source` (label,
 url, topic), `suggestions` (with `uuid` and `actions`), `selectionBehavior` (required when
 suggestions are present), `overrideReasons` (Coding with display) and `links` (label, url, type).
 All wording comes from the rule pack; this module only assembles it.
+
+The detail is short (docs/criteria.md, "Gaps"): the pathway, then one line per gap of a required
+criterion, grouped by how it closes (the pack's `cards.gaps`), with the dates the library computed.
+Every criterion, with its reason and evidence, stays in `extension["org.example.fusion-cds.criteria"]`
+and in the case view (case_record.py).
 
 The verdict (`extension["org.example.fusion-cds.verdict"]`) follows from the library's results: every
 required criterion met or waived is `likely-to-pass`; any not met, not documented or not checkable is
@@ -26,7 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from cds_hooks.packs.loader import RulePack
-from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult
+from cds_hooks.packs.model import GAP_DATED, GapEntry
+from cds_hooks.pipeline.criteria import CriterionResult, GapDate, PathwayResult
 from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.pipeline.profiles import ProfileChoice
 from cds_hooks.spine.levels import interspace_coding, levels_span
@@ -59,6 +66,8 @@ class CardContext:
     failed_reasons: dict[str, str] = field(default_factory=dict)
     # The library's pathway for the case (docs/criteria.md, "Pathways"); None when it names none.
     pathway: PathwayResult | None = None
+    # Per criterion time alone can meet: when its clock started and the earliest date it is met.
+    gap_dates: dict[str, GapDate] = field(default_factory=dict)
 
     @property
     def withheld(self) -> set[str]:
@@ -69,6 +78,10 @@ class CardContext:
         if self.case.urgent:
             ids.add(URGENT_PATHWAY)
         return {cid for p in self.pack.pathways if p["id"] in ids for cid in p.get("withholds") or []}
+
+
+def _placeholder_names(text: str) -> list[str]:
+    return _PLACEHOLDER.findall(text)
 
 
 def fill_text(text: str, values: dict) -> str:
@@ -341,9 +354,10 @@ def summary_of(ctx: CardContext, verdict: Verdict) -> str:
         fill_text(ctx.pack.cards["verdicts"][key], values),
         fill_text(ctx.pack.cards["verdictsShort"][key], values),
     ]
-    prefix = "Urgent " if ctx.case.urgent else ""
-    levels = ", ".join(ctx.case.levels) if ctx.case.levels else "level not stated"
-    span = levels_span(ctx.case.levels) or "level not stated"
+    say = ctx.pack.wording.say
+    prefix = say("urgentPrefix") if ctx.case.urgent else ""
+    levels = ", ".join(ctx.case.levels) if ctx.case.levels else say("levelsNotStated")
+    span = levels_span(ctx.case.levels) or say("levelsNotStated")
     label = ctx.case.label
     codes, short_codes = _code_list(ctx.case, ", "), _code_list(ctx.case, "+")
     whats = [
@@ -382,132 +396,123 @@ def shown_reason(ctx: CardContext, result: CriterionResult) -> str:
     return result.reason
 
 
-# Evidence reads best from the study to the finding to the treatment.
-_EVIDENCE_ORDER = [
-    "ImagingStudy",
-    "DiagnosticReport",
-    "Observation",
-    "Condition",
-    "Procedure",
-    "Encounter",
-    "MedicationRequest",
-    "MedicationStatement",
-]
-
-
-def _evidence_key(reference: str, resources: dict[str, dict]):
-    kind = reference.split("/", 1)[0]
-    rank = _EVIDENCE_ORDER.index(kind) if kind in _EVIDENCE_ORDER else len(_EVIDENCE_ORDER)
-    return rank, _date(resources.get(reference) or {}) or "", reference
-
-
-def _criterion_lines(ctx: CardContext, cid: str, items: list[CriterionResult], values: dict) -> list[str]:
-    spec = ctx.pack.criterion(cid)
-    labels = dict(ctx.pack.cards["statusLabels"])
-    icons = dict(ctx.pack.cards.get("statusIcons", {}))
-    if spec.get("informational"):
-        labels.update(ctx.pack.cards.get("informationalLabels", {}))
-        icons.update(ctx.pack.cards.get("informationalIcons", {}))
-    say = ctx.pack.wording.say
-    overall = _overall(items)
-    title = fill_text(spec["title"], values)
-    lines = [f"- {icons.get(overall, '')} **{title}** — {labels.get(overall, overall)}".replace("-  **", "- **")]
-    level_specific = spec.get("levelSpecific") and any(r.level for r in items)
-    for r in items:
-        indent = "  "
-        if level_specific:
-            lines.append(f"  - {icons.get(r.status, '')} {r.level}: {labels.get(r.status, r.status)} — {r.reason}")
-            indent = "    "
-        elif r.reason:
-            lines.append(f"  - {r.reason}")
-        for ref in sorted(r.evidence, key=lambda ref: _evidence_key(ref, ctx.resources)):
-            lines.append(f"{indent}- {say('evidence', evidence=describe(ref, ctx.resources))}")
-        for ref in r.outside_window:
-            lines.append(f"{indent}- {say('outsideWindow', evidence=describe(ref, ctx.resources))}")
-        step = spec.get("nextSteps", {}).get(r.status) if cid not in ctx.withheld else None
-        if step and (level_specific or r is items[0]):
-            step = fill_text(step, {**values, "level": r.level or _levels_text(ctx, ctx.case.levels)})
-            lines.append(f"{indent}- {say('next', step=step)}")
-    return lines
-
-
 def _pathway_values(pathway: PathwayResult) -> dict:
     return {"label": pathway.label or pathway.id, "reason": pathway.reason.rstrip(".")}
 
 
+def _by_status(items: list[CriterionResult]) -> dict[str, list[CriterionResult]]:
+    """A criterion's results grouped by status, in the order the levels come."""
+    out: dict[str, list[CriterionResult]] = {}
+    for r in items:
+        out.setdefault(r.status, []).append(r)
+    return out
+
+
+def _first_clause(text: str) -> str:
+    """Up to the first "; " outside parentheses: the library appends its notes that way, and lists inside
+    parentheses ("Only supporting diagnoses (A; B)") stay whole."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and text.startswith("; ", i):
+            return text[:i]
+    return text
+
+
+def _finding(items: list[CriterionResult]) -> str:
+    """What the library found, in short: the first clause of each level's reason (the rest is in the case view)."""
+    return "; ".join(dict.fromkeys(_first_clause(r.reason).rstrip(".") for r in items if r.reason))
+
+
+def _gap_text(entry: GapEntry, values: dict, date: GapDate | None) -> str:
+    """The entry's line, dated when the library gave a date, else its `undated` line: a date is never guessed."""
+    needs_date = entry.kind == "time" or bool(set(_placeholder_names(entry.text)) & GAP_DATED)
+    if needs_date and date is None:
+        return fill_text(entry.undated or entry.text, values)
+    dated = {"since": date.since, "earliest": date.earliest} if date else {}
+    return fill_text(entry.text, {**values, **dated})
+
+
+def _gap_lines(
+    ctx: CardContext, verdict: Verdict, grouped: dict[str, list[CriterionResult]], values: dict
+) -> list[str]:
+    """One line per gap of a required criterion (per status, its levels together), grouped by how it closes
+    in the order of the pack's `cards.gaps.groups`; then what could not be checked and what is withheld.
+
+    Met and waived criteria, advisory and informational ones never make a line: they cannot change the
+    verdict. The kinds and words are the pack's (`cards.gaps`); a criterion it does not word gets its
+    title, status and reason.
+    """
+    gaps = ctx.pack.wording.gaps
+    labels = ctx.pack.cards["statusLabels"]
+    groups = {g.closes: [] for g in gaps.groups} if gaps else {}
+    tail: list[str] = []
+    for cid in verdict.required:
+        spec = gaps.criteria.get(cid) if gaps else None
+        name = spec.name if spec else fill_text(ctx.pack.criterion(cid)["title"], values)
+        for status, items in _by_status(grouped[cid]).items():
+            if status not in UNMET:
+                continue
+            reason = _finding(items)
+            entry = spec.closes.get(status) if spec else None
+            if status == "unavailable" and gaps:
+                # The whole reason: it says that nothing is concluded from what was not read.
+                why = "; ".join(dict.fromkeys(r.reason for r in items if r.reason))
+                tail.append(fill_text(gaps.unavailable, {"name": name, "reason": why}))
+            elif cid in ctx.withheld and gaps:
+                tail.append(fill_text(gaps.withheld, {"name": name, "status": labels.get(status, status)}))
+            elif entry is None or entry.kind not in groups:
+                tail.append(f"**{name}:** {labels.get(status, status)} — {reason}")
+            else:
+                levels = [r.level for r in items if r.level] or list(ctx.case.levels)
+                line_values = {**values, "levels": _levels_text(ctx, levels), "finding": reason}
+                gap = _gap_text(entry, line_values, ctx.gap_dates.get(cid))
+                label = next(g.label for g in gaps.groups if g.closes == entry.kind)
+                groups[entry.kind].append(fill_text(gaps.line, {"group": label, "gap": gap}))
+    return [line for lines in groups.values() for line in lines] + tail
+
+
 def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) -> str:
+    """The short card (CDS Hooks 2.0 Card.detail, GitHub-flavoured markdown): one paragraph per line, so
+    that an EHR shows about ten lines. First what the record supports (the pathway) or that the policy
+    excludes the documented indication; then the gaps, grouped by how they close; then the policy and
+    the disclaimer. Every criterion with its evidence stays in the card's extension and the case view."""
     profile = ctx.choice.profile
-    unmet = verdict.unmet
     values = {k: plain_number(v) for k, v in profile.parameters.items()}
-    grouped = _grouped(results)
-    # Header paragraphs are separated by blank lines: CommonMark joins adjacent lines into one paragraph.
     say = ctx.pack.wording.say
-    header: list[str] = []
-    orders = "; ".join(
-        say(
-            "orderItemAtLevels" if o.levels else "orderItem",
-            label=o.label,
-            code=o.code_text,
-            levels=", ".join(o.levels),
-        )
-        for o in ctx.case.orders
-    )
+    lines: list[str] = []
     if verdict.name == "excluded-indication":
-        header.append(f"**{fill_text(ctx.pack.cards['excludedNote'], _pathway_values(ctx.pathway))}**")
-    header.append(say("orderLine", orders=orders, referenceDate=ctx.case.reference_date))
-    if ctx.pathway is not None:
-        header.append(fill_text(ctx.pack.cards["pathwayLine"], _pathway_values(ctx.pathway)))
+        lines.append(f"**{fill_text(ctx.pack.cards['excludedNote'], _pathway_values(ctx.pathway))}**")
+    elif ctx.pathway is not None:
+        lines.append(fill_text(ctx.pack.cards["pathwayLine"], _pathway_values(ctx.pathway)))
     # Only a pack whose procedure has levels words this (cards.wording.levelMissing); others leave it out.
     if not ctx.case.levels and ctx.pack.wording.wording.get("levelMissing"):
-        header.append(say("levelMissing"))
-    if unmet:
-        reasons = []
-        for cid in unmet:
-            worst = next((r for r in grouped[cid] if r.status in UNMET), grouped[cid][0])
-            reasons.append(worst.reason)
-        header.append(say("whyUnmet", reasons=" ".join(f"{r.rstrip('.')}." for r in dict.fromkeys(reasons) if r)))
+        lines.append(say("levelMissing"))
     if verdict.name == "urgent":
-        header.append(f"**{ctx.pack.cards['urgentNote']}**")
+        lines.append(f"**{ctx.pack.cards['urgentNote']}**")
     elif ctx.case.urgent:
         priority = next((o.priority for o in ctx.case.orders if o.priority), "urgent")
-        header.append(f"**{fill_text(ctx.pack.cards['priorityNote'], {'priority': priority})}**")
-    if verdict.name == "incomplete" and "summary" in ctx.pack.cards.get("couldNotRead", {}):
-        header.append(f"**{ctx.pack.cards['couldNotRead']['summary']}**")
-    lines: list[str] = ["\n\n".join(header)]
-    required = set(verdict.required)
-    sections = (
-        (say("requiredHeading"), [c["id"] for c in ctx.pack.criteria if c["id"] in required]),
-        (
-            say("advisoryHeading"),
-            [c["id"] for c in ctx.pack.criteria if c["id"] not in required and not c.get("informational")],
-        ),
-        (
-            say("informationalHeading"),
-            [c["id"] for c in ctx.pack.criteria if c["id"] not in required and c.get("informational")],
-        ),
-    )
-    for heading, ids in sections:
-        ids = [i for i in ids if i in grouped]
-        if not ids:
-            continue
-        lines.append("")
-        lines.append(f"### {heading}")
-        for cid in ids:
-            lines.extend(_criterion_lines(ctx, cid, grouped[cid], values))
-    if ctx.failed_sources:
-        wording = ctx.pack.cards.get("couldNotRead", {})
-        lines.append("")
-        lines.append(f"**{wording.get('heading', 'Could not be checked')}:**")
-        for t in ctx.failed_sources:
-            lines.append(
-                "- " + fill_text(wording.get("source", "{types}: {why}"), {"types": t, "why": _why_unread(ctx, [t])})
-            )
-    lines.append("")
+        lines.append(f"**{fill_text(ctx.pack.cards['priorityNote'], {'priority': priority})}**")
+    wording = ctx.pack.cards.get("couldNotRead", {})
+    if verdict.name == "incomplete" and "summary" in wording:
+        lines.append(f"**{wording['summary']}**")
+    lines.extend(_gap_lines(ctx, verdict, _grouped(results), values))
+    # Unread sources no gap line names already (a criterion that could not be checked names its own).
+    named = {
+        t for r in results if r.required and r.status == "unavailable" for t in ctx.pack.criterion(r.id)["sources"]
+    }
+    unnamed = [t for t in ctx.failed_sources if t not in named]
+    if unnamed:
+        sources = "; ".join(
+            fill_text(wording.get("source", "{types}: {why}"), {"types": t, "why": _why_unread(ctx, [t])})
+            for t in unnamed
+        )
+        lines.append(f"**{wording.get('heading', 'Could not be checked')}:** {sources}")
     payer = say("profilePayer", payer=ctx.choice.payer_name) if ctx.choice.payer_name else ""
     lines.append(say("profileLine", label=profile.label, version=profile.version, payer=payer))
-    lines.append("")
     lines.append(ctx.pack.cards["disclaimer"])
-    return "\n".join(lines)
+    # Paragraphs, not lines: CommonMark joins adjacent lines into one paragraph.
+    return "\n\n".join(lines)
 
 
 def _materialise(template, values: dict, ctx: CardContext, levels: list[str]):
@@ -544,15 +549,31 @@ def _valid_fhir(resource: dict) -> bool:
         return False
 
 
-def _suggestions(ctx: CardContext, results: list[CriterionResult]) -> list[tuple[str, dict]]:
-    """(pack suggestion id, CDS Hooks suggestion) for each suggestion whose criterion status calls for it."""
+def _closes_gap(ctx: CardContext, suggestion_id: str, hit: CriterionResult) -> bool:
+    """Whether the pack names the suggestion as what closes this gap (`cards.gaps`); a pack without gap
+    wording offers each suggestion its `when` calls for."""
+    gaps = ctx.pack.wording.gaps
+    if gaps is None:
+        return True
+    spec = gaps.criteria.get(hit.id)
+    entry = spec.closes.get(hit.status) if spec else None
+    return entry is not None and entry.suggestion == suggestion_id
+
+
+def _suggestions(ctx: CardContext, results: list[CriterionResult], required: list[str]) -> list[tuple[str, dict]]:
+    """(pack suggestion id, CDS Hooks suggestion) for each gap of a required criterion that the suggested
+    order closes; never for a criterion whose measures the case's pathway or urgency withholds."""
     values = {k: plain_number(v) for k, v in ctx.choice.profile.parameters.items()}
     values["patientId"] = ctx.patient_id
     out = []
     for spec in ctx.pack.suggestions:
         when = spec["when"]
-        hits = [r for r in results if r.id == when["criterion"] and r.status in when["status"]]
-        if not hits or when["criterion"] in ctx.withheld:
+        hits = [
+            r
+            for r in results
+            if r.id == when["criterion"] and r.status in when["status"] and _closes_gap(ctx, spec.get("id", ""), r)
+        ]
+        if not hits or when["criterion"] in ctx.withheld or when["criterion"] not in required:
             continue
         levels = [r.level for r in hits if r.level] or list(ctx.case.levels)
         vals = {**values, "levels": _levels_text(ctx, levels)}
@@ -595,7 +616,7 @@ def build_card(ctx: CardContext, results: list[CriterionResult]) -> dict:
         "detail": _detail(ctx, results, verdict),
         "source": source,
     }
-    suggestions = _suggestions(ctx, results)
+    suggestions = _suggestions(ctx, results, verdict.required)
     if suggestions:
         card["suggestions"] = [s for _, s in suggestions]
         card["selectionBehavior"] = "any"

@@ -7,6 +7,7 @@ is well formed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from cds_hooks.engine.bridge import CqlEngine, EncodedResources
@@ -15,6 +16,7 @@ from cds_hooks.packs.loader import Profile, RulePack
 from cds_hooks.pipeline.orders import SurgicalCase
 from cds_hooks.pipeline.patient_data import PatientData
 
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 STATUSES = ("met", "not-met", "not-documented", "waived", "unavailable")
 
 
@@ -67,19 +69,38 @@ class PathwayResult:
         }
 
 
+@dataclass(frozen=True)
+class GapDate:
+    """When a criterion is met by time alone if the plan is followed (docs/criteria.md, "Gaps"):
+    the date its clock started and the earliest reference date it is met, as ISO dates."""
+
+    since: str
+    earliest: str
+
+
 @dataclass
 class CaseEvaluation:
     results: list[CriterionResult]
     pathway: PathwayResult | None
+    gap_dates: dict[str, GapDate] = field(default_factory=dict)
 
 
-def parameters_for(case: SurgicalCase, profile: Profile, data: PatientData, pack: RulePack | None = None) -> dict:
+def parameters_for(
+    case: SurgicalCase,
+    profile: Profile,
+    data: PatientData,
+    pack: RulePack | None = None,
+    signing_date: str | None = None,
+) -> dict:
+    """The library's parameters; `signing_date` (ISO date of the hook call) only dates the "by time" gaps."""
     params = {
         **profile.parameters,
         "ReferenceDate": case.reference_date,
         "OperativeLevels": list(case.levels),
         "FailedSources": data.failed_types,
     }
+    if signing_date:
+        params["SigningDate"] = signing_date
     if pack is not None and pack.pathways:
         params["PathwayRules"] = pack.pathway_rules(profile)
     if pack is not None:
@@ -103,6 +124,22 @@ def _pathway(raw, known: set[str]) -> PathwayResult | None:
         evidence=sorted(set(_strings(raw.get("evidence")))),
         excluded=raw.get("excluded") is True,
     )
+
+
+def _gap_dates(raw, known: set[str]) -> dict[str, GapDate]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise CriteriaError(f"gap dates are not a list: {raw!r:.200}")
+    out = {}
+    for item in raw:
+        ok = isinstance(item, dict) and item.get("criterion") in known
+        if not ok or not all(
+            isinstance(item.get(k), str) and ISO_DATE.fullmatch(item[k]) for k in ("since", "earliest")
+        ):
+            raise CriteriaError(f"malformed gap date: {item!r:.200}")
+        out[item["criterion"]] = GapDate(item["since"], item["earliest"])
+    return out
 
 
 def _strings(value) -> list[str]:
@@ -130,6 +167,7 @@ def evaluate_case_with_pathway(
     profile: Profile,
     data: PatientData,
     resources: list[dict] | EncodedResources | None = None,
+    signing_date: str | None = None,
 ) -> CaseEvaluation:
     """The criterion results and the pathway of one case, from one engine call.
 
@@ -140,13 +178,15 @@ def evaluate_case_with_pathway(
     """
     expression = pack.library.get("resultsExpression", "Criteria")
     pathway_expression = pack.library.get("pathwayExpression") if pack.pathways else None
+    dates_expression = pack.library.get("gapDatesExpression")
+    extra = [e for e in (pathway_expression, dates_expression) if e]
     out = engine.evaluate(
         pack.library["id"],
         pack.library.get("version"),
         data.resources if resources is None else resources,
         data.patient_id,
-        parameters_for(case, profile, data, pack),
-        expressions=[expression] + ([pathway_expression] if pathway_expression else []),
+        parameters_for(case, profile, data, pack, signing_date),
+        expressions=[expression] + extra,
     )
     raw = out.get(expression)
     if not isinstance(raw, list):
@@ -174,4 +214,5 @@ def evaluate_case_with_pathway(
         raise CriteriaError(f"the library returned no result for {sorted(missing)}")
     levels = {lvl: i for i, lvl in enumerate(case.levels)}
     results.sort(key=lambda r: (order[r.id], levels.get(r.level or "", -1)))
-    return CaseEvaluation(results, pathway)
+    gap_dates = _gap_dates(out.get(dates_expression), set(order)) if dates_expression else {}
+    return CaseEvaluation(results, pathway, gap_dates)

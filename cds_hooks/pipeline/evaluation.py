@@ -129,10 +129,13 @@ class Evaluator:
         # Only what the library's retrieves can return, encoded once for every case of the call.
         engine_input = self.engine.encode_resources(self.retrieves.select(data.resources))
         engine_time += time.perf_counter() - t2
+        signed = datetime.now(timezone.utc).date().isoformat()  # a restarted plan starts on the signing day
         for case in cases:
             choice = select_profile(self.pack, coverages, case, self.config.payer_profiles)
             t2 = time.perf_counter()
-            evaluated = evaluate_case_with_pathway(self.engine, self.pack, case, choice.profile, data, engine_input)
+            evaluated = evaluate_case_with_pathway(
+                self.engine, self.pack, case, choice.profile, data, engine_input, signing_date=signed
+            )
             results = evaluated.results
             t3 = time.perf_counter()
             ctx = CardContext(
@@ -147,6 +150,7 @@ class Evaluator:
                 policy_url=self.policy_url(base_url, choice.profile.name, choice.profile.policy_url),
                 codes=self.codes,
                 pathway=evaluated.pathway,
+                gap_dates=evaluated.gap_dates,
             )
             card = build_card(ctx, results)
             record = case_record(ctx, results)

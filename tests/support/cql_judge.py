@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import threading
+from datetime import date, timedelta
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,8 +193,19 @@ def all_fixture_case_variants(cases: list[Case] | None = None) -> list[Case]:
     for c in fixture_cases() if cases is None else cases:
         out.append(c)
         p = dict(c.parameters)
+        # Signed three weeks before the planned date: the gap dates count a restart from the signing day.
+        signed = (
+            (date.fromisoformat(p["ReferenceDate"]) - timedelta(days=21)).isoformat()
+            if p.get("ReferenceDate")
+            else None
+        )
         out.append(
-            Case(c.name + "+levels", c.resources, {**p, "OperativeLevels": ["L3-L4", "L4-L5", "L5-S1"]}, c.patient_id)
+            Case(
+                c.name + "+levels",
+                c.resources,
+                {**p, "OperativeLevels": ["L3-L4", "L4-L5", "L5-S1"], "SigningDate": signed},
+                c.patient_id,
+            )
         )
         out.append(Case(c.name + "+nolevel", c.resources, {**p, "OperativeLevels": []}, c.patient_id))
         out.append(
@@ -214,6 +226,8 @@ def all_fixture_case_variants(cases: list[Case] | None = None) -> list[Case]:
                     "AdmitDiscogenic": True,
                     "ImagingWindowMonths": 24,
                     "ReferenceDate": "2025-02-28",
+                    "SigningDate": "2025-01-15",
+                    "MinCareMonths": 3,
                 },
                 c.patient_id,
             )
