@@ -39,7 +39,7 @@ def parse_levels(values: list[str] | str) -> list[str]:
     for text in texts:
         named = interspaces_in(text)
         if not named:
-            raise OrderError(f"{text!r} names no lumbar interspace (examples: L4-L5, L5-S1, L4-S1)")
+            raise OrderError(f"{text!r} names no spinal interspace (examples: L4-L5, L5-S1, L4-S1, C5-C6)")
         found.extend(named)
     return [s for s in INTERSPACES if s in found]
 

@@ -20,7 +20,7 @@ import html
 import re
 from dataclasses import dataclass, field, replace
 
-from cds_hooks.spine.levels import INTERSPACES
+from cds_hooks.spine.levels import INTERSPACES, VERTEBRAE, between
 
 GRADES = ("none", "mild", "mild-moderate", "moderate", "moderate-severe", "severe")
 RANK = {g: i for i, g in enumerate(GRADES)}
@@ -351,7 +351,6 @@ def _add_sentence(out: list[Sentence], text: str, s: int, e: int, paragraph: boo
 
 # ------------------------------------------------------------------ levels
 
-_VERT = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
 _V = r"(?:T\s?12|L\s?[1-5]|S\s?1)"
 _INTERSPACE = re.compile(
     r"\b(T\s?12|L\s?[1-5])\s*(?:-|/|\u2013|\u2014)\s*(L\s?[1-5]|S\s?1|[1-5])\b(?!\s*(?:mm|cm|%|years?))"
@@ -366,14 +365,20 @@ _SINGLE_SLIP = re.compile(
 )
 
 
-def _vert(name: str) -> int | None:
+def _vert(name: str) -> str | None:
     name = re.sub(r"\s", "", name).upper()
-    return _VERT.index(name) if name in _VERT else None
+    return name if name in VERTEBRAE else None
 
 
-def _span_levels(a: int, b: int) -> list[str]:
-    """Interspaces from vertebra index a down to vertebra index b (b > a)."""
-    return INTERSPACES[a:b] if b > a else []
+def _span_levels(a: str, b: str) -> list[str]:
+    """Interspaces from vertebra a down to vertebra b."""
+    return between(a, b)
+
+
+def _below(vertebra: str) -> list[str]:
+    """The interspace under one vertebra ("slip of L4": L4-L5), or none for the lowest."""
+    i = VERTEBRAE.index(vertebra)
+    return between(vertebra, VERTEBRAE[i + 1]) if i + 1 < len(VERTEBRAE) else []
 
 
 def _interspace(m: re.Match) -> list[str]:
@@ -533,12 +538,12 @@ def tokenize(sentence: str) -> list[Tok]:
         add(Tok("LEVEL", m.start(), m.end(), m.group(0), ["L5-S1"]))
     for m in _PAIR.finditer(sentence):
         a, b = _vert(m.group(1)), _vert(m.group(2))
-        if a is not None and b == a + 1 and not covered[m.start()]:
-            add(Tok("LEVEL", m.start(), m.end(), m.group(0), [INTERSPACES[a]]))
+        if a is not None and b is not None and _below(a) == between(a, b) != [] and not covered[m.start()]:
+            add(Tok("LEVEL", m.start(), m.end(), m.group(0), _below(a)))
     for m in _SINGLE_SLIP.finditer(sentence):
         a = _vert(m.group(1))
-        if a is not None and a + 1 < len(_VERT):
-            add(Tok("LEVEL", m.start(1), m.end(1), m.group(1), [INTERSPACES[a]]))
+        if a is not None and _below(a):
+            add(Tok("LEVEL", m.start(1), m.end(1), m.group(1), _below(a)))
     taken = bytes(covered)  # the level tokens only: other tokens may not overlap them
     for m in _TOKEN_RE.finditer(sentence):
         if 1 in taken[m.start() : m.end()]:
