@@ -212,3 +212,22 @@ def test_an_add_on_sharing_a_requisition_with_a_primary_of_the_pack_stays():
     foreign = sr("12345", system="urn:other-procedures", requisition=REQUISITION)
     found = detect(foreign, sr("22558", requisition=REQUISITION), sr("22585", requisition=REQUISITION))
     assert [o.code for o in found] == ["22558", "22585"]
+
+
+def cervical_order(code, level="C5-C6", **extra):
+    return sr(code, level=level, **extra)
+
+
+def test_the_lumbar_service_leaves_a_cervical_add_on_alone():
+    assert detect(cervical_order("22551"), cervical_order("22585", level="C6-C7")) == []
+
+
+def test_the_lumbar_service_does_not_claim_an_acdf_by_its_words():
+    acdf = sr("99999", system="urn:local", level=None)
+    acdf["code"]["text"] = "Anterior cervical discectomy and interbody fusion"
+    assert detect(acdf) == []
+
+
+def test_a_lumbar_code_ordered_at_a_cervical_level_keeps_that_level_apart():
+    (order,) = detect(cervical_order("22558"))
+    assert order.levels == [] and order.other_levels == ["C5-C6"]
