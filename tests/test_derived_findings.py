@@ -6,7 +6,8 @@ import copy
 from fhir.resources.R4B.observation import Observation
 
 from conftest import patient_bundle
-from cds_hooks.spine.derived_findings import METHOD_CODE, SOURCE_EXTENSION, SPINE_FINDING, derive
+from cds_hooks.spine.derived_findings import METHOD_CODE, SOURCE_EXTENSION, SPINE_FINDING, derive, report_region
+from cds_hooks.spine.levels import region
 
 
 def seed_resources():
@@ -182,3 +183,26 @@ def test_the_memo_key_is_a_hash_and_tells_static_from_dynamic_reading():
     key = _FindingsMemo.key(parts, False)
     assert len(key) == 32 and b"anterolisthesis" not in key
     assert key != _FindingsMemo.key(parts, True)
+
+
+def test_the_seed_report_is_a_lumbar_study_and_gives_the_same_observations_to_a_lumbar_pack():
+    resources = seed_resources()
+    report = report_of(resources)
+    studies = [r for r in resources if r["resourceType"] == "ImagingStudy"]
+    assert report_region(report, studies) == "lumbar"
+    assert derive(resources, region("lumbar")) == derive(resources)
+
+
+def test_a_report_of_another_region_gives_a_pack_nothing():
+    assert derive(seed_resources(), region("cervical")) == []
+
+
+def test_a_report_whose_codes_and_words_name_no_region_is_read_for_any_pack_at_its_own_levels():
+    resources = copy.deepcopy(seed_resources())
+    report = report_of(resources)
+    report["code"] = {"text": "MRI"}
+    resources = [r for r in resources if r["resourceType"] != "ImagingStudy"]
+    report.pop("imagingStudy", None)
+    assert report_region(report, []) is None
+    assert derive(resources, region("lumbar"))
+    assert derive(resources, region("cervical")) == []  # its levels are lumbar ones
