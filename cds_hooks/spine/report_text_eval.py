@@ -335,7 +335,8 @@ def _pct(v: float | None) -> str:
 
 def format_report(reports: list[Report], verbose: bool = False, sources: str | None = None) -> str:
     lines = []
-    header = f"{'field':24}" + "".join(f"{r.split + ' P':>10}{r.split + ' R':>10}" for r in reports)
+    width = max(10, *(len(r.split) + 4 for r in reports))
+    header = f"{'field':24}" + "".join(f"{r.split + ' P':>{width}}{r.split + ' R':>{width}}" for r in reports)
     lines.append(f"Report-text extraction against {sources or GOLD.relative_to(REPO_ROOT)}")
     lines.append("passages: " + ", ".join(f"{r.split} {r.passages}" for r in reports))
     lines.append("")
@@ -344,7 +345,7 @@ def format_report(reports: list[Report], verbose: bool = False, sources: str | N
         row = f"{name:24}"
         for r in reports:
             c = r.fields[name]
-            row += f"{_pct(c.precision):>10}{_pct(c.recall):>10}"
+            row += f"{_pct(c.precision):>{width}}{_pct(c.recall):>{width}}"
         lines.append(row)
     lines.append("")
     for r in reports:
