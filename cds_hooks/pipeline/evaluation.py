@@ -125,7 +125,7 @@ class Evaluator:
 
         if self.config.report_text and self.pack.uses("spine"):  # report text reads spinal levels
             t_text = time.perf_counter()
-            data.add_derived(derive_findings(data.resources))
+            data.add_derived(derive_findings(data.resources, self.region))
             timings["report_text"] = time.perf_counter() - t_text
 
         if self.config.note_text and self.pack.uses("spine"):  # the note reader names spinal regions

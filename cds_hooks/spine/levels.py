@@ -64,6 +64,16 @@ SNOMED_DISCS: dict[str, str] = dict(_DATA["snomed"]["discs"])
 SNOMED_VERTEBRAE: dict[str, str] = dict(_DATA["snomed"]["vertebrae"])
 
 
+def report_junctions() -> list[tuple[str, str]]:
+    """(pattern, interspace) of the words a radiology report uses for one interspace ("L/S junction")."""
+    return [(j["pattern"], j["interspace"]) for spec in _DATA["regions"].values() for j in spec["reportJunctions"]]
+
+
+def report_junction_headers() -> list[str]:
+    """The patterns of those words as a report writes them in a level header ("Lumbosacral junction:")."""
+    return [j["header"] for spec in _DATA["regions"].values() for j in spec["reportJunctions"]]
+
+
 def region(name: str) -> Region:
     """The region a pack names (pack.json `spine.region`); ValueError naming the known ones otherwise."""
     found = REGIONS.get(name) if isinstance(name, str) else None
