@@ -11,6 +11,7 @@ from cds_hooks.pipeline.cards import CardContext, build_card
 from cds_hooks.pipeline.criteria import CriterionResult, PathwayResult
 from cds_hooks.pipeline.orders import OrderDetector, group_cases
 from cds_hooks.pipeline.profiles import ProfileChoice
+from cds_hooks.spine.levels import Region
 from conftest import REPO
 
 PACK = load_rule_packs(REPO / "cql")["lumbar-fusion"]
@@ -178,3 +179,11 @@ def test_a_not_documented_criterion_whose_source_failed_is_not_reported_as_missi
     (pt,) = [r for r in card["extension"]["org.example.fusion-cds.criteria"] if r["id"] == "conservative-care"]
     assert pt["reason"].startswith("Not found in the records that could be read; Encounter could not be read")
     assert card["extension"][VERDICT]["verdict"] == "incomplete"
+
+
+def test_a_level_of_another_spinal_region_on_the_order_is_said_and_never_checked():
+    region = Region("l4-l5-only", ("L4-L5",))  # L5-S1 lies in another region for this pack
+    (case,) = group_cases(OrderDetector(PACK.orders, {}, PACK.procedure_name, region).detect([order("22558", "L5-S1")]))
+    card = card_for(case, results_for(case))
+    assert case.levels == []
+    assert "**Level of another spinal region on the order:** L5-S1 is not a lumbar level" in card["detail"]

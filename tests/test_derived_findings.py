@@ -6,7 +6,8 @@ import copy
 from fhir.resources.R4B.observation import Observation
 
 from conftest import patient_bundle
-from cds_hooks.spine.derived_findings import METHOD_CODE, SOURCE_EXTENSION, SPINE_FINDING, derive
+from cds_hooks.spine.derived_findings import METHOD_CODE, SOURCE_EXTENSION, SPINE_FINDING, derive, report_region
+from cds_hooks.spine.levels import region
 
 
 def seed_resources():
@@ -182,3 +183,94 @@ def test_the_memo_key_is_a_hash_and_tells_static_from_dynamic_reading():
     key = _FindingsMemo.key(parts, False)
     assert len(key) == 32 and b"anterolisthesis" not in key
     assert key != _FindingsMemo.key(parts, True)
+
+
+def test_the_seed_report_is_a_lumbar_study_and_gives_the_same_observations_to_a_lumbar_pack():
+    resources = seed_resources()
+    report = report_of(resources)
+    studies = [r for r in resources if r["resourceType"] == "ImagingStudy"]
+    assert report_region(report, studies) == "lumbar"
+    assert derive(resources, region("lumbar")) == derive(resources)
+
+
+def test_a_report_of_another_region_gives_a_pack_nothing():
+    assert derive(seed_resources(), region("cervical")) == []
+
+
+def test_a_report_whose_codes_and_words_name_no_region_is_read_for_any_pack_at_its_own_levels():
+    resources = copy.deepcopy(seed_resources())
+    report = report_of(resources)
+    report["code"] = {"text": "MRI"}
+    resources = [r for r in resources if r["resourceType"] != "ImagingStudy"]
+    report.pop("imagingStudy", None)
+    assert report_region(report, []) is None
+    assert derive(resources, region("lumbar"))
+    assert derive(resources, region("cervical")) == []  # its levels are lumbar ones
+
+
+def test_a_report_naming_two_regions_in_its_words_has_no_region_of_its_own():
+    report = {"resourceType": "DiagnosticReport", "code": {"text": "MRI cervical and lumbar spine"}}
+    assert report_region(report, []) is None
+
+
+def cervical_mri(conclusion, code="72141"):
+    return {
+        "resourceType": "DiagnosticReport",
+        "id": "neck-mri",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}],
+        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": code}], "text": "MRI cervical spine"},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2026-10-01",
+        "conclusion": conclusion,
+    }
+
+
+def finding(observations, code, level):
+    return [
+        o
+        for o in by_level(observations, level)
+        if o["code"]["coding"][0]
+        == {"system": SPINE_FINDING, "code": code, "display": o["code"]["coding"][0]["display"]}
+    ]
+
+
+def test_cord_compression_and_cord_signal_change_become_boolean_observations_at_their_level():
+    obs = derive(
+        [cervical_mri("Severe canal stenosis at C5-6 with cord compression and myelomalacia.")], region("cervical")
+    )
+    (compression,) = finding(obs, "spinal-cord-compression", "C5-C6")
+    (signal,) = finding(obs, "spinal-cord-signal-change", "C5-C6")
+    assert compression["valueBoolean"] is True and signal["valueBoolean"] is True
+    assert compression["method"]["coding"][0]["code"] == METHOD_CODE
+    assert compression["derivedFrom"] == [{"reference": "DiagnosticReport/neck-mri"}]
+    assert "cord compression at C5-C6" in compression["note"][0]["text"]
+    Observation.model_validate(compression)
+
+
+def test_a_denied_cord_finding_is_false_and_a_hedged_one_gives_no_observation():
+    obs = derive(
+        [cervical_mri("C4-5: Mild canal stenosis without cord compression. Possible myelomalacia at C4-5.")],
+        region("cervical"),
+    )
+    (compression,) = finding(obs, "spinal-cord-compression", "C4-C5")
+    assert compression["valueBoolean"] is False
+    assert finding(obs, "spinal-cord-signal-change", "C4-C5") == []
+
+
+def test_effacement_of_the_csf_alone_is_not_cord_compression():
+    obs = derive([cervical_mri("At C3-4 a disc osteophyte complex effaces the ventral CSF and abuts the cord.")])
+    assert finding(obs, "spinal-cord-compression", "C3-C4") == []
+
+
+def test_a_cervical_report_gives_the_lumbar_pack_nothing_and_a_lumbar_report_the_cervical_pack_nothing():
+    neck = cervical_mri("Severe canal stenosis at C5-6. Incidental severe canal stenosis at L4-5 on the localizer.")
+    assert report_region(neck, []) == "cervical"
+    assert derive([neck], region("lumbar")) == []
+    assert {o["bodySite"]["text"] for o in derive([neck], region("cervical"))} == {"C5-C6"}
+    assert derive(seed_resources(), region("cervical")) == []
+
+
+def test_cervical_ct_is_cross_sectional_and_its_stenosis_grades_count():
+    obs = derive([cervical_mri("Severe right foraminal stenosis at C6-7.", code="72125")], region("cervical"))
+    assert [o["valueCodeableConcept"]["coding"][0]["code"] for o in by_level(obs, "C6-C7")] == ["24484000"]

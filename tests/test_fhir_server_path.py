@@ -9,12 +9,18 @@ import json
 import pytest
 import requests
 
-from conftest import request_fixture
+from conftest import FIXTURES, request_fixture
 from support.hooks import call, results
 
 pytestmark = pytest.mark.fhir_server
 
-FUSION_PATIENTS = ["seed", "meets-all", "no-imaging", "red-flag", "case-360"]
+# Every fixture patient with a card, for the service whose expectations list it (fhir_fixtures/expected/).
+FUSION_PATIENTS = sorted(
+    (p.stem, name)
+    for p in (FIXTURES / "expected").glob("*.json")
+    if (FIXTURES.parent / "cql" / p.stem / "pack.json").exists()
+    for name in json.loads(p.read_text(encoding="utf-8"))["patients"]
+)
 
 
 def verdicts(body):
@@ -38,10 +44,10 @@ def fetched(name, fhir_server):
     return req
 
 
-@pytest.mark.parametrize("name", FUSION_PATIENTS)
-def test_no_prefetch_gives_the_same_cards_as_full_prefetch(client, fhir_server, name):
-    with_prefetch = call(client, request_fixture(name))
-    without = call(client, fetched(name, fhir_server))
+@pytest.mark.parametrize("service, name", FUSION_PATIENTS, ids=[f"{s}:{n}" for s, n in FUSION_PATIENTS])
+def test_no_prefetch_gives_the_same_cards_as_full_prefetch(client, fhir_server, service, name):
+    with_prefetch = call(client, request_fixture(name), service=service)
+    without = call(client, fetched(name, fhir_server), service=service)
     assert verdicts(without) == verdicts(with_prefetch)
     assert without["extension"]["org.example.fusion-cds.evaluation"]["dataSource"] == "fetched"
 

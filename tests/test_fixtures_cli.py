@@ -179,6 +179,11 @@ def test_list_names_every_fixture_patient():
     assert out.returncode == 0
     assert [line.split()[0] for line in out.stdout.splitlines()] == [
         "case-360",
+        "cervical-myelopathy",
+        "cervical-radiculopathy",
+        "cervical-seed",
+        "cervical-two-level",
+        "cervical-urgent",
         "meets-all",
         "no-imaging",
         "non-fusion",

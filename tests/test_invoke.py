@@ -304,9 +304,9 @@ def test_an_unknown_service_id_is_reported_from_discovery(service, fhir_server):
     assert "no service 'knee-arthroscopy'" in out.stderr and "lumbar-fusion" in out.stderr
 
 
-def test_a_level_that_is_not_lumbar_is_refused(service, fhir_server):
+def test_a_level_outside_the_region_of_the_pack_that_orders_the_code_is_refused(service, fhir_server):
     out = invoke(service, fhir_server, "--cpt", "22558", "--level", "C5-C6", "--patient", "seed-patient")
-    assert out.returncode == 2 and "C5-C6" in out.stderr
+    assert out.returncode == 2 and "C5-C6 is not a level of the service that orders CPT 22558" in out.stderr
 
 
 def test_an_unreachable_service_is_reported_without_a_traceback():

@@ -1,4 +1,4 @@
-"""Level normalisation: every way a record names a lumbar interspace."""
+"""Level normalisation: every way a record names a spinal interspace, and the regions they belong to."""
 
 import pytest
 
@@ -10,6 +10,8 @@ from cds_hooks.spine.levels import (
     interspaces_of_concept,
     interspaces_of_sites,
     levels_span,
+    region,
+    region_of_interspace,
 )
 
 
@@ -79,3 +81,42 @@ def test_contiguous_levels_are_written_as_one_span():
     assert levels_span(["L4-L5"]) == "L4-L5"
     assert levels_span(["L2-L3", "L4-L5"]) == "L2-L3, L4-L5"
     assert levels_span([]) == ""
+
+
+@pytest.mark.parametrize("text", ["C5-6", "C5/C6", "C5-C6", "c5-c6", "C5 - C6", "C5C6"])
+def test_spellings_of_a_cervical_interspace_normalise_as_lumbar_ones_do(text):
+    assert interspaces_in(text) == ["C5-C6"]
+
+
+def test_a_cervical_range_spans_every_interspace_in_it_down_to_the_cervicothoracic_one():
+    assert interspaces_in("C5-C7") == ["C5-C6", "C6-C7"]
+    assert interspaces_in("C6 to T1") == ["C6-C7", "C7-T1"]
+    assert levels_span(["C5-C6", "C6-C7"]) == "C5-C7"
+
+
+def test_c1_c2_has_no_disc_and_is_no_interspace():
+    assert interspaces_in("C1-C2") == []
+    assert interspaces_in("C1-C3") == ["C2-C3"]
+
+
+def test_each_region_names_its_own_interspaces_and_no_level_lies_in_two():
+    assert region("cervical").interspaces == ("C2-C3", "C3-C4", "C4-C5", "C5-C6", "C6-C7", "C7-T1")
+    assert region("lumbar").interspaces == ("T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+    assert region_of_interspace("C7-T1") == "cervical" and region_of_interspace("T12-L1") == "lumbar"
+    assert region("cervical").split(["C5-C6", "L4-L5"]) == (["C5-C6"], ["L4-L5"])
+
+
+def test_an_unknown_region_names_the_known_ones():
+    with pytest.raises(ValueError, match="'sacral-tail'.*cervical, lumbar"):
+        region("sacral-tail")
+
+
+def test_snomed_cervical_disc_and_vertebra_codes_name_cervical_interspaces():
+    assert interspaces_of_concept({"coding": [{"system": SNOMED, "code": "73959003"}]}) == ["C5-C6"]
+    c5, c7 = ({"coding": [{"system": SNOMED, "code": code}]} for code in ("36978003", "87391001"))
+    assert interspaces_of_sites([c5, c7]) == ["C5-C6", "C6-C7"]
+
+
+def test_cervicothoracic_names_c7_t1_at_a_body_site_and_no_level_in_an_order_text():
+    assert interspaces_in("cervicothoracic junction") == ["C7-T1"]
+    assert explicit_interspaces_in("cervicothoracic fusion") == []

@@ -1,7 +1,9 @@
 """Fusion order detection and grouping into surgical cases (order-sign draftOrders)."""
 
+from cds_hooks.pipeline.evaluation import spine_region
 from cds_hooks.pipeline.orders import OrderDetector, group_cases, reference_date_of
 from cds_hooks.packs.loader import load_rule_packs
+from cds_hooks.spine.levels import Region
 from conftest import REPO, load_json
 
 PACK = load_rule_packs(REPO / "cql")["lumbar-fusion"]
@@ -23,8 +25,16 @@ def sr(code, system=CPT, level="L5-S1", **extra):
     return r
 
 
-def detect(*orders, local=None):
-    return OrderDetector(PACK.orders, local, PACK.procedure_name).detect(list(orders))
+LUMBAR = spine_region(PACK)
+
+
+def detect(*orders, local=None, region=LUMBAR):
+    return OrderDetector(PACK.orders, local, PACK.procedure_name, region).detect(list(orders))
+
+
+# A region of one interspace: L5-S1 is a level of another region for a pack that names it.
+L4_L5_ONLY = Region("l4-l5-only", ("L4-L5",))
+REQUISITION = {"system": "urn:example:requisition", "value": "R1"}
 
 
 def test_every_primary_fusion_code_is_detected():
@@ -167,3 +177,57 @@ def test_the_same_code_at_another_level_or_date_is_another_operation():
     b = sr("22630", level="L5-S1", id="b", occurrenceDateTime="2026-12-14")
     c = sr("22630", level="L4-L5", id="c", occurrenceDateTime="2027-02-01")
     assert len(group_cases(detect(a, b, c))) == 3
+
+
+def test_a_level_of_another_region_is_kept_apart_from_the_order_levels():
+    (order,) = detect(sr("22558", level="L4-S1"), region=L4_L5_ONLY)
+    assert order.levels == ["L4-L5"] and order.other_levels == ["L5-S1"]
+
+
+def test_a_primary_code_of_the_pack_at_another_region_level_is_still_its_order_without_a_level():
+    (order,) = detect(sr("22558", level="L5-S1"), region=L4_L5_ONLY)
+    assert order.levels == [] and order.other_levels == ["L5-S1"]
+    (case,) = group_cases([order])
+    assert case.levels == [] and case.other_levels == ["L5-S1"]
+
+
+def test_an_order_matched_by_text_alone_at_another_region_level_is_another_service_order():
+    text_order = sr("99999", system="urn:local", level="L5-S1")
+    text_order["code"]["text"] = "interbody fusion"
+    assert detect(text_order, region=L4_L5_ONLY) == []
+    assert [o.matched_by for o in detect(text_order)] == ["text"]
+
+
+def test_an_add_on_at_another_region_level_is_another_service_order():
+    assert detect(sr("22585", level="L5-S1"), region=L4_L5_ONLY) == []
+
+
+def test_an_add_on_sharing_a_requisition_with_an_order_the_pack_does_not_claim_is_left_to_that_order():
+    foreign = sr("12345", system="urn:other-procedures", requisition=REQUISITION)
+    add_on = sr("22585", requisition=REQUISITION)
+    assert detect(foreign, add_on) == []
+
+
+def test_an_add_on_sharing_a_requisition_with_a_primary_of_the_pack_stays():
+    foreign = sr("12345", system="urn:other-procedures", requisition=REQUISITION)
+    found = detect(foreign, sr("22558", requisition=REQUISITION), sr("22585", requisition=REQUISITION))
+    assert [o.code for o in found] == ["22558", "22585"]
+
+
+def cervical_order(code, level="C5-C6", **extra):
+    return sr(code, level=level, **extra)
+
+
+def test_the_lumbar_service_leaves_a_cervical_add_on_alone():
+    assert detect(cervical_order("22551"), cervical_order("22585", level="C6-C7")) == []
+
+
+def test_the_lumbar_service_does_not_claim_an_acdf_by_its_words():
+    acdf = sr("99999", system="urn:local", level=None)
+    acdf["code"]["text"] = "Anterior cervical discectomy and interbody fusion"
+    assert detect(acdf) == []
+
+
+def test_a_lumbar_code_ordered_at_a_cervical_level_keeps_that_level_apart():
+    (order,) = detect(cervical_order("22558"))
+    assert order.levels == [] and order.other_levels == ["C5-C6"]

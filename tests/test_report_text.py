@@ -202,3 +202,35 @@ def test_the_word_start_guard_of_the_token_pattern_changes_no_token_on_the_gold_
 
     guarded = report_text._TOKEN_RE
     assert tokens(guarded) == tokens(unguarded)
+
+
+def test_mri_sequence_names_are_not_the_t1_t2_interspace():
+    found = findings("C5-6: Moderate canal stenosis. Cord signal is normal on T1/T2 weighted images.")
+    assert {f.level for f in found} == {"C5-C6"}
+
+
+def test_a_t1_t2_interspace_written_as_one_is_read():
+    assert one(findings("T1-T2: Mild left foraminal stenosis."), "T1-T2", "foramen").grade == "mild"
+
+
+def test_the_cervicothoracic_junction_header_names_c7_t1():
+    assert (
+        one(findings("Cervicothoracic junction: Severe right foraminal stenosis."), "C7-T1", "foramen").side == "right"
+    )
+
+
+def test_a_bare_number_after_c7_names_t1():
+    assert one(findings("C7-1: Mild canal stenosis."), "C7-T1", "central").grade == "mild"
+
+
+def test_a_cord_finding_denied_in_one_clause_and_affirmed_at_another_level_in_the_next_keeps_both():
+    found = findings("At C3-C4 there is cord compression; at C5-C6 there is no cord compression.")
+    assert {(f.level, f.status) for f in found if f.kind == "cord-compression"} == {
+        ("C3-C4", "present"),
+        ("C5-C6", "negated"),
+    }
+
+
+def test_a_resolved_cord_signal_change_is_a_prior_finding_and_a_denial_never_a_present_one():
+    found = findings("Previously described cord edema at C4-C5 has resolved.")
+    assert {f.status for f in found if f.kind == "cord-signal"} == {"historical", "negated"}

@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 
 from cds_hooks.packs.loader import RulePackError, load_rule_pack, load_rule_packs
 from cds_hooks.packs.model import SCHEMA_PATH
+from cds_hooks.pipeline.evaluation import spine_region
 
 REPO = Path(__file__).resolve().parent.parent
 PACK = REPO / "cql" / "lumbar-fusion"
@@ -99,6 +100,32 @@ def test_an_unknown_extension_is_refused(tmp_path):
 
     message = _refusal(tmp_path, change)
     assert "$.extensions[1]" in message and "'knee'" in message
+
+
+def test_a_pack_using_the_spine_extension_must_name_its_region(tmp_path):
+    message = _refusal(tmp_path, lambda doc: doc.pop("spine"))
+    assert "'spine' is a required property" in message
+
+
+def test_spine_settings_without_the_spine_extension_are_refused(tmp_path):
+    message = _refusal(tmp_path, lambda doc: doc.update(extensions=[]))
+    assert "$.spine" in message and "$.extensions does not name" in message
+
+
+def test_a_region_the_spine_data_does_not_know_refuses_the_pack(tmp_path):
+    root = _pack_copy(tmp_path, lambda doc: doc.update(spine={"region": "sacral-tail"}))
+    pack = load_rule_packs(root)["lumbar-fusion"]
+    with pytest.raises(RulePackError) as caught:
+        spine_region(pack)
+    message = str(caught.value)
+    assert str(root / "lumbar-fusion" / "pack.json") in message
+    assert "$.spine.region" in message and "'sacral-tail'" in message and "lumbar" in message
+
+
+def test_the_shipped_pack_names_its_region_and_its_levels_come_from_the_spine_data():
+    region = spine_region(load_rule_pack(PACK, []))
+    assert region.name == "lumbar"
+    assert region.interspaces == ("T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 
 
 def test_an_unknown_section_is_refused(tmp_path):

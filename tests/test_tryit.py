@@ -128,7 +128,7 @@ def test_the_non_fusion_fixture_as_written_gets_no_cards(client):
         ({"patient": "fixture:nobody"}, "no fixture patient"),
         ({"patient": "fhir:seed-patient"}, "one of the patients the page lists"),
         ({"levels": []}, "at least one level"),
-        ({"levels": ["C5-C6"]}, "names no lumbar interspace"),
+        ({"levels": ["C5-C6"]}, "C5-C6 is not a level of this service"),
         ({"service": "knee"}, "service must name a service"),
         ({"priority": "whenever"}, "priority must be one of"),
         ({"date": "14/12/2026"}, "is not a date"),

@@ -43,6 +43,7 @@ RUNTIME_VALUES = {"level", "levels", "patientId", "userId"}
 WORDING_PLACEHOLDERS: dict[str, set[str]] = {
     "levelsNotStated": set(),
     "levelMissing": set(),
+    "levelOtherRegion": {"levels"},
     "urgentPrefix": set(),
     "summaryAllMet": {"case", "required"},
     "summaryUnmet": {"case", "unmet", "required"},
@@ -270,11 +271,22 @@ class NoteEvidenceRule(_Part):
         return self.profiles.get(profile, self.use)
 
 
+class SpineSettings(_Part):
+    """pack.json `spine`: the spinal region whose interspaces are the pack's levels.
+
+    The name is checked against the spine extension's data when the pipeline takes the pack
+    (packs/ does not import the extension).
+    """
+
+    region: str
+
+
 class RulePackModel(_Part):
     """pack.json, typed. Built only from a document that passed `check_document`."""
 
     service: Service
     extensions: tuple[str, ...] = ()
+    spine: SpineSettings | None = None
     prefetch: dict[str, str]
     library: Library
     orders: dict[str, Any]
@@ -354,6 +366,10 @@ def reference_problems(
             problems.append(
                 f"$.extensions[{i}]: unknown extension {name!r} (known: {', '.join(sorted(KNOWN_EXTENSIONS))})"
             )
+    for name in KNOWN_EXTENSIONS:
+        # An extension's settings section is read only when the pack opts into the extension.
+        if name in doc and name not in doc.get("extensions", []):
+            problems.append(f"$.{name}: settings of the extension {name!r}, which $.extensions does not name")
     profiles = doc["profiles"]
     if doc["defaultProfile"] not in profiles:
         problems.append(f"$.defaultProfile: {doc['defaultProfile']!r} is not a profile")

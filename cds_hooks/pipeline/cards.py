@@ -488,6 +488,9 @@ def _detail(ctx: CardContext, results: list[CriterionResult], verdict: Verdict) 
     # Only a pack whose procedure has levels words this (cards.wording.levelMissing); others leave it out.
     if not ctx.case.levels and ctx.pack.wording.wording.get("levelMissing"):
         lines.append(say("levelMissing"))
+    # A level of another spinal region on the order is never one of this pack's: the card says so.
+    if ctx.case.other_levels and ctx.pack.wording.wording.get("levelOtherRegion"):
+        lines.append(say("levelOtherRegion", levels=", ".join(ctx.case.other_levels)))
     if verdict.name == "urgent":
         lines.append(f"**{ctx.pack.cards['urgentNote']}**")
     elif ctx.case.urgent:

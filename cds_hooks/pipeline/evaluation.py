@@ -16,7 +16,7 @@ from cds_hooks.engine.bridge import CqlEngine
 from cds_hooks.engine.retrieves import retrieve_filter
 from cds_hooks.errors import InvalidRequest, PrefetchIncomplete
 from cds_hooks.hooks.hook_request import HookRequest
-from cds_hooks.packs.loader import RulePack
+from cds_hooks.packs.loader import RulePack, RulePackError
 from cds_hooks.hooks.crd_config import read_configuration
 from cds_hooks.packs.dtr import load_dtr
 from cds_hooks.pipeline.cards import CardContext, build_card, unreadable_record_card
@@ -28,6 +28,7 @@ from cds_hooks.pipeline.orders import OrderDetector, SurgicalCase, group_cases
 from cds_hooks.pipeline.patient_data import FetchSettings, PatientData, gather
 from cds_hooks.pipeline.profiles import ProfileChoice, select_profile
 from cds_hooks.spine.derived_findings import derive as derive_findings
+from cds_hooks.spine.levels import Region, region
 from cds_hooks.spine.note_findings import derive as derive_note_findings
 from cds_hooks.spine.note_findings import readable_notes
 
@@ -52,6 +53,20 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def spine_region(pack: RulePack) -> Region | None:
+    """The pack's spinal region (pack.json `spine.region`), checked against the spine extension's data.
+
+    The schema requires the section of a pack that uses the spine extension; the name is checked here,
+    where packs and the extension meet, and an unknown one refuses the start like any pack problem.
+    """
+    if not pack.uses("spine") or pack.model.spine is None:
+        return None
+    try:
+        return region(pack.model.spine.region)
+    except ValueError as exc:
+        raise RulePackError(f"rule pack {pack.folder / 'pack.json'} is invalid: $.spine.region: {exc}") from exc
+
+
 class Evaluator:
     """Answers order-sign calls for one rule pack."""
 
@@ -59,7 +74,8 @@ class Evaluator:
         self.pack = pack
         self.engine = engine
         self.config = config
-        self.detector = OrderDetector(pack.orders, config.local_order_codes, pack.procedure_name)
+        self.region = spine_region(pack)
+        self.detector = OrderDetector(pack.orders, config.local_order_codes, pack.procedure_name, self.region)
         self.codes = {**pack.codes, **config.order_codes}
         self.retrieves = retrieve_filter(pack.elm, pack.valuesets)
         self.fetch_settings = FetchSettings.from_config(config)
@@ -109,7 +125,7 @@ class Evaluator:
 
         if self.config.report_text and self.pack.uses("spine"):  # report text reads spinal levels
             t_text = time.perf_counter()
-            data.add_derived(derive_findings(data.resources))
+            data.add_derived(derive_findings(data.resources, self.region))
             timings["report_text"] = time.perf_counter() - t_text
 
         if self.config.note_text and self.pack.uses("spine"):  # the note reader names spinal regions

@@ -7,7 +7,13 @@ it); the site's map of local order codes; code prefixes (ICD-10-PCS); a text mat
 code text or display, as the last resort.
 
 An order's levels come from its `bodySite` (FHIR R4 ServiceRequest.bodySite), else from the levels
-its code text names. Orders sharing `ServiceRequest.requisition` form one surgical case; otherwise
+its code text names; only the pack's spinal region's interspaces are its levels (pack.json
+`spine.region`), and a level of another region is kept apart (`other_levels`) so the card can say why
+it does not count. An order that only the pack's text, concepts or code prefixes matched, or an
+add-on, whose levels all lie in another region is another service's order and is left alone; so is
+an add-on without a primary of this pack in a requisition that holds an order this pack does not
+claim (the add-on attaches to that order: one add-on code can follow the primaries of two packs).
+Orders sharing `ServiceRequest.requisition` form one surgical case; otherwise
 each primary order is a case of its own, with the add-on orders that attach to it. Two cases for the
 same operation (the same codes, levels and date: a co-surgeon's order) are one case.
 """
@@ -18,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from cds_hooks.spine.levels import INTERSPACES, explicit_interspaces_in, interspaces_of_sites
+from cds_hooks.spine.levels import Region, explicit_interspaces_in, in_spinal_order, interspaces_of_sites
 
 # Orders in these states are not being signed.
 _IGNORED_STATUS = {"entered-in-error", "revoked", "completed"}
@@ -46,6 +52,7 @@ class FusionOrder:
     reference_date: str | None
     display: str | None
     system: str | None = None
+    other_levels: list[str] = field(default_factory=list)  # levels of another spinal region: not this pack's
 
     @property
     def code_text(self) -> str:
@@ -62,6 +69,7 @@ class SurgicalCase:
     levels: list[str] = field(default_factory=list)
     reference_date: str = ""
     urgent: bool = False
+    other_levels: list[str] = field(default_factory=list)
 
     @property
     def codes(self) -> list[str]:
@@ -133,9 +141,17 @@ def _requisition_key(order: dict) -> str | None:
 class OrderDetector:
     """Finds fusion orders using a rule pack's `orders` section and a site's local code map."""
 
-    def __init__(self, orders_spec: dict, local_codes: dict[str, str] | None = None, procedure_name: str = "procedure"):
+    def __init__(
+        self,
+        orders_spec: dict,
+        local_codes: dict[str, str] | None = None,
+        procedure_name: str = "procedure",
+        region: Region | None = None,
+    ):
         # The label of an order matched without one of its own (by text): the pack's procedure name.
         self.procedure_name = procedure_name
+        # The pack's spinal region (None: a pack without the spine extension keeps every level named).
+        self.region = region
         self._by_code: dict[tuple[str, str], dict] = {}
         for role, key in (("primary", "primary"), ("add-on", "addOn")):
             for entry in orders_spec.get(key, []):
@@ -192,17 +208,26 @@ class OrderDetector:
 
     def detect(self, resources: list[dict]) -> list[FusionOrder]:
         found: list[FusionOrder] = []
+        # Requisitions holding an active order this pack does not claim (another service's, perhaps).
+        foreign_requisitions: set[str] = set()
         for index, order in enumerate(resources):
             status = order.get("status")
             if order.get("resourceType") != "ServiceRequest" or (isinstance(status, str) and status in _IGNORED_STATUS):
                 continue
             spec, how, display = self._classify(order)
             if spec is None:
+                requisition = _requisition_key(order)
+                if requisition:
+                    foreign_requisitions.add(requisition)
                 continue
-            levels = interspaces_of_sites(order.get("bodySite"))
-            if not levels:
+            named = interspaces_of_sites(order.get("bodySite"))
+            if not named:
                 # No level in bodySite: the level the order's own text names.
-                levels = [lvl for text in _texts(order.get("code")) for lvl in explicit_interspaces_in(text)]
+                named = [lvl for text in _texts(order.get("code")) for lvl in explicit_interspaces_in(text)]
+            levels, other = self.region.split(named) if self.region else (named, [])
+            own_code = how in ("code", "local-code") and spec["role"] == "primary"
+            if other and not levels and not own_code:
+                continue  # another region's order, matched by words or codes several procedures share
             oid = order.get("id")
             found.append(
                 FusionOrder(
@@ -213,15 +238,21 @@ class OrderDetector:
                     role=spec["role"],
                     attaches_to=tuple(spec.get("attachesTo", [])),
                     matched_by=how,
-                    levels=[s for s in INTERSPACES if s in levels],
+                    levels=levels,
                     requisition=_requisition_key(order),
                     priority=order.get("priority") if isinstance(order.get("priority"), str) else None,
                     reference_date=reference_date_of(order),
                     display=display,
                     system=spec.get("system"),
+                    other_levels=other,
                 )
             )
-        return found
+        hosted = {o.requisition for o in found if o.role == "primary" and o.requisition}
+        return [
+            o
+            for o in found
+            if not (o.role == "add-on" and o.requisition in foreign_requisitions and o.requisition not in hosted)
+        ]
 
 
 def group_cases(orders: list[FusionOrder], now: datetime | None = None) -> list[SurgicalCase]:
@@ -251,15 +282,16 @@ def group_cases(orders: list[FusionOrder], now: datetime | None = None) -> list[
     cases: list[SurgicalCase] = []
     same_operation: dict[tuple, SurgicalCase] = {}
     for group in groups:
-        levels = {lvl for o in group for lvl in o.levels}
+        levels = [lvl for o in group for lvl in o.levels]
         primaries = [o for o in group if o.role == "primary"] or group
         ref = next((o.reference_date for o in primaries if o.reference_date), None)
         ref = ref or next((o.reference_date for o in group if o.reference_date), None) or today
         case = SurgicalCase(
             orders=group,
-            levels=[s for s in INTERSPACES if s in levels],
+            levels=in_spinal_order(levels),
             reference_date=ref,
             urgent=any(o.priority in ("urgent", "stat", "asap") for o in group),
+            other_levels=in_spinal_order(lvl for o in group for lvl in o.other_levels),
         )
         key = (tuple(sorted({(o.system, o.code) for o in group}, key=str)), tuple(case.levels), ref)
         twin = same_operation.get(key)
@@ -267,6 +299,7 @@ def group_cases(orders: list[FusionOrder], now: datetime | None = None) -> list[
             # The same operation ordered twice (surgeon and co-surgeon): one case, one card.
             twin.orders.extend(group)
             twin.urgent = twin.urgent or case.urgent
+            twin.other_levels = in_spinal_order(twin.other_levels + case.other_levels)
             continue
         same_operation[key] = case
         cases.append(case)

@@ -186,10 +186,12 @@ def _draft_orders(args) -> tuple[dict, str | None]:
     if not args.patient:
         raise d.OrderError("--cpt needs --patient")
     catalogue = {c["code"]: c for c in d.catalogue_from_folder(CQL_ROOT)}
+    levels = d.parse_levels(args.level or [])
+    d.check_levels_for_code(CQL_ROOT, args.cpt.strip(), levels)
     order = d.fusion_order(
         patient_id=args.patient,
         cpt=args.cpt,
-        levels=d.parse_levels(args.level or []),
+        levels=levels,
         priority=args.priority,
         user_id=args.user or DEFAULT_USER,
         occurrence=args.date,

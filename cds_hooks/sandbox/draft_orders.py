@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from cds_hooks.errors import CdsError
-from cds_hooks.spine.levels import INTERSPACES, interspace_coding, interspaces_in
+from cds_hooks.spine.levels import INTERSPACES, Region, interspace_coding, interspaces_in, region
 
 CPT = "http://www.ama-assn.org/go/cpt"
 PRIORITIES = ("routine", "urgent", "asap", "stat")
@@ -39,7 +39,7 @@ def parse_levels(values: list[str] | str) -> list[str]:
     for text in texts:
         named = interspaces_in(text)
         if not named:
-            raise OrderError(f"{text!r} names no lumbar interspace (examples: L4-L5, L5-S1, L4-S1)")
+            raise OrderError(f"{text!r} names no spinal interspace (examples: L4-L5, L5-S1, L4-S1, C5-C6)")
         found.extend(named)
     return [s for s in INTERSPACES if s in found]
 
@@ -73,6 +73,27 @@ def catalogue_from_folder(cql_root: Path) -> list[dict]:
         with open(pack_file, encoding="utf-8") as f:
             out.extend(_catalogue(json.load(f).get("orders", {})))
     return out
+
+
+def check_levels_for_code(cql_root: Path, cpt: str, levels: list[str]) -> None:
+    """Refuses a level that no pack ordering `cpt` has in its spinal region (pack.json `spine.region`):
+    such an order would reach a service that never checks it at that level (a C5-C6 ALIF)."""
+    regions: list[tuple[str, Region]] = []
+    for pack_file in sorted(Path(cql_root).glob("*/pack.json")):
+        with open(pack_file, encoding="utf-8") as f:
+            doc = json.load(f)
+        orders = doc.get("orders", {})
+        codes = {e.get("code") for key in ("primary", "addOn") for e in orders.get(key, [])}
+        spine = doc.get("spine")
+        if cpt in codes and isinstance(spine, dict):
+            try:
+                regions.append((doc.get("service", {}).get("id", pack_file.parent.name), region(spine.get("region"))))
+            except ValueError:
+                continue  # the service refuses such a pack at start; nothing to check the level against
+    foreign = [lvl for lvl in levels if regions and not any(lvl in r for _, r in regions)]
+    if foreign:
+        services = "; ".join(f"{sid}: {', '.join(r.interspaces)}" for sid, r in regions)
+        raise OrderError(f"{', '.join(foreign)} is not a level of the service that orders CPT {cpt} ({services})")
 
 
 def fusion_order(

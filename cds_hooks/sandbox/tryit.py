@@ -146,7 +146,12 @@ def orders():
     return jsonify(
         {
             "orders": catalogue,
-            "levels": INTERSPACES,
+            # The levels of the served packs' spinal regions, in spinal order.
+            "levels": [
+                s
+                for s in INTERSPACES
+                if any(e.region and s in e.region for e in registry_of(current_app).evaluators.values())
+            ],
             "priorities": list(draft_orders.PRIORITIES),
             "today": date.today().isoformat(),
         }
@@ -194,12 +199,21 @@ def build_request():
         orders = fixture.orders
     else:
         try:
+            parsed = draft_orders.parse_levels(levels) if levels else []
+        except draft_orders.OrderError as exc:
+            raise _bad(str(exc)) from exc
+        foreign = [lvl for lvl in parsed if evaluator.region and lvl not in evaluator.region]
+        if foreign:
+            raise _bad(
+                f"{', '.join(foreign)} is not a level of this service (its levels: {', '.join(evaluator.region.interspaces)})"
+            )
+        try:
             orders = draft_orders.bundle(
                 [
                     draft_orders.fusion_order(
                         patient_id=patient_id,
                         cpt=cpt,
-                        levels=draft_orders.parse_levels(levels) if levels else [],
+                        levels=parsed,
                         priority=str(body.get("priority") or "routine"),
                         user_id=DEFAULT_USER,
                         occurrence=body.get("date") or None,

@@ -5,7 +5,9 @@ FHIR R4 Observation (4.0.1): each finding of `report_text` becomes one Observati
 `spine-finding#report-text-extraction`, the report's date as `effectiveDateTime`, and the sentence
 with its character offsets in `note` and in the extension `report-text-source`. The codes are those
 the CQL library already reads (docs/criteria.md): `spinal-stenosis-grade`, `segmental-translation`,
-`segmental-angulation`, `spondylolisthesis-grade`, and `spondylolisthesis` for a slip without a grade.
+`segmental-angulation`, `spondylolisthesis-grade`, and `spondylolisthesis` for a slip without a grade;
+a presence finding (data/report_text.json, such as `spinal-cord-compression`) is its code with
+valueBoolean true (the report affirms it) or false (the report denies it).
 
 These Observations live only for one evaluation: nothing here writes to the EHR.
 """
@@ -15,13 +17,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import re
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
-from cds_hooks.spine.levels import interspace_coding
-from cds_hooks.spine.report_text import Finding, extract_report
+from cds_hooks.spine.levels import Region, interspace_coding
+from cds_hooks.spine.report_text import PRESENCE_KINDS, VOCABULARY, Finding, extract_report
 
 log = logging.getLogger("cds_hooks.report_text")
 
@@ -60,10 +64,18 @@ STATUS = {
     "registered": "preliminary",
 }
 
-_RADIOGRAPH_CPT = re.compile(r"^721[0-2]\d$")
-_CROSS_SECTIONAL_CPT = {"72148", "72149", "72158", "72131", "72132", "72133", "72265"}
-_DYNAMIC_CODES = {"72114", "72120", "24971-4", "37132-8"}
-_IMAGING_CATEGORY = {"RAD", "IMG", "LP29684-5", "18748-4", "imaging"}
+# Imaging codes per region and modality: data (data/imaging.json), so a region is added without code.
+_IMAGING = json.loads((Path(__file__).resolve().parent / "data" / "imaging.json").read_text(encoding="utf-8"))
+_IMAGING_CATEGORY = set(_IMAGING["categories"])
+_MODALITY_CODES = {kind: set(codes) for kind, codes in _IMAGING["modalities"].items()}
+_GROUPS = [_IMAGING["anyRegion"], *_IMAGING["regions"].values()]
+_CROSS_SECTIONAL_CODES = {c for g in _GROUPS for c in g["crossSectional"]}
+_RADIOGRAPH_CODES = {c for g in _GROUPS for c in g["radiograph"]}
+_DYNAMIC_CODES = {c for g in _GROUPS for c in g["dynamic"]}
+_REGION_CODES = {
+    name: set(g["crossSectional"]) | set(g["radiograph"]) | set(g["dynamic"]) for name, g in _IMAGING["regions"].items()
+}
+_REGION_WORDS = {name: re.compile(g["words"], re.IGNORECASE) for name, g in _IMAGING["regions"].items()}
 
 # Findings of the most recently read report texts, by a hash of the text: the same report comes back
 # call after call (every order signed for a patient, every retry), and reading it is most of the
@@ -135,9 +147,7 @@ def is_imaging_report(report: dict) -> bool:
         if any(c.get("code") in _IMAGING_CATEGORY for c in _codings(cat)):
             return True
     codes = {c.get("code") for c in _codings(report.get("code"))}
-    if codes & (_CROSS_SECTIONAL_CPT | _DYNAMIC_CODES) or any(
-        isinstance(c, str) and _RADIOGRAPH_CPT.match(c) for c in codes
-    ):
+    if codes & (_CROSS_SECTIONAL_CODES | _RADIOGRAPH_CODES | _DYNAMIC_CODES):
         return True
     return bool(
         re.search(r"\b(?:MRI|MR|CT|x-?ray|XR|radiograph\w*|imaging|myelogra\w*)\b", _texts(report.get("code")), re.I)
@@ -147,14 +157,14 @@ def is_imaging_report(report: dict) -> bool:
 def modality(report: dict, studies: list[dict]) -> str | None:
     """'cross-sectional' (MR, CT), 'radiograph', or None when the record does not say."""
     mods = {c.get("code") for s in studies for m in (s.get("modality") or []) if isinstance(m, dict) for c in [m]}
-    if mods & {"MR", "CT"}:
+    if mods & _MODALITY_CODES["cross-sectional"]:
         return "cross-sectional"
-    if mods & {"DX", "CR", "RF", "XA"}:
+    if mods & _MODALITY_CODES["radiograph"]:
         return "radiograph"
     codes = {c.get("code") for c in _codings(report.get("code"))}
-    if codes & _CROSS_SECTIONAL_CPT or codes & {"24968-0", "30679-5", "24967-2", "30678-7"}:
+    if codes & _CROSS_SECTIONAL_CODES:
         return "cross-sectional"
-    if codes & _DYNAMIC_CODES or any(isinstance(c, str) and _RADIOGRAPH_CPT.match(c) for c in codes):
+    if codes & (_DYNAMIC_CODES | _RADIOGRAPH_CODES):
         return "radiograph"
     text = _texts(report.get("code"))
     if re.search(r"\b(?:MRI|MR|CT|magnetic|computed\s+tomograph\w*|myelogra\w*)\b", text, re.I):
@@ -162,6 +172,23 @@ def modality(report: dict, studies: list[dict]) -> str | None:
     if re.search(r"\b(?:x-?ray|XR|radiograph\w*)\b", text, re.I):
         return "radiograph"
     return None
+
+
+def report_region(report: dict, studies: list[dict]) -> str | None:
+    """The spinal region a report images: a region's imaging code on the report or its studies, else
+    the one region its code text or the studies' descriptions name; None when nothing says, or when
+    its words name two regions (a "cervical and lumbar" survey is read for either)."""
+    concepts = [report.get("code")] + [p for s in studies for p in (s.get("procedureCode") or [])]
+    codes = {c.get("code") for concept in concepts for c in _codings(concept)}
+    coded = [name for name, known in _REGION_CODES.items() if codes & known]
+    if len(coded) == 1:
+        return coded[0]
+    text = " ".join(
+        [_texts(concept) for concept in concepts]
+        + [s["description"] for s in studies if isinstance(s.get("description"), str)]
+    )
+    named = [name for name, words in _REGION_WORDS.items() if words.search(text)]
+    return named[0] if len(named) == 1 else None
 
 
 def _decode(attachment: dict) -> str | None:
@@ -242,6 +269,8 @@ def describe_finding(f: Finding) -> str:
         return " ".join(b for b in bits if b)
     if f.kind == "translation":
         return f"translation {f.mm:g} mm"
+    if f.kind in PRESENCE_KINDS:
+        return VOCABULARY["presenceFindings"][f.kind]["words"]["present" if f.status != "negated" else "negated"]
     return f"angulation {f.deg:g}°"
 
 
@@ -254,7 +283,7 @@ def to_observation(f: Finding, report: dict, studies: list[dict]) -> dict | None
     """One derived Observation for a finding that can count, or None (hedged, prior, unleveled, ungraded)."""
     if f.level is None or f.status not in ("present", "negated"):
         return None
-    if f.status == "negated" and f.kind != "stenosis":
+    if f.status == "negated" and f.kind != "stenosis" and f.kind not in PRESENCE_KINDS:
         return None
     if f.kind == "stenosis" and f.grade is None:
         return None
@@ -361,6 +390,12 @@ def to_observation(f: Finding, report: dict, studies: list[dict]) -> dict | None
                 )
         if components:
             obs["component"] = components
+    elif f.kind in PRESENCE_KINDS:
+        spec = VOCABULARY["presenceFindings"][f.kind]
+        obs["code"] = _concept(
+            SPINE_FINDING, spec["code"], spec["display"], f"{spec['display']} (from the report text)"
+        )
+        obs["valueBoolean"] = f.status == "present"
     elif f.kind == "translation":
         obs["code"] = _concept(
             SPINE_FINDING,
@@ -395,8 +430,12 @@ def to_observation(f: Finding, report: dict, studies: list[dict]) -> dict | None
     return obs
 
 
-def derive(resources: list[dict]) -> list[dict]:
-    """Derived Observations for every imaging DiagnosticReport with text in `resources`."""
+def derive(resources: list[dict], region: Region | None = None) -> list[dict]:
+    """Derived Observations for every imaging DiagnosticReport with text in `resources`.
+
+    With a `region` (the pack's, pack.json `spine.region`), a report of another region gives nothing
+    and a finding at a level of another region gives nothing: neither is evidence for this pack.
+    """
     index = {f"{r.get('resourceType')}/{r.get('id')}": r for r in resources if isinstance(r, dict)}
     taken = {r.get("id") for r in resources if isinstance(r, dict) and r.get("resourceType") == "Observation"}
     out: list[dict] = []
@@ -413,6 +452,8 @@ def derive(resources: list[dict]) -> list[dict]:
                 and isinstance(ref.get("reference"), str)
                 and f"ImagingStudy/{ref['reference'].rsplit('/', 1)[-1]}" in index
             ]
+            if region is not None and report_region(report, studies) not in (None, region.name):
+                continue  # another region's study: never evidence at this pack's levels
             parts = report_parts(report)
             if not parts:
                 continue
@@ -421,6 +462,8 @@ def derive(resources: list[dict]) -> list[dict]:
             if modality(report, studies) == "radiograph":
                 # Radiographs do not grade canal stenosis; "narrowing" there is of the disc space.
                 findings = [f for f in findings if f.kind != "stenosis"]
+            if region is not None:
+                findings = [f for f in findings if f.level is None or f.level in region]
             for f in findings:
                 obs = to_observation(f, report, studies)
                 if obs is not None and obs["id"] not in taken:

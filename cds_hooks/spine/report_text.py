@@ -1,4 +1,4 @@
-"""Imaging findings from lumbar spine radiology report text, by explicit rules.
+"""Imaging findings from spine radiology report text, by explicit rules.
 
 Reads the text of an imaging report (FHIR R4 DiagnosticReport.conclusion and presentedForm,
 plain text or HTML) and returns findings: stenosis per interspace and compartment with side and
@@ -17,10 +17,68 @@ findings section, duplicates collapse, and an ungraded mention yields to a grade
 from __future__ import annotations
 
 import html
+import json
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from cds_hooks.spine.levels import INTERSPACES
+from cds_hooks.spine.levels import (
+    INTERSPACES,
+    REGIONS,
+    VERTEBRAE,
+    between,
+    report_junction_headers,
+    report_junctions,
+)
+
+# ------------------------------------------------------------------ level patterns, from the level data
+
+
+def _vertebra_pattern(names) -> str:
+    """An alternation of vertebra names, a space allowed after the letter ("L 4"), longest numbers first."""
+    by_letter: dict[str, list[str]] = {}
+    for name in names:
+        by_letter.setdefault(name[0], []).append(name[1:])
+    parts = [
+        rf"{letter}\s?(?:{'|'.join(sorted(numbers, key=lambda n: (-len(n), n)))})"
+        for letter, numbers in by_letter.items()
+    ]
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _compact(pattern: str) -> str:
+    return pattern.replace("\\s?", "")
+
+
+# Upper and lower vertebrae of the interspaces the data knows ("T12", "L4"; "L5", "S1").
+_UPPER = _vertebra_pattern(dict.fromkeys(s.split("-")[0] for s in INTERSPACES))
+_LOWER = _vertebra_pattern(dict.fromkeys(s.split("-")[1] for s in INTERSPACES))
+# A bare lower number ("L4-5"), any of the data's vertebra numbers.
+_NUMBER = "(?:" + "|".join(sorted({v[1:] for v in VERTEBRAE}, key=lambda n: (-len(n), n))) + ")"
+# An interspace written in a header or at a line start: "L4-5", "L4/L5", "L45", "C5-6".
+_LEVEL_HEAD = rf"{_compact(_UPPER)}\s*[-/\u2013]?\s*(?:{_compact(_LOWER)}|{_NUMBER})"
+# MRI sequence names that look like levels ("T1/T2 weighted images", "T2-T1 signal"): never a level.
+_SEQUENCE_NAME = re.compile(r"^T\s?[12]$", re.I)
+_SEQUENCE_AFTER = re.compile(
+    r"\s*-?\s*(?:weighted|w|signal|sequences?|images?|imaging|hyper\w*|hypo\w*|iso\w*|FLAIR|STIR|fat|post|pre)\b", re.I
+)
+_REGION_WORDS = "|".join(sorted(REGIONS))
+_JUNCTION_HEAD = "|".join(report_junction_headers()) or "(?!)"
+
+# Presence findings (a yes-or-no statement about one level, such as cord compression): vocabulary in
+# data/report_text.json; each kind, its patterns (affirm | subject) and what the segment must also hold.
+VOCABULARY = json.loads((Path(__file__).resolve().parent / "data" / "report_text.json").read_text(encoding="utf-8"))
+PRESENCE_KINDS: tuple[str, ...] = tuple(VOCABULARY["presenceFindings"])
+_PRESENCE_PATTERNS = [
+    (
+        kind,
+        p.get("role", "affirm"),
+        re.compile(p["pattern"], re.I),
+        re.compile(p["needs"], re.I) if p.get("needs") else None,
+    )
+    for kind, spec in VOCABULARY["presenceFindings"].items()
+    for p in spec["patterns"]
+]
 
 GRADES = ("none", "mild", "mild-moderate", "moderate", "moderate-severe", "severe")
 RANK = {g: i for i, g in enumerate(GRADES)}
@@ -34,7 +92,7 @@ MAX_CHARS = 200_000
 class Finding:
     """One thing the report says, where it says it, and how sure it is."""
 
-    kind: str  # stenosis | listhesis | translation | angulation
+    kind: str  # stenosis | listhesis | translation | angulation | a presence kind (PRESENCE_KINDS)
     level: str | None  # spinal-interspace code, None when the text names none
     status: str  # present | negated | uncertain | historical
     section: str  # impression | findings
@@ -55,12 +113,13 @@ class Finding:
         return (self.kind, self.level, self.compartment, self.side)
 
     def value(self):
+        """The finding's value; None for a presence finding, whose status is all it says."""
         return {
             "stenosis": self.grade,
             "listhesis": (self.slip_grade, self.direction, self.mm),
             "translation": self.mm,
             "angulation": self.deg,
-        }[self.kind]
+        }.get(self.kind)
 
 
 # ------------------------------------------------------------------ plain text with offsets
@@ -256,9 +315,7 @@ def sections(text: str, default: str) -> list[tuple[str, int, int]]:
     return [(k, s, e) for k, s, e in split if e > s]
 
 
-_OTHER_END = re.compile(
-    r"\n[ \t]*\n|\n(?=[ \t]*(?:at\s+)?(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1)\b[^\n:]{0,40}:)", re.I
-)
+_OTHER_END = re.compile(rf"\n[ \t]*\n|\n(?=[ \t]*(?:at\s+)?{_LEVEL_HEAD}\b[^\n:]{{0,40}}:)", re.I)
 
 
 @dataclass
@@ -271,7 +328,7 @@ class Sentence:
 
 _ABBREV = re.compile(r"(?:\b(?:approx|vs|gr|e\.g|i\.e|dr|no|fig|ca|mr|st)|\b[A-Z])\.$", re.I)
 _LINE_START_BREAK = re.compile(
-    r"[ \t]*(?:\d{1,2}[.)]\s|[-*\u2022]\s|(?:at\s+)?(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1)\b[^\n:]{0,40}:|[A-Za-z][A-Za-z /&-]{1,40}:)",
+    rf"[ \t]*(?:\d{{1,2}}[.)]\s|[-*\u2022]\s|(?:at\s+)?{_LEVEL_HEAD}\b[^\n:]{{0,40}}:|[A-Za-z][A-Za-z /&-]{{1,40}}:)",
     re.I,
 )
 _LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])\s+")
@@ -351,29 +408,44 @@ def _add_sentence(out: list[Sentence], text: str, s: int, e: int, paragraph: boo
 
 # ------------------------------------------------------------------ levels
 
-_VERT = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
-_V = r"(?:T\s?12|L\s?[1-5]|S\s?1)"
 _INTERSPACE = re.compile(
-    r"\b(T\s?12|L\s?[1-5])\s*(?:-|/|\u2013|\u2014)\s*(L\s?[1-5]|S\s?1|[1-5])\b(?!\s*(?:mm|cm|%|years?))"
-    r"|\b(L[1-5])(L[1-5]|S1)\b",
+    rf"\b({_UPPER})\s*(?:-|/|\u2013|\u2014)\s*({_LOWER}|{_NUMBER})\b(?!\s*(?:mm|cm|%|years?))"
+    rf"|\b({_compact(_UPPER)})({_compact(_LOWER)})\b",
     re.I,
 )
-_LEVEL_WORDS = re.compile(r"\b(?:lumbo-?sacral|L\s*/\s*S|LS)\s+(?:junction|level|interspace|disc|segment)\b", re.I)
-_PAIR = re.compile(r"\b(T12|L[1-5])\b(?:\s+[\w,]+){0,4}?\s+(?:on|over|relative\s+to)\s+(L[1-5]|S1)\b", re.I)
+# Words that name one interspace ("lumbosacral junction", "L/S junction"), from the level data.
+_LEVEL_WORDS = [(re.compile(pattern, re.I), interspace) for pattern, interspace in report_junctions()]
+_PAIR = re.compile(
+    rf"\b({_compact(_UPPER)})\b(?:\s+[\w,]+){{0,4}}?\s+(?:on|over|relative\s+to)\s+({_compact(_LOWER)})\b", re.I
+)
 _SINGLE_SLIP = re.compile(
-    r"\b(?:slip|listhesis|anterolisthesis|retrolisthesis|spondylolisthesis)\s+of\s+(L[1-5])\b(?!\s+(?:on|over|relative))",
+    r"\b(?:slip|listhesis|anterolisthesis|retrolisthesis|spondylolisthesis)\s+of\s+"
+    rf"({_compact(_UPPER)})\b(?!\s+(?:on|over|relative))",
     re.I,
 )
 
 
-def _vert(name: str) -> int | None:
+def _vert(name: str) -> str | None:
     name = re.sub(r"\s", "", name).upper()
-    return _VERT.index(name) if name in _VERT else None
+    return name if name in VERTEBRAE else None
 
 
-def _span_levels(a: int, b: int) -> list[str]:
-    """Interspaces from vertebra index a down to vertebra index b (b > a)."""
-    return INTERSPACES[a:b] if b > a else []
+def _lower_of(upper: str, number: str) -> str:
+    """The vertebra a bare number names after `upper` ("L4-5": L5, "C7-1": T1, "T12-1": L1): the first
+    vertebra below `upper` with that number."""
+    below = VERTEBRAE[VERTEBRAE.index(upper) + 1 :] if upper in VERTEBRAE else []
+    return next((v for v in below if v[1:] == number), upper[0] + number)
+
+
+def _span_levels(a: str, b: str) -> list[str]:
+    """Interspaces from vertebra a down to vertebra b."""
+    return between(a, b)
+
+
+def _below(vertebra: str) -> list[str]:
+    """The interspace under one vertebra ("slip of L4": L4-L5), or none for the lowest."""
+    i = VERTEBRAE.index(vertebra)
+    return between(vertebra, VERTEBRAE[i + 1]) if i + 1 < len(VERTEBRAE) else []
 
 
 def _interspace(m: re.Match) -> list[str]:
@@ -383,7 +455,7 @@ def _interspace(m: re.Match) -> list[str]:
         upper = re.sub(r"\s", "", m.group(1)).upper()
         lower = re.sub(r"\s", "", m.group(2)).upper()
         if lower.isdigit():
-            lower = upper[0] + lower if upper[0] == "L" else "L" + lower
+            lower = _lower_of(upper, lower)
         a, b = _vert(upper), _vert(lower)
     if a is None or b is None:
         return []
@@ -449,7 +521,7 @@ _TOKEN_SPECS: list[tuple[str, str]] = [
     ("NOW", r"\bnow\b|\bcurrently\b|\btoday\b|\bat\s+present\b|\bagain\b|\bremains\b"),
     (
         "BLOCK",
-        r"\b(?:remaining|other)\s+(?:lumbar\s+)?levels\b|\belsewhere\b|\bany\s+(?:other\s+)?level\b|\bevery\s+level\b|"
+        rf"\b(?:remaining|other)\s+(?:(?:{_REGION_WORDS})\s+)?levels\b|\belsewhere\b|\bany\s+(?:other\s+)?level\b|\bevery\s+level\b|"
         r"\ball\s+(?:other\s+)?levels\b|\bmultiple\s+levels\b|\bmultilevel\b|\bother\s+levels?\b",
     ),
     (
@@ -526,20 +598,28 @@ def tokenize(sentence: str) -> list[Tok]:
         covered[tok.start : tok.end] = b"\x01" * (tok.end - tok.start)
 
     for m in _INTERSPACE.finditer(sentence):
+        names = [g for g in m.groups() if g]
+        if all(_SEQUENCE_NAME.match(n) for n in names) and _SEQUENCE_AFTER.match(sentence, m.end()):
+            continue  # "T1/T2 weighted": the MRI sequences, not the T1-T2 interspace
         levels = _interspace(m)
         if levels:
             add(Tok("LEVEL", m.start(), m.end(), m.group(0), levels))
-    for m in _LEVEL_WORDS.finditer(sentence):
-        add(Tok("LEVEL", m.start(), m.end(), m.group(0), ["L5-S1"]))
+    for pattern, interspace in _LEVEL_WORDS:
+        for m in pattern.finditer(sentence):
+            add(Tok("LEVEL", m.start(), m.end(), m.group(0), [interspace]))
     for m in _PAIR.finditer(sentence):
         a, b = _vert(m.group(1)), _vert(m.group(2))
-        if a is not None and b == a + 1 and not covered[m.start()]:
-            add(Tok("LEVEL", m.start(), m.end(), m.group(0), [INTERSPACES[a]]))
+        if a is not None and b is not None and _below(a) == between(a, b) != [] and not covered[m.start()]:
+            add(Tok("LEVEL", m.start(), m.end(), m.group(0), _below(a)))
     for m in _SINGLE_SLIP.finditer(sentence):
         a = _vert(m.group(1))
-        if a is not None and a + 1 < len(_VERT):
-            add(Tok("LEVEL", m.start(1), m.end(1), m.group(1), [INTERSPACES[a]]))
-    taken = bytes(covered)  # the level tokens only: other tokens may not overlap them
+        if a is not None and _below(a):
+            add(Tok("LEVEL", m.start(1), m.end(1), m.group(1), _below(a)))
+    for kind, role, pattern, needs in _PRESENCE_PATTERNS:
+        for m in pattern.finditer(sentence):
+            if 1 not in covered[m.start() : m.end()]:
+                add(Tok("PRESENCE", m.start(), m.end(), m.group(0), (kind, role, needs)))
+    taken = bytes(covered)  # the level and presence tokens: other tokens may not overlap them
     for m in _TOKEN_RE.finditer(sentence):
         if 1 in taken[m.start() : m.end()]:
             continue
@@ -678,6 +758,7 @@ class Segment:
             and not self.has("COMP")
             and not self.has("STEN")
             and not self.has("LISTHESIS")
+            and not self.has("PRESENCE")
             and not self.content_words()
         )
 
@@ -916,6 +997,9 @@ def analyse_sentence(
                 continue
         emit(None, "uncertain" if seg.has("UNC") else "present")
 
+    # ---------------------------------------------------------------- presence findings
+    out.extend(_presence_findings(text, segs, base))
+
     # ---------------------------------------------------------------- spondylolisthesis
     dynamic_sentence = any(t.kind == "DYN" for t in toks)
     for i, seg in enumerate(segs):
@@ -988,6 +1072,57 @@ def analyse_sentence(
     return out, named
 
 
+_DENIED_INSIDE = re.compile(r"\b(?:not|no)\b", re.I)
+_NORMAL_INSIDE = re.compile(r"\b(?:normal|preserved|unremarkable|within\s+normal\s+limits)\b", re.I)
+
+
+def _presence_findings(text: str, segs: list[Segment], base: dict) -> list[Finding]:
+    """Presence findings of one sentence (data/report_text.json), one per kind and level and status.
+
+    A hedge anywhere in the clause makes the statement uncertain; an affirming statement is denied by
+    a negation in its segment ("without cord compression", "no myelomalacia", "the cord is not
+    compressed"); a subject ("cord signal") gives a finding only when the segment calls it normal. A
+    prior statement is historical unless the clause says it is seen now; a resolved one is historical and
+    denied.
+    """
+    out: list[Finding] = []
+    seen: set[tuple] = set()
+    for seg in segs:
+        tokens = seg.kinds("PRESENCE")
+        if not tokens:
+            continue
+        clause = [s for s in segs if s.clause == seg.clause]
+        seg_text = text[seg.toks[0].start : seg.toks[-1].end]
+        for t in tokens:
+            kind, role, needs = t.value
+            if needs is not None and not needs.search(seg_text):
+                continue
+            statuses: list[str]
+            if any(s.has("UNC") for s in clause):
+                statuses = ["uncertain"]
+            elif role == "subject":
+                if not (seg.has("POSTNEG") or _NORMAL_INSIDE.search(t.text)):
+                    continue
+                statuses = ["negated"]
+            elif seg.has("NEG") or _DENIED_INSIDE.search(t.text):
+                statuses = ["negated"]
+            else:
+                idx = seg.toks.index(t)
+                before = [x for x in seg.toks[:idx] if not (x.kind == "WORD" and x.text.lower() in _FILLER)]
+                now = any(s.has("NOW") for s in clause)
+                prior = (bool(before) and before[-1].kind in ("HIST", "REF") or seg.has("HISTPOST")) and not now
+                if seg.has("RESOLVED"):
+                    statuses = ["historical", "negated"]
+                else:
+                    statuses = ["historical"] if prior else ["present"]
+            for lvl in seg.levels or [None]:
+                for status in statuses:
+                    if (kind, lvl, status) not in seen:
+                        seen.add((kind, lvl, status))
+                        out.append(Finding(kind, lvl, status, **base))
+    return out
+
+
 _FLEX_EXT = re.compile(
     r"(\d+(?:\.\d+)?)\s*mm\s+(?:in|on)\s+(?:the\s+)?(extension|flexion|neutral)\b[^.;]*?\b(?:and|to)\s+(\d+(?:\.\d+)?)\s*mm\s+(?:in|on)\s+(?:the\s+)?(extension|flexion)\b",
     re.I,
@@ -1005,8 +1140,8 @@ def _computed_translation(text: str) -> float | None:
 # ------------------------------------------------------------------ one source text
 
 _HEADER = re.compile(
-    r"^(?:at\s+)?((?:(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1)|L\s*/\s*S\s+junction|lumbosacral\s+junction)"
-    r"(?:\s*(?:,|and|to|through|thru|-)\s*(?:T12|L[1-5])\s*[-/\u2013]?\s*(?:L?[1-5]|S1))*)(?:\s+(?:level|interspace|disc\s+level))?\s*:\s*",
+    rf"^(?:at\s+)?((?:{_LEVEL_HEAD}|{_JUNCTION_HEAD})"
+    rf"(?:\s*(?:,|and|to|through|thru|-)\s*{_LEVEL_HEAD})*)(?:\s+(?:level|interspace|disc\s+level))?\s*:\s*",
     re.I,
 )
 _LABEL = re.compile(r"^([A-Za-z][A-Za-z /&-]{1,40}?)\s*:\s*")
@@ -1198,6 +1333,9 @@ def _overruled_by(f: Finding, imp: list[Finding]):
             if RANK[f.grade] > RANK[top.grade]:
                 return top
         return None
+    if f.kind in PRESENCE_KINDS:
+        # The impression's statement at the level wins: the same status repeats it, another overrules it.
+        return True if any(i.status == f.status for i in same_level) else same_level[0]
     if f.kind == "listhesis":
         i = same_level[0]
         conflict = (f.slip_grade is not None and i.slip_grade is not None and f.slip_grade != i.slip_grade) or (

@@ -73,8 +73,8 @@ def orders(request: dict) -> list[dict]:
     return [e["resource"] for e in request["context"]["draftOrders"]["entry"]]
 
 
-def call(client, request: dict, status: int = 200) -> dict:
-    response = client.post(SERVICE, json=request)
+def call(client, request: dict, status: int = 200, service: str | None = None) -> dict:
+    response = client.post(f"/cds-services/{service}" if service else SERVICE, json=request)
     assert response.status_code == status, response.get_data(as_text=True)[:500]
     body = response.get_json()
     if status == 200:
