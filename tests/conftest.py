@@ -22,7 +22,8 @@ from support.jwt_issuer import JwksServer, Signer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fhir_fixtures"
-PATIENTS = ["seed", "meets-all", "no-imaging", "red-flag", "non-fusion", "case-360"]
+# Every fixture patient (a new rule pack adds its own; the test FHIR server holds them all).
+PATIENTS = sorted(p.stem for p in (FIXTURES / "patients").glob("*.json"))
 
 
 def load_json(path: Path | str):

@@ -18,12 +18,12 @@ import pytest
 
 from conftest import patient_bundle, request_fixture
 from support.hooks import call, result, statuses
-from test_fixture_patients import EXPECTED
+from test_fixture_patients import EXPECTATIONS
 
 REPO = Path(__file__).resolve().parent.parent
 
 # meets-all's statuses (fhir_fixtures/patients/README.md): every criterion met from coded data.
-MEETS_ALL = EXPECTED["meets-all"][1]
+MEETS_ALL = EXPECTATIONS["lumbar-fusion"]["patients"]["meets-all"]["statuses"]
 
 
 def only_card(body):
