@@ -53,7 +53,7 @@ def test_no_negated_finding_is_ever_counted_as_present():
 @pytest.mark.parametrize("path", gold_sets(), ids=lambda p: p.stem)
 def test_each_further_gold_set_meets_the_targets_its_file_states_and_counts_no_denial_as_present(path):
     report = evaluate_set(path)
-    assert report.passages >= 40
+    assert report.passages >= 30  # a held-out set, written once and run once, may be smaller than a dev set
     assert meets_targets(report), report.errors + report.negated_as_present
 
 
