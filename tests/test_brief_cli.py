@@ -42,7 +42,7 @@ def test_the_brief_is_written_to_standard_output_without_a_file():
 
 def test_a_request_without_an_order_to_check_gets_no_brief():
     out = run("brief", str(FIXTURES / "requests" / "non-fusion-prefetch.json"))
-    assert out.returncode == 1 and "no order the service checks" in out.stderr and out.stdout == ""
+    assert out.returncode == 2 and "no service claims these orders" in out.stderr and out.stdout == ""
 
 
 def test_a_request_the_service_cannot_use_is_reported(tmp_path):
