@@ -22,12 +22,19 @@ from support.jwt_issuer import JwksServer, Signer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fhir_fixtures"
-PATIENTS = ["seed", "meets-all", "no-imaging", "red-flag", "non-fusion", "case-360"]
+# Every fixture patient (fhir_fixtures/patients/), whichever pack its orders are for.
+PATIENTS = sorted(p.stem for p in (FIXTURES / "patients").glob("*.json"))
 
 
 def load_json(path: Path | str):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def declared_services() -> dict[str, dict]:
+    """The `service` section of every rule pack under cql/, by service id: what discovery must list."""
+    docs = (load_json(path) for path in sorted((REPO / "cql").glob("*/pack.json")))
+    return {doc["service"]["id"]: doc["service"] for doc in docs}
 
 
 def request_fixture(name: str, prefetch: bool = True) -> dict:
