@@ -67,7 +67,9 @@ def test_every_pack_corpus_has_its_scripts():
 def test_the_committed_corpus_is_what_its_generator_writes(pack):
     args = CORPUS_SCRIPTS[pack]["check"]
     result = _run_script(args)
-    assert result.returncode == 0, f"regenerate: python3 scripts/fixtures/{args[0]}\n" + result.stderr[-2000:]
+    assert result.returncode == 0, (
+        f"regenerate: python3 scripts/fixtures/{args[0]}\n" + result.stdout[-2000:] + result.stderr[-2000:]
+    )
 
 
 @pytest.mark.parametrize("pack", sorted(CORPUS_SCRIPTS))
