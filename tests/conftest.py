@@ -22,7 +22,7 @@ from support.jwt_issuer import JwksServer, Signer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fhir_fixtures"
-# Every fixture patient (fhir_fixtures/patients/), whichever pack its orders are for.
+# Every fixture patient (a new rule pack adds its own; the test FHIR server holds them all).
 PATIENTS = sorted(p.stem for p in (FIXTURES / "patients").glob("*.json"))
 
 

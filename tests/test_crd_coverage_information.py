@@ -6,12 +6,13 @@ they come from.
 """
 
 import copy
+import json
 from datetime import date
 
 import pytest
 
 from cds_hooks.pipeline.coverage_info import CoverageLedger, system_actions, verdict
-from conftest import PATIENTS, request_fixture
+from conftest import FIXTURES, request_fixture
 from support.conformance import assert_conformant
 
 SERVICE = "/cds-services/lumbar-fusion"
@@ -32,8 +33,8 @@ CARDINALITY = {
 }
 
 
-def post(client, body):
-    r = client.post(SERVICE, json=body)
+def post(client, body, service=SERVICE):
+    r = client.post(service, json=body)
     assert r.status_code == 200, r.get_json()
     out = r.get_json()
     assert_conformant(out)
@@ -101,12 +102,21 @@ def fresh(request: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", [p for p in PATIENTS if p != "non-fusion"])
-def test_every_fusion_order_gets_coverage_information_that_keeps_every_invariant(client, name):
+# Each fixture patient with a card, with the service that checks its orders (fhir_fixtures/expected/).
+FUSION_CASES = sorted(
+    (p.stem, name)
+    for p in (FIXTURES / "expected").glob("*.json")
+    if (FIXTURES.parent / "cql" / p.stem / "pack.json").exists()
+    for name in json.loads(p.read_text(encoding="utf-8"))["patients"]
+)
+
+
+@pytest.mark.parametrize("service, name", FUSION_CASES, ids=[f"{s}:{n}" for s, n in FUSION_CASES])
+def test_every_fusion_order_gets_coverage_information_that_keeps_every_invariant(client, service, name):
     """CRD 2.2.1 "Coverage Information": order-sign answers with an `update` system action per order,
     its extension conformant to ext-coverage-information (crd-ci-q1..q7)."""
     body = fresh(request_fixture(name))
-    response = post(client, body)
+    response = post(client, body, f"/cds-services/{service}")
     actions = coverage_actions(response)
     order_ids = {
         e["resource"]["id"]

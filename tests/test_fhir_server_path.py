@@ -46,7 +46,9 @@ def fetched(name, fhir_server):
 
 @pytest.mark.parametrize("service, name", FUSION_PATIENTS, ids=[f"{s}:{n}" for s, n in FUSION_PATIENTS])
 def test_no_prefetch_gives_the_same_cards_as_full_prefetch(client, fhir_server, service, name):
-    with_prefetch = call(client, request_fixture(name), service=service)
+    with_prefetch = request_fixture(name)
+    with_prefetch["fhirServer"] = fhir_server.base_url  # what prefetch leaves out (a note's attachment) is read there
+    with_prefetch = call(client, with_prefetch, service=service)
     without = call(client, fetched(name, fhir_server), service=service)
     assert verdicts(without) == verdicts(with_prefetch)
     assert without["extension"]["org.example.fusion-cds.evaluation"]["dataSource"] == "fetched"

@@ -35,10 +35,13 @@ def test_each_expectations_file_names_its_service_and_only_fixture_patients():
 
 
 @pytest.mark.parametrize("service, name", CASES, ids=[f"{s}:{n}" for s, n in CASES])
-def test_patient_gives_documented_statuses_with_prefetch(client, service, name):
-    body = call(client, request_fixture(name), service=service)
-    assert len(body["cards"]) == 1
+def test_patient_gives_documented_statuses_with_prefetch(request, client, service, name):
     expected = EXPECTATIONS[service]["patients"][name]
+    req = request_fixture(name)
+    if expected.get("readsFhirServer"):  # part of its record (a note's attachment) is read from the EHR's server
+        req["fhirServer"] = request.getfixturevalue("fhir_server").base_url
+    body = call(client, req, service=service)
+    assert len(body["cards"]) == 1
     assert statuses(body["cards"][0]) == expected["statuses"]
     assert body["cards"][0]["indicator"] == expected["indicator"]
 

@@ -18,12 +18,12 @@ import pytest
 
 from conftest import patient_bundle, request_fixture
 from support.hooks import call, result, statuses
-from test_fixture_patients import EXPECTED
+from test_fixture_patients import EXPECTATIONS
 
 REPO = Path(__file__).resolve().parent.parent
 
 # meets-all's statuses (fhir_fixtures/patients/README.md): every criterion met from coded data.
-MEETS_ALL = EXPECTED["meets-all"][1]
+MEETS_ALL = EXPECTATIONS["lumbar-fusion"]["patients"]["meets-all"]["statuses"]
 
 
 def only_card(body):
@@ -182,6 +182,32 @@ def test_a_newer_note_of_current_vaping_takes_away_the_nicotine_free_date_of_a_r
     r = result(card, "nicotine")
     assert r["status"] == "not-met" and "vapes daily" in r["reason"]
     assert "nicotine-free for 6 weeks on" not in card["detail"]
+
+
+def unreachable(req, payer=None):
+    """The request with its fhirServer where nothing answers: the note's attachment by URL cannot be fetched."""
+    req = copy.deepcopy(req)
+    req["fhirServer"] = "http://127.0.0.1:9/fhir"
+    if payer:
+        req["prefetch"]["coverage"]["entry"][0]["resource"]["payor"][0]["identifier"]["value"] = payer
+    return req
+
+
+def test_a_note_attachment_that_cannot_be_fetched_is_named_on_the_card(client):
+    card = only_card(call(client, unreachable(request_fixture("notes-vaping"))))
+    assert (
+        "**Could not be checked:** DocumentReference: 1 note attachment given by URL could not be fetched"
+        in card["detail"]
+    )
+
+
+def test_an_unread_note_that_could_make_a_required_criterion_not_met_leaves_the_verdict_incomplete(client):
+    # Strict profile: nicotine is required and a note may make it not met; the note was not read, so the
+    # coded never-smoker status alone is no reason to say every required criterion is met.
+    card = only_card(call(client, unreachable(request_fixture("notes-vaping"), payer="STRICT-MA")))
+    assert card["indicator"] == "warning"
+    assert "verdict incomplete" in card["summary"]
+    assert card["extension"]["org.example.fusion-cds.verdict"]["verdict"] == "incomplete"
 
 
 # ------------------------------------------------------------------ the fixtures themselves

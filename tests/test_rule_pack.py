@@ -229,6 +229,19 @@ def test_a_gap_dates_expression_the_library_does_not_define_is_refused(tmp_path)
     assert "$.library.gapDatesExpression: the library defines no 'Gap Date'" in _refusal(tmp_path, change)
 
 
+def test_a_library_that_dates_gaps_must_declare_the_signing_date(tmp_path):
+    # The engine passes SigningDate only to a pack that names gap dates; the library must take it.
+    root = _pack_copy(tmp_path, lambda doc: None)
+    elm_path = root / "lumbar-fusion" / "elm" / "LumbarFusionCriteria.json"
+    elm = json.loads(elm_path.read_text(encoding="utf-8"))
+    params = elm["library"]["parameters"]["def"]
+    elm["library"]["parameters"]["def"] = [p for p in params if p["name"] != "SigningDate"]
+    elm_path.write_text(json.dumps(elm), encoding="utf-8")
+    with pytest.raises(RulePackError) as caught:
+        load_rule_packs(root)
+    assert "$.library.gapDatesExpression: the library must declare the parameter SigningDate" in str(caught.value)
+
+
 def test_a_payer_mapped_to_no_profile_is_refused(tmp_path):
     def change(doc):
         doc["payers"]["ACME"] = "lenient"

@@ -141,9 +141,10 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
     if library is None:
         raise _refuse(pack_json, [f"$.library.id: no ELM for library {spec['library']['id']} in {elm_dir}"])
     valuesets = [_read_json(p) for p in sorted((folder / "valuesets").glob("*.json"))]
+    library_parameters = {p["name"] for p in library.get("parameters", {}).get("def", [])}
     problems = reference_problems(
         spec,
-        library_parameters={p["name"] for p in library.get("parameters", {}).get("def", [])},
+        library_parameters=library_parameters,
         library_valuesets={v["id"] for v in library.get("valueSets", {}).get("def", [])},
         valuesets={v.get("url") for v in valuesets},
     )
@@ -151,6 +152,8 @@ def load_rule_pack(folder: str | Path, common_elm: list[dict] | None = None) -> 
     for key in ("resultsExpression", "pathwayExpression", "gapDatesExpression"):
         if key in spec["library"] and spec["library"][key] not in defines:
             problems.append(f"$.library.{key}: the library defines no {spec['library'][key]!r}")
+    if "gapDatesExpression" in spec["library"] and "SigningDate" not in library_parameters:
+        problems.append("$.library.gapDatesExpression: the library must declare the parameter SigningDate (Date)")
     if problems:
         raise _refuse(pack_json, problems)
     model = RulePackModel.from_document(spec)

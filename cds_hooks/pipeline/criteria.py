@@ -99,8 +99,8 @@ def parameters_for(
         "OperativeLevels": list(case.levels),
         "FailedSources": data.failed_types,
     }
-    # Only a library that dates its gaps declares SigningDate; the engine refuses an undeclared parameter.
-    if signing_date and (pack is None or pack.library.get("gapDatesExpression")):
+    # Only a library that dates its gaps declares SigningDate (pack.json `library.gapDatesExpression`).
+    if signing_date and (pack is None or "gapDatesExpression" in pack.library):
         params["SigningDate"] = signing_date
     if pack is not None and pack.pathways:
         params["PathwayRules"] = pack.pathway_rules(profile)

@@ -30,7 +30,7 @@ from cds_hooks.pipeline.profiles import ProfileChoice, select_profile
 from cds_hooks.spine.derived_findings import derive as derive_findings
 from cds_hooks.spine.levels import Region, region
 from cds_hooks.spine.note_findings import derive as derive_note_findings
-from cds_hooks.spine.note_findings import readable_notes
+from cds_hooks.spine.note_findings import attachment_urls, readable_notes
 
 EVALUATION_EXTENSION_KEY = "org.example.fusion-cds.evaluation"
 
@@ -140,6 +140,13 @@ class Evaluator:
             anchor = max((c.reference_date for c in cases if c.reference_date), default=None)
             notes = readable_notes(data.resources, anchor)
             fetched = fetch_note_attachments(request, notes, self.fetch_settings, started) if notes else {}
+            unread = sum(1 for doc_id, index, _ in attachment_urls(notes) if (doc_id, index) not in fetched)
+            if unread:
+                data.mark_unread(
+                    "noteAttachments",
+                    "DocumentReference",
+                    f"{unread} note attachment{'s' if unread > 1 else ''} given by URL could not be fetched",
+                )
             data.add_derived(derive_note_findings(data.resources, fetched, anchor) if notes else [])
             timings["note_text"] = time.perf_counter() - t_notes
 

@@ -82,6 +82,11 @@ class PatientData:
     derived: list[dict] = field(default_factory=list)
     optional: frozenset[str] = frozenset()  # keys of supplementary evidence (see gather)
 
+    def mark_unread(self, key: str, resource_type: str, reason: str) -> None:
+        """Record a part of the record that was found but could not be read (e.g. a note's attachment):
+        it counts as a failed source, so no verdict rests on it having said nothing."""
+        self.sources[key] = SourceResult(key, resource_type, FAILED, reason=reason)
+
     def add_derived(self, items: list[dict]) -> None:
         """Add derived resources to what the criteria see; they are never sent to the EHR."""
         self.derived.extend(items)
