@@ -68,7 +68,7 @@ def engine_calls(
             continue
         data = gather(hook_request, pack.prefetch, evaluator.fetch_settings)
         if config.report_text:  # as the service does: findings read from report text join the record
-            data.add_derived(derive_findings(data.resources))
+            data.add_derived(derive_findings(data.resources, evaluator.region))
         choice = select_profile(pack, data.of_type("Coverage"), cases[0], config.payer_profiles)
         calls.append(
             (

@@ -31,6 +31,12 @@ def load_json(path: Path | str):
         return json.load(f)
 
 
+def declared_services() -> dict[str, dict]:
+    """The `service` section of every rule pack under cql/, by service id: what discovery must list."""
+    docs = (load_json(path) for path in sorted((REPO / "cql").glob("*/pack.json")))
+    return {doc["service"]["id"]: doc["service"] for doc in docs}
+
+
 def request_fixture(name: str, prefetch: bool = True) -> dict:
     return load_json(FIXTURES / "requests" / f"{name}-{'prefetch' if prefetch else 'no-prefetch'}.json")
 

@@ -165,7 +165,6 @@ ANATOMY_EXCEPTIONS = {
     "sandbox/draft_orders.py": "help and messages show how interspaces are typed (L4-L5, L5-S1)",
     "sandbox/cli.py": "--level help shows how interspaces are typed",
     "sandbox/tryit_static/index.html": "the demo page's title names the demo pack's procedure",
-    "sandbox/tryit_static/tryit.js": "the page's default level for a new draft order",
 }
 
 # Generated files of third-party code, not the project's own words.

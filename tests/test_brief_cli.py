@@ -42,7 +42,22 @@ def test_the_brief_is_written_to_standard_output_without_a_file():
 
 def test_a_request_without_an_order_to_check_gets_no_brief():
     out = run("brief", str(FIXTURES / "requests" / "non-fusion-prefetch.json"))
-    assert out.returncode == 1 and "no order the service checks" in out.stderr and out.stdout == ""
+    assert out.returncode == 2 and "no service claims these orders" in out.stderr and out.stdout == ""
+
+
+def test_orders_for_two_services_need_the_service_named(tmp_path):
+    body = json.loads((FIXTURES / "requests" / "seed-prefetch.json").read_text())
+    body["context"]["draftOrders"]["entry"] += json.loads((FIXTURES / "orders" / "cervical-seed.json").read_text())[
+        "entry"
+    ]
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps(body))
+    out = run("brief", str(both))
+    assert out.returncode == 2 and out.stdout == ""
+    assert "several services (cervical-fusion, lumbar-fusion)" in out.stderr and "--service" in out.stderr
+    named = run("brief", str(both), "--service", "lumbar-fusion")
+    assert named.returncode == 0, named.stderr
+    assert named.stdout.startswith("<!doctype html>")
 
 
 def test_a_request_the_service_cannot_use_is_reported(tmp_path):

@@ -59,6 +59,43 @@ def test_evaluate_reports_an_unreadable_file():
     assert out.returncode == 2 and "cannot read" in out.stderr
 
 
+def test_evaluate_answers_from_the_service_whose_pack_claims_the_orders():
+    out = run("evaluate", str(FIXTURES / "requests" / "cervical-seed-prefetch.json"))
+    assert out.returncode == 0, out.stderr
+    (card,) = json.loads(out.stdout)["cards"]
+    assert card["summary"].startswith("C5-C6 ACDF (22551)")
+
+
+def test_evaluate_refuses_orders_no_service_claims_in_one_line():
+    out = run("evaluate", str(FIXTURES / "requests" / "non-fusion-prefetch.json"))
+    assert out.returncode == 2 and out.stdout == ""
+    (line,) = [x for x in out.stderr.splitlines() if not x.startswith("{")]  # JSON lines are the service's log
+    assert "no service claims these orders" in line and "lumbar-fusion" in line and "cervical-fusion" in line
+
+
+def test_evaluate_of_orders_for_two_services_prints_each_answer_under_its_service_id(tmp_path):
+    body = json.loads((FIXTURES / "requests" / "seed-prefetch.json").read_text())
+    cervical = json.loads((FIXTURES / "orders" / "cervical-seed.json").read_text())
+    for entry in cervical["entry"]:
+        entry["resource"]["subject"] = {"reference": "Patient/seed-patient"}
+    body["context"]["draftOrders"]["entry"] += cervical["entry"]
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps(body))
+    out = run("evaluate", str(both))
+    assert out.returncode == 0, out.stderr
+    answers = json.loads(out.stdout)
+    assert set(answers) == {"lumbar-fusion", "cervical-fusion"}
+    assert statuses(answers["lumbar-fusion"]["cards"][0]) == SEED_STATUSES
+    (card,) = answers["cervical-fusion"]["cards"]
+    assert card["summary"].startswith("C5-C6 ACDF (22551)")
+
+
+def test_evaluate_with_service_asks_that_service_alone():
+    out = run("evaluate", str(FIXTURES / "requests" / "non-fusion-prefetch.json"), "--service", "lumbar-fusion")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"cards": []}
+
+
 def test_serve_answers_discovery_and_the_readme_curl(tmp_path):
     port = free_port()
     env = {**os.environ, "CDS_VAR_DIR": str(tmp_path)}  # its audit database, not the checkout's var/

@@ -1,7 +1,8 @@
 """The judge: every define, reference engine (cql-execution as published) vs the compiled evaluator.
 
-Fixtures (every *-prefetch.json request and the long-history patient) and the adversarial corpus
-(fhir_fixtures/corpus/lumbar-fusion/requests), each with parameter variants, always;
+For every rule pack's library: its fixtures (every *-prefetch.json request whose orders the pack claims,
+and the long-history patient for the lumbar pack) and its adversarial corpus
+(fhir_fixtures/corpus/<pack>/requests), each with parameter variants, always; for the lumbar library,
 generated patients (hypothesis, batches of 50 through two reference workers) under the `cqlcompare` mark:
 CQLCOMPARE_PATIENTS sets how many (default 2000, about a minute on 2 cores).
 """
@@ -12,10 +13,13 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.support.cql_judge import Judge, all_fixture_case_variants, corpus_cases, load_pack_files
+from tests.support.cql_judge import REPO, Judge, all_fixture_case_variants, corpus_cases, load_pack_files
 from tests.support.cql_patients import HypothesisDraw, patient_case
 
 BATCH = 50
+
+
+PACKS = sorted(p.parent.name for p in (REPO / "cql").glob("*/pack.json"))
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +27,14 @@ def judge():
     elm, inc, vs = load_pack_files()
     j = Judge(elm, inc, vs, workers=2)
     yield j
+    j.close()
+
+
+@pytest.fixture(scope="module", params=PACKS)
+def pack_judge(request):
+    elm, inc, vs = load_pack_files(request.param)
+    j = Judge(elm, inc, vs, workers=2)
+    yield request.param, j
     j.close()
 
 
@@ -34,16 +46,18 @@ def _fail(report):
     return report.summary() + "\n" + "\n".join(lines)
 
 
-def test_fixtures_agree(judge):
-    report = judge.compare(all_fixture_case_variants())
-    assert report.cases >= 30 and report.defines > 1000
+def test_fixtures_agree(pack_judge):
+    pack, judge = pack_judge
+    report = judge.compare(all_fixture_case_variants(pack=pack))
+    assert report.cases >= 25 and report.defines > 1000, report.summary()
     assert not report.disagreements, _fail(report)
 
 
-def test_the_adversarial_corpus_agrees(judge):
-    cases = corpus_cases()
-    assert len(cases) >= 50  # every request of fhir_fixtures/corpus/lumbar-fusion/ that orders a fusion
-    report = judge.compare(all_fixture_case_variants(cases))
+def test_the_adversarial_corpus_agrees(pack_judge):
+    pack, judge = pack_judge
+    cases = corpus_cases(pack)
+    assert len(cases) >= 50  # every request of fhir_fixtures/corpus/<pack>/ that orders the pack's procedure
+    report = judge.compare(all_fixture_case_variants(cases, pack))
     assert report.errors_both == 0 and report.defines > 50 * 5 * 30, report.summary()
     assert not report.disagreements, _fail(report)
 

@@ -4,14 +4,22 @@ import json
 
 import pytest
 
+from conftest import declared_services
 from support.hooks import SERVICE, call, orders, statuses
 
 
-def test_discovery_lists_the_lumbar_fusion_order_sign_service(client):
-    body = client.get("/cds-services").get_json()
-    (service,) = body["services"]
-    assert service["id"] == "lumbar-fusion" and service["hook"] == "order-sign"
-    assert service["title"] and service["description"] and service["usageRequirements"]
+def test_discovery_lists_each_rule_packs_order_sign_service_as_the_pack_declares_it(client):
+    services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
+    declared = declared_services()
+    assert set(services) == set(declared) and {"lumbar-fusion", "cervical-fusion"} <= set(services)
+    for sid, service in services.items():
+        assert service["hook"] == declared[sid]["hook"] == "order-sign"
+        assert service["title"] == declared[sid]["title"] and service["description"] and service["usageRequirements"]
+        assert service["prefetch"] and all("{{context.patientId}}" in t for t in service["prefetch"].values())
+
+
+def test_discovery_lists_the_lumbar_fusion_prefetch_templates(client):
+    (service,) = [s for s in client.get("/cds-services").get_json()["services"] if s["id"] == "lumbar-fusion"]
     assert set(service["prefetch"]) == {
         "patient",
         "coverage",

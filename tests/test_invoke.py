@@ -275,10 +275,41 @@ def test_a_bundled_patient_needs_no_fhir_server(service):
     assert json.loads(out.stdout)["cards"][0]["indicator"] == "info"
 
 
-def test_a_non_fusion_order_gets_the_no_cards_sentence(service):
-    out = cli("invoke", "--service-url", service.url, "--order", "non-fusion")
+def test_a_non_fusion_order_sent_to_a_named_service_gets_the_no_cards_sentence(service):
+    out = cli("invoke", "--service-url", service.url, "--order", "non-fusion", "--service", "lumbar-fusion")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "No cards: the service has nothing to say about these orders."
+
+
+def test_orders_no_service_claims_are_refused_in_one_line_without_a_call(service):
+    service.seen.clear()
+    out = cli("invoke", "--service-url", service.url, "--order", "non-fusion")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "no service claims these orders" in out.stderr
+    assert [s.path for s in service.seen] == ["/cds-services"]
+
+
+def test_the_orders_go_to_the_service_whose_pack_claims_them(service):
+    service.seen.clear()
+    out = cli("invoke", "--service-url", service.url, "--order", "cervical-seed", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [s.path for s in service.seen] == ["/cds-services", "/cds-services/cervical-fusion"]
+    assert json.loads(out.stdout)["cards"]
+
+
+def test_orders_for_two_services_are_sent_to_each_and_both_answers_are_shown(service, fhir_server, tmp_path):
+    orders = json.loads((REPO / "fhir_fixtures" / "orders" / "seed.json").read_text())
+    cervical = json.loads((REPO / "fhir_fixtures" / "orders" / "cervical-seed.json").read_text())
+    orders["entry"] += cervical["entry"]
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps(orders))
+    service.seen.clear()
+    out = invoke(service, fhir_server, "--order", str(both), "--patient", "seed-patient", "--color", "never")
+    assert out.returncode == 0, out.stderr
+    called = {s.path for s in service.seen if s.method == "POST"}
+    assert called == {"/cds-services/lumbar-fusion", "/cds-services/cervical-fusion"}
+    headings = [line for line in out.stdout.splitlines() if line.startswith("== ")]
+    assert sorted(headings) == ["== cervical-fusion ==", "== lumbar-fusion =="]
 
 
 def test_a_service_error_is_shown_with_a_non_zero_exit(service):

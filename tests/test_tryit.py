@@ -108,7 +108,22 @@ def test_patients_and_order_choices_come_from_the_fixtures_and_rule_packs(client
     assert {p["source"] for p in patients["patients"]} == {"fixture"} and patients["fhirServer"] is None
     orders = client.get("/try/api/orders").get_json()
     assert {"22558", "22612", "22630", "22633", "22585"} <= {o["code"] for o in orders["orders"]}
-    assert orders["levels"] == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert orders["services"]["lumbar-fusion"]["levels"] == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert {"22558", "22630"} <= {o["code"] for o in orders["services"]["lumbar-fusion"]["orders"]}
+
+
+def test_each_fixture_names_the_service_whose_pack_claims_its_orders(client):
+    patients = {p["key"]: p for p in client.get("/try/api/patients").get_json()["patients"]}
+    assert patients["fixture:seed"]["service"] == "lumbar-fusion"
+    assert patients["fixture:cervical-seed"]["service"] == "cervical-fusion"
+    assert patients["fixture:non-fusion"]["service"] is None
+
+
+def test_the_levels_offered_for_a_service_are_those_of_its_spinal_region(client):
+    services = client.get("/try/api/orders").get_json()["services"]
+    assert services["cervical-fusion"]["levels"] == ["C2-C3", "C3-C4", "C4-C5", "C5-C6", "C6-C7", "C7-T1"]
+    cervical_codes = {o["code"] for o in services["cervical-fusion"]["orders"]}
+    assert "22551" in cervical_codes and "22558" not in cervical_codes  # an ACDF, not an ALIF
 
 
 def test_a_fixture_s_orders_can_be_signed_as_written(client):

@@ -202,6 +202,25 @@ def test_choosing_another_fixture_fills_in_its_order(page, service):
     assert page.locator("#as-written-text").inner_text().startswith("3 orders: L5-S1 anterior lumbar")
 
 
+def test_a_fixture_of_another_service_selects_that_service_its_orders_and_its_levels(page, service):
+    assert page.locator("#service").input_value() == "lumbar-fusion"  # the seed's orders are lumbar
+    page.select_option("#patient", "fixture:cervical-seed")
+    assert page.locator("#service").input_value() == "cervical-fusion"
+    assert page.locator("#cpt").input_value() == "22551"
+    assert page.locator("#level-C5-C6").is_checked() and page.locator("#level-L5-S1").count() == 0
+    with page.expect_response(re.compile(r"/cds-services/cervical-fusion$")) as answer:
+        sign(page)
+    assert answer.value.status == 200 and answer.value.json()["cards"]
+
+
+def test_choosing_a_service_offers_the_levels_of_its_region(page, service):
+    page.select_option("#service", "cervical-fusion")
+    levels = page.locator("#levels input").evaluate_all("boxes => boxes.map((b) => b.value)")
+    assert levels == ["C2-C3", "C3-C4", "C4-C5", "C5-C6", "C6-C7", "C7-T1"]
+    page.select_option("#service", "lumbar-fusion")
+    assert page.locator("#levels input").count() == 6 and page.locator("#level-L4-L5").count() == 1
+
+
 def test_a_fixture_s_own_orders_can_be_signed_as_written(page, service):
     page.select_option("#patient", "fixture:case-360")
     page.check("#as-written")

@@ -10,6 +10,7 @@ import sys
 
 from cds_hooks.cli import audit, brief, corpus, site
 from cds_hooks.cli.offline import offline_app
+from cds_hooks.cli.services import NoClaimingService, claiming_services
 from cds_hooks.config import Config
 from cds_hooks.errors import CdsError
 from cds_hooks.ops import doctor, logs
@@ -86,16 +87,23 @@ def _evaluate(args) -> int:
     app = offline_app()
     registry = registry_of(app)
     try:
-        service_id = args.service
-        if not service_id:
-            hook = body.get("hook") if isinstance(body, dict) else None
-            matches = [p.service_id for p in registry.packs() if p.hook == hook] or [
-                p.service_id for p in registry.packs()
-            ]
-            service_id = matches[0]
-        response = app.test_client().post(f"/cds-services/{service_id}", json=body)
-        print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
-        return 0 if response.status_code == 200 else 1
+        if args.service:
+            service_ids = [args.service]  # an unknown id gets the service's own 404, printed below
+        else:
+            try:
+                service_ids = [e.pack.service_id for e in claiming_services(registry, body)]
+            except NoClaimingService as exc:
+                print(f"cds-hooks evaluate: {exc}", file=sys.stderr)
+                return 2
+        client = app.test_client()
+        responses = {sid: client.post(f"/cds-services/{sid}", json=body) for sid in service_ids}
+        if len(responses) == 1:
+            (response,) = responses.values()
+            print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+        else:
+            # Orders for several services: each answers as it would to the EHR, labelled by its id.
+            print(json.dumps({sid: r.get_json() for sid, r in responses.items()}, indent=2, ensure_ascii=False))
+        return 0 if all(r.status_code == 200 for r in responses.values()) else 1
     finally:
         registry.engine.close()
 
@@ -155,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = sub.add_parser("evaluate", help="print the response the service gives to a request file")
     evaluate.add_argument("request", help="CDS Hooks request JSON file")
     evaluate.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
-    evaluate.add_argument("--service", help="service id (default: the one answering the request's hook)")
+    evaluate.add_argument(
+        "--service",
+        help="service id (default: every service claiming the request's draft orders; several are printed as "
+        "one JSON object keyed by service id)",
+    )
     evaluate.set_defaults(func=_evaluate)
     brief.register(sub)
     audit.register(sub)

@@ -68,6 +68,7 @@ def _brief(args) -> int:
 
 def _brief_of_request(args) -> int:
     from cds_hooks.audit.call_record import CallRecord, sealed_content
+    from cds_hooks.cli.services import NoClaimingService, claiming_services
     from cds_hooks.errors import CdsError
     from cds_hooks.hooks.hook_request import parse_hook_request
     from cds_hooks.web.app import create_app
@@ -81,15 +82,23 @@ def _brief_of_request(args) -> int:
         body["fhirServer"] = args.fhir_server
     registry = registry_of(create_app(Config.development(audit_enabled=False)))
     try:
-        hook = body.get("hook") if isinstance(body, dict) else None
-        evaluator = (
-            registry.get(args.service)
-            if args.service
-            else next((registry.get(p.service_id) for p in registry.packs() if p.hook == hook), None)
-        )
-        if evaluator is None:
-            print(f"no service answers {args.service or hook!r}", file=sys.stderr)
-            return 2
+        if args.service:
+            evaluator = registry.get(args.service)
+            if evaluator is None:
+                print(f"no service {args.service!r} (services: {_served(registry)})", file=sys.stderr)
+                return 2
+        else:
+            try:
+                claiming = claiming_services(registry, body)
+            except NoClaimingService as exc:
+                print(f"{args.request}: {exc}, so no brief", file=sys.stderr)
+                return 2
+            if len(claiming) > 1:
+                # One brief is one service's call; the reviewer of each payer criterion set gets its own.
+                ids = ", ".join(e.pack.service_id for e in claiming)
+                print(f"{args.request}: orders for several services ({ids}); name one with --service", file=sys.stderr)
+                return 2
+            (evaluator,) = claiming
         try:
             request = parse_hook_request(body, evaluator.pack.hook)
             outcome = evaluator.evaluate(request)
@@ -106,6 +115,10 @@ def _brief_of_request(args) -> int:
     return 0
 
 
+def _served(registry) -> str:
+    return ", ".join(p.service_id for p in registry.packs())
+
+
 def register(sub) -> None:
     """Add `brief` to the `cds-hooks` subcommands."""
     p: argparse.ArgumentParser = sub.add_parser(
@@ -117,5 +130,5 @@ def register(sub) -> None:
     p.add_argument("--purpose", help="with --card: why, for the access log")
     p.add_argument("--output", "-o", help="write the HTML to this file instead of standard output")
     p.add_argument("--fhir-server", help="use this FHIR base URL instead of the request's fhirServer")
-    p.add_argument("--service", help="service id (default: the one answering the request's hook)")
+    p.add_argument("--service", help="service id (default: the one service claiming the request's draft orders)")
     p.set_defaults(func=_brief)

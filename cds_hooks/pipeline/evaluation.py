@@ -84,6 +84,12 @@ class Evaluator:
         self.dtr = load_dtr(pack)
         self.coverage_ledger = CoverageLedger()
 
+    def claims(self, draft_orders: list[dict]) -> bool:
+        """Whether this service has a case to check among the draft orders (CDS Hooks 2.0 order-sign
+        `draftOrders`): the order matching `evaluate` starts with, so a caller holding several services
+        knows which of them the orders are for; another pack's orders give none."""
+        return bool(group_cases(self.detector.detect(draft_orders)))
+
     def policy_url(self, base_url: str | None, profile_name: str, explicit: str | None) -> str | None:
         if explicit:
             return explicit

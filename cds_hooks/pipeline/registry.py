@@ -26,6 +26,11 @@ class ServiceRegistry:
     def get(self, service_id: str) -> Evaluator | None:
         return self.evaluators.get(service_id)
 
+    def claiming(self, hook: str, draft_orders: list[dict]) -> list[Evaluator]:
+        """The services answering `hook` whose pack claims at least one of the draft orders, in the
+        order the packs are served: the services an EHR's call for these orders would get cards from."""
+        return [e for e in self.evaluators.values() if e.pack.hook == hook and e.claims(draft_orders)]
+
 
 def engine_payload(packs: dict[str, RulePack]) -> tuple[list[dict], list[dict]]:
     """Every library and value set of every pack, once each."""

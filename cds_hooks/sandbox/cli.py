@@ -220,9 +220,7 @@ def _fixture_for_patient(patient_id: str) -> str | None:
 def _invoke(args) -> int:
     from cds_hooks.sandbox import draft_orders as d
     from cds_hooks.sandbox.client_jwt import SigningKeyError
-    from cds_hooks.sandbox.ehr_client import CdsClient, ClientError, order_sign_request, pick_service, resolve_prefetch
-    from cds_hooks.sandbox.fixtures import fixture_prefetch, load_fixture
-    from cds_hooks.sandbox.terminal_cards import render_response
+    from cds_hooks.sandbox.ehr_client import CdsClient, ClientError
 
     try:
         issuer = _issuer(args)
@@ -236,12 +234,54 @@ def _invoke(args) -> int:
 
     client = CdsClient(args.service_url, issuer, timeout=args.timeout)
     try:
-        service = pick_service(client.discover(), args.service)
-        context = {
-            "userId": user_id,
-            "patientId": patient_id,
-            **({"encounterId": args.encounter} if args.encounter else {}),
-        }
+        services = _services_to_call(client.discover(), args.service, orders)
+    except ClientError as exc:
+        return _fail(str(exc), 1)
+    except LookupError as exc:
+        return _fail(str(exc))
+    context = {
+        "userId": user_id,
+        "patientId": patient_id,
+        **({"encounterId": args.encounter} if args.encounter else {}),
+    }
+    codes = [
+        _call_one(args, client, service, orders, context, fixture_name, label=len(services) > 1) for service in services
+    ]
+    return max(codes)
+
+
+def _services_to_call(discovery: dict, named: str | None, orders: dict) -> list[dict]:
+    """The discovery entries to call: the one named; else those whose pack claims the draft orders (an
+    EHR calls every order-sign service and each answers for its own orders, so several are all called).
+    Raises LookupError, one line, when none of the order-sign services in discovery claims them."""
+    from cds_hooks.sandbox import draft_orders as d
+    from cds_hooks.sandbox.ehr_client import pick_service
+
+    if named:
+        return [pick_service(discovery, named)]
+    order_sign = [s for s in discovery.get("services", []) if isinstance(s, dict) and s.get("hook") == "order-sign"]
+    claiming = set(d.claiming_services(CQL_ROOT, orders))
+    chosen = [s for s in order_sign if s.get("id") in claiming]
+    if chosen:
+        return chosen
+    if len(order_sign) == 1 and not claiming:
+        # One service, and no pack here claims the orders: it may know codes this checkout does not
+        # (a site's local order codes); its answer says whether it checks them.
+        return order_sign
+    listed = ", ".join(str(s.get("id")) for s in order_sign) or "none"
+    raise LookupError(
+        f"no service claims these orders (order-sign services in discovery: {listed}); name one with --service"
+    )
+
+
+def _call_one(args, client, service: dict, orders: dict, context: dict, fixture_name: str | None, label: bool) -> int:
+    """One order-sign call to `service`, its answer printed (headed by the service id when `label`)."""
+    from cds_hooks.sandbox.ehr_client import ClientError, order_sign_request, resolve_prefetch
+    from cds_hooks.sandbox.fixtures import fixture_prefetch, load_fixture
+    from cds_hooks.sandbox.terminal_cards import render_response
+
+    patient_id, user_id = context["patientId"], context["userId"]
+    try:
         templates = service.get("prefetch") or {}
         prefetch = None
         if args.no_prefetch:
@@ -277,13 +317,18 @@ def _invoke(args) -> int:
             prefetch=prefetch,
         )
         if args.save_request:
-            Path(args.save_request).write_text(json.dumps(request, indent=2) + "\n", encoding="utf-8")
+            save = Path(args.save_request)
+            if label:  # one request per service called
+                save = save.with_name(f"{save.stem}.{service['id']}{save.suffix}")
+            save.write_text(json.dumps(request, indent=2) + "\n", encoding="utf-8")
         exchange = client.call(service["id"], request)
     except ClientError as exc:
         return _fail(str(exc), 1)
 
-    signed = "signed JWT" if issuer else "no JWT (authentication must be off)"
+    signed = "signed JWT" if client.issuer else "no JWT (authentication must be off)"
     print(f"order-sign -> {client.service_url(service['id'])} ({signed}); {note}", file=sys.stderr)
+    if label:
+        print(f"== {service['id']} ==")
     if args.json or not exchange.ok or not isinstance(exchange.body, dict):
         print(
             json.dumps(exchange.body, indent=2, ensure_ascii=False)
@@ -329,7 +374,10 @@ def add_sandbox_commands(sub) -> None:
         default=DEFAULT_SERVICE_URL,
         help="service base URL or its /cds-services URL (default: %(default)s)",
     )
-    invoke.add_argument("--service", help="service id (default: the one order-sign service in discovery)")
+    invoke.add_argument(
+        "--service",
+        help="service id (default: each order-sign service in discovery whose pack claims the orders)",
+    )
     invoke.add_argument("--order", help="a fixture order name (seed, meets-all, ...) or a draft-orders JSON file")
     invoke.add_argument("--cpt", help="CPT code of a fusion order to build (e.g. 22558)")
     invoke.add_argument("--level", action="append", help="operative level(s), e.g. L5-S1, L4-L5 or L4-S1")

@@ -16,6 +16,8 @@ from datetime import date
 from pathlib import Path
 
 from cds_hooks.errors import CdsError
+from cds_hooks.hooks.hook_request import draft_order_resources
+from cds_hooks.pipeline.orders import OrderDetector, group_cases
 from cds_hooks.spine.levels import INTERSPACES, Region, interspace_coding, interspaces_in, region
 
 CPT = "http://www.ama-assn.org/go/cpt"
@@ -73,6 +75,33 @@ def catalogue_from_folder(cql_root: Path) -> list[dict]:
         with open(pack_file, encoding="utf-8") as f:
             out.extend(_catalogue(json.load(f).get("orders", {})))
     return out
+
+
+def claiming_services(cql_root: Path, orders: dict, hook: str = "order-sign") -> list[str]:
+    """The ids of the services in the `pack.json` files under `cql_root` whose pack claims one of the
+    draft orders: the service's own order matching (pipeline/orders.py, with the pack's spinal region),
+    so that a command-line caller sends the orders where an EHR's call would get cards from them. A
+    site's local order codes are the service's own configuration and are not known here."""
+    resources = draft_order_resources(orders)
+    claiming: list[str] = []
+    for pack_file in sorted(Path(cql_root).glob("*/pack.json")):
+        with open(pack_file, encoding="utf-8") as f:
+            doc = json.load(f)
+        service = doc.get("service") or {}
+        if service.get("hook") != hook:
+            continue
+        spine = doc.get("spine")
+        try:
+            spinal = (
+                region(spine.get("region"))
+                if "spine" in doc.get("extensions", []) and isinstance(spine, dict)
+                else None
+            )
+        except ValueError:
+            continue  # the service refuses such a pack at start; it serves nothing
+        if group_cases(OrderDetector(doc.get("orders", {}), region=spinal).detect(resources)):
+            claiming.append(service.get("id", pack_file.parent.name))
+    return claiming
 
 
 def check_levels_for_code(cql_root: Path, cpt: str, levels: list[str]) -> None:

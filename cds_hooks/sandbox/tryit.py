@@ -22,6 +22,7 @@ import requests
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
 from cds_hooks.errors import InvalidRequest
+from cds_hooks.hooks.hook_request import draft_order_resources
 from cds_hooks.hooks.prefetch import resources_of
 from cds_hooks.pipeline.fhir_client import FhirError
 from cds_hooks.pipeline.orders import group_cases
@@ -68,7 +69,7 @@ def asset(name: str):
     return send_from_directory(STATIC, name)
 
 
-def _fixture_entry(fixture) -> dict:
+def _fixture_entry(fixture, registry) -> dict:
     entry = {
         "key": f"{FIXTURE}:{fixture.name}",
         "source": FIXTURE,
@@ -76,10 +77,14 @@ def _fixture_entry(fixture) -> dict:
         "patientId": fixture.patient_id,
         "order": None,
         "ordersText": None,
+        "service": None,
     }
     if fixture.orders:
         entry["order"] = draft_orders.order_summary(fixture.orders)
         entry["ordersText"] = draft_orders.describe_orders(fixture.orders)
+        # The service an EHR's call would get cards from: the first whose pack claims these orders.
+        claiming = registry.claiming("order-sign", draft_order_resources(fixture.orders))
+        entry["service"] = claiming[0].pack.service_id if claiming else None
     return entry
 
 
@@ -119,7 +124,7 @@ def patients():
     fixtures = []
     try:
         fixtures = load_fixtures(config.fixtures_root)
-        out["patients"] = [_fixture_entry(f) for f in fixtures]
+        out["patients"] = [_fixture_entry(f, registry_of(current_app)) for f in fixtures]
     except FixtureError as exc:
         out["fixtureError"] = str(exc)
     if config.tryit_fhir_server:
@@ -133,6 +138,7 @@ def patients():
                         "patientId": p["id"],
                         "order": None,
                         "ordersText": None,
+                        "service": None,
                     }
                 )
         except FhirError as exc:
@@ -142,16 +148,19 @@ def patients():
 
 @bp.get("/api/orders")
 def orders():
-    catalogue = draft_orders.order_catalogue(registry_of(current_app).packs())
+    evaluators = registry_of(current_app).evaluators.values()
     return jsonify(
         {
-            "orders": catalogue,
-            # The levels of the served packs' spinal regions, in spinal order.
-            "levels": [
-                s
-                for s in INTERSPACES
-                if any(e.region and s in e.region for e in registry_of(current_app).evaluators.values())
-            ],
+            "orders": draft_orders.order_catalogue(e.pack for e in evaluators),
+            # Per service: the orders its pack claims and the levels of its spinal region, in spinal order
+            # (none for a pack without one), so that the page offers what the chosen service checks.
+            "services": {
+                e.pack.service_id: {
+                    "orders": draft_orders.order_catalogue([e.pack]),
+                    "levels": [s for s in INTERSPACES if e.region and s in e.region],
+                }
+                for e in evaluators
+            },
             "priorities": list(draft_orders.PRIORITIES),
             "today": date.today().isoformat(),
         }

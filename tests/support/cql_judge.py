@@ -163,11 +163,12 @@ class Judge:
         return report
 
 
-def fixture_cases() -> list[Case]:
-    """The engine call of every fixture request (first case) and of the long-history patient."""
+def fixture_cases(pack: str = "lumbar-fusion") -> list[Case]:
+    """The engine call of every fixture request whose orders the pack claims (first case) and, for the
+    lumbar pack, of the long-history patient."""
     from benchmarks.engine_ab import engine_calls
 
-    _, calls = engine_calls()
+    _, calls = engine_calls(pack)
     return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
 
 
@@ -186,11 +187,42 @@ def corpus_cases(pack: str = "lumbar-fusion") -> list[Case]:
     return [Case(name, c["resources"], c["parameters"], c["patient_id"]) for name, c in calls]
 
 
-def all_fixture_case_variants(cases: list[Case] | None = None) -> list[Case]:
-    """Every fixture (or every case of `cases`) with a few parameter variants (several levels, no level,
-    failed sources, policies)."""
+def _pack_doc(pack: str) -> dict:
+    return json.loads((REPO / "cql" / pack / "pack.json").read_text(encoding="utf-8"))
+
+
+def _declared_parameters(pack: str) -> set[str]:
+    elm, _, _ = load_pack_files(pack)
+    return {p["name"] for p in elm["library"].get("parameters", {}).get("def", [])}
+
+
+# Values outside every profile (a wider window, a stricter slip rule, a care period): applied to a pack
+# whose library declares all of them.
+OFF_PROFILE = {
+    "SpondylolisthesisInstability": "grade2+",
+    "AdmitDiscogenic": True,
+    "ImagingWindowMonths": 24,
+    "MinCareMonths": 3,
+}
+
+
+def all_fixture_case_variants(cases: list[Case] | None = None, pack: str = "lumbar-fusion") -> list[Case]:
+    """Every fixture of the pack (or every case of `cases`) with a few parameter variants (several levels of
+    the pack's region, no level, failed sources, each other profile of the pack, values off every profile),
+    each with only the parameters the pack's library declares."""
+    from cds_hooks.spine.levels import region
+
+    doc = _pack_doc(pack)
+    declared = _declared_parameters(pack)
+    spine = doc.get("spine") or {}
+    several = list(region(spine["region"]).interspaces[-3:]) if spine.get("region") else []
+    profiles = [name for name in doc["profiles"] if name != doc.get("defaultProfile", "default")]
     out = []
-    for c in fixture_cases() if cases is None else cases:
+
+    def add(name: str, c: Case, parameters: dict) -> None:
+        out.append(Case(name, c.resources, {k: v for k, v in parameters.items() if k in declared}, c.patient_id))
+
+    for c in fixture_cases(pack) if cases is None else cases:
         out.append(c)
         p = dict(c.parameters)
         # Signed three weeks before the planned date: the gap dates count a restart from the signing day.
@@ -199,39 +231,17 @@ def all_fixture_case_variants(cases: list[Case] | None = None) -> list[Case]:
             if p.get("ReferenceDate")
             else None
         )
-        out.append(
-            Case(
-                c.name + "+levels",
-                c.resources,
-                {**p, "OperativeLevels": ["L3-L4", "L4-L5", "L5-S1"], "SigningDate": signed},
-                c.patient_id,
-            )
-        )
-        out.append(Case(c.name + "+nolevel", c.resources, {**p, "OperativeLevels": []}, c.patient_id))
-        out.append(
-            Case(
-                c.name + "+failed",
-                c.resources,
-                {**p, "FailedSources": ["Condition", "Observation", "Procedure"]},
-                c.patient_id,
-            )
-        )
-        out.append(
-            Case(
+        add(c.name + "+levels", c, {**p, "OperativeLevels": several, "SigningDate": signed})
+        add(c.name + "+nolevel", c, {**p, "OperativeLevels": []})
+        add(c.name + "+failed", c, {**p, "FailedSources": ["Condition", "Observation", "Procedure"]})
+        for profile in profiles:
+            add(c.name + "+" + profile, c, {**p, **doc["profiles"][profile]["parameters"]})
+        if set(OFF_PROFILE) <= declared:
+            add(
                 c.name + "+policy",
-                c.resources,
-                {
-                    **p,
-                    "SpondylolisthesisInstability": "grade2+",
-                    "AdmitDiscogenic": True,
-                    "ImagingWindowMonths": 24,
-                    "ReferenceDate": "2025-02-28",
-                    "SigningDate": "2025-01-15",
-                    "MinCareMonths": 3,
-                },
-                c.patient_id,
+                c,
+                {**p, **OFF_PROFILE, "ReferenceDate": "2025-02-28", "SigningDate": "2025-01-15"},
             )
-        )
     return out
 
 
@@ -246,9 +256,9 @@ def main(argv=None) -> int:
     elm, includes, valuesets = load_pack_files(args.pack)
     judge = Judge(elm, includes, valuesets, workers=args.workers)
     try:
-        report = judge.compare(all_fixture_case_variants(), threads=args.workers)
+        report = judge.compare(all_fixture_case_variants(pack=args.pack), threads=args.workers)
         print("fixtures:", report.summary())
-        corpus = judge.compare(all_fixture_case_variants(corpus_cases(args.pack)), threads=args.workers)
+        corpus = judge.compare(all_fixture_case_variants(corpus_cases(args.pack), args.pack), threads=args.workers)
         print("corpus:", corpus.summary())
         report.disagreements += corpus.disagreements
         if args.generated:

@@ -10,7 +10,7 @@
   "use strict";
 
   const $ = (id) => document.getElementById(id);
-  const state = { patients: [], orders: [], services: [], lastServiceId: null };
+  const state = { patients: [], services: [], offers: {}, lastServiceId: null };
   const INDICATOR_TEXT = { info: "Info", warning: "Warning", critical: "Critical" };
 
   function text(node, value) { node.textContent = value == null ? "" : String(value); return node; }
@@ -51,14 +51,51 @@
   function fillOrder(order) {
     const o = order || {};
     if (o.cpt && Array.from($("cpt").options).some((x) => x.value === o.cpt)) $("cpt").value = o.cpt;
-    const levels = new Set(o.levels && o.levels.length ? o.levels : ["L5-S1"]);
-    for (const box of $("levels").querySelectorAll("input")) box.checked = levels.has(box.value);
+    const boxes = Array.from($("levels").querySelectorAll("input"));
+    // Without an order of its own: the lowest interspace the chosen service checks.
+    const fallback = boxes.length ? [boxes[boxes.length - 1].value] : [];
+    const levels = new Set(o.levels && o.levels.length ? o.levels : fallback);
+    for (const box of boxes) box.checked = levels.has(box.value);
     $("priority").value = o.priority || "routine";
     $("date").value = o.date || state.today || "";
   }
 
+  // The order codes and levels offered are those of the chosen service's rule pack and spinal region.
+  function offerServiceOrders() {
+    const offer = state.offers[$("service").value] || { orders: [], levels: [] };
+    $("cpt").replaceChildren();
+    for (const o of offer.orders) {
+      const role = o.role === "add-on" ? " (add-on)" : "";
+      $("cpt").appendChild(option(o.code, o.code + " " + (o.display || o.label || "") + role));
+    }
+    $("levels").replaceChildren();
+    for (const level of offer.levels) {
+      const id = "level-" + level;
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.id = id;
+      box.value = level;
+      const label = document.createElement("label");
+      label.htmlFor = id;
+      label.textContent = level;
+      const wrap = document.createElement("span");
+      wrap.className = "level";
+      wrap.append(box, label);
+      $("levels").appendChild(wrap);
+    }
+  }
+
+  function onServiceChange() {
+    offerServiceOrders();
+    const p = state.patients.find((x) => x.key === $("patient").value);
+    fillOrder(p && p.service === $("service").value ? p.order : null);
+  }
+
   function onPatientChange() {
     const p = state.patients.find((x) => x.key === $("patient").value);
+    // A fixture's orders go to the service whose pack claims them, as an EHR's call would.
+    if (p && p.service && state.offers[p.service]) $("service").value = p.service;
+    offerServiceOrders();
     fillOrder(p && p.order);
     $("prefetch-field").hidden = !(p && p.source === "fhir");
     const written = Boolean(p && p.ordersText);
@@ -94,24 +131,7 @@
       if (patients.fhirError) { text($("fhir-error"), patients.fhirError).hidden = false; }
 
       state.today = orders.today;
-      for (const o of orders.orders) {
-        const role = o.role === "add-on" ? " (add-on)" : "";
-        $("cpt").appendChild(option(o.code, o.code + " " + (o.display || o.label || "") + role));
-      }
-      for (const level of orders.levels) {
-        const id = "level-" + level;
-        const box = document.createElement("input");
-        box.type = "checkbox";
-        box.id = id;
-        box.value = level;
-        const label = document.createElement("label");
-        label.htmlFor = id;
-        label.textContent = level;
-        const wrap = document.createElement("span");
-        wrap.className = "level";
-        wrap.append(box, label);
-        $("levels").appendChild(wrap);
-      }
+      state.offers = orders.services || {};
       for (const p of orders.priorities) $("priority").appendChild(option(p, p));
       const seed = state.patients.find((p) => p.key === "fixture:seed");
       if (seed) $("patient").value = seed.key;
@@ -343,6 +363,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("patient").addEventListener("change", onPatientChange);
+    $("service").addEventListener("change", onServiceChange);
     $("as-written").addEventListener("change", onAsWrittenChange);
     $("order-form").addEventListener("submit", (e) => {
       sign(e).catch((err) => setStatus("Something went wrong: " + err.message, true));
