@@ -204,8 +204,30 @@ def test_the_command_refuses_an_unknown_pack_or_a_missing_corpus(tmp_path):
         [cli, "corpus", "eval", "--pack", "no-such-pack"], capture_output=True, text=True, timeout=120, cwd=REPO
     )
     missing = subprocess.run(
-        [cli, "corpus", "eval", "--corpus", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO
+        [cli, "corpus", "eval", "--pack", "lumbar-fusion", "--corpus", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
     assert unknown.returncode == 2 and "no rule pack named 'no-such-pack'" in unknown.stderr
     assert missing.returncode == 2 and "cannot read the corpus" in missing.stderr
     assert "Traceback" not in unknown.stderr + missing.stderr
+
+
+def test_without_a_pack_the_command_scores_every_pack_that_has_a_corpus():
+    cli = str(Path(sys.executable).parent / "cds-hooks")
+    out = subprocess.run([cli, "corpus", "eval", "--json"], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    expected = {p.name for p in (REPO / "fhir_fixtures" / "corpus").iterdir() if (p / "expected.json").exists()}
+    assert set(figures) == expected and len(expected) > 1
+    assert all(f["falseReassurance"] == 0 for f in figures.values())
+
+
+def test_a_corpus_folder_without_a_pack_is_refused_when_several_packs_could_answer_it(tmp_path):
+    cli = str(Path(sys.executable).parent / "cds-hooks")
+    out = subprocess.run(
+        [cli, "corpus", "eval", "--corpus", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert out.returncode == 2 and "--pack" in out.stderr and "Traceback" not in out.stderr

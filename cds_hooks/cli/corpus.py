@@ -234,26 +234,45 @@ def run_corpus(client, service_path: str, pack, corpus: list[tuple[dict, dict]])
 
 
 def _eval(args) -> int:
+    """Score one pack's corpus (--pack), or, without --pack, every pack that has one, each on its own."""
     from cds_hooks.web.extensions import registry_of
 
     app = offline_app()
     registry = registry_of(app)
+    corpora = REPO_ROOT / "fhir_fixtures" / "corpus"
     try:
         packs = sorted(registry.packs(), key=lambda p: p.folder.name)
-        pack = next((p for p in packs if p.folder.name == args.pack), None) if args.pack else packs[0]
-        if pack is None:
-            print(f"no rule pack named {args.pack!r}", file=sys.stderr)
+        if args.pack:
+            chosen = [p for p in packs if p.folder.name == args.pack]
+            if not chosen:
+                print(f"no rule pack named {args.pack!r}", file=sys.stderr)
+                return 2
+        elif args.corpus and len(packs) > 1:
+            print("name the rule pack whose service answers that corpus with --pack", file=sys.stderr)
             return 2
-        folder = Path(args.corpus) if args.corpus else REPO_ROOT / "fhir_fixtures" / "corpus" / pack.folder.name
-        try:
-            corpus = load_corpus(folder)
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"cannot read the corpus in {folder}: {exc}", file=sys.stderr)
-            return 2
-        report = run_corpus(app.test_client(), f"/cds-services/{pack.service_id}", pack, corpus)
+        else:
+            chosen = [p for p in packs if args.corpus or (corpora / p.folder.name).is_dir()]
+        reports = {}
+        for pack in chosen:
+            folder = Path(args.corpus) if args.corpus else corpora / pack.folder.name
+            try:
+                corpus = load_corpus(folder)
+            except (OSError, ValueError, KeyError) as exc:
+                print(f"cannot read the corpus in {folder}: {exc}", file=sys.stderr)
+                return 2
+            reports[pack.folder.name] = run_corpus(app.test_client(), f"/cds-services/{pack.service_id}", pack, corpus)
     finally:
         registry.engine.close()
-    print(json.dumps(report.as_json(), indent=2) if args.json else report.as_text())
+    if args.json:
+        # One pack: its figures, as before; several: the figures of each, by pack.
+        out = {name: r.as_json() for name, r in reports.items()}
+        print(json.dumps(next(iter(out.values())) if len(out) == 1 else out, indent=2))
+    else:
+        print(
+            "\n\n".join(
+                r.as_text() if len(reports) == 1 else f"== {name} ==\n{r.as_text()}" for name, r in reports.items()
+            )
+        )
     return 0
 
 
@@ -261,7 +280,7 @@ def register(sub) -> None:
     corpus = sub.add_parser("corpus", help="run an adversarial corpus and count false reassurance and false alarms")
     actions = corpus.add_subparsers(dest="action", required=True)
     evaluate = actions.add_parser("eval", help="evaluate every corpus request and compare with expected.json")
-    evaluate.add_argument("--pack", help="rule pack folder name under cql/ (default: the first pack)")
+    evaluate.add_argument("--pack", help="rule pack folder name under cql/ (default: every pack with a corpus)")
     evaluate.add_argument("--corpus", help="corpus folder (default fhir_fixtures/corpus/<pack>)")
     evaluate.add_argument("--json", action="store_true", help="the figures and every disagreement as JSON")
     evaluate.set_defaults(func=_eval)
